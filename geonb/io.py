@@ -1,0 +1,75 @@
+"""File I/O that never loses user data: read-only inputs, atomic outputs, safe checkpoints."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import xarray as xr
+
+from .errors import GeonbError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_netcdf(ds, path) -> Path:
+    """Write a Dataset/DataArray to NetCDF atomically (a killed write leaves no half file)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp)
+    return path
+
+
+def open_dataset(path, var: str | None = None) -> xr.Dataset:
+    """Open a NetCDF or zarr file read-only and load it; check ``var`` is in it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc) or zarr file.")
+    try:
+        if path.is_dir() or path.suffix == ".zarr":
+            ds = xr.open_zarr(path)
+        else:
+            with xr.open_dataset(path, mode="r") as opened:
+                ds = opened.load()
+    except (OSError, ValueError, TypeError) as exc:
+        raise GeonbError(
+            f"{path} is not a readable NetCDF or zarr file ({type(exc).__name__}: {exc}). "
+            "Give a NetCDF (.nc) or zarr path, or an embedded dataset name."
+        ) from exc
+    if var is not None and var not in ds.data_vars:
+        raise GeonbError(
+            f"variable {var!r} is not in {path}; it has: {', '.join(map(str, ds.data_vars))}. "
+            "Pass one of those as the variable name."
+        )
+    return ds
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Save a checkpoint atomically; ``state`` holds tensors, numbers, strings, lists, dicts."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from model files)."""
+    path = Path(path)
+    if not path.exists():
+        raise GeonbError(f"{path}: no such model/checkpoint file. Train one first (03_train or `geonb train`).")
+    return torch.load(path, map_location="cpu", weights_only=True)

