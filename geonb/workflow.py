@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 
 from .errors import GeonbError
-from .registry import get_arch
+from .registry import get_arch, list_archs
 from .report import Report
 
 STEPS = ("data_prep", "simulate", "train", "error_maps", "scatter_plots", "transects")
 NOTEBOOKS = ("01_data_prep", "02_hole_simulation", "03_train", "04_error_maps", "05_scatter_plots", "06_transects")
-TASKS = ("inpaint", "downscale", "clouds")
 
 # Parameters every task understands; a task's PARAMS adds its own (and may override defaults).
 COMMON_PARAMS = {
@@ -39,10 +38,14 @@ def task_module(task: str):
     return importlib.import_module(f"geonb.tasks.{task}")
 
 
+def task_names() -> list[str]:
+    return sorted({arch.task for arch in list_archs()})
+
+
 def all_params() -> dict:
     """Every parameter name any notebook accepts, with its default (None = task default)."""
     names = dict(COMMON_PARAMS)
-    for task in TASKS:
+    for task in task_names():
         for key in task_module(task).PARAMS:
             names.setdefault(key, None)
     return names

@@ -1,0 +1,89 @@
+"""Command line: ``geonb run`` (the main job), ``geonb archs`` and the batch commands."""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import sys
+from pathlib import Path
+
+from .errors import GeonbError
+from .paths import REPO_ROOT
+from .workflow import NOTEBOOKS, all_params
+
+# Modules that add their own subcommands through ``add_cli(subparsers)``.
+COMMAND_MODULES = ()
+
+
+def parse_value(text: str):
+    """'3' → 3, '[1, 2]' → [1, 2], 'True' → True, anything else stays a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, notebooks=NOTEBOOKS,
+                  notebook_dir=None) -> list[Path]:
+    """Execute the numbered notebooks with papermill into ``<run_dir>/notebooks/``."""
+    import papermill
+
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(all_params()))
+    if unknown:
+        raise GeonbError(f"unknown parameter(s) {unknown}; valid: {', '.join(sorted(all_params()))}")
+    run_dir = Path(run_dir).resolve()
+    notebook_dir = Path(notebook_dir or REPO_ROOT / "notebooks")
+    out_dir = run_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in notebooks:
+        source = notebook_dir / f"{name}.ipynb"
+        if not source.exists():
+            raise GeonbError(f"notebook {source} not found; run from a geonb checkout (notebooks/ beside geonb/).")
+        target = out_dir / f"{name}.ipynb"
+        print(f"[geonb run] {name} → {target}", flush=True)
+        papermill.execute_notebook(str(source), str(target), cwd=str(REPO_ROOT), progress_bar=False,
+                                   parameters={**params, "run_dir": str(run_dir), "quick": quick})
+        written.append(target)
+    return written
+
+
+def _cmd_run(args) -> int:
+    params = {name: parse_value(value) for name, value in args.param}
+    written = run_notebooks(args.run_dir, args.quick, params)
+    print(f"[geonb run] done: {len(written)} notebooks and their figures under {Path(args.run_dir).resolve()}")
+    return 0
+
+
+def _cmd_archs(args) -> int:
+    from .registry import list_archs
+
+    for arch in list_archs():
+        print(f"{arch.name:<8} {arch.task:<10} {arch.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geonb", description="Deep learning on gridded earth data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the main job: execute notebooks 01→06 with papermill")
+    run.add_argument("--quick", action="store_true", help="tiny data and few epochs (seconds on a CPU)")
+    run.add_argument("--run-dir", default="runs/default", help="where executed notebooks and figures go")
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a notebook parameter, e.g. -p arch ctxgan -p epochs 20")
+    run.set_defaults(func=_cmd_run)
+    archs = sub.add_parser("archs", help="list the architectures with their task")
+    archs.set_defaults(func=_cmd_archs)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_cli(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GeonbError as exc:
+        print(f"geonb: error: {exc}", file=sys.stderr)
+        return 2

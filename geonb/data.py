@@ -1,0 +1,151 @@
+"""Open gridded fields as ``xarray.DataArray(time, lat, lon)`` with NaN for land/missing.
+
+Embedded datasets need nothing beyond ``pip install``: ``hadisst`` (HadISST monthly
+SST, cartopy package data) and ``topobathy`` (matplotlib sample elevation grid).
+``alboran`` is the real cloudy AVHRR cube in the shared data folder. Any NetCDF or
+zarr path works too, given the variable name.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .errors import GeonbError
+from .io import open_dataset
+from .paths import cartopy_data, shared_data_dir
+
+_COORD_NAMES = {"lat": ("lat", "latitude", "y", "nav_lat"), "lon": ("lon", "longitude", "x", "nav_lon")}
+
+
+def _hadisst() -> xr.DataArray:
+    warnings.filterwarnings("ignore", message="Ambiguous reference date")  # its time_bnds units
+    return open_dataset(cartopy_data("netcdf", "HadISST1_SST_update.nc"), "sst")["sst"]
+
+
+def _topobathy() -> xr.DataArray:
+    from matplotlib import cbook
+
+    npz = cbook.get_sample_data("topobathy.npz")
+    return xr.DataArray(
+        npz["topo"].astype("float32")[None],
+        dims=("time", "lat", "lon"),
+        coords={"time": [0], "lat": npz["latitude"], "lon": npz["longitude"]},
+        name="elevation",
+        attrs={"units": "m", "long_name": "topography and bathymetry", "source": "matplotlib sample data topobathy.npz"},
+    )
+
+
+def _jacksboro() -> xr.DataArray:
+    from matplotlib import cbook
+
+    # SRTM 3" DEM of the Jacksboro fault (Tennessee); rows run north to south, and the
+    # npz's "ymin" is really the northern edge.
+    npz = cbook.get_sample_data("jacksboro_fault_dem.npz")
+    ny, nx = npz["elevation"].shape
+    dx, dy = float(npz["dx"]), float(npz["dy"])
+    lat = float(npz["ymin"]) - dy * (np.arange(ny) + 0.5)
+    lon = float(npz["xmin"]) + dx * (np.arange(nx) + 0.5)
+    return xr.DataArray(
+        npz["elevation"].astype("float32")[None],
+        dims=("time", "lat", "lon"),
+        coords={"time": [0], "lat": lat, "lon": lon},
+        name="elevation",
+        attrs={"units": "m", "long_name": "land elevation", "source": "matplotlib sample data jacksboro_fault_dem.npz"},
+    )
+
+
+def _alboran() -> xr.DataArray:
+    ds = open_dataset(shared_data_dir() / "alboranSST_small.nc", "SST")
+    return ds["SST"].where(ds["mask"] > 0)
+
+
+EMBEDDED = {
+    "hadisst": (_hadisst, "HadISST1 monthly SST, Aug 2012, 1° global (cartopy package data)"),
+    "topobathy": (_topobathy, "topography/bathymetry, 91×120, matplotlib sample data"),
+    "jacksboro": (_jacksboro, "SRTM land elevation, 344×403, 3\" (~90 m), matplotlib sample data"),
+    "alboran": (_alboran, "AVHRR SST with real clouds, 10 days, 0.02°, Alboran Sea (shared data)"),
+}
+
+
+def standardise(da: xr.DataArray) -> xr.DataArray:
+    """Rename coordinates to (time, lat, lon), add a time axis if absent, float32."""
+    renames = {}
+    for std, names in _COORD_NAMES.items():
+        found = [d for d in da.dims if str(d).lower() in names]
+        if not found:
+            raise GeonbError(
+                f"variable {da.name!r} has dims {da.dims}; no {std} dimension "
+                f"(looked for {', '.join(names)}). Give a gridded (lat, lon) variable."
+            )
+        renames[found[0]] = std
+    da = da.rename(renames)
+    if "time" not in da.dims:
+        da = da.expand_dims(time=[0])
+    extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
+    if extra:
+        raise GeonbError(f"variable {da.name!r} has extra dims {extra}; select one level first (da.isel(...)).")
+    da = da.transpose("time", "lat", "lon").astype("float32")
+    if not np.isfinite(da.values).any():
+        raise GeonbError(f"variable {da.name!r} is all NaN/missing: nothing to learn from. Check the file and variable.")
+    return da
+
+
+def load_field(source: str | Path | xr.DataArray, var: str = "") -> xr.DataArray:
+    """An embedded dataset by name, a NetCDF/zarr path + variable, or a DataArray."""
+    if isinstance(source, xr.DataArray):
+        return standardise(source)
+    key = str(source)
+    if key in EMBEDDED:
+        return standardise(EMBEDDED[key][0]())
+    path = Path(key)
+    if not path.exists():
+        raise GeonbError(
+            f"{key!r} is neither an embedded dataset ({', '.join(EMBEDDED)}) nor an existing file. "
+            "Give a dataset name or a NetCDF/zarr path."
+        )
+    ds = open_dataset(path, var or None)
+    if not var:
+        candidates = [v for v in ds.data_vars if ds[v].ndim >= 2]
+        if len(candidates) != 1:
+            raise GeonbError(f"{path} has variables {list(ds.data_vars)}; say which one with var=...")
+        var = candidates[0]
+    return standardise(ds[var])
+
+
+def synthetic_sst(n_time: int = 8, ny: int = 128, nx: int = 128, seed: int = 0, land: bool = True) -> xr.DataArray:
+    """Synthetic SST with a k^-3 spectrum, a meridional gradient, a front, eddies and land.
+
+    For scale tests and unit tests; never the only evidence that a model works.
+    """
+    rng = np.random.default_rng(seed)
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.fftfreq(nx)[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = np.inf
+    amplitude = k ** (-1.5)  # power ~ k^-3, as for mesoscale SST
+    yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
+    fields = []
+    phase = rng.uniform(0, 2 * np.pi, (ny, nx))
+    for t in range(n_time):
+        phase = phase + rng.normal(0, 0.3, (ny, nx))  # slowly evolving: days are correlated
+        noise = np.real(np.fft.ifft2(amplitude * np.exp(1j * phase)))
+        noise = noise / noise.std()
+        front = 2.0 * np.tanh((yy - 0.5 - 0.05 * np.sin(6 * xx + 0.2 * t)) / 0.03)
+        eddies = sum(
+            rng.choice([-1, 1]) * 1.5 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 0.04**2))
+            for cy, cx in rng.uniform(0.1, 0.9, (4, 2))
+        )
+        fields.append(20.0 - 6.0 * yy + front + eddies + 0.6 * noise)
+    sst = np.stack(fields).astype("float32")
+    if land:
+        coast = 0.2 + 0.1 * np.sin(5 * yy[:, 0])[:, None]
+        sst[:, xx < coast] = np.nan
+    return xr.DataArray(
+        sst, dims=("time", "lat", "lon"), name="sst",
+        coords={"time": np.arange(n_time), "lat": np.linspace(30, 30 + 0.05 * (ny - 1), ny),
+                "lon": np.linspace(-20, -20 + 0.05 * (nx - 1), nx)},
+        attrs={"units": "degC", "long_name": "synthetic sea surface temperature"},
+    )

@@ -1,0 +1,142 @@
+"""Figures as PNG files: maps with coastlines (offline), density scatter, transects, loss curves."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cartopy.crs as ccrs
+import cmocean
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+from .io import atomic_path
+from .paths import use_offline_cartopy
+
+use_offline_cartopy()
+
+CMAPS = {"sst": cmocean.cm.thermal, "elevation": cmocean.cm.topo, "diff": cmocean.cm.balance,
+         "sigma": cmocean.cm.amp, "error": cmocean.cm.amp,
+         "split": ListedColormap(["#4c72b0", "#dd8452", "#c44e52"]), "mask": ListedColormap(["#ffffff", "#222222"])}
+
+
+def save_figure(fig, path) -> Path:
+    """Save as PNG atomically, close the figure, return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = "", line=None) -> Path:
+    """Panels of (title, values(lat, lon), lat, lon, kind) on PlateCarree maps with coastlines.
+
+    ``kind`` picks the colour map (sst, elevation, diff, sigma, error); panels of the same
+    kind share colour limits so they compare at a glance; ``diff`` is centred on zero.
+    ``line`` = (lats, lons) draws a transect on every panel.
+    """
+    limits = {}
+    for _, values, _, _, kind in panels:
+        finite = np.asarray(values)[np.isfinite(values)]
+        if finite.size:
+            lo, hi = np.percentile(finite, [1, 99])
+            old = limits.get(kind, (lo, hi))
+            limits[kind] = (min(old[0], lo), max(old[1], hi))
+    if "diff" in limits:
+        m = max(abs(v) for v in limits["diff"]) or 1.0
+        limits["diff"] = (-m, m)
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig = plt.figure(figsize=(3.6 * min(ncols, len(panels)), 3.1 * nrows))
+    for k, (title, values, lat, lon, kind) in enumerate(panels):
+        ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=ccrs.PlateCarree())
+        lo, hi = limits.get(kind, (0, 1))
+        mesh = ax.pcolormesh(lon, lat, values, transform=ccrs.PlateCarree(), cmap=CMAPS.get(kind, "viridis"),
+                             vmin=lo, vmax=hi, shading="nearest")
+        ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))],
+                      crs=ccrs.PlateCarree())
+        ax.coastlines(resolution="50m", linewidth=0.7)
+        if line is not None:
+            ax.plot(line[1], line[0], "m-", lw=1.5, transform=ccrs.PlateCarree())
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(mesh, ax=ax, shrink=0.75, label=units)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return save_figure(fig, path)
+
+
+def binned_stats(truth, pred, bins: int = 30):
+    """Per bin of the true value: centre, mean prediction, 2.5 and 97.5 percentiles."""
+    edges = np.linspace(np.min(truth), np.max(truth), bins + 1)
+    idx = np.clip(np.digitize(truth, edges) - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        sel = pred[idx == b]
+        if sel.size >= 5:
+            rows.append(((edges[b] + edges[b + 1]) / 2, sel.mean(), *np.percentile(sel, [2.5, 97.5])))
+    return np.array(rows).reshape(-1, 4)
+
+
+def scatter_density(series: dict, path, units: str = "", title: str = "") -> Path:
+    """One hexbin panel per name → (truth, pred): 1:1 line, binned mean and 95 % interval.
+
+    Hexbin keeps millions of points cheap.
+    """
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 4), squeeze=False)
+    for ax, (name, (truth, pred)) in zip(axes[0], series.items()):
+        truth, pred = np.asarray(truth, float).ravel(), np.asarray(pred, float).ravel()
+        ok = np.isfinite(truth) & np.isfinite(pred)
+        truth, pred = truth[ok], pred[ok]
+        if truth.size == 0:
+            ax.set_title(f"{name}: no points")
+            continue
+        lo, hi = np.percentile(np.r_[truth, pred], [0.5, 99.5])
+        ax.hexbin(truth, pred, gridsize=50, bins="log", cmap="Greys", extent=(lo, hi, lo, hi), mincnt=1)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
+        stats = binned_stats(truth, pred)
+        if len(stats):
+            ax.plot(stats[:, 0], stats[:, 1], "r-", lw=1.5, label="binned mean")
+            ax.fill_between(stats[:, 0], stats[:, 2], stats[:, 3], color="r", alpha=0.2, label="95 % interval")
+        rms = np.sqrt(np.mean((pred - truth) ** 2))
+        ax.set(xlabel=f"true {units}", ylabel=f"predicted {units}", xlim=(lo, hi), ylim=(lo, hi),
+               title=f"{name}  (n={truth.size}, RMSE={rms:.3f})")
+        ax.legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def transect_plot(distance, values: dict, roughness: dict, path, units: str = "", shade=None, title: str = "") -> Path:
+    """Values and roughness along a line; ``shade`` marks (boolean per sample) e.g. holes."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    for name, v in values.items():
+        top.plot(distance, v, label=name, lw=2.2 if name == "truth" else 1.3, color="k" if name == "truth" else None)
+    for name, r in roughness.items():
+        bottom.plot(distance, r, label=name, lw=2.2 if name == "truth" else 1.3, color="k" if name == "truth" else None)
+    if shade is not None and np.any(shade):
+        for ax in (top, bottom):
+            ax.fill_between(distance, 0, 1, where=shade, transform=ax.get_xaxis_transform(),
+                            color="0.85", label="hidden (holes)" if ax is top else None)
+    top.set(ylabel=units, title=title)
+    bottom.set(ylabel=f"roughness (5×5 std) {units}", xlabel="distance along transect (km)")
+    top.legend(fontsize=8, ncol=3)
+    bottom.legend(fontsize=8, ncol=3)
+    return save_figure(fig, path)
+
+
+def loss_curves(history: list[dict], path, title: str = "") -> Path:
+    """Train/val loss per epoch (and any other logged metric in a second panel)."""
+    epochs = [h["epoch"] for h in history]
+    other = sorted({k for h in history for k in h} - {"epoch", "loss", "val_loss"})
+    fig, axes = plt.subplots(1, 2 if other else 1, figsize=(10 if other else 5.5, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    for key in ("loss", "val_loss"):
+        if any(key in h for h in history):
+            ax.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key.replace("_", " "))
+    ax.set(xlabel="epoch", ylabel="loss", title=title or "loss curves")
+    ax.legend()
+    if other:
+        for key in other:
+            axes[0, 1].plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key)
+        axes[0, 1].set(xlabel="epoch", title="other metrics")
+        axes[0, 1].legend(fontsize=8)
+    return save_figure(fig, path)

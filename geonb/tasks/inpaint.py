@@ -1,0 +1,404 @@
+"""Gap filling on complete fields with simulated holes (the SST-inpainting seed).
+
+01 cuts the field into patches with a blocked split, 02 lays hole sets on them, 03 trains
+``unet`` or ``ctxgan`` with the masked semantic loss, 04-06 score every model trained in
+the run directory against biharmonic and local-mean inpainting on the same test holes.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch import nn
+
+from .. import baselines, holes as holesets, metrics, plots
+from ..data import load_field
+from ..errors import GeonbError
+from ..io import load_checkpoint, save_checkpoint, write_netcdf
+from ..registry import get_arch, list_archs
+from ..report import Report
+from ..tiling import SPLITS, Normaliser, cut_patches, split_blocks
+from ..training import fit, pick_device
+
+PARAMS = {
+    "data": "hadisst",
+    "patch": 64,
+    "overlap": 56,
+    "cut": "grid",            # grid (sliding, xbatcher) or corners (the seed's four corners)
+    "split_by": "auto",       # time, region or auto (time when ≥ 5 time steps)
+    "hole_sets": "square,many,varied,clouds",
+    "cloud_source": "alboran",  # cloudy cube for the 'clouds' set: embedded name or NetCDF path
+    "hole_weight": 0.1,       # loss weight on hole pixels (the seed's)
+    "ring_weight": 1.0,       # loss weight on the ring around holes
+    "ring_width": 3,
+    "adv_weight": 1e-3,       # ctxgan: weight of the adversarial term
+    "n_examples": 2,
+    "transect_start": [30.5, -79.5],   # lat, lon: across the Gulf Stream by default
+    "transect_end": [45.5, -40.5],
+}
+STEP_KEYS = {
+    "data_prep": ("data", "var", "patch", "overlap", "cut", "split_by", "seed", "quick"),
+    "simulate": ("hole_sets", "cloud_source"),
+    "train": ("arch", "epochs", "patience", "batch_size", "lr", "hole_weight", "ring_weight", "ring_width", "adv_weight"),
+    "error_maps": (),
+}
+QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
+
+
+# ---------------------------------------------------------------- 01 data prep
+def data_prep(run) -> Report:
+    field = load_field(run["data"], run["var"])
+    split = split_blocks(field, run["patch"], run["seed"], run["split_by"])
+    patches = cut_patches(field, split, run["patch"], run["overlap"], run["cut"])
+    if run["quick"]:
+        rng = np.random.default_rng(run["seed"])
+        keep = np.concatenate([rng.permutation(np.nonzero(patches.split.values == s)[0])[:QUICK_PATCHES[s]]
+                               for s in SPLITS])
+        patches = patches.isel(patch=np.sort(keep))
+    missing = [s for s in SPLITS if not (patches.split == s).any()]
+    if missing:
+        raise GeonbError(f"no patch in the {missing} split(s); use a smaller patch/overlap or more data.")
+    norm = Normaliser.fit(patches.field.values[patches.split.values == "train"])
+    norm.save(run.path("norm.json"))
+    write_netcdf(xr.Dataset({"field": field, "split": split}), run.path("field.nc"))
+    write_netcdf(patches, run.path("patches.nc"))
+    counts = pd.DataFrame({"patches": [int((patches.split == s).sum()) for s in SPLITS]}, index=list(SPLITS))
+    t = int(patches.time_index[0])
+    fig = plots.map_panels(
+        [(f"{field.name} ({field.attrs.get('units', '')})", field[t].values, field.lat, field.lon, "sst"),
+         ("blocked split: train / val / test", split[t].where(np.isfinite(field[t])).values, field.lat, field.lon, "split")],
+        run.path("figures", "01_field_split.png"), ncols=2, units=field.attrs.get("units", ""))
+    return Report("Data prepared", f"{field.sizes} → {patches.sizes['patch']} patches of {run['patch']}²; "
+                  f"normalisation from the training split: mean {norm.mean:.3f}, std {norm.std:.3f}",
+                  {"patches per split": counts}, [fig])
+
+
+def _load_patches(run):
+    return xr.open_dataset(run.path("patches.nc")).load(), Normaliser.load(run.path("norm.json"))
+
+
+# ---------------------------------------------------------------- 02 holes
+def simulate(run) -> Report:
+    patches, _ = _load_patches(run)
+    valid = np.isfinite(patches.field.values)
+    rng = np.random.default_rng(run["seed"] + 1)
+    sets, notes = {}, []
+    for kind in [s.strip() for s in run["hole_sets"].split(",") if s.strip()]:
+        index = np.repeat(np.arange(len(valid)), holesets.PLACEMENTS)
+        if kind == "clouds":
+            try:
+                cube = load_field(run["cloud_source"])
+            except GeonbError as exc:
+                notes.append(f"'clouds' hole set skipped: {exc}")
+                continue
+            sea = np.isfinite(cube.values).any(0)
+            library = holesets.cloud_library(cube, sea, run["patch"], 200, rng)
+            masks = library[rng.integers(len(library), size=len(index))] & valid[index]
+        else:
+            masks = np.stack([holesets.simulate(valid[i], kind, rng) for i in index])
+        sets[kind] = (index, masks)
+    drawn_path = run.path("drawn_mask.nc")
+    if drawn_path.exists():
+        drawn = xr.open_dataarray(drawn_path).load()
+        index, masks = holesets.drawn_holes(patches, drawn)
+        sets["drawn"] = (index, masks)
+        notes.append(f"'drawn' hole set from {drawn_path}: {len(index)} patches touched")
+    if not sets:
+        raise GeonbError(f"no hole set made from hole_sets={run['hole_sets']!r}; use square, many, varied, clouds.")
+    ds = xr.Dataset()
+    for kind, (index, masks) in sets.items():
+        ds[f"holes_{kind}"] = ((f"sample_{kind}", "y", "x"), masks.astype("uint8"), {"long_name": f"{kind} holes, 1 = hidden"})
+        ds[f"patch_{kind}"] = ((f"sample_{kind}",), index)
+    ds.attrs["sets"] = ",".join(sets)
+    write_netcdf(ds, run.path("holes.nc"))
+    table = pd.DataFrame({
+        kind: {"samples": len(index), "hole fraction of valid pixels": float(masks.sum() / max(valid[index].sum(), 1)),
+               **{f"{s} samples": int((patches.split.values[index] == s).sum()) for s in SPLITS}}
+        for kind, (index, masks) in sets.items()}).T
+    panels = []
+    for kind, (index, masks) in sets.items():
+        i = index[0] if len(index) else 0
+        shown = np.where(masks[0], np.nan, patches.field.values[i]) if len(index) else patches.field.values[i]
+        panels.append((f"{kind}", shown, patches.lat[i], patches.lon[i], "sst"))
+    fig = plots.map_panels(panels, run.path("figures", "02_hole_sets.png"), ncols=len(panels),
+                           units=patches.field.attrs.get("units", ""), suptitle="one example per hole set (white = hidden)")
+    return Report("Hole sets simulated", "; ".join(notes), {"hole sets": table}, [fig])
+
+
+def load_holes(run) -> dict:
+    ds = xr.open_dataset(run.path("holes.nc")).load()
+    return {k: (ds[f"patch_{k}"].values, ds[f"holes_{k}"].values.astype(bool)) for k in ds.attrs["sets"].split(",")}
+
+
+# ---------------------------------------------------------------- 03 train
+def network_inputs(field_norm: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """(N, 2, H, W): the field with hidden/missing pixels zeroed, and the observed mask."""
+    observed = np.isfinite(field_norm) & ~hidden
+    return np.stack([np.where(observed, field_norm, 0.0), observed], axis=1).astype("float32")
+
+
+def _samples(patches, norm, sets, split):
+    """Inputs, targets and loss-pixel masks of one split, all hole sets together."""
+    field = norm(patches.field.values)
+    xs, ys, hs = [], [], []
+    for index, masks in sets.values():
+        sel = patches.split.values[index] == split
+        xs.append(network_inputs(field[index[sel]], masks[sel]))
+        ys.append(field[index[sel]])
+        hs.append(masks[sel])
+    return np.concatenate(xs), np.concatenate(ys)[:, None], np.concatenate(hs)[:, None]
+
+
+def masked_weights(hidden: torch.Tensor, target: torch.Tensor, run) -> torch.Tensor:
+    """The seed's semantic loss weights: holes, a ring around them, 0 elsewhere and on NaN."""
+    ring = torch.from_numpy(holesets.ring(hidden.cpu().numpy(), run["ring_width"])).to(hidden.device)
+    w = run["hole_weight"] * hidden.float() + run["ring_weight"] * ring.float()
+    return w * torch.isfinite(target)
+
+
+def masked_mse(pred, target, weights):
+    return (weights * (pred - torch.nan_to_num(target)) ** 2).sum() / weights.sum().clamp_min(1e-8)
+
+
+def train(run) -> Report:
+    patches, norm = _load_patches(run)
+    sets = load_holes(run)
+    arch = get_arch(run["arch"])
+    device = pick_device(run["device"])
+    data = {s: [torch.from_numpy(a) for a in _samples(patches, norm, sets, s)] for s in ("train", "val")}
+    weights = {s: masked_weights(data[s][2], data[s][1], run) for s in data}
+    model = arch.build(in_channels=2).to(device)
+    gan = isinstance(model, nn.ModuleDict)
+    generator = model["generator"] if gan else model
+    modules = {"generator": generator}
+    optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=run["lr"])}
+    if gan:
+        modules["discriminator"] = model["discriminator"]
+        optimizers["discriminator"] = torch.optim.Adam(model["discriminator"].parameters(), lr=run["lr"])
+    bce = nn.BCEWithLogitsLoss()
+    n = len(data["train"][0])
+
+    def batches(epoch):
+        g = torch.Generator().manual_seed(run["seed"] * 1000 + epoch)
+        order = torch.randperm(n, generator=g)
+        for start in range(0, n, run["batch_size"]):
+            idx = order[start:start + run["batch_size"]]
+            x, y, w = data["train"][0][idx], data["train"][1][idx], weights["train"][idx]
+            flips = [d for d, f in zip((-1, -2), torch.rand(2, generator=g)) if f < 0.5]
+            if flips:  # flip augmentation: the field has no preferred left/right or up/down locally
+                x, y, w = (torch.flip(t, flips) for t in (x, y, w))
+            yield x.to(device), y.to(device), w.to(device)
+
+    def train_step(batch):
+        x, y, w = batch
+        pred = generator(x)
+        loss = masked_mse(pred, y, w)
+        logs = {"loss": loss.item()}
+        if gan:
+            disc = modules["discriminator"]
+            observed = x[:, 1:2]
+            composite = observed * x[:, :1] + (1 - observed) * pred
+            real = torch.nan_to_num(y)
+            first_real = torch.rand(len(x), device=device) < 0.5
+            a = torch.where(first_real[:, None, None, None], real, composite)
+            b = torch.where(first_real[:, None, None, None], composite, real)
+            d_logits = disc(a.detach(), b.detach())
+            d_loss = bce(d_logits, first_real.float())
+            optimizers["discriminator"].zero_grad()
+            d_loss.backward()
+            optimizers["discriminator"].step()
+            # generator wants the discriminator to pick the wrong image
+            g_adv = bce(disc(a, b), (~first_real).float())
+            loss = loss + run["adv_weight"] * g_adv
+            logs.update(d_loss=d_loss.item(), d_acc=((d_logits > 0) == first_real).float().mean().item())
+        optimizers["generator"].zero_grad()
+        loss.backward()
+        optimizers["generator"].step()
+        return logs
+
+    def validate():
+        x, y, w = data["val"][0].to(device), data["val"][1].to(device), weights["val"].to(device)
+        pred = torch.cat([generator(x[i:i + 64]) for i in range(0, len(x), 64)])
+        hidden = data["val"][2].to(device)
+        return {"val_loss": masked_mse(pred, y, w).item(),
+                "val_rmse_holes": masked_mse(pred, y, hidden.float() * torch.isfinite(y)).sqrt().item()}
+
+    model_dir = run.path("models", run["arch"])
+    epochs = 2 if run["quick"] else run["epochs"]
+    history = fit(modules, optimizers, batches, train_step, validate, model_dir,
+                  epochs=epochs, patience=run["patience"], seed=run["seed"], desc=f"train {run['arch']}")
+    save_checkpoint(model_dir / "model.pt", {"arch": run["arch"], "task": "inpaint", "in_channels": 2,
+                                             "weights": generator.state_dict(), "norm_mean": norm.mean,
+                                             "norm_std": norm.std, "variable": patches.attrs["variable"]})
+    (model_dir / "history.json").write_text(json.dumps(history, indent=1))
+    fig = plots.loss_curves(history, run.path("figures", f"03_loss_{run['arch']}.png"), f"{run['arch']}: masked loss")
+    table = pd.DataFrame(history).set_index("epoch")
+    return Report(f"Trained {run['arch']}", f"{n} training samples; {len(history)} epochs; best val_loss "
+                  f"{table.val_loss.min():.4f} (checkpoint {model_dir / 'best.pt'})", {"history": table.tail(5)}, [fig])
+
+
+# ---------------------------------------------------------------- prediction
+def load_model(path):
+    """A saved inpainting model: (generator in eval mode, Normaliser)."""
+    saved = load_checkpoint(path)
+    built = get_arch(saved["arch"]).build(in_channels=saved["in_channels"])
+    generator = built["generator"] if isinstance(built, nn.ModuleDict) else built
+    generator.load_state_dict(saved["weights"])
+    return generator.eval(), Normaliser(saved["norm_mean"], saved["norm_std"])
+
+
+@torch.no_grad()
+def predict(generator, norm: Normaliser, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Raw network output (N, H, W) in field units; any H, W (padded to a multiple of 8)."""
+    x = network_inputs(norm(field), hidden)
+    h, w = x.shape[-2:]
+    pad = ((0, 0), (0, 0), (0, -h % 8), (0, -w % 8))
+    x = torch.from_numpy(np.pad(x, pad))
+    device = next(generator.parameters()).device
+    out = torch.cat([generator(x[i:i + 32].to(device)).cpu() for i in range(0, len(x), 32)])
+    return norm.inverse(out[:, 0, :h, :w].numpy())
+
+
+def trained_models(run) -> dict:
+    """Every model of this task trained in the run directory, by arch name."""
+    names = [a.name for a in list_archs() if a.task == "inpaint"]
+    return {name: run.path("models", name, "model.pt") for name in names if run.path("models", name, "model.pt").exists()}
+
+
+def composite(field, hidden, filled):
+    """Observed pixels kept, filled values only in the holes; land stays NaN."""
+    return np.where(hidden, filled, field)
+
+
+# ---------------------------------------------------------------- 04 error maps
+def error_maps(run) -> Report:
+    patches, _ = _load_patches(run)
+    sets = load_holes(run)
+    models = trained_models(run)
+    units = patches.field.attrs.get("units", "")
+    rows, figures, saved = [], [], xr.Dataset()
+    for kind, (index, masks) in sets.items():
+        sel = patches.split.values[index] == "test"
+        if not sel.any():
+            rows.append({"hole set": kind, "method": "(no test samples)"})
+            continue
+        truth, hidden = patches.field.values[index[sel]], masks[sel]
+        observed_input = np.where(hidden, np.nan, truth)
+        raw = {name: predict(*load_model(path), truth, hidden) for name, path in models.items()}
+        filled = {name: composite(truth, hidden, r) for name, r in raw.items()}
+        filled["biharmonic"] = baselines.biharmonic(observed_input, hidden)
+        filled["local_mean"] = baselines.local_mean(observed_input, hidden)
+        for method, f in filled.items():
+            rows.append({"hole set": kind, "method": method, "n holes": metrics.count(f, truth, hidden),
+                         "rmse_raw": metrics.rmse(raw[method], truth) if method in raw else np.nan,
+                         "rmse_image": metrics.rmse(f, truth), "rmse_holes": metrics.rmse(f, truth, hidden)})
+            saved[f"{kind}__{method}"] = ((f"sample_{kind}", "y", "x"), f.astype("float32"))
+        saved[f"{kind}__truth"] = ((f"sample_{kind}", "y", "x"), truth)
+        saved[f"{kind}__holes"] = ((f"sample_{kind}", "y", "x"), hidden.astype("uint8"))
+        figures.append(_example_maps(run, kind, patches, index[sel], truth, hidden, raw, filled, units))
+    write_netcdf(saved, run.path("predictions.nc"))
+    table = pd.DataFrame(rows).set_index(["hole set", "method"])
+    table.to_csv(run.path("metrics.csv"))
+    text = (f"RMSE in {units} on the test patches; rmse_holes scores the hidden pixels only, rmse_image the "
+            "final image (observed pixels kept), rmse_raw the network output everywhere. Models: "
+            f"{', '.join(models) or 'none trained yet'}.")
+    return Report("Error maps and metrics", text, {"RMSE per hole set": table}, figures)
+
+
+def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
+    panels = []
+    for j in range(min(run["n_examples"], len(index))):
+        i = index[j]
+        lat, lon = patches.lat[i].values, patches.lon[i].values
+        panels.append(("input with holes", np.where(hidden[j], np.nan, truth[j]), lat, lon, "sst"))
+        panels.append(("truth", truth[j], lat, lon, "sst"))
+        for name in raw:
+            panels.append((f"{name} prediction", raw[name][j], lat, lon, "sst"))
+            panels.append((f"{name} in holes", filled[name][j], lat, lon, "sst"))
+            panels.append((f"{name} − truth", filled[name][j] - truth[j], lat, lon, "diff"))
+        panels.append(("biharmonic − truth", filled["biharmonic"][j] - truth[j], lat, lon, "diff"))
+    ncols = 3 + 3 * len(raw)
+    return plots.map_panels(panels, run.path("figures", f"04_maps_{kind}.png"), ncols=ncols, units=units,
+                            suptitle=f"hole set '{kind}': test examples")
+
+
+def load_predictions(run) -> xr.Dataset:
+    run.require("error_maps")
+    return xr.open_dataset(run.path("predictions.nc")).load()
+
+
+# ---------------------------------------------------------------- 05 scatter
+def scatter_plots(run) -> Report:
+    pred = load_predictions(run)
+    units = xr.open_dataset(run.path("patches.nc")).field.attrs.get("units", "")
+    kinds = sorted({v.split("__")[0] for v in pred.data_vars})
+    figures, rows = [], []
+    for kind in kinds:
+        truth, hidden = pred[f"{kind}__truth"].values, pred[f"{kind}__holes"].values.astype(bool)
+        methods = [v.split("__")[1] for v in pred.data_vars if v.startswith(f"{kind}__") and
+                   v.split("__")[1] not in ("truth", "holes")]
+        series = {m: (truth[hidden], pred[f"{kind}__{m}"].values[hidden]) for m in methods}
+        for m, (t, p) in series.items():
+            rows.append({"hole set": kind, "method": m, "n": metrics.count(p, t), "rmse": metrics.rmse(p, t),
+                         "bias": metrics.bias(p, t), "correlation": metrics.correlation(p, t)})
+        figures.append(plots.scatter_density(series, run.path("figures", f"05_scatter_{kind}.png"), units,
+                                             f"hole set '{kind}': predicted vs true in the holes"))
+    table = pd.DataFrame(rows).set_index(["hole set", "method"])
+    return Report("Predicted vs true in the holes", "Hexbin density, 1:1 line, binned mean and 95 % interval.",
+                  {"scores in the holes": table}, figures)
+
+
+# ---------------------------------------------------------------- 06 transects
+def line_points(start, end, n: int = 300):
+    """n points on the straight lat/lon line and their distance (km, great circle) from start."""
+    lat = np.linspace(start[0], end[0], n)
+    lon = np.linspace(start[1], end[1], n)
+    r = 6371.0
+    p1, p2 = np.radians(lat[:-1]), np.radians(lat[1:])
+    dl = np.radians(np.diff(lon))
+    step = 2 * r * np.arcsin(np.sqrt(np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2))
+    return lat, lon, np.r_[0, np.cumsum(step)]
+
+
+def sample_line(grid: xr.DataArray, lat, lon) -> np.ndarray:
+    """Nearest-cell values of a (lat, lon) grid along the line."""
+    return grid.sel(lat=xr.DataArray(lat, dims="s"), lon=xr.DataArray(lon, dims="s"), method="nearest").values
+
+
+def transects(run) -> Report:
+    run.require("train")
+    ds = xr.open_dataset(run.path("field.nc")).load()
+    t = int(xr.open_dataset(run.path("patches.nc")).time_index.values[-1])
+    field = ds.field[t]
+    units = field.attrs.get("units", "")
+    rng = np.random.default_rng(run["seed"] + 2)
+    valid = np.isfinite(field.values)
+    area = valid.size / run["patch"] ** 2
+    hidden = holesets.simulate(valid, "varied", rng, many=int(12 * max(area, 1)))
+    observed = np.where(hidden, np.nan, field.values)
+    grids = {"truth": field.values}
+    for name, path in trained_models(run).items():
+        grids[name] = composite(field.values, hidden, predict(*load_model(path), field.values[None], hidden[None])[0])
+    grids["biharmonic"] = baselines.biharmonic(observed, hidden)
+    grids["local_mean"] = baselines.local_mean(observed, hidden)
+    lat, lon, dist = line_points(run["transect_start"], run["transect_end"])
+    as_grid = {k: field.copy(data=v) for k, v in grids.items()}
+    values = {k: sample_line(g, lat, lon) for k, g in as_grid.items()}
+    rough = {k: sample_line(field.copy(data=metrics.roughness(v)), lat, lon) for k, v in grids.items()}
+    shade = sample_line(field.copy(data=hidden.astype(float)), lat, lon) > 0.5
+    fig = plots.transect_plot(dist, values, rough, run.path("figures", "06_transect.png"), units, shade,
+                              f"{run['transect_start']} → {run['transect_end']} (lat, lon)")
+    pad = 5
+    box = field.sel(lat=slice(*sorted([min(lat) - pad, max(lat) + pad], reverse=bool(field.lat[0] > field.lat[-1]))),
+                    lon=slice(min(lon) - pad, max(lon) + pad))
+    sub = {k: g.sel(lat=box.lat, lon=box.lon).values for k, g in as_grid.items()}
+    panels = [(k, v, box.lat, box.lon, "sst") for k, v in sub.items()]
+    fig_map = plots.map_panels(panels, run.path("figures", "06_transect_map.png"), ncols=len(panels), units=units,
+                               line=(lat, lon), suptitle="fields with holes filled; magenta = transect")
+    rows = [{"method": k, "rmse along line (holes)": metrics.rmse(v, values["truth"], shade),
+             "rmse of roughness": metrics.rmse(rough[k], rough["truth"])} for k, v in values.items() if k != "truth"]
+    return Report("Transect", f"{shade.sum()} of {len(shade)} line samples fall in holes (grey).",
+                  {"along the transect": pd.DataFrame(rows).set_index("method")}, [fig, fig_map])

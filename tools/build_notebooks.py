@@ -1,0 +1,155 @@
+"""Write notebooks/01…06 (and the nbval regression notebook) from one description.
+
+The notebooks are the user interface; their logic lives in geonb. Editing here keeps
+the six parameter cells identical. Run: ``python tools/build_notebooks.py``; add
+``--refresh-regression`` to re-execute tests/nbval/quick_metrics.ipynb (seeded quick run)
+and store the outputs nbval compares.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import nbformat as nbf
+
+from geonb.workflow import COMMON_PARAMS, NOTEBOOKS, all_params, task_module, task_names
+
+ROOT = Path(__file__).resolve().parent.parent
+ALWAYS = ("arch", "run_dir", "quick")
+
+INTRO = """Every notebook takes the same parameters (papermill: `-p name value`) and runs
+standalone: a step whose inputs are missing or were made with other parameters is built
+first. The architecture `arch` picks the task — `unet`/`ctxgan` fill simulated holes in
+complete fields (*inpaint*), `srcnn`/`rsrcnn`/`srgan` sharpen coarse grids (*downscale*),
+`dincae` fills real clouds (*clouds*); `geonb archs` lists them. Outputs go to
+`<run_dir>/<task>/`, figures to `<run_dir>/<task>/figures/`."""
+
+STEPS = {
+    "01_data_prep": ("data_prep", "Data preparation", """
+Open the field (an embedded dataset, or any NetCDF/zarr file via `data` and `var`), keep
+land and missing values as NaN, cut it into patches with `xbatcher`, and split the
+patches **blocked** — by time, or by region when there are few time steps — so that no
+test pixel appears in a training patch. Normalisation statistics come from the training
+split only and are stored with the run.""",
+        """The default needs nothing beyond `pip install`: the real HadISST monthly SST grid that
+ships in cartopy's package data (inpaint), matplotlib's topography/bathymetry grid
+(downscale), or the cloudy AVHRR cube of the Alboran Sea from the shared data folder (clouds).""",
+        ["explore"]),
+    "02_hole_simulation": ("simulate", "Hole simulation and degradation", """
+For gap filling, lay the seed's hole sets on every patch — one 10×10 square, many 6×6
+squares, many squares of varied size, each in three placements — plus **real cloud
+shapes** borrowed from other days of the cloudy Alboran cube. For downscaling, coarsen
+the high-resolution grid by block averaging. For real clouds, choose cross-validation
+points shaped like clouds of other days. The masks are saved as NetCDF in the run dir.""",
+        """Draw your own holes below: whatever you draw and save becomes the hole set `drawn`,
+used by 03–05 like the simulated ones (re-run this step after saving).""",
+        ["draw"]),
+    "03_train": ("train", "Training", """
+Train the architecture named by `arch` (resolved through the registry). Progress shows
+with tqdm; every epoch writes a checkpoint with optimiser and random-number state, so a
+killed run resumes where it stopped; early stopping keeps the best weights. The device
+(cuda if present, else cpu) is printed loudly.""",
+        """Gap filling uses the seed's masked semantic loss: weight `hole_weight` on hidden
+pixels, `ring_weight` on a ring of `ring_width` pixels around them, nothing elsewhere;
+land never enters a loss. `ctxgan` adds a pair discriminator and reports its accuracy.""",
+        []),
+    "04_error_maps": ("error_maps", "Error maps and metrics", """
+Score every model trained in this run directory on the held-out test data, beside
+classical baselines on exactly the same pixels, and map inputs, truth, predictions and
+differences with coastlines.""",
+        """For gap filling the final image keeps every observed pixel and uses the prediction in
+the holes only; the baselines are biharmonic inpainting (scikit-image) and a local mean.""",
+        ["explore_predictions"]),
+    "05_scatter_plots": ("scatter_plots", "Scatter plots", """
+Predicted against true values on the test pixels that matter (the holes, the
+cross-validation points, the fine grid), as hexbin densities that stay readable for
+millions of points, with the 1:1 line, the binned mean and its 95 % interval.""", "", []),
+    "06_transects": ("transects", "Transects", """
+Values along a line between two lat/lon points (`transect_start`, `transect_end`) for the
+truth, each model and the baselines, and the roughness (5×5 moving standard deviation)
+along the same line, as DeepBedMap shows it.""", "", []),
+}
+
+EXTRA_CELLS = {
+    "explore": ("Explore interactively: a slider over time/patches, hover values with units "
+                "(a static image when the notebook runs headless).",
+                "# NBVAL_IGNORE_OUTPUT\ngeonb.explore(run)"),
+    "explore_predictions": ("Linked truth / prediction / difference panels for the test patches.",
+                            "# NBVAL_IGNORE_OUTPUT\ngeonb.explore(run, what=\"predictions\")"),
+    "draw": ("", "# NBVAL_IGNORE_OUTPUT\ndrawer = geonb.draw_mask(run)\ndrawer"),
+}
+
+
+def _defaults_comment(name: str) -> str:
+    seen = [f"{task}: {task_module(task).PARAMS[name]!r}" for task in task_names() if name in task_module(task).PARAMS]
+    return "; ".join(seen) or f"default {COMMON_PARAMS[name]!r}"
+
+
+def parameters_cell() -> str:
+    lines = ["# Parameters (papermill). None = the task's default, shown in the comment.",
+             'arch = "unet"                 # `geonb archs` lists them; the arch picks the task',
+             'run_dir = "runs/default"      # outputs go to <run_dir>/<task>/',
+             "quick = False                 # tiny data, few epochs: seconds on a CPU"]
+    for name in sorted(set(all_params()) - set(ALWAYS)):
+        lines.append(f"{name} = None  # {_defaults_comment(name)}")
+    return "\n".join(lines)
+
+
+def notebook(name: str) -> nbf.NotebookNode:
+    step, title, what, detail, extras = STEPS[name]
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells = [nbf.v4.new_markdown_cell(f"# {name[:2]} · {title}\n{what}\n\n{INTRO}")]
+    params = nbf.v4.new_code_cell(parameters_cell())
+    params.metadata["tags"] = ["parameters"]
+    cells += [params,
+              nbf.v4.new_code_cell("import geonb\n\nrun = geonb.Run.from_namespace(globals())\nrun"),
+              nbf.v4.new_markdown_cell(f"## {title}\n{detail}".rstrip()),
+              nbf.v4.new_code_cell(f"# NBVAL_IGNORE_OUTPUT\nreport = run.step({step!r})\nreport"),
+              nbf.v4.new_markdown_cell("The numbers, rounded (what the regression test compares):"),
+              nbf.v4.new_code_cell("print(report.table_text(2))")]
+    for extra in extras:
+        text, code = EXTRA_CELLS[extra]
+        if text:
+            cells.append(nbf.v4.new_markdown_cell(text))
+        cells.append(nbf.v4.new_code_cell(code))
+    nb.cells = cells
+    return nb
+
+
+def regression_notebook() -> nbf.NotebookNode:
+    """A seeded quick run of every task whose rounded tables nbval compares."""
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbf.v4.new_markdown_cell("# Regression: rounded metric tables of seeded quick runs\n"
+                                         "Re-executed by `pytest --nbval-lax`; outputs of cells marked "
+                                         "`NBVAL_CHECK_OUTPUT` must match. Refresh with "
+                                         "`python tools/build_notebooks.py --refresh-regression`."),
+                nbf.v4.new_code_cell("import tempfile\nimport geonb\n\nroot = tempfile.mkdtemp(prefix='geonb-nbval-')")]
+    for arch in ("unet",):
+        nb.cells.append(nbf.v4.new_code_cell(
+            f"# NBVAL_IGNORE_OUTPUT\nrun = geonb.Run(root, arch={arch!r}, quick=True)\nreport = run.step('error_maps')"))
+        nb.cells.append(nbf.v4.new_code_cell(f"# NBVAL_CHECK_OUTPUT\nprint(report.table_text(2))"))
+    return nb
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--refresh-regression", action="store_true")
+    args = parser.parse_args()
+    for name in NOTEBOOKS:
+        nbf.write(notebook(name), ROOT / "notebooks" / f"{name}.ipynb")
+    regression = ROOT / "tests" / "nbval" / "quick_metrics.ipynb"
+    regression.parent.mkdir(parents=True, exist_ok=True)
+    if args.refresh_regression or not regression.exists():
+        import papermill
+
+        nbf.write(regression_notebook(), regression)
+        with tempfile.TemporaryDirectory() as tmp:
+            papermill.execute_notebook(str(regression), str(regression), cwd=tmp, progress_bar=False)
+    print("notebooks written")
+
+
+if __name__ == "__main__":
+    main()
