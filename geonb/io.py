@@ -35,6 +35,15 @@ def write_netcdf(ds, path) -> Path:
     return path
 
 
+def match_fill_values(ds: xr.Dataset) -> xr.Dataset:
+    """Make each variable's ``_FillValue`` encoding equal its ``missing_value`` when only the
+    latter is set (real files do this: the Alboran ``time`` axis), so xarray can write it back."""
+    for var in ds.variables.values():
+        if "missing_value" in var.encoding and "_FillValue" not in var.encoding:
+            var.encoding["_FillValue"] = var.encoding["missing_value"]
+    return ds
+
+
 def open_dataset(path, var: str | None = None) -> xr.Dataset:
     """Open a NetCDF or zarr file read-only and load it; check ``var`` is in it."""
     path = Path(path).expanduser()
