@@ -408,3 +408,116 @@ def sr_scores(pred, truth, lr, factor) -> dict:
     return {"rmse": rmse(pred, truth), "psnr": psnr(pred, truth), "ssim": ssim(pred, truth),
             "topo_consistency": topographic_consistency(pred, lr, factor),
             "spectrum_ratio": spectrum_ratio(pred, truth, factor)}
+
+
+# ---------------------------------------------------------------- command line
+def _cond_on_grid(spec: str, lat, lon, factor: int):
+    """``FILE:VAR[@r]`` → (name, r, values interpolated onto the (lat, lon) cell centres)."""
+    path, sep, var = spec.rpartition(":")
+    if not sep or not path or not var:
+        raise GeonbError(f"--cond {spec!r}: write FILE:VAR (e.g. surface.nc:elevation), optionally FILE:VAR@r.")
+    [(var, r)] = parse_cond(var, factor)
+    from .data import load_field
+
+    da = load_field(path, var).isel(time=0)
+    for axis, want in (("lat", lat), ("lon", lon)):
+        have = da[axis].values
+        half = abs(np.diff(have).mean()) / 2 if have.size > 1 else 0
+        if min(want) < have.min() - half or max(want) > have.max() + half:
+            raise GeonbError(f"conditioning grid {spec!r} covers {axis} {have.min():.4f}..{have.max():.4f} but the "
+                             f"target needs {min(want):.4f}..{max(want):.4f}; give a grid that covers the target's extent.")
+    # Coverage is checked to half a cell: clip the last half cell onto the edge centres.
+    values = da.interp(lat=np.clip(lat, da.lat.min().item(), da.lat.max().item()),
+                       lon=np.clip(lon, da.lon.min().item(), da.lon.max().item())).values
+    return var, r, check_finite(values, f"conditioning grid {spec!r} on the target grid")
+
+
+def cli_train(args) -> Path:
+    """``geonb train``: coarsen the high-res grid, train on its west 85 %, validate on the rest."""
+    from .data import load_field
+
+    f = check_factor(args.factor)
+    da = load_field(args.data, args.var).isel(time=0)
+    hr = crop_to_multiple(check_finite(da.values.astype("float64"), f"{args.data}:{da.name}"), f)
+    lat, lon = da.lat.values[: hr.shape[0]], da.lon.values[: hr.shape[1]]
+    conds = [_cond_on_grid(spec, lat, lon, f) for spec in args.cond or []]
+    n_val = max(f * args.patch, int(0.15 * hr.shape[1]) // f * f)
+    if hr.shape[1] - n_val < f * args.patch:
+        raise GeonbError(f"the grid is {hr.shape[0]}×{hr.shape[1]}: too small for a training band and a validation band "
+                         f"of {f * args.patch} columns each (patch {args.patch} × factor {f}). Use --patch smaller or a larger grid.")
+    norm = Normaliser.fit(hr[:, :-n_val])
+    cond_norms = [Normaliser.fit(v[:, :-n_val]) for _, _, v in conds]
+    scene = lambda sl, name: Scene(norm(hr[:, sl]), [n(v[:, sl]) for (_, _, v), n in zip(conds, cond_norms)], name)  # noqa: E731
+    hp = {"n_blocks": args.n_blocks, "nf": args.nf, "beta": args.beta} if args.arch == "srgan" else {}
+    out = Path(args.model)
+    model, _ = train_model(args.arch, f, [r for _, r, _ in conds], hp, [scene(slice(0, -n_val), "train")],
+                           scene(slice(-n_val, None), "val"), out.with_name(out.stem + "_checkpoints"),
+                           epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           patch_lr=args.patch, patience=args.patience, seed=args.seed)
+    meta = model_meta(args.arch, f, str(da.name), [(n, r) for n, r, _ in conds], norm, cond_norms, hp,
+                      f"{args.data} {hr.shape[0]}x{hr.shape[1]}")
+    save_model(out, model, meta)
+    print(f"wrote {out}")
+    return out
+
+
+def cli_predict(args) -> Path:
+    """``geonb predict``: super-resolve a low-res grid into NetCDF at the new resolution."""
+    import xarray as xr
+
+    from .data import load_field
+    from .io import write_netcdf
+
+    model, meta = load_model(args.model)
+    f = meta["factor"]
+    da = load_field(args.input, args.var).isel(time=0)
+    lr = check_finite(da.values.astype("float64"), f"{args.input}:{da.name}")
+    conds = []
+    for spec, want in zip(args.cond or [], meta["cond_res"]):
+        name, r, values = _cond_on_grid(spec, refine_coords(da.lat.values, want), refine_coords(da.lon.values, want), want)
+        conds.append(values)
+    hr = predict_grid(model, meta, lr, conds, tile=args.tile)
+    lat, lon = refine_coords(da.lat.values, f), refine_coords(da.lon.values, f)
+    name = str(da.name or meta["var"])
+    out = xr.DataArray(
+        hr.astype("float32"), dims=("lat", "lon"), name=name,
+        coords={"lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+                "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"})},
+        attrs={"units": da.attrs.get("units", ""), "long_name": f"{da.attrs.get('long_name', name)}, super-resolved ×{f}"},
+    ).to_dataset()
+    out.attrs.update(Conventions="CF-1.8", title=f"geonb {meta['arch']} ×{f} downscaling of {args.input}",
+                     source=f"geonb model {args.model} ({meta['arch']}, trained on {meta['trained_on']})",
+                     history=f"geonb predict --model {args.model} --input {args.input} --var {args.var}")
+    write_netcdf(out, args.out)
+    print(f"wrote {args.out} ({hr.shape[0]}×{hr.shape[1]})")
+    return Path(args.out)
+
+
+def add_cli(subparsers) -> None:
+    """Add ``geonb train`` and ``geonb predict`` to an argparse subparsers object."""
+    t = subparsers.add_parser("train", help="train a downscaling model on a high-res grid (makes the low-res input itself)")
+    t.add_argument("--arch", required=True, choices=sorted(DEFAULT_LR))
+    t.add_argument("--data", required=True, help="high-res NetCDF/zarr file or embedded dataset name")
+    t.add_argument("--var", default="", help="variable in --data")
+    t.add_argument("--factor", type=int, default=4, help="2, 4, 8 or 16")
+    t.add_argument("--model", required=True, help="output model file (.pt)")
+    t.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="conditioning grids covering the target")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--steps", type=int, default=40, help="batches per epoch")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=0.0, help="0 = the arch's default")
+    t.add_argument("--patch", type=int, default=16, help="training tile in low-res px")
+    t.add_argument("--patience", type=int, default=5)
+    t.add_argument("--n-blocks", type=int, default=12, help="srgan RRDBs")
+    t.add_argument("--nf", type=int, default=64, help="srgan feature maps")
+    t.add_argument("--beta", type=float, default=0.2, help="srgan residual scaling")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cli_train)
+    p = subparsers.add_parser("predict", help="super-resolve a low-res grid with a trained model; writes NetCDF")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", required=True, help="low-res NetCDF/zarr file or embedded dataset name")
+    p.add_argument("--var", default="")
+    p.add_argument("--out", required=True, help="output NetCDF")
+    p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="the model's conditioning grids, same order")
+    p.add_argument("--tile", type=int, default=64, help="tile size in low-res px (halo added and cropped)")
+    p.set_defaults(func=cli_predict)

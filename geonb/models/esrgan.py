@@ -66,6 +66,9 @@ class ESRGANGenerator(nn.Module):
         self.ups = nn.ModuleList(nn.Conv2d(nf, nf, 3, padding=1) for _ in range(n_up))
         self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
         self.conv_last = nn.Conv2d(nf, 1, 3, padding=1)
+        with torch.no_grad():  # small output at start: the untrained generator ≈ bicubic (ESRGAN scales init too)
+            self.conv_last.weight.mul_(0.1)
+            self.conv_last.bias.zero_()
         # Receptive-field radius in low-res px: 15 convs per RRDB + first/body convs,
         # the upsampling and output convs (< 2 low-res px), bicubic support (2).
         self.halo = 15 * n_blocks + 2 + 2 + 2 + 1
