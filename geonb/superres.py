@@ -432,7 +432,7 @@ def _cond_on_grid(spec: str, lat, lon, factor: int):
     return var, r, check_finite(values, f"conditioning grid {spec!r} on the target grid")
 
 
-def cli_train(args) -> Path:
+def cli_train(args) -> int:
     """``geonb train``: coarsen the high-res grid, train on its west 85 %, validate on the rest."""
     from .data import load_field
 
@@ -458,10 +458,10 @@ def cli_train(args) -> Path:
                       f"{args.data} {hr.shape[0]}x{hr.shape[1]}")
     save_model(out, model, meta)
     print(f"wrote {out}")
-    return out
+    return 0
 
 
-def cli_predict(args) -> Path:
+def cli_predict(args) -> int:
     """``geonb predict``: super-resolve a low-res grid into NetCDF at the new resolution."""
     import xarray as xr
 
@@ -490,7 +490,7 @@ def cli_predict(args) -> Path:
                      history=f"geonb predict --model {args.model} --input {args.input} --var {args.var}")
     write_netcdf(out, args.out)
     print(f"wrote {args.out} ({hr.shape[0]}×{hr.shape[1]})")
-    return Path(args.out)
+    return 0
 
 
 def add_cli(subparsers) -> None:
