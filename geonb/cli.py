@@ -12,7 +12,7 @@ from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, all_params
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.fill",)
+COMMAND_MODULES = ("geonb.fill", "geonb.superres")
 
 
 def parse_value(text: str):

@@ -83,7 +83,9 @@ EXTRA_CELLS = {
 
 def _defaults_comment(name: str) -> str:
     seen = [f"{task}: {task_module(task).PARAMS[name]!r}" for task in task_names() if name in task_module(task).PARAMS]
-    return "; ".join(seen) or f"default {COMMON_PARAMS[name]!r}"
+    if name in COMMON_PARAMS:
+        seen.insert(0, f"default {COMMON_PARAMS[name]!r}")
+    return "; ".join(seen)
 
 
 def parameters_cell() -> str:

@@ -35,6 +35,7 @@ PARAMS = {
     "ring_weight": 1.0,       # loss weight on the ring around holes
     "ring_width": 3,
     "adv_weight": 1e-3,       # ctxgan: weight of the adversarial term
+    "prefill": "local_mean",  # holes in the input: biharmonic or local_mean (+ learned residual), or zero (the seed)
     "n_examples": 2,
     "transect_start": [30.5, -79.5],   # lat, lon: across the Gulf Stream by default
     "transect_end": [45.5, -40.5],
@@ -42,7 +43,8 @@ PARAMS = {
 STEP_KEYS = {
     "data_prep": ("data", "var", "patch", "overlap", "cut", "split_by", "seed", "quick"),
     "simulate": ("hole_sets", "cloud_source"),
-    "train": ("arch", "epochs", "patience", "batch_size", "lr", "hole_weight", "ring_weight", "ring_width", "adv_weight"),
+    "train": ("arch", "epochs", "patience", "batch_size", "lr", "hole_weight", "ring_weight", "ring_width",
+              "adv_weight", "prefill"),
     "error_maps": (),
 }
 QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
@@ -63,7 +65,8 @@ def data_prep(run) -> Report:
         raise GeonbError(f"no patch in the {missing} split(s); use a smaller patch/overlap or more data.")
     norm = Normaliser.fit(patches.field.values[patches.split.values == "train"])
     norm.save(run.path("norm.json"))
-    write_netcdf(xr.Dataset({"field": field, "split": split}), run.path("field.nc"))
+    write_netcdf(field.to_dataset(name="field"), run.path("field.nc"))
+    write_netcdf(split.to_dataset(), run.path("split.nc"))
     write_netcdf(patches, run.path("patches.nc"))
     counts = pd.DataFrame({"patches": [int((patches.split == s).sum()) for s in SPLITS]}, index=list(SPLITS))
     t = int(patches.time_index[0])
@@ -134,19 +137,37 @@ def load_holes(run) -> dict:
 
 
 # ---------------------------------------------------------------- 03 train
-def network_inputs(field_norm: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-    """(N, 2, H, W): the field with hidden/missing pixels zeroed, and the observed mask."""
+PREFILLS = {"biharmonic": baselines.biharmonic, "local_mean": baselines.local_mean, "zero": None}
+
+
+def network_inputs(field_norm: np.ndarray, hidden: np.ndarray, prefill: str) -> np.ndarray:
+    """(N, 2, H, W): the field with hidden pixels pre-filled (or zeroed), and the observed mask.
+
+    With a classical ``prefill`` (biharmonic, local_mean) the network only learns a
+    correction to it, which it starts from; ``"zero"`` is the seed's input. Land is 0.
+    """
+    if prefill not in PREFILLS:
+        raise GeonbError(f"prefill {prefill!r}? Use one of {', '.join(PREFILLS)}.")
     observed = np.isfinite(field_norm) & ~hidden
-    return np.stack([np.where(observed, field_norm, 0.0), observed], axis=1).astype("float32")
+    start = np.where(observed, field_norm, np.nan)
+    if PREFILLS[prefill] is not None:
+        start = np.where(hidden, PREFILLS[prefill](start, hidden), start)
+    return np.stack([np.nan_to_num(start), observed], axis=1).astype("float32")
 
 
-def _samples(patches, norm, sets, split):
+def forward(generator, x: torch.Tensor, prefill: str) -> torch.Tensor:
+    """The network's estimate: a residual on the pre-filled input, or the raw output."""
+    out = generator(x)
+    return out if PREFILLS[prefill] is None else x[:, :1] + out
+
+
+def _samples(patches, norm, sets, split, prefill):
     """Inputs, targets and loss-pixel masks of one split, all hole sets together."""
     field = norm(patches.field.values)
     xs, ys, hs = [], [], []
     for index, masks in sets.values():
         sel = patches.split.values[index] == split
-        xs.append(network_inputs(field[index[sel]], masks[sel]))
+        xs.append(network_inputs(field[index[sel]], masks[sel], prefill))
         ys.append(field[index[sel]])
         hs.append(masks[sel])
     return np.concatenate(xs), np.concatenate(ys)[:, None], np.concatenate(hs)[:, None]
@@ -168,7 +189,8 @@ def train(run) -> Report:
     sets = load_holes(run)
     arch = get_arch(run["arch"])
     device = pick_device(run["device"])
-    data = {s: [torch.from_numpy(a) for a in _samples(patches, norm, sets, s)] for s in ("train", "val")}
+    prefill = run["prefill"]
+    data = {s: [torch.from_numpy(a) for a in _samples(patches, norm, sets, s, prefill)] for s in ("train", "val")}
     weights = {s: masked_weights(data[s][2], data[s][1], run) for s in data}
     model = arch.build(in_channels=2).to(device)
     gan = isinstance(model, nn.ModuleDict)
@@ -194,7 +216,7 @@ def train(run) -> Report:
 
     def train_step(batch):
         x, y, w = batch
-        pred = generator(x)
+        pred = forward(generator, x, prefill)
         loss = masked_mse(pred, y, w)
         logs = {"loss": loss.item()}
         if gan:
@@ -221,7 +243,7 @@ def train(run) -> Report:
 
     def validate():
         x, y, w = data["val"][0].to(device), data["val"][1].to(device), weights["val"].to(device)
-        pred = torch.cat([generator(x[i:i + 64]) for i in range(0, len(x), 64)])
+        pred = torch.cat([forward(generator, x[i:i + 64], prefill) for i in range(0, len(x), 64)])
         hidden = data["val"][2].to(device)
         return {"val_loss": masked_mse(pred, y, w).item(),
                 "val_rmse_holes": masked_mse(pred, y, hidden.float() * torch.isfinite(y)).sqrt().item()}
@@ -232,7 +254,8 @@ def train(run) -> Report:
                   epochs=epochs, patience=run["patience"], seed=run["seed"], desc=f"train {run['arch']}")
     save_checkpoint(model_dir / "model.pt", {"arch": run["arch"], "task": "inpaint", "in_channels": 2,
                                              "weights": generator.state_dict(), "norm_mean": norm.mean,
-                                             "norm_std": norm.std, "variable": patches.attrs["variable"]})
+                                             "norm_std": norm.std, "variable": patches.attrs["variable"],
+                                             "prefill": prefill})
     (model_dir / "history.json").write_text(json.dumps(history, indent=1))
     fig = plots.loss_curves(history, run.path("figures", f"03_loss_{run['arch']}.png"), f"{run['arch']}: masked loss")
     table = pd.DataFrame(history).set_index("epoch")
@@ -241,25 +264,30 @@ def train(run) -> Report:
 
 
 # ---------------------------------------------------------------- prediction
-def load_model(path):
-    """A saved inpainting model: (generator in eval mode, Normaliser)."""
-    saved = load_checkpoint(path)
-    built = get_arch(saved["arch"]).build(in_channels=saved["in_channels"])
-    generator = built["generator"] if isinstance(built, nn.ModuleDict) else built
-    generator.load_state_dict(saved["weights"])
-    return generator.eval(), Normaliser(saved["norm_mean"], saved["norm_std"])
+class Filler:
+    """A trained inpainting model ready to fill holes in fields given in their own units."""
 
+    def __init__(self, generator, norm: Normaliser, prefill: str):
+        self.generator, self.norm, self.prefill = generator.eval(), norm, prefill
 
-@torch.no_grad()
-def predict(generator, norm: Normaliser, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-    """Raw network output (N, H, W) in field units; any H, W (padded to a multiple of 8)."""
-    x = network_inputs(norm(field), hidden)
-    h, w = x.shape[-2:]
-    pad = ((0, 0), (0, 0), (0, -h % 8), (0, -w % 8))
-    x = torch.from_numpy(np.pad(x, pad))
-    device = next(generator.parameters()).device
-    out = torch.cat([generator(x[i:i + 32].to(device)).cpu() for i in range(0, len(x), 32)])
-    return norm.inverse(out[:, 0, :h, :w].numpy())
+    @classmethod
+    def load(cls, path) -> "Filler":
+        saved = load_checkpoint(path)
+        built = get_arch(saved["arch"]).build(in_channels=saved["in_channels"])
+        generator = built["generator"] if isinstance(built, nn.ModuleDict) else built
+        generator.load_state_dict(saved["weights"])
+        return cls(generator, Normaliser(saved["norm_mean"], saved["norm_std"]), saved["prefill"])
+
+    @torch.no_grad()
+    def __call__(self, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """Raw estimate (N, H, W) in field units; any H, W (padded to a multiple of 8)."""
+        x = network_inputs(self.norm(field), hidden, self.prefill)
+        h, w = x.shape[-2:]
+        x = torch.from_numpy(np.pad(x, ((0, 0), (0, 0), (0, -h % 8), (0, -w % 8))))
+        device = next(self.generator.parameters()).device
+        out = torch.cat([forward(self.generator, x[i:i + 32].to(device), self.prefill).cpu()
+                         for i in range(0, len(x), 32)])
+        return self.norm.inverse(out[:, 0, :h, :w].numpy())
 
 
 def trained_models(run) -> dict:
@@ -279,7 +307,8 @@ def error_maps(run) -> Report:
     sets = load_holes(run)
     models = trained_models(run)
     units = patches.field.attrs.get("units", "")
-    rows, figures, saved = [], [], xr.Dataset()
+    climatology = pixel_mean(run)
+    rows, figures = [], []
     for kind, (index, masks) in sets.items():
         sel = patches.split.values[index] == "test"
         if not sel.any():
@@ -287,25 +316,43 @@ def error_maps(run) -> Report:
             continue
         truth, hidden = patches.field.values[index[sel]], masks[sel]
         observed_input = np.where(hidden, np.nan, truth)
-        raw = {name: predict(*load_model(path), truth, hidden) for name, path in models.items()}
+        raw = {name: Filler.load(path)(truth, hidden) for name, path in models.items()}
         filled = {name: composite(truth, hidden, r) for name, r in raw.items()}
         filled["biharmonic"] = baselines.biharmonic(observed_input, hidden)
         filled["local_mean"] = baselines.local_mean(observed_input, hidden)
+        if climatology is not None:
+            filled["pixel_mean"] = composite(truth, hidden, np.stack(
+                [climatology.sel(lat=patches.lat[i], lon=patches.lon[i]).values for i in index[sel]]))
         for method, f in filled.items():
             rows.append({"hole set": kind, "method": method, "n holes": metrics.count(f, truth, hidden),
                          "rmse_raw": metrics.rmse(raw[method], truth) if method in raw else np.nan,
                          "rmse_image": metrics.rmse(f, truth), "rmse_holes": metrics.rmse(f, truth, hidden)})
-            saved[f"{kind}__{method}"] = ((f"sample_{kind}", "y", "x"), f.astype("float32"))
-        saved[f"{kind}__truth"] = ((f"sample_{kind}", "y", "x"), truth)
-        saved[f"{kind}__holes"] = ((f"sample_{kind}", "y", "x"), hidden.astype("uint8"))
+        saved = xr.Dataset({"truth": (("sample", "y", "x"), truth, {"units": units}),
+                            "holes": (("sample", "y", "x"), hidden.astype("uint8"), {"long_name": "1 = hidden"}),
+                            **{m: (("sample", "y", "x"), f.astype("float32"), {"units": units, "long_name": f"{m}, holes filled"})
+                               for m, f in filled.items()}},
+                           coords={"lat": (("sample", "y"), patches.lat.values[index[sel]]),
+                                   "lon": (("sample", "x"), patches.lon.values[index[sel]])},
+                           attrs={"hole_set": kind, "methods": ",".join(filled)})
+        write_netcdf(saved, run.path("predictions", f"{kind}.nc"))
         figures.append(_example_maps(run, kind, patches, index[sel], truth, hidden, raw, filled, units))
-    write_netcdf(saved, run.path("predictions.nc"))
     table = pd.DataFrame(rows).set_index(["hole set", "method"])
     table.to_csv(run.path("metrics.csv"))
     text = (f"RMSE in {units} on the test patches; rmse_holes scores the hidden pixels only, rmse_image the "
-            "final image (observed pixels kept), rmse_raw the network output everywhere. Models: "
+            "final image (observed pixels kept), rmse_raw the network output everywhere; pixel_mean (per-pixel "
+            "mean of the training days) appears when the split is by time. Models: "
             f"{', '.join(models) or 'none trained yet'}.")
     return Report("Error maps and metrics", text, {"RMSE per hole set": table}, figures)
+
+
+def pixel_mean(run):
+    """Per-pixel mean over the training days (None when the split is by region: no such days)."""
+    field = xr.open_dataset(run.path("field.nc")).field.load()
+    split = xr.open_dataset(run.path("split.nc")).split.load()
+    train_days = (split == 0).all(("lat", "lon"))
+    if int(train_days.sum()) < 2:
+        return None
+    return field.isel(time=train_days.values).mean("time")
 
 
 def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
@@ -325,26 +372,24 @@ def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
                             suptitle=f"hole set '{kind}': test examples")
 
 
-def load_predictions(run) -> xr.Dataset:
+def load_predictions(run) -> dict[str, xr.Dataset]:
+    """04's test-set predictions: one Dataset per hole set (truth, holes, each method)."""
     run.require("error_maps")
-    return xr.open_dataset(run.path("predictions.nc")).load()
+    return {path.stem: xr.open_dataset(path).load() for path in sorted(run.path("predictions").glob("*.nc"))}
 
 
 # ---------------------------------------------------------------- 05 scatter
 def scatter_plots(run) -> Report:
-    pred = load_predictions(run)
-    units = xr.open_dataset(run.path("patches.nc")).field.attrs.get("units", "")
-    kinds = sorted({v.split("__")[0] for v in pred.data_vars})
     figures, rows = [], []
-    for kind in kinds:
-        truth, hidden = pred[f"{kind}__truth"].values, pred[f"{kind}__holes"].values.astype(bool)
-        methods = [v.split("__")[1] for v in pred.data_vars if v.startswith(f"{kind}__") and
-                   v.split("__")[1] not in ("truth", "holes")]
-        series = {m: (truth[hidden], pred[f"{kind}__{m}"].values[hidden]) for m in methods}
+    for kind, pred in load_predictions(run).items():
+        hidden = pred.holes.values.astype(bool)
+        truth = pred.truth.values[hidden]
+        series = {m: (truth, pred[m].values[hidden]) for m in pred.attrs["methods"].split(",")}
         for m, (t, p) in series.items():
             rows.append({"hole set": kind, "method": m, "n": metrics.count(p, t), "rmse": metrics.rmse(p, t),
                          "bias": metrics.bias(p, t), "correlation": metrics.correlation(p, t)})
-        figures.append(plots.scatter_density(series, run.path("figures", f"05_scatter_{kind}.png"), units,
+        figures.append(plots.scatter_density(series, run.path("figures", f"05_scatter_{kind}.png"),
+                                             pred.truth.attrs.get("units", ""),
                                              f"hole set '{kind}': predicted vs true in the holes"))
     table = pd.DataFrame(rows).set_index(["hole set", "method"])
     return Report("Predicted vs true in the holes", "Hexbin density, 1:1 line, binned mean and 95 % interval.",
@@ -370,9 +415,8 @@ def sample_line(grid: xr.DataArray, lat, lon) -> np.ndarray:
 
 def transects(run) -> Report:
     run.require("train")
-    ds = xr.open_dataset(run.path("field.nc")).load()
     t = int(xr.open_dataset(run.path("patches.nc")).time_index.values[-1])
-    field = ds.field[t]
+    field = xr.open_dataset(run.path("field.nc")).field[t].load()
     units = field.attrs.get("units", "")
     rng = np.random.default_rng(run["seed"] + 2)
     valid = np.isfinite(field.values)
@@ -381,7 +425,7 @@ def transects(run) -> Report:
     observed = np.where(hidden, np.nan, field.values)
     grids = {"truth": field.values}
     for name, path in trained_models(run).items():
-        grids[name] = composite(field.values, hidden, predict(*load_model(path), field.values[None], hidden[None])[0])
+        grids[name] = composite(field.values, hidden, Filler.load(path)(field.values[None], hidden[None])[0])
     grids["biharmonic"] = baselines.biharmonic(observed, hidden)
     grids["local_mean"] = baselines.local_mean(observed, hidden)
     lat, lon, dist = line_points(run["transect_start"], run["transect_end"])

@@ -1,0 +1,49 @@
+"""The notebooks as users run them: papermill, quick mode, every task, every arch."""
+from __future__ import annotations
+
+import nbformat
+import papermill
+import pytest
+
+from geonb.cli import run_notebooks
+from geonb.workflow import NOTEBOOKS
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _errors(path):
+    nb = nbformat.read(path, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _pngs(run_dir, task):
+    return sorted((run_dir / task / "figures").glob("*.png"))
+
+
+@pytest.mark.parametrize("arch,task", [("unet", "inpaint"), ("srcnn", "downscale"), ("dincae", "clouds")])
+def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task):
+    written = run_notebooks(tmp_path, quick=True, params={"arch": arch})
+    assert [p.stem for p in written] == list(NOTEBOOKS)
+    for path in written:
+        assert not _errors(path), path
+    pngs = _pngs(tmp_path, task)
+    assert len(pngs) >= 6 and all(p.stat().st_size > 5000 for p in pngs)  # real figures, not blanks
+
+
+@pytest.mark.parametrize("arch,params", [("ctxgan", {}), ("rsrcnn", {"factor": 4}), ("rsrcnn", {"factor": 8}),
+                                         ("srgan", {})])
+def test_train_notebook_runs_standalone(tmp_path, arch, params):
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "03_train.ipynb"), str(out), cwd=str(tmp_path),
+                               parameters={"arch": arch, "quick": True, "run_dir": str(tmp_path / "run"), **params},
+                               progress_bar=False)
+    assert not _errors(out)
+    assert list((tmp_path / "run").rglob("*.pt")), "no checkpoint written"
+
+
+def test_unknown_arch_fails_in_the_notebook_with_the_valid_names(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown arch 'resnet'; valid names: .*unet"):
+        papermill.execute_notebook(str(REPO / "notebooks" / "03_train.ipynb"), str(tmp_path / "o.ipynb"),
+                                   parameters={"arch": "resnet", "run_dir": str(tmp_path)}, progress_bar=False)
