@@ -48,6 +48,7 @@ STEP_KEYS = {
     "error_maps": (),
 }
 QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
+QUICK_EPOCHS = 5
 
 
 # ---------------------------------------------------------------- 01 data prep
@@ -192,6 +193,7 @@ def train(run) -> Report:
     prefill = run["prefill"]
     data = {s: [torch.from_numpy(a) for a in _samples(patches, norm, sets, s, prefill)] for s in ("train", "val")}
     weights = {s: masked_weights(data[s][2], data[s][1], run) for s in data}
+    torch.manual_seed(run["seed"])  # weight initialisation is part of a reproducible run
     model = arch.build(in_channels=2).to(device)
     gan = isinstance(model, nn.ModuleDict)
     generator = model["generator"] if gan else model
@@ -249,7 +251,7 @@ def train(run) -> Report:
                 "val_rmse_holes": masked_mse(pred, y, hidden.float() * torch.isfinite(y)).sqrt().item()}
 
     model_dir = run.path("models", run["arch"])
-    epochs = 2 if run["quick"] else run["epochs"]
+    epochs = min(run["epochs"], QUICK_EPOCHS) if run["quick"] else run["epochs"]
     history = fit(modules, optimizers, batches, train_step, validate, model_dir,
                   epochs=epochs, patience=run["patience"], seed=run["seed"], desc=f"train {run['arch']}")
     save_checkpoint(model_dir / "model.pt", {"arch": run["arch"], "task": "inpaint", "in_channels": 2,

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+import geonb
+from geonb import GeonbError, synthetic_sst
+from geonb.tasks.inpaint import Filler, network_inputs
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """Ten days of synthetic SST: a time split, so the per-pixel-mean baseline exists."""
+    path = tmp_path_factory.mktemp("data") / "synthetic.nc"
+    synthetic_sst(n_time=10, ny=96, nx=96).to_dataset().to_netcdf(path)
+    return path
+
+
+def _run(root, series, **params):
+    return geonb.Run(root, quick=True, data=str(series), var="sst", patch=32, overlap=16,
+                     hole_sets="square,many,varied", **params)
+
+
+@pytest.mark.slow
+def test_quick_unet_beats_per_pixel_mean_on_held_out_holes(tmp_path, series):
+    # prefill=zero: the seed's input, so everything the holes get was learned
+    table = _run(tmp_path, series, prefill="zero", hole_weight=1.0, lr=3e-3).step("error_maps").tables["RMSE per hole set"]
+    for kind in ("square", "many", "varied"):
+        unet, baseline = table.loc[(kind, "unet"), "rmse_holes"], table.loc[(kind, "pixel_mean"), "rmse_holes"]
+        assert unet < baseline, (kind, unet, baseline)
+    model = tmp_path / "inpaint" / "models" / "unet" / "model.pt"
+    filler = Filler.load(model)
+    field = synthetic_sst(n_time=2, ny=36, nx=44, seed=5).values  # any size, land included
+    hidden = np.zeros_like(field, bool)
+    hidden[:, 10:20, 20:30] = True
+    out = filler(field, hidden)
+    assert out.shape == field.shape and np.isfinite(out[hidden & np.isfinite(field)]).all()
+
+
+@pytest.mark.slow
+def test_ctxgan_reports_discriminator_accuracy(tmp_path, series):
+    run = _run(tmp_path, series, arch="ctxgan", epochs=2)
+    run.step("train")
+    history = json.loads((tmp_path / "inpaint" / "models" / "ctxgan" / "history.json").read_text())
+    assert len(history) == 2 and all(0.0 <= h["d_acc"] <= 1.0 for h in history)
+
+
+def test_steps_rebuild_only_what_changed(tmp_path, series):
+    run = _run(tmp_path, series)
+    run.step("simulate")
+    prep = (tmp_path / "inpaint" / "patches.nc").stat().st_mtime_ns
+    holes = (tmp_path / "inpaint" / "holes.nc").stat().st_mtime_ns
+    again = _run(tmp_path, series, hole_sets="square")
+    assert again.is_current("data_prep") and not again.is_current("simulate")
+    again.require("simulate")
+    assert (tmp_path / "inpaint" / "patches.nc").stat().st_mtime_ns == prep
+    assert (tmp_path / "inpaint" / "holes.nc").stat().st_mtime_ns != holes
+
+
+def test_inputs_never_show_hidden_or_land_values():
+    field = np.array([[[1.0, 2.0], [np.nan, 4.0]]])
+    hidden = np.array([[[False, True], [False, False]]])
+    x = network_inputs(field, hidden, "zero")
+    assert x[0, 0].tolist() == [[1.0, 0.0], [0.0, 4.0]] and x[0, 1].tolist() == [[1, 0], [0, 1]]
+    with pytest.raises(GeonbError, match="prefill 'cubic'"):
+        network_inputs(field, hidden, "cubic")
+
+
+def test_bad_run_parameters_are_named():
+    with pytest.raises(GeonbError, match="unknown arch 'vgg'; valid names: .*ctxgan.*unet"):
+        geonb.Run("/tmp/never", arch="vgg")
+    with pytest.raises(GeonbError, match=r"unknown parameter\(s\) \['epoch'\]"):
+        geonb.Run("/tmp/never", epoch=3)
