@@ -124,3 +124,15 @@ def rmse_by_distance(truth, mean, points, obs_input, edges=(0, 2, 4, 8, 16, 32, 
         rows.append({"distance_px": f"({lo:g}, {hi:g}]", "n": int(sel.sum()),
                      "rmse": float(np.sqrt(np.mean(err[sel] ** 2))) if sel.any() else np.nan})
     return pd.DataFrame(rows)
+
+
+def synthetic_cloudy_cube(n_time: int = 8, ny: int = 64, nx: int = 64, cover: float = 0.4, seed: int = 0):
+    """A synthetic SST cube (``data.synthetic_sst``) with blobby random clouds of about
+    ``cover`` fraction: (truth DataArray, cloudy DataArray). For tests and examples."""
+    from .data import synthetic_sst
+
+    truth = synthetic_sst(n_time, ny, nx, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    smooth = ndimage.gaussian_filter(rng.normal(size=(n_time, ny, nx)), (0, 4, 4))
+    cloud = smooth > np.quantile(smooth, 1 - cover, axis=(1, 2), keepdims=True)
+    return truth, truth.where(~cloud)

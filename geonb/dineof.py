@@ -24,6 +24,7 @@ DINEOF program does when given no ``clouds`` file (the published Alboran result)
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class DineofResult:
     cv_errors: dict = field(default_factory=dict)  # modes -> CV RMS
     n_cv: int = 0
     cv_points: np.ndarray | None = None
+    seconds: dict = field(default_factory=dict)  # "modes" (choosing k) and "final" (the reconstruction)
 
 
 def _time_filter(times, alpha: float, n_iter: int) -> np.ndarray:
@@ -133,13 +135,17 @@ def dineof(cube, times=None, *, sea=None, max_modes: int = 20, cv_points=None, c
         filled[days] = sub.filled
         cv_full = np.zeros(cube.shape, bool)
         cv_full[days] = sub.cv_points
-        return DineofResult(filled, sub.n_modes, sub.cv_rms, sub.cv_errors, sub.n_cv, cv_full)
+        return DineofResult(filled, sub.n_modes, sub.cv_rms, sub.cv_errors, sub.n_cv, cv_full, sub.seconds)
     if not (sea & ~obs).any():
         raise GeonbError("the cube has no missing sea values: nothing for DINEOF to fill.")
     if cv_points is None:
         n = n_cv or dineof_cv_count(int(sea.sum()), n_time)
         if cv == "clouds":
-            cv_points = cloud_cv_mask(obs, n, seed=seed, sea=sea)
+            try:
+                cv_points = cloud_cv_mask(obs, n, seed=seed, sea=sea)
+            except GeonbError as exc:  # e.g. the same clouds every day: no other-day shape fits
+                warnings.warn(f"DINEOF: {exc} Using random CV points instead.", stacklevel=2)
+                cv_points = random_cv_mask(obs, n, seed=seed)
         elif cv == "random":
             cv_points = random_cv_mask(obs, n, seed=seed)
         else:
@@ -154,6 +160,7 @@ def dineof(cube, times=None, *, sea=None, max_modes: int = 20, cv_points=None, c
     missing_cv = ~obs[:, sea].T | cv_flat
     max_modes = max(1, min(max_modes, n_time - 1, X0.shape[0] - 1))
 
+    t_start = time.perf_counter()
     X = np.where(missing_cv, 0.0, X0)
     errors = {}
     best_k, best_err, best_X = 1, np.inf, None
@@ -165,6 +172,7 @@ def dineof(cube, times=None, *, sea=None, max_modes: int = 20, cv_points=None, c
         if k > 3 and errors[k] > errors[k - 1] > errors[k - 2] > errors[k - 3]:
             break  # DINEOF's rule: three rises in a row, past the optimum
 
+    t_modes = time.perf_counter()
     # final reconstruction: from the best guess, CV values back in, best_k modes
     missing = ~obs[:, sea].T
     X = best_X
@@ -173,4 +181,5 @@ def dineof(cube, times=None, *, sea=None, max_modes: int = 20, cv_points=None, c
     filled = np.full(cube.shape, np.nan)
     filled[:, sea] = X.T + mean
     filled[obs] = cube[obs]  # observed pixels exactly as given
-    return DineofResult(filled.astype("float32"), best_k, best_err, errors, int(cv_points.sum()), cv_points)
+    seconds = {"modes": t_modes - t_start, "final": time.perf_counter() - t_modes}
+    return DineofResult(filled.astype("float32"), best_k, best_err, errors, int(cv_points.sum()), cv_points, seconds)

@@ -143,7 +143,10 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
     order = [(lat_dim, lon_dim).index(d) + 1 if d in (lat_dim, lon_dim) else 0 for d in da.dims]
     if da.ndim == 2:  # no time axis in the input: standardise added one
         filled, sigma, order = filled[0], sigma[0], [o - 1 for o in order]
-    out = da.copy(data=filled.transpose(order))
+    dtype = da.dtype if np.issubdtype(da.dtype, np.floating) else np.float32
+    given = np.asarray(da.values)
+    # observed values exactly as read (not via the float32 working copy)
+    out = da.copy(data=np.where(np.isfinite(given), given, filled.transpose(order)).astype(dtype))
     out.attrs["geonb_fill"] = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
     out.encoding = {k: v for k, v in da.encoding.items() if k not in ("source", "original_shape", "chunksizes")}
     err = da.copy(data=sigma.transpose(order)).rename(f"{name}_error")

@@ -1,0 +1,100 @@
+"""geonb fill: real CF encodings in, observed pixels unchanged, input never modified, clear errors."""
+import hashlib
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from geonb import cli
+from geonb.cv import synthetic_cloudy_cube
+from geonb.errors import GeonbError
+from geonb.fill import fill, fill_file
+
+
+def cf_file(path, n_time=6, ny=32, nx=48, all_cloud_day=None, clouds=True):
+    """A packed file as satellites ship them: int16 + scale/offset, _FillValue, missing_value, float days."""
+    truth, cloudy = synthetic_cloudy_cube(n_time, ny, nx, cover=0.3, seed=5)
+    data = cloudy if clouds else truth
+    if all_cloud_day is not None:
+        data = data.copy()
+        data[all_cloud_day] = np.nan
+    ds = xr.Dataset({"SST": data.assign_attrs(units="degree_Celsius", standard_name="sea_surface_temperature"),
+                     "mask": (("lat", "lon"), np.isfinite(truth.values[0]).astype("int8"))})
+    ds = ds.assign_coords(time=np.arange(n_time, dtype="float64") + 0.0)
+    ds.time.attrs["units"] = "days since 2020-03-01"
+    encoding = {"SST": {"dtype": "int16", "scale_factor": 0.001, "add_offset": 20.0, "_FillValue": np.int16(-32768),
+                        "missing_value": np.int16(-32768)}, "time": {"dtype": "float64"}}
+    ds.to_netcdf(path, encoding=encoding)
+    return path
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_fill_keeps_observed_and_input(tmp_path):
+    src = cf_file(tmp_path / "in.nc")
+    before = digest(src)
+    out = tmp_path / "out.nc"
+    assert cli.main(["fill", str(src), "--var", "SST", "--mask-var", "mask", "--quick", "--out", str(out),
+                     "--save-model", str(tmp_path / "m.pt")]) == 0
+    assert digest(src) == before  # the input file is never modified
+    a, b = xr.open_dataset(src), xr.open_dataset(out)
+    assert b.SST.dims == a.SST.dims and np.array_equal(b.time.values, a.time.values)
+    assert b.SST.attrs["units"] == a.SST.attrs["units"] and b.SST_error.attrs["units"] == "degree_Celsius"
+    observed, sea = np.isfinite(a.SST.values), a.mask.values > 0
+    np.testing.assert_array_equal(b.SST.values[observed], a.SST.values[observed])
+    assert np.isfinite(b.SST.values[:, sea]).all() and np.isnan(b.SST.values[:, ~sea]).all()
+    gaps = sea[None] & ~observed
+    assert (b.SST_error.values[gaps] > 0).all() and (b.SST_error.values[observed] == 0).all()
+    with xr.open_dataset(out, mask_and_scale=False) as raw:
+        assert raw.SST.dtype == np.int16  # written back with the input's packing
+
+    # a saved model fills without training, fast
+    out2 = tmp_path / "out2.nc"
+    t0 = time.perf_counter()
+    assert cli.main(["fill", str(src), "--var", "SST", "--mask-var", "mask", "--model", str(tmp_path / "m.pt"),
+                     "--out", str(out2)]) == 0
+    assert time.perf_counter() - t0 < 10
+    np.testing.assert_allclose(xr.open_dataset(out2).SST.values, b.SST.values, atol=2e-3, equal_nan=True)
+
+
+def test_no_missing_values_copies_through(tmp_path):
+    src = cf_file(tmp_path / "full.nc", clouds=False)
+    with pytest.warns(UserWarning, match="no missing"):
+        ds = fill_file(src, "SST", tmp_path / "out.nc", mask_var="mask", quick=True)
+    a = xr.open_dataset(src)
+    np.testing.assert_array_equal(ds.SST.values, a.SST.values)
+
+
+def test_bad_inputs_say_what_is_wrong(tmp_path):
+    src = cf_file(tmp_path / "in.nc", n_time=2)
+    with pytest.raises(GeonbError, match="window"):
+        fill_file(src, "SST", tmp_path / "out.nc", quick=True)
+    src = cf_file(tmp_path / "in6.nc")
+    ds = xr.open_dataset(src)
+    with pytest.raises(GeonbError, match=r"mask has shape \(10, 10\)"):
+        fill(ds.SST, mask=np.ones((10, 10)), quick=True)
+    with pytest.raises(GeonbError, match="never overwrites its input"):
+        fill_file(src, "SST", src, quick=True)
+    with pytest.raises(GeonbError, match="mask variable 'land'"):
+        fill_file(src, "SST", tmp_path / "o.nc", mask_var="land", quick=True)
+    with pytest.raises(GeonbError, match="all NaN"):  # every day all cloud
+        fill(ds.SST * np.nan, quick=True)
+    assert not (tmp_path / "out.nc").exists() and not (tmp_path / "o.nc").exists()  # nothing half-written
+
+
+def test_all_cloud_day_and_dineof(tmp_path):
+    src = cf_file(tmp_path / "in.nc", all_cloud_day=2)
+    ds = xr.open_dataset(src)
+    sea = ds.mask.values > 0
+    with pytest.warns(UserWarning, match=r"day\(s\) \[2\] are all cloud"):
+        out = fill(ds.SST, mask=ds.mask, quick=True)
+    assert np.isfinite(out.SST.values[2][sea]).all()  # filled from the neighbouring days
+    with pytest.warns(UserWarning, match="all cloud"):
+        out = fill(ds.SST, mask=ds.mask, arch="dineof", progress=False)
+    gaps = sea[None] & np.isnan(ds.SST.values)
+    gaps[2] = False
+    err = out.SST_error.values[gaps]
+    assert np.isnan(out.SST.values[2][sea]).all() and np.all(err == err[0]) and err[0] > 0
