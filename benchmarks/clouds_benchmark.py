@@ -45,7 +45,7 @@ def run_seed(seed: int, truth, sea, lat, lon, times, methods, options) -> list[d
     for arch in [m for m in methods if m in ("dincae", "unet")]:
         with tempfile.TemporaryDirectory() as tmp:
             model = train_cloud_model(inp, lat, lon, times, arch=arch, val_points=val, ckpt_dir=tmp, seed=seed,
-                                      progress=False, **options)
+                                      **options)
         variants = {arch: None, f"{arch}_last_epoch": 1} if arch == "dincae" else {arch: None}
         for name, n_states in variants.items():
             t0 = time.perf_counter()

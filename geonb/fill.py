@@ -85,7 +85,7 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
             sigma = np.where(gaps & np.isfinite(filled), result.cv_rms, 0.0)
             info.update(n_modes=result.n_modes, cv_rms=result.cv_rms)
         else:
-            cloud_model = _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir, progress)
+            cloud_model = _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir)
             t0 = time.perf_counter()
             mean, sd = cloud_model.predict(values, lat, lon, times)
             info["fill_seconds"] = time.perf_counter() - t0
@@ -114,7 +114,7 @@ def _numeric_time(times) -> np.ndarray:
     return times.astype(float)
 
 
-def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir, progress):
+def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir):
     if model is not None:
         loaded = model if isinstance(model, CloudModel) else CloudModel.load(model)
         if loaded.arch != arch:
@@ -134,7 +134,7 @@ def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, wind
     with tempfile.TemporaryDirectory(prefix="geonb-fill-") as tmp:
         ckpt = Path(work_dir) if work_dir else Path(tmp)
         return train_cloud_model(values, lat, lon, times, arch=arch, val_points=val, ckpt_dir=ckpt,
-                                 seed=seed, progress=progress, **options)
+                                 seed=seed, **options)
 
 
 def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:

@@ -31,7 +31,7 @@ def trained(tmp_path_factory):
     inp = np.where(held, np.nan, cloudy.values)
     val = cloud_cv_mask(np.isfinite(inp), int(0.05 * np.isfinite(inp).sum()), seed=1)
     model = train_cloud_model(inp, truth.lat.values, truth.lon.values, truth.time.values, val_points=val,
-                              ckpt_dir=tmp_path_factory.mktemp("dincae"), epochs=25, progress=False, **SMALL)
+                              ckpt_dir=tmp_path_factory.mktemp("dincae"), epochs=25, **SMALL)
     return model, truth, inp, held
 
 

@@ -69,8 +69,7 @@ def data_prep(run) -> Report:
     if field.sizes["time"] < 3:
         raise GeonbError(f"{run['data']}: {field.sizes['time']} day(s); cloud filling needs ≥ 3 days of a cloudy cube.")
     sea = obs.any(0)
-    write_netcdf(match_fill_values(xr.Dataset({"field": field, "sea": (("lat", "lon"), sea.astype("int8"))})),
-                 run.path("field.nc"))
+    write_netcdf(match_fill_values(xr.Dataset({"field": field})), run.path("field.nc"))
     cloud = 1 - obs[:, sea].mean(1)
     table = pd.DataFrame({"time": [str(t)[:10] for t in field.time.values], "cloud fraction": cloud}).set_index("time")
     step = max(1, field.sizes["time"] // 4)
@@ -84,8 +83,8 @@ def data_prep(run) -> Report:
 
 
 def _field(run):
-    ds = xr.open_dataset(run.path("field.nc")).load()
-    return ds.field, ds.sea.values.astype(bool)
+    field = xr.open_dataset(run.path("field.nc")).load().field
+    return field, np.isfinite(field.values).any(0)  # sea = observed at least once
 
 
 # ---------------------------------------------------------------- 02 CV points
@@ -180,6 +179,7 @@ def predictions(run) -> xr.Dataset:
     mean, sigma = model.predict(inp, *coords)
     seconds = time.perf_counter() - t0
     out["dincae"], out["dincae_sigma"] = (dims, mean), (dims, sigma)
+    out["prediction"] = out["dincae"]  # the name geonb.explore shows beside the truth
     single, single_sigma = model.predict(inp, *coords, n_states=1)
     out["dincae_last_epoch"], out["dincae_last_epoch_sigma"] = (dims, single), (dims, single_sigma)
     if run.path("models", "unet", "model.pt").exists() and "unet" in _compare(run):
