@@ -282,14 +282,15 @@ class Filler:
 
     @torch.no_grad()
     def __call__(self, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-        """Raw estimate (N, H, W) in field units; any H, W (padded to a multiple of 8)."""
+        """Raw estimate (N, H, W) in field units, NaN on land; any H, W (padded to a multiple of 8)."""
         x = network_inputs(self.norm(field), hidden, self.prefill)
         h, w = x.shape[-2:]
         x = torch.from_numpy(np.pad(x, ((0, 0), (0, 0), (0, -h % 8), (0, -w % 8))))
         device = next(self.generator.parameters()).device
         out = torch.cat([forward(self.generator, x[i:i + 32].to(device), self.prefill).cpu()
                          for i in range(0, len(x), 32)])
-        return self.norm.inverse(out[:, 0, :h, :w].numpy())
+        land = ~np.isfinite(field) & ~hidden
+        return np.where(land, np.nan, self.norm.inverse(out[:, 0, :h, :w].numpy()))
 
 
 def trained_models(run) -> dict:
@@ -367,8 +368,10 @@ def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
         for name in raw:
             panels.append((f"{name} prediction", raw[name][j], lat, lon, "sst"))
             panels.append((f"{name} in holes", filled[name][j], lat, lon, "sst"))
-            panels.append((f"{name} − truth", filled[name][j] - truth[j], lat, lon, "diff"))
-        panels.append(("biharmonic − truth", filled["biharmonic"][j] - truth[j], lat, lon, "diff"))
+            panels.append((f"{name} − truth (holes)", np.where(hidden[j], filled[name][j] - truth[j], np.nan),
+                           lat, lon, "diff"))
+        panels.append(("biharmonic − truth (holes)", np.where(hidden[j], filled["biharmonic"][j] - truth[j], np.nan),
+                       lat, lon, "diff"))
     ncols = 3 + 3 * len(raw)
     return plots.map_panels(panels, run.path("figures", f"04_maps_{kind}.png"), ncols=ncols, units=units,
                             suptitle=f"hole set '{kind}': test examples")
