@@ -123,14 +123,20 @@ def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, wind
             raise GeonbError(f"the cube has {len(values)} days, fewer than the model's window "
                              f"({loaded.params['window']}); give a longer cube.")
         return loaded
-    options = dict(QUICK) if quick else {"epochs": DEFAULT_EPOCHS}
+    # averaged weights: filling with a saved model is one network pass per day
+    options = {**(QUICK if quick else {"epochs": DEFAULT_EPOCHS}), "average": "weights"}
     if epochs is not None:
         options["epochs"] = int(epochs)
     options["window"] = window
     obs = np.isfinite(values)
     n_val = int(0.05 * obs.sum())
     # hold out a few cloud-shaped patches to stop on and to fit the σ scale; skipped on tiny cubes
-    val = cloud_cv_mask(obs, n_val, seed=seed + 7919) if n_val >= 50 and len(values) >= 2 else None
+    val = None
+    if n_val >= 50:
+        try:
+            val = cloud_cv_mask(obs, n_val, seed=seed + 7919)
+        except GeonbError as exc:  # e.g. identical clouds every day: train without a held-out set
+            warnings.warn(f"no validation points ({exc}); training for all epochs, σ not rescaled.", stacklevel=3)
     with tempfile.TemporaryDirectory(prefix="geonb-fill-") as tmp:
         ckpt = Path(work_dir) if work_dir else Path(tmp)
         return train_cloud_model(values, lat, lon, times, arch=arch, val_points=val, ckpt_dir=ckpt,
@@ -192,6 +198,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--save-model", help="save the trained model here, to fill other files fast")
     p.add_argument("--window", type=int, default=DEFAULTS["window"], help="days per input (odd)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", help="keep training checkpoints here: a killed fill resumes where it stopped")
     p.add_argument("--out", required=True, help="output NetCDF (written atomically)")
     p.set_defaults(func=_cmd_fill)
 
@@ -200,7 +207,7 @@ def _cmd_fill(args) -> int:
     t0 = time.perf_counter()
     ds = fill_file(args.input, args.var, args.out, mask_var=args.mask_var, arch=args.arch, epochs=args.epochs,
                    quick=args.quick, model=args.model, save_model=args.save_model, seed=args.seed,
-                   window=args.window)
+                   window=args.window, work_dir=args.work_dir)
     print(f"[geonb fill] {args.var} → {args.out} ({ds[args.var].attrs.get('geonb_fill', '')}; "
           f"{time.perf_counter() - t0:.1f} s)")
     return 0

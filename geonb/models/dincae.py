@@ -133,19 +133,21 @@ class CloudModel:
     epoch), the normalisation and the σ scale fitted on validation pixels."""
 
     def __init__(self, arch: str, params: dict, norm: dict, states: list, sigma_scale: float = 1.0,
-                 history=None, train_seconds: float = 0.0):
+                 history=None, train_seconds: float = 0.0, average: str = "predictions"):
         if arch not in ("dincae", "unet"):
             raise GeonbError(f"a cloud model is 'dincae' or 'unet', not {arch!r}.")
         self.arch, self.params, self.norm = arch, dict(params), dict(norm)
         self.states, self.sigma_scale = states, float(sigma_scale)
         self.history, self.train_seconds = history or [], train_seconds
+        self.average = average  # how the saved epochs are combined; the σ scale was fitted that way
         self.net = build_network(arch, self.params)
 
     # -- persistence: plain tensors/numbers/strings only (loads with weights_only=True)
     def save(self, path) -> Path:
         return save_checkpoint(path, {"arch": self.arch, "params": self.params, "norm": self.norm,
                                       "states": self.states, "sigma_scale": self.sigma_scale,
-                                      "history": self.history, "train_seconds": self.train_seconds})
+                                      "history": self.history, "train_seconds": self.train_seconds,
+                                      "average": self.average})
 
     @classmethod
     def load(cls, path) -> "CloudModel":
@@ -155,21 +157,22 @@ class CloudModel:
             raise GeonbError(f"{path} is not a geonb cloud-filling model (no {sorted(missing)}); "
                              "give a model saved by `geonb fill --save-model` or the clouds task.")
         return cls(saved["arch"], saved["params"], saved["norm"], saved["states"], saved.get("sigma_scale", 1.0),
-                   saved.get("history"), saved.get("train_seconds", 0.0))
+                   saved.get("history"), saved.get("train_seconds", 0.0), saved.get("average", "predictions"))
 
     def inputs(self, values, lat, lon, times) -> Inputs:
         return Inputs(values, lat, lon, times, self.norm, int(self.params["window"]), self.arch)
 
     @torch.inference_mode()
-    def predict(self, values, lat, lon, times, n_states: int | None = None, average: str = "predictions"):
+    def predict(self, values, lat, lon, times, n_states: int | None = None, average: str | None = None):
         """(mean, σ) for every pixel and day, in data units; σ is None for unet.
 
         Uses the last ``n_states`` saved epochs (default all). ``average="predictions"``:
         the mean of their means and, for σ², the mean of their variances plus the variance
         of their means (one network pass per epoch). ``average="weights"``: one pass of
         the network with the epochs' weights averaged (stochastic weight averaging): as
-        fast as a single epoch.
+        fast as a single epoch. Default: the way the model was trained to be used.
         """
+        average = average or self.average
         if average not in ("predictions", "weights"):
             raise GeonbError(f"average={average!r}: use 'predictions' or 'weights'.")
         inp = self.inputs(values, lat, lon, times)
@@ -200,7 +203,7 @@ def build_network(arch: str, params: dict) -> nn.Module:
 
 
 DEFAULTS = {"window": 3, "widths": [16, 24, 32, 48], "epochs": 60, "batch_size": 4, "lr": 1e-3,
-            "crop": 96, "samples_per_day": 4, "n_average": 5, "patience": 1000}
+            "crop": 96, "samples_per_day": 4, "n_average": 5, "patience": 1000, "average": "predictions"}
 
 
 def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_points=None, ckpt_dir,
@@ -211,7 +214,9 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
     early stopping and to fit the σ scale (so the score points stay untouched).
     Options (``DEFAULTS``): window, widths, epochs, batch_size, lr, crop (training patch
     size), samples_per_day (random other-day masks per day and epoch), n_average (number
-    of last epochs whose weights are kept for averaging), patience.
+    of last epochs whose weights are kept for averaging), average ("predictions" or
+    "weights", see ``CloudModel.predict``), patience. The learning rate decays from lr
+    to lr/20 over the epochs (cosine), so the last epochs, the ones averaged, are calm.
     """
     unknown = set(options) - set(DEFAULTS)
     if unknown:
@@ -231,7 +236,7 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
     t_start = time.perf_counter()
     params = {"window": window, "widths": [int(w) for w in opt["widths"]]}
     norm = fit_norm(values, lat, lon)
-    model = CloudModel(arch, params, norm, [])
+    model = CloudModel(arch, params, norm, [], average=opt["average"])
     net = model.net
     inp = model.inputs(values, lat, lon, times)
     nt, ny, nx = values.shape
@@ -243,6 +248,8 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
     optimiser = torch.optim.Adam(net.parameters(), lr=opt["lr"])
 
     def batches(epoch):
+        for group in optimiser.param_groups:  # a function of the epoch alone: a resumed run gets the same
+            group["lr"] = opt["lr"] * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / max(int(opt["epochs"]), 1))))
         rng = np.random.default_rng([seed, epoch])
         days = np.repeat(np.arange(nt), opt["samples_per_day"])
         rng.shuffle(days)
