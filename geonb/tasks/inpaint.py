@@ -35,7 +35,7 @@ PARAMS = {
     "ring_weight": 1.0,       # loss weight on the ring around holes
     "ring_width": 3,
     "adv_weight": 1e-3,       # ctxgan: weight of the adversarial term
-    "prefill": "local_mean",  # holes in the input: biharmonic or local_mean (+ learned residual), or zero (the seed)
+    "prefill": "biharmonic",  # holes in the input: biharmonic or local_mean (+ learned residual), or zero (the seed)
     "n_examples": 2,
     "transect_start": [30.5, -79.5],   # lat, lon: across the Gulf Stream by default
     "transect_end": [45.5, -40.5],
