@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("out", help="results CSV path (a .md summary is written beside it)")
     parser.add_argument("--data", default=str(shared_data_dir() / "alboranSST_small.nc"))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed … first-seed+seeds−1")
+    parser.add_argument("--append", action="store_true", help="add to the rows already in OUT (other seeds)")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--methods", default="dineof,dincae,unet")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -71,18 +73,18 @@ def main(argv=None) -> int:
     sea = ds.mask.values > 0
     truth = np.where(sea, ds.SST.values, np.nan).astype("float32")
     methods = [m.strip() for m in args.methods.split(",")]
-    rows = []
-    for seed in range(args.seeds):
+    out = Path(args.out)
+    rows = pd.read_csv(out).to_dict("records") if args.append and out.exists() else []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         rows += run_seed(seed, truth, sea, ds.lat.values, ds.lon.values, ds.time.values, methods,
                          {"epochs": args.epochs})
         table = pd.DataFrame(rows)
-        out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
     cols = [c for c in ("rmse", "bias", "correlation", "cover_1sigma", "cover_2sigma", "crps", "train_s", "fill_s")
             if c in table]
     mean, std = table.groupby("method")[cols].mean(), table.groupby("method")[cols].std()
-    lines = [f"# Cloud filling on {Path(args.data).name}: {args.seeds} seeds, {args.epochs} epochs", "",
+    lines = [f"# Cloud filling on {Path(args.data).name}: seeds {sorted(table.seed.unique())}, {args.epochs} epochs", "",
              "mean ± std over seeds, on the same cloud-shaped CV points", "",
              "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for method in mean.index:

