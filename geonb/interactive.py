@@ -1,0 +1,239 @@
+"""Exploration views for notebooks 01 and 04: live hvplot views in JupyterLab, PNGs elsewhere.
+
+In a live JupyterLab kernel ``explore(run, what)`` shows hvplot images with a time (01)
+or patch (04) slider, truth / prediction / difference panels with linked axes, and
+hover values with units. Where no browser is watching (papermill, nbval, the CLI) it
+shows a static PNG instead: the executed notebook stays small and nothing waits on a
+browser. ``GEONB_INTERACTIVE=1`` / ``0`` forces either.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .errors import GeonbError
+from .io import open_dataset
+
+WHATS = ("field", "predictions")
+# Processes that run notebooks without a browser: their kernels get the static view.
+_HEADLESS_PARENTS = ("papermill", "pytest", "nbval", "nbconvert", "nbclient")
+
+
+def live_frontend() -> bool:
+    """True when a notebook kernel is (probably) driven by a browser, not a batch runner."""
+    forced = os.environ.get("GEONB_INTERACTIVE", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is None or "IPKernelApp" not in get_ipython().config:
+            return False
+    except ImportError:
+        return False
+    # The kernel's parent is the jupyter server in JupyterLab, the batch runner otherwise.
+    try:
+        cmdline = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True
+    return not any(name in cmdline for name in _HEADLESS_PARENTS)
+
+
+_BOKEH_LOADED = False
+
+
+def use_bokeh() -> None:
+    """Load HoloViews' bokeh backend with BokehJS inline: plots render with no network."""
+    global _BOKEH_LOADED
+    if not _BOKEH_LOADED:
+        import holoviews as hv
+        import panel as pn
+
+        # hv.extension's inline flag does not reach Panel, which renders the widgets'
+        # plots: without this Panel fetches BokehJS from a CDN and the plot stays blank.
+        pn.config.inline = True
+        hv.extension("bokeh", inline=True, logo=False)
+        _BOKEH_LOADED = True
+
+
+def run_field(run) -> xr.DataArray:
+    """The run's prepared field (time, lat, lon) from 01's ``field.nc`` (built if missing)."""
+    run.require("data_prep")
+    path = run.path("field.nc")
+    ds = open_dataset(path)
+    if "field" not in ds.data_vars:
+        raise GeonbError(f"{path} has no 'field' variable ({list(ds.data_vars)}); re-run 01_data_prep for this run.")
+    return ds["field"]
+
+
+def _label(da: xr.DataArray, units: str | None = None) -> str:
+    units = da.attrs.get("units", "") if units is None else units
+    name = str(da.name or "value")
+    return f"{name} ({units})" if units else name
+
+
+def _hvplot(da: xr.DataArray):
+    # hvPlot directly, not `import hvplot.xarray`: that import re-runs the bokeh extension
+    # without inline resources, i.e. from a CDN this machine cannot reach.
+    from hvplot import hvPlot
+
+    return hvPlot(da)
+
+
+# ---------------------------------------------------------------- 04's predictions
+_NOT_METHODS = ("truth", "holes", "input", "cv")
+
+
+def prediction_files(run) -> dict[str, Path]:
+    """04's prediction files by name: inpaint writes one per hole set, clouds/downscale one."""
+    run.require("error_maps")
+    base = run.dir / run.task
+    found = {p.stem: p for p in sorted((base / "predictions").glob("*.nc"))}
+    for single in (base / "predictions.nc", base / "eval" / "predictions.nc"):
+        if single.exists():
+            found.setdefault("predictions", single)
+    if not found:
+        raise GeonbError(f"no predictions under {base} although 04_error_maps ran; re-run 04 for this run.")
+    return found
+
+
+def _method(ds: xr.Dataset, method: str | None, path) -> str:
+    names = [m for m in ds.attrs.get("methods", "").split(",") if m in ds.data_vars]
+    names = names or [v for v in ds.data_vars if v not in _NOT_METHODS and not str(v).endswith("_sigma")]
+    if method is None:
+        method = "prediction" if "prediction" in ds.data_vars else names[0] if names else None
+    if method not in ds.data_vars or method in _NOT_METHODS:
+        raise GeonbError(f"{path}: no method {method!r}; choose one of {', '.join(names)} (method=...).")
+    return method
+
+
+class _Frames:
+    """One 2-D (lat, lon) map per sample/time of a predictions Dataset, whatever its layout:
+    (sample, y, x) with per-sample lat/lon (inpaint), (time, lat, lon), or one (lat, lon) map."""
+
+    def __init__(self, ds: xr.Dataset, method: str):
+        self.ds, self.method = ds, method
+        self.units = ds["truth"].attrs.get("units", "") or ds.attrs.get("units", "")
+        extra = [d for d in ds["truth"].dims if d not in ("lat", "lon", "y", "x")]
+        if len(extra) > 1:
+            raise GeonbError(f"predictions have dims {ds['truth'].dims}; expected one sample/time dim at most.")
+        self.key = extra[0] if extra else None
+        self.n = ds.sizes[self.key] if self.key else 1
+
+    def __call__(self, what: str, i: int) -> xr.DataArray:
+        pick = (lambda da: da.isel({self.key: i})) if self.key and self.key in self.ds["truth"].dims else (lambda da: da)
+        truth = pick(self.ds["truth"]).values
+        values = {"truth": truth, "prediction": pick(self.ds[self.method]).values}
+        values["difference"] = values["prediction"] - truth
+        lat, lon = self.ds["lat"], self.ds["lon"]
+        lat = (lat.isel({self.key: i}) if self.key in lat.dims else lat).values
+        lon = (lon.isel({self.key: i}) if self.key in lon.dims else lon).values
+        name = self.method if what == "prediction" else what
+        return xr.DataArray(values[what], dims=("lat", "lon"), coords={"lat": lat, "lon": lon},
+                            name=f"{name} ({self.units})" if self.units else name)
+
+    def limits(self, what: str) -> tuple[float, float]:
+        truth = self.ds["truth"].values
+        if what == "difference":
+            spread = float(np.nanmax(np.abs(self.ds[self.method].values - truth))) or 1.0
+            return -spread, spread
+        return float(np.nanmin(truth)), float(np.nanmax(truth))
+
+
+_PANELS = (("truth", "viridis"), ("prediction", "viridis"), ("difference", "RdBu_r"))
+
+
+def _prediction_panels(frames: _Frames, title: str):
+    import holoviews as hv
+
+    def panel(what, cmap):
+        def draw(index):
+            return _hvplot(frames(what, int(index))).image(
+                x="lon", y="lat", cmap=cmap, clim=frames.limits(what), frame_width=300, data_aspect=1,
+                title=f"{title}: {what}").opts(framewise=True, tools=["hover"])
+        key = hv.Dimension(frames.key or "map", values=list(range(frames.n)))
+        return hv.DynamicMap(draw, kdims=[key])
+    # One layout: shared axes link zoom/pan across the panels and one slider drives all three.
+    return hv.Layout([panel(w, c) for w, c in _PANELS]).opts(shared_axes=True).cols(3)
+
+
+def _field_view(field: xr.DataArray):
+    return _hvplot(field.rename(_label(field))).image(
+        x="lon", y="lat", groupby="time", cmap="viridis", frame_width=560, data_aspect=1,
+        widget_location="bottom", title=f"{field.name}: pick a time").opts(tools=["hover"])
+
+
+# ---------------------------------------------------------------- static fallback
+def _static_png(panels: list[tuple[str, xr.DataArray, str]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (name, da, cmap) in zip(axes[0], panels):
+        x, y = da.dims[1], da.dims[0]
+        mesh = ax.pcolormesh(da[x].values if x in da.coords else np.arange(da.shape[1]),
+                             da[y].values if y in da.coords else np.arange(da.shape[0]),
+                             da.values, cmap=cmap, shading="auto")
+        fig.colorbar(mesh, ax=ax, label=da.attrs.get("units", ""))
+        ax.set_title(name)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    fig.suptitle(title + " (static view: open in JupyterLab for sliders and hover)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return path
+
+
+def explore(run, what: str = "field", index: int = 0, hole_set: str | None = None,
+            method: str | None = None, interactive: bool | None = None):
+    """An exploration view for a run: ``what="field"`` (01) or ``"predictions"`` (04).
+
+    For predictions, ``hole_set`` picks the file (inpaint writes one per hole set; default
+    the first) and ``method`` the model or baseline shown beside the truth. ``interactive
+    =None`` picks the live hvplot view in a browser kernel and a static PNG (map ``index``)
+    under papermill/nbval. Returns the object to display.
+    """
+    if what not in WHATS:
+        raise GeonbError(f"explore what={what!r}: use one of {', '.join(WHATS)}.")
+    live = live_frontend() if interactive is None else interactive
+    if what == "field":
+        field = run_field(run)
+        if live:
+            use_bokeh()
+            return _field_view(field)
+        index = _check_index(index, field.sizes["time"], "time")
+        title = f"{field.name} at time {field['time'].values[index]}"
+        png = _static_png([(_label(field), field.isel(time=index), "viridis")], run.path("explore", "field.png"), title)
+    else:
+        files = prediction_files(run)
+        name = hole_set or next(iter(files))
+        if name not in files:
+            raise GeonbError(f"no predictions for {name!r}; this run has: {', '.join(files)} (hole_set=...).")
+        ds = open_dataset(files[name], "truth")
+        frames = _Frames(ds, _method(ds, method, files[name]))
+        title = name if name != "predictions" else frames.method
+        if live:
+            use_bokeh()
+            return _prediction_panels(frames, title)
+        index = _check_index(index, frames.n, frames.key or "map")
+        png = _static_png([(str(frames(w, index).name), frames(w, index), c) for w, c in _PANELS],
+                          run.path("explore", f"predictions_{name}_{index}.png"),
+                          f"{title}, {frames.key or 'map'} {index}")
+    from IPython.display import Image
+
+    return Image(filename=str(png))
+
+
+def _check_index(index: int, size: int, dim: str) -> int:
+    if not -size <= index < size:
+        raise GeonbError(f"index {index} is out of range: the {dim} axis has {size} entries (0..{size - 1}).")
+    return index % size
