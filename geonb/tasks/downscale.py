@@ -144,6 +144,8 @@ def data_prep(run) -> Report:
         attrs={"source_name": name, "units": units},
     )
     write_netcdf(ds, run.path("data.nc"))
+    # the shared layout (docs/DESIGN.md): what geonb.explore shows for any task
+    write_netcdf(ds["elevation"].expand_dims(time=[0]).to_dataset(name="field"), run.path("field.nc"))
     sizes = pd.DataFrame({b: {"columns": int((split == i).sum()), "rows": ny, "cells": int((split == i).sum()) * ny}
                           for i, b in enumerate(("train", "val", "test"))}).T
     fig = plots.map_panels(
@@ -273,7 +275,8 @@ def _methods(pred: xr.Dataset):
 def error_maps(run) -> Report:
     """Metric table (model vs bicubic on the held-out test band), maps and spectra."""
     pred = _evaluate(run)
-    write_netcdf(pred, run.path("eval", "predictions.nc"))
+    pred.attrs["methods"] = ",".join(n for n, _ in _methods(pred))
+    write_netcdf(pred, run.path("predictions", "test_band.nc"))
     truth = pred["truth"].values
     rows = []
     for name, f in _methods(pred):
@@ -311,7 +314,8 @@ def error_maps(run) -> Report:
 
 # ---------------------------------------------------------------- 05
 def _predictions(run) -> xr.Dataset:
-    return open_dataset(run.path("eval", "predictions.nc"))
+    run.require("error_maps")
+    return open_dataset(run.path("predictions", "test_band.nc"))
 
 
 def scatter_plots(run) -> Report:
