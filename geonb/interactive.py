@@ -18,8 +18,10 @@ from .errors import GeonbError
 from .io import open_dataset
 
 WHATS = ("field", "predictions")
-# Processes that run notebooks without a browser: their kernels get the static view.
-_HEADLESS_PARENTS = ("papermill", "pytest", "nbval", "nbconvert", "nbclient")
+# A kernel whose parent is one of these serves a browser; any other parent (papermill, the
+# geonb CLI, pytest/nbval, nbconvert) runs the notebook headless and gets the static view.
+_BROWSER_PARENTS = ("jupyter-lab", "jupyter-notebook", "jupyter-server", "jupyter lab", "jupyter notebook",
+                    "jupyter server", "jupyterlab", "jupyter_server", "voila", "vscode", "code-server")
 
 
 def live_frontend() -> bool:
@@ -34,12 +36,11 @@ def live_frontend() -> bool:
             return False
     except ImportError:
         return False
-    # The kernel's parent is the jupyter server in JupyterLab, the batch runner otherwise.
     try:
         cmdline = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return True
-    return not any(name in cmdline for name in _HEADLESS_PARENTS)
+        return True  # no /proc (macOS, Windows): assume a person is watching
+    return any(name in cmdline for name in _BROWSER_PARENTS)
 
 
 _BOKEH_LOADED = False
@@ -69,8 +70,8 @@ def run_field(run) -> xr.DataArray:
     return ds["field"]
 
 
-def _label(da: xr.DataArray, units: str | None = None) -> str:
-    units = da.attrs.get("units", "") if units is None else units
+def _label(da: xr.DataArray) -> str:
+    units = da.attrs.get("units", "")
     name = str(da.name or "value")
     return f"{name} ({units})" if units else name
 
@@ -153,7 +154,7 @@ def _prediction_panels(frames: _Frames, title: str):
         def draw(index):
             return _hvplot(frames(what, int(index))).image(
                 x="lon", y="lat", cmap=cmap, clim=frames.limits(what), frame_width=300, data_aspect=1,
-                title=f"{title}: {what}").opts(framewise=True, tools=["hover"])
+                hover=True, title=f"{title}: {what}").opts(framewise=True)
         key = hv.Dimension(frames.key or "map", values=list(range(frames.n)))
         return hv.DynamicMap(draw, kdims=[key])
     # One layout: shared axes link zoom/pan across the panels and one slider drives all three.
@@ -163,7 +164,7 @@ def _prediction_panels(frames: _Frames, title: str):
 def _field_view(field: xr.DataArray):
     return _hvplot(field.rename(_label(field))).image(
         x="lon", y="lat", groupby="time", cmap="viridis", frame_width=560, data_aspect=1,
-        widget_location="bottom", title=f"{field.name}: pick a time").opts(tools=["hover"])
+        hover=True, widget_location="bottom", title=f"{field.name}: pick a time")
 
 
 # ---------------------------------------------------------------- static fallback

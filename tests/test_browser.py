@@ -82,7 +82,7 @@ def test_draw_and_save_in_jupyterlab(tmp_path):
     started = time.perf_counter()
     run_dir = tmp_path / "run"
     notebook = _notebook_copy(tmp_path, run_dir)
-    env = dict(os.environ, GEONB_INTERACTIVE="1")
+    env = dict(os.environ)
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
         env[var] = str(tmp_path / var.lower())
     port = _free_port()

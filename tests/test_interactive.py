@@ -1,0 +1,98 @@
+"""explore(): live views build (linked panels, hover with units) and the static fallback
+writes a PNG, for each task's predictions layout; no training needed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from geonb.errors import GeonbError
+from geonb.interactive import explore, live_frontend
+
+
+class FakeRun:
+    """The parts of geonb.Run that explore() uses, over files written by the test."""
+
+    def __init__(self, root: Path, task: str = "inpaint"):
+        self.dir, self.task = root, task
+
+    def require(self, step):
+        pass
+
+    def path(self, *parts) -> Path:
+        path = self.dir.joinpath(self.task, *map(str, parts))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+LAT, LON = np.arange(9.5, -10, -1.0), np.arange(0.5, 30)
+
+
+def write_field(run):
+    values = np.random.default_rng(0).normal(15, 2, (2, LAT.size, LON.size)).astype("float32")
+    field = xr.DataArray(values, dims=("time", "lat", "lon"), coords={"time": [0, 1], "lat": LAT, "lon": LON},
+                         attrs={"units": "degC"})
+    field.to_dataset(name="field").to_netcdf(run.path("field.nc"))
+
+
+def inpaint_predictions(run):
+    """04 of inpaint: one file per hole set, (sample, y, x) with per-sample lat/lon."""
+    rng = np.random.default_rng(1)
+    truth = rng.normal(15, 2, (3, 8, 8))
+    ds = xr.Dataset({"truth": (("sample", "y", "x"), truth, {"units": "degC"}),
+                     "holes": (("sample", "y", "x"), (rng.random((3, 8, 8)) < 0.2).astype("uint8")),
+                     "unet": (("sample", "y", "x"), truth + 0.1, {"units": "degC"}),
+                     "biharmonic": (("sample", "y", "x"), truth - 0.2, {"units": "degC"})},
+                    coords={"lat": (("sample", "y"), np.stack([LAT[i:i + 8] for i in (0, 4, 8)])),
+                            "lon": (("sample", "x"), np.stack([LON[i:i + 8] for i in (0, 10, 20)]))},
+                    attrs={"methods": "unet,biharmonic"})
+    ds.to_netcdf(run.path("predictions", "drawn.nc"))
+
+
+def downscale_predictions(run):
+    """04 of downscale: one (lat, lon) map in eval/predictions.nc, units as a file attribute."""
+    truth = np.random.default_rng(2).normal(500, 50, (LAT.size, LON.size))
+    xr.Dataset({"truth": (("lat", "lon"), truth), "srcnn_x4": (("lat", "lon"), truth + 1)},
+               coords={"lat": LAT, "lon": LON}, attrs={"units": "m"}).to_netcdf(run.path("eval", "predictions.nc"))
+
+
+def test_static_fallback_writes_pngs(tmp_path):
+    run = FakeRun(tmp_path)
+    write_field(run)
+    inpaint_predictions(run)
+    assert Path(explore(run, interactive=False).filename).stat().st_size > 1000
+    image = explore(run, what="predictions", index=2, method="biharmonic", interactive=False)
+    assert Path(image.filename).name == "predictions_drawn_2.png"
+    with pytest.raises(GeonbError, match="out of range"):
+        explore(run, what="predictions", index=3, interactive=False)
+    with pytest.raises(GeonbError, match="choose one of unet, biharmonic"):
+        explore(run, what="predictions", method="dincae", interactive=False)
+    with pytest.raises(GeonbError, match="this run has: drawn"):
+        explore(run, what="predictions", hole_set="square", interactive=False)
+
+
+@pytest.mark.parametrize("task", ["inpaint", "downscale"])
+def test_live_panels_are_linked_and_hover_shows_units(tmp_path, task):
+    import holoviews as hv
+    from bokeh.models import HoverTool, Plot
+
+    run = FakeRun(tmp_path, task)
+    (inpaint_predictions if task == "inpaint" else downscale_predictions)(run)
+    layout = explore(run, what="predictions", interactive=True)
+    figures = list(hv.renderer("bokeh").get_plot(layout).state.select({"type": Plot}))
+    assert len(figures) == 3
+    assert figures[0].x_range is figures[1].x_range is figures[2].x_range, "panels must pan/zoom together"
+    tooltips = [t.tooltips for t in figures[0].tools if isinstance(t, HoverTool)][0]
+    units = "degC" if task == "inpaint" else "m"
+    assert ("lon", "$x") in tooltips and any(f"({units})" in label for label, _ in tooltips)
+
+
+def test_live_frontend_can_be_forced(monkeypatch):
+    monkeypatch.setenv("GEONB_INTERACTIVE", "0")
+    assert not live_frontend()
+    monkeypatch.setenv("GEONB_INTERACTIVE", "1")
+    assert live_frontend()
+    monkeypatch.delenv("GEONB_INTERACTIVE")
+    assert not live_frontend()  # plain python, no kernel: static
