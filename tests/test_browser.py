@@ -69,6 +69,8 @@ TO_PAGE = """(pts) => {
   const box = fig.canvas_view.el.getBoundingClientRect();
   return pts.map(([x, y]) => [box.left + fig.frame.x_scale.compute(x), box.top + fig.frame.y_scale.compute(y)]);
 }"""
+ACTIVE_DRAG = ("() => [...window.Bokeh.index.all_views()].find(v => v.model.type === 'Figure')"
+               ".model.toolbar.active_drag?.type")
 KERNEL_IDLE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -127,6 +129,9 @@ def test_draw_and_save_in_jupyterlab(tmp_path):
                 mask_file = run_dir / "inpaint" / "drawn_mask.nc"
                 page.wait_for_selector("text=hole cells to", timeout=20_000)
                 page.screenshot(path=str(shot))
+                # The tool choice reaches the live bokeh toolbar through the widget comm.
+                page.get_by_role("button", name="box", exact=True).click()
+                page.wait_for_function(f"() => ({ACTIVE_DRAG})() === 'BoxEditTool'", timeout=10_000)
             except Exception:
                 page.screenshot(path=str(shot))
                 raise
