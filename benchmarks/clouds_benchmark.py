@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     cols = [c for c in ("rmse", "bias", "correlation", "cover_1sigma", "cover_2sigma", "crps", "train_s", "fill_s")
             if c in table]
     mean, std = table.groupby("method")[cols].mean(), table.groupby("method")[cols].std()
-    lines = [f"# Cloud filling on {Path(args.data).name}: seeds {sorted(table.seed.unique())}, {args.epochs} epochs", "",
+    lines = [f"# Cloud filling on {Path(args.data).name}: seeds {sorted(int(s) for s in table.seed.unique())}, {args.epochs} epochs", "",
              "mean ± std over seeds, on the same cloud-shaped CV points", "",
              "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for method in mean.index:
