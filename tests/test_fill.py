@@ -86,6 +86,9 @@ def test_bad_inputs_say_what_is_wrong(tmp_path):
 
 
 def test_all_cloud_day_and_dineof(tmp_path):
+    import geonb
+
+    assert geonb.fill is fill  # the Python API: geonb.fill(dataarray, ...)
     src = cf_file(tmp_path / "in.nc", all_cloud_day=2)
     ds = xr.open_dataset(src)
     sea = ds.mask.values > 0
