@@ -117,6 +117,8 @@ def notebook(name: str) -> nbf.NotebookNode:
             cells.append(nbf.v4.new_markdown_cell(text))
         cells.append(nbf.v4.new_code_cell(code))
     nb.cells = cells
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{step}-{i}"  # stable ids: rebuilding gives clean diffs
     return nb
 
 
