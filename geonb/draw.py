@@ -371,6 +371,7 @@ class MaskDrawer:
         self._status = w.HTML(value="draw on the map, then add to mask / erase; save writes "
                                     f"<code>{self.path}</code>")
         plot = pn.ipywidget(pn.pane.HoloViews(self.plot(), backend="bokeh"))
+        inline_stylesheets(plot)
         return w.VBox([w.HBox([self.tool_choice]), w.HBox([self.brush_choice, self.width_slider]),
                        w.HBox(buttons), self._status, plot])
 
@@ -387,6 +388,20 @@ class MaskDrawer:
         from IPython.display import display
 
         display(self.widget)
+
+
+def inline_stylesheets(widget) -> None:
+    """Swap the CDN stylesheet links of a ``pn.ipywidget`` for inline CSS (offline use).
+
+    Panel inlines them only on its own notebook display path, not inside ipywidgets.
+    """
+    from bokeh.models import UIElement
+    from panel.io.notebook import patch_inline_stylesheets
+
+    root = widget._model
+    for model in root.select({"type": UIElement}):
+        patch_inline_stylesheets(model)
+    widget.update_from_model(root)
 
 
 def draw_mask(run, time_index: int = 0) -> MaskDrawer:

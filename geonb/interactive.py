@@ -149,16 +149,19 @@ _PANELS = (("truth", "viridis"), ("prediction", "viridis"), ("difference", "RdBu
 
 def _prediction_panels(frames: _Frames, title: str):
     import holoviews as hv
+    import panel as pn
 
     def panel(what, cmap):
         def draw(index):
             return _hvplot(frames(what, int(index))).image(
-                x="lon", y="lat", cmap=cmap, clim=frames.limits(what), frame_width=300, data_aspect=1,
-                hover=True, title=f"{title}: {what}").opts(framewise=True)
+                x="lon", y="lat", cmap=cmap, clim=frames.limits(what), frame_width=210, data_aspect=1,
+                hover=True, title=f"{title}: {frames.method if what == 'prediction' else what}").opts(framewise=True)
         key = hv.Dimension(frames.key or "map", values=list(range(frames.n)))
         return hv.DynamicMap(draw, kdims=[key])
     # One layout: shared axes link zoom/pan across the panels and one slider drives all three.
-    return hv.Layout([panel(w, c) for w, c in _PANELS]).opts(shared_axes=True).cols(3)
+    # Shown through Panel, which inlines its stylesheets (HoloViews' display links a CDN).
+    layout = hv.Layout([panel(w, c) for w, c in _PANELS]).opts(shared_axes=True).cols(3)
+    return pn.panel(layout)
 
 
 def _field_view(field: xr.DataArray):

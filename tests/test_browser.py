@@ -101,6 +101,8 @@ def test_draw_and_save_in_jupyterlab(tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            offline = []  # requests that left the machine (CDNs): plots must not need any
+            page.on("requestfailed", lambda r: offline.append(r.url) if "127.0.0.1" not in r.url else None)
             try:
                 url = f"http://127.0.0.1:{port}/lab/tree/{notebook.name}"
                 for _ in range(120):  # the server takes a few seconds to listen
@@ -148,6 +150,7 @@ def test_draw_and_save_in_jupyterlab(tmp_path):
     elapsed = time.perf_counter() - started
     print(f"browser test: {elapsed:.1f} s; screenshot {shot}")
 
+    assert not offline, f"the page asked the network for {offline}; load resources inline"
     assert mask_file.exists(), f"no mask saved; JupyterLab log: {(tmp_path / 'jupyter.log').read_text()[-2000:]}"
     mask = xr.open_dataset(mask_file)["mask"].load()
     field = xr.open_dataset(run_dir / "inpaint" / "field.nc")["field"]

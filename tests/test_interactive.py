@@ -76,11 +76,13 @@ def test_static_fallback_writes_pngs(tmp_path):
 @pytest.mark.parametrize("task", ["inpaint", "downscale"])
 def test_live_panels_are_linked_and_hover_shows_units(tmp_path, task):
     import holoviews as hv
+    import panel as pn
     from bokeh.models import HoverTool, Plot
 
     run = FakeRun(tmp_path, task)
     (inpaint_predictions if task == "inpaint" else downscale_predictions)(run)
-    layout = explore(run, what="predictions", interactive=True)
+    view = explore(run, what="predictions", interactive=True)
+    layout = view.select(pn.pane.HoloViews)[0].object  # Panel shows it, with the sample slider
     figures = list(hv.renderer("bokeh").get_plot(layout).state.select({"type": Plot}))
     assert len(figures) == 3
     assert figures[0].x_range is figures[1].x_range is figures[2].x_range, "panels must pan/zoom together"
