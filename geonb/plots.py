@@ -49,7 +49,7 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
     fig = plt.figure(figsize=(3.6 * min(ncols, len(panels)), 3.1 * nrows))
     for k, (title, values, lat, lon, kind) in enumerate(panels):
         ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=ccrs.PlateCarree())
-        lo, hi = limits.get(kind, (0, 1))
+        lo, hi = (-0.5, 2.5) if kind == "split" else limits.get(kind, (0, 1))
         mesh = ax.pcolormesh(lon, lat, values, transform=ccrs.PlateCarree(), cmap=CMAPS.get(kind, "viridis"),
                              vmin=lo, vmax=hi, shading="nearest")
         ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))],
@@ -58,7 +58,9 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
         if line is not None:
             ax.plot(line[1], line[0], "m-", lw=1.5, transform=ccrs.PlateCarree())
         ax.set_title(title, fontsize=9)
-        fig.colorbar(mesh, ax=ax, shrink=0.75, label=units)
+        bar = fig.colorbar(mesh, ax=ax, shrink=0.75, label="" if kind == "split" else units)
+        if kind == "split":
+            bar.set_ticks([0, 1, 2], labels=["train", "val", "test"])
     if suptitle:
         fig.suptitle(suptitle)
     return save_figure(fig, path)
