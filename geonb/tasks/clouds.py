@@ -47,6 +47,7 @@ STEP_KEYS = {
     "simulate": ("cv_fraction", "val_fraction"),
     "train": ("arch", "epochs", "patience", "batch_size", "lr", "window", "crop", "samples_per_day",
               "n_average", "compare"),
+    "error_maps": (),
 }
 QUICK_BOX = (slice(80, 144), slice(180, 276))  # 64×96 pixels of open sea, no all-cloud day
 QUICK = {"epochs": 2, "samples_per_day": 1, "widths": [8, 12, 16, 24], "crop": 64, "n_average": 2}
@@ -165,7 +166,7 @@ def _days(field) -> np.ndarray:
 # ---------------------------------------------------------------- 04 error maps
 def predictions(run) -> xr.Dataset:
     """Filled fields (and σ) of every method on the cube without the CV points, cached."""
-    path = run.path("predictions.nc")
+    path = run.path("predictions", "cv.nc")
     if path.exists() and path.stat().st_mtime > run.path("models", "dincae", "model.pt").stat().st_mtime:
         return xr.open_dataset(path).load()
     field, _ = _field(run)
@@ -173,13 +174,12 @@ def predictions(run) -> xr.Dataset:
     inp = np.where(cv, np.nan, field.values)
     coords = (field.lat.values, field.lon.values, field.time.values)
     dims = ("time", "lat", "lon")
-    out = {"truth": (dims, field.values), "input": (dims, inp), "cv": (dims, cv.astype("int8"))}
+    out = {"truth": (dims, field.values), "input": (dims, inp), "holes": (dims, cv.astype("uint8"))}  # 1 = CV point
     model = CloudModel.load(run.path("models", "dincae", "model.pt"))
     t0 = time.perf_counter()
     mean, sigma = model.predict(inp, *coords)
     seconds = time.perf_counter() - t0
     out["dincae"], out["dincae_sigma"] = (dims, mean), (dims, sigma)
-    out["prediction"] = out["dincae"]  # the name geonb.explore shows beside the truth
     single, single_sigma = model.predict(inp, *coords, n_states=1)
     out["dincae_last_epoch"], out["dincae_last_epoch_sigma"] = (dims, single), (dims, single_sigma)
     if run.path("models", "unet", "model.pt").exists() and "unet" in _compare(run):
@@ -187,6 +187,7 @@ def predictions(run) -> xr.Dataset:
     if "dineof" in _compare(run):
         out["dineof"] = (dims, xr.open_dataset(run.path("models", "dineof", "filled.nc")).filled.values)
     ds = xr.Dataset(out, coords=field.coords, attrs={"dincae_fill_seconds": seconds})
+    ds.attrs["methods"] = ",".join(methods(ds))
     write_netcdf(ds, path)
     return ds
 
@@ -196,7 +197,7 @@ def methods(ds) -> list[str]:
 
 
 def score_table(ds) -> pd.DataFrame:
-    cv = ds.cv.values.astype(bool)
+    cv = ds.holes.values.astype(bool)
     rows = {m: score(ds.truth.values, ds[m].values, cv, ds[f"{m}_sigma"].values if f"{m}_sigma" in ds else None)
             for m in methods(ds)}
     return pd.DataFrame(rows).T
@@ -204,7 +205,7 @@ def score_table(ds) -> pd.DataFrame:
 
 def error_maps(run) -> Report:
     ds = predictions(run)
-    cv = ds.cv.values.astype(bool)
+    cv = ds.holes.values.astype(bool)
     table = score_table(ds)
     table.to_csv(run.path("scores.csv"))
     obs_input = np.isfinite(ds.input.values)
@@ -244,7 +245,7 @@ def _composite(ds, method, t) -> np.ndarray:
 # ---------------------------------------------------------------- 05 scatter + calibration
 def scatter_plots(run) -> Report:
     ds = predictions(run)
-    cv = ds.cv.values.astype(bool)
+    cv = ds.holes.values.astype(bool)
     truth = ds.truth.values[cv]
     units = ds.truth.attrs.get("units", "")
     series = {m: (truth, ds[m].values[cv]) for m in methods(ds) if m != "dincae_last_epoch"}
@@ -293,7 +294,7 @@ def reliability_plot(tables: dict, path):
 # ---------------------------------------------------------------- 06 transects
 def transects(run) -> Report:
     ds = predictions(run)
-    cv = ds.cv.values.astype(bool)
+    cv = ds.holes.values.astype(bool)
     t = _show_day(run, cv)
     day = ds.isel(time=t)
     lat, lon, dist = line_points(run["transect_start"], run["transect_end"])
@@ -315,7 +316,7 @@ def transects(run) -> Report:
     panels = [(k, g.values, ds.lat, ds.lon, "sst") for k, g in grids.items()]
     fig_map = plots.map_panels(panels, run.path("figures", "06_transect_map.png"), ncols=len(panels),
                                units=units, line=(lat, lon))
-    cv_line = sample_line(day.cv, lat, lon) > 0
+    cv_line = sample_line(day.holes, lat, lon) > 0
     rows = [{"method": m, "rmse at CV points on the line": metrics.rmse(values[m], values["truth"], cv_line),
              "n CV points": int(cv_line.sum())} for m in values if m != "truth"]
     return Report("Transect", f"{int(shade.sum())} of {len(shade)} line samples are gaps in the input (grey); "
