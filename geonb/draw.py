@@ -315,7 +315,8 @@ class MaskDrawer:
         had = self.path.exists()
         save_mask(self.mask, self.field, self.path, self.history)
         backup = f"; previous mask kept as {BACKUP_FILE}" if had and self.path.name == MASK_FILE else ""
-        self._say(f"saved {int(self.mask.sum())} hole cells to {self.path}{backup}")
+        self._say(f"saved {int(self.mask.sum())} hole cells to {self.path}{backup}. "
+                  "Re-run run.step('simulate') (02) so 03-05 use the 'drawn' hole set")
         return self.path
 
     def _forget_shapes(self):
