@@ -90,10 +90,16 @@ class Run:
         return self.path(".steps", f"{name}.json")
 
     def _stamp(self, step: str) -> dict:
-        keys = set()
+        """The parameters (and input files, e.g. a drawn mask) that this step's outputs depend on."""
+        keys, files = set(), set()
         for earlier in STEPS[: STEPS.index(step) + 1]:
             keys |= set(self.tasks.STEP_KEYS.get(earlier, ()))
-        return {k: self.params[k] for k in sorted(keys)}
+            files |= set(getattr(self.tasks, "STEP_FILES", {}).get(earlier, ()))
+        stamp = {k: self.params[k] for k in sorted(keys)}
+        for name in sorted(files):
+            path = self.dir / self.task / name
+            stamp[f"file {name}"] = [path.stat().st_mtime_ns, path.stat().st_size] if path.exists() else None
+        return stamp
 
     def is_current(self, step: str) -> bool:
         marker = self._marker(step)

@@ -17,8 +17,8 @@ def series(tmp_path_factory):
 
 
 def _run(root, series, **params):
-    return geonb.Run(root, quick=True, data=str(series), var="sst", patch=32, overlap=16,
-                     hole_sets="square,many,varied", **params)
+    settings = dict(quick=True, data=str(series), var="sst", patch=32, overlap=16, hole_sets="square,many,varied")
+    return geonb.Run(root, **{**settings, **params})
 
 
 @pytest.mark.slow
@@ -71,3 +71,15 @@ def test_bad_run_parameters_are_named():
         geonb.Run("/tmp/never", arch="vgg")
     with pytest.raises(GeonbError, match=r"unknown parameter\(s\) \['epoch'\]"):
         geonb.Run("/tmp/never", epoch=3)
+
+
+def test_saving_a_drawn_mask_makes_the_hole_sets_stale(tmp_path, series):
+    run = _run(tmp_path, series)
+    run.step("simulate")
+    assert run.is_current("simulate")
+    field = geonb.load_field(str(series), "sst")
+    mask = field.isel(time=0).notnull().astype("uint8").rename("mask")
+    mask.to_netcdf(tmp_path / "inpaint" / "drawn_mask.nc")
+    assert run.is_current("data_prep") and not run.is_current("simulate")
+    run.require("simulate")
+    assert "drawn" in geonb.tasks.inpaint.load_holes(run)

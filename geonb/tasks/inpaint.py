@@ -47,6 +47,7 @@ STEP_KEYS = {
               "adv_weight", "prefill"),
     "error_maps": (),
 }
+STEP_FILES = {"simulate": ("drawn_mask.nc",)}  # saving a new drawn mask re-runs 02 and what follows
 QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
 QUICK_EPOCHS = 5
 
