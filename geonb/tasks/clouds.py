@@ -186,6 +186,9 @@ def predictions(run) -> xr.Dataset:
         out["unet"] = (dims, CloudModel.load(run.path("models", "unet", "model.pt")).predict(inp, *coords)[0])
     if "dineof" in _compare(run):
         out["dineof"] = (dims, xr.open_dataset(run.path("models", "dineof", "filled.nc")).filled.values)
+    sea = np.isfinite(field.values).any(0)
+    for name in list(out)[3:]:  # the methods (and σ): land stays NaN, as geonb fill writes it
+        out[name] = (dims, np.where(sea, out[name][1], np.nan).astype("float32"))
     ds = xr.Dataset(out, coords=field.coords, attrs={"dincae_fill_seconds": seconds})
     ds.attrs["methods"] = ",".join(methods(ds))
     write_netcdf(ds, path)
