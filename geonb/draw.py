@@ -316,7 +316,7 @@ class MaskDrawer:
         save_mask(self.mask, self.field, self.path, self.history)
         backup = f"; previous mask kept as {BACKUP_FILE}" if had and self.path.name == MASK_FILE else ""
         self._say(f"saved {int(self.mask.sum())} hole cells to {self.path}{backup}. "
-                  "Re-run run.step('simulate') (02) so 03-05 use the 'drawn' hole set")
+                  "It is the 'drawn' hole set: 03-05 rebuild the hole sets with it when they next run")
         return self.path
 
     def _forget_shapes(self):
