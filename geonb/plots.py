@@ -19,6 +19,20 @@ CMAPS = {"sst": cmocean.cm.thermal, "elevation": cmocean.cm.topo, "diff": cmocea
          "split": ListedColormap(["#4c72b0", "#dd8452", "#c44e52"]), "mask": ListedColormap(["#ffffff", "#222222"])}
 
 
+def colour_map(kind: str, lo: float, hi: float):
+    """The colour map of a panel kind; elevation keeps cmocean's land/sea break at 0 m.
+
+    Without this, topo's colour change sits mid-range and draws a false coastline.
+    """
+    if kind != "elevation":
+        return CMAPS.get(kind, "viridis")
+    if lo >= 0:
+        return cmocean.tools.crop_by_percent(cmocean.cm.topo, 50, which="min")
+    if hi <= 0:
+        return cmocean.tools.crop_by_percent(cmocean.cm.topo, 50, which="max")
+    return cmocean.tools.crop(cmocean.cm.topo, lo, hi, 0)
+
+
 def save_figure(fig, path) -> Path:
     """Save as PNG atomically, close the figure, return the path."""
     path = Path(path)
@@ -50,7 +64,7 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
     for k, (title, values, lat, lon, kind) in enumerate(panels):
         ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=ccrs.PlateCarree())
         lo, hi = (-0.5, 2.5) if kind == "split" else limits.get(kind, (0, 1))
-        mesh = ax.pcolormesh(lon, lat, values, transform=ccrs.PlateCarree(), cmap=CMAPS.get(kind, "viridis"),
+        mesh = ax.pcolormesh(lon, lat, values, transform=ccrs.PlateCarree(), cmap=colour_map(kind, lo, hi),
                              vmin=lo, vmax=hi, shading="nearest")
         ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))],
                       crs=ccrs.PlateCarree())
