@@ -148,7 +148,7 @@ def loss_curves(history: list[dict], path, title: str = "") -> Path:
     for key in ("loss", "val_loss"):
         if any(key in h for h in history):
             ax.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key.replace("_", " "))
-    ax.set(xlabel="epoch", ylabel="loss", title=title or "loss curves")
+    ax.set(xlabel="epoch", ylabel="loss (log scale)", yscale="log", title=title or "loss curves")
     ax.legend()
     if other:
         for key in other:

@@ -361,7 +361,9 @@ def pixel_mean(run):
 
 def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
     panels = []
-    for j in range(min(run["n_examples"], len(index))):
+    distinct = np.unique(index, return_index=True)[1]  # one sample per patch: different places
+    picks = distinct[np.linspace(0, len(distinct) - 1, min(run["n_examples"], len(distinct))).astype(int)]
+    for j in picks:
         i = index[j]
         lat, lon = patches.lat[i].values, patches.lon[i].values
         panels.append(("input with holes", np.where(hidden[j], np.nan, truth[j]), lat, lon, "sst"))
