@@ -29,6 +29,7 @@ def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, note
     import papermill
 
     params = dict(params or {})
+    quick = bool(quick or params.pop("quick", False))  # --quick or -p quick True
     unknown = sorted(set(params) - set(all_params()))
     if unknown:
         raise GeonbError(f"unknown parameter(s) {unknown}; valid: {', '.join(sorted(all_params()))}")

@@ -8,6 +8,7 @@ renamed at the end), so IN.nc is never touched, even with ``--out`` pointing at 
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 import warnings
@@ -22,6 +23,7 @@ from .dineof import dineof
 from .errors import GeonbError
 from .io import match_fill_values, open_dataset, write_netcdf
 from .models.dincae import DEFAULTS, CloudModel, train_cloud_model
+from .training import config_key
 
 ARCHS = ("dincae", "dineof", "unet")
 QUICK = {"epochs": 2, "samples_per_day": 1, "widths": [8, 12, 16, 24], "crop": 64, "n_average": 2}
@@ -138,7 +140,9 @@ def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, wind
         except GeonbError as exc:  # e.g. identical clouds every day: train without a held-out set
             warnings.warn(f"no validation points ({exc}); training for all epochs, σ not rescaled.", stacklevel=3)
     with tempfile.TemporaryDirectory(prefix="geonb-fill-") as tmp:
-        ckpt = Path(work_dir) if work_dir else Path(tmp)
+        # a work dir resumes only the same cube with the same settings
+        key = config_key({"arch": arch, "seed": seed, **options, "data": hashlib.sha256(values.tobytes()).hexdigest()})
+        ckpt = Path(work_dir) / key if work_dir else Path(tmp)
         return train_cloud_model(values, lat, lon, times, arch=arch, val_points=val, ckpt_dir=ckpt,
                                  seed=seed, **options)
 
@@ -170,6 +174,9 @@ def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) ->
     path, out = Path(path), Path(out)
     if out.resolve() == path.resolve():
         raise GeonbError(f"--out {out} is the input file; geonb never overwrites its input. Give another path.")
+    saved = options.get("save_model")
+    if saved and Path(saved).resolve() in (path.resolve(), out.resolve()):
+        raise GeonbError(f"--save-model {saved} is the input or the output file; give the model its own path (.pt).")
     ds = open_dataset(path, var)
     mask = None
     if mask_var:

@@ -18,7 +18,7 @@ def _squares(valid: np.ndarray, sizes, rng) -> np.ndarray:
     """Place squares of the given sizes at random, preferring mostly-valid positions."""
     ny, nx = valid.shape
     hole = np.zeros_like(valid, dtype=bool)
-    for size in sizes:
+    for size in (min(int(s), ny, nx) for s in sizes):  # a patch smaller than a square: clip it
         best, best_frac = None, -1.0
         for _ in range(20):  # a few tries to land on ocean rather than land
             y, x = rng.integers(0, ny - size + 1), rng.integers(0, nx - size + 1)
@@ -66,7 +66,8 @@ def cloud_library(cube: xr.DataArray, sea: np.ndarray, patch: int, n: int, rng,
             if len(crops) == n:
                 break
     if not crops:
-        raise GeonbError("no cloud crop with 10–50 % cover found in the cloud cube; give a cloudier cube.")
+        raise GeonbError(f"no cloud crop with {cover[0]:.0%}–{cover[1]:.0%} cover found in the cloud cube; "
+                         "give a cloudier cube.")
     return np.stack(crops)
 
 

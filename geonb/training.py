@@ -7,6 +7,8 @@ run resumes where it stopped; ``best.pt`` holds the weights with the lowest val_
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Callable, Iterable
@@ -14,7 +16,13 @@ from typing import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from .errors import GeonbError
 from .io import load_checkpoint, save_checkpoint
+
+
+def config_key(config: dict) -> str:
+    """A short hash to name a checkpoint folder: other parameters or data never resume it."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def pick_device(prefer: str = "auto") -> torch.device:
@@ -76,6 +84,9 @@ def fit(
             module.eval()
         with torch.no_grad():
             val = {k: float(v) for k, v in validate().items()}
+        if not math.isfinite(val["val_loss"]):
+            raise GeonbError(f"{desc}: validation loss is {val['val_loss']} at epoch {epoch + 1}; the training "
+                             "diverged. Lower lr, or check the inputs for NaN/inf values.")
         record = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()}, **val}
         state["history"].append(record)
         state["epoch"] = epoch + 1

@@ -89,7 +89,7 @@ class Run:
         name = f"{step}-{self['arch']}" if step == "train" else step
         return self.path(".steps", f"{name}.json")
 
-    def _stamp(self, step: str) -> dict:
+    def stamp(self, step: str) -> dict:
         """The parameters (and input files, e.g. a drawn mask) that this step's outputs depend on."""
         keys, files = set(), set()
         for earlier in STEPS[: STEPS.index(step) + 1]:
@@ -103,7 +103,7 @@ class Run:
 
     def is_current(self, step: str) -> bool:
         marker = self._marker(step)
-        return marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(self._stamp(step)))
+        return marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(self.stamp(step)))
 
     def require(self, step: str) -> None:
         """Make sure ``step``'s outputs exist and match the current parameters."""
@@ -120,5 +120,5 @@ class Run:
                 self.require(earlier)
         report = getattr(self.tasks, step)(self)
         if step in self.tasks.STEP_KEYS:
-            self._marker(step).write_text(json.dumps(self._stamp(step), indent=1))
+            self._marker(step).write_text(json.dumps(self.stamp(step), indent=1))
         return report

@@ -42,7 +42,8 @@ def test_ctxgan_reports_discriminator_accuracy(tmp_path, series):
     run = _run(tmp_path, series, arch="ctxgan", epochs=2)
     run.step("train")
     history = json.loads((tmp_path / "inpaint" / "models" / "ctxgan" / "history.json").read_text())
-    assert len(history) == 2 and all(0.0 <= h["d_acc"] <= 1.0 for h in history)
+    assert len(history) == 2 and np.isfinite([h["d_loss"] for h in history]).all()
+    assert history[-1]["d_acc"] > 0.6  # it learns to tell real from inpainted, above chance
 
 
 def test_steps_rebuild_only_what_changed(tmp_path, series):

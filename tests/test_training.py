@@ -58,3 +58,21 @@ def test_learns_and_keeps_best_checkpoint(tmp_path):
 def test_early_stopping_stops(tmp_path):
     _, history = _train(tmp_path / "d", epochs=200, patience=2)
     assert len(history) < 200
+
+
+def test_other_settings_never_resume_an_old_checkpoint():
+    from geonb.training import config_key
+
+    assert config_key({"lr": 1e-3, "data": "a"}) == config_key({"data": "a", "lr": 1e-3})
+    assert config_key({"lr": 1e-3, "data": "a"}) != config_key({"lr": 1e-3, "data": "b"})
+
+
+def test_diverged_training_says_so(tmp_path):
+    import pytest
+
+    from geonb import GeonbError
+
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(GeonbError, match="validation loss is nan at epoch 1; the training diverged"):
+        fit({"m": model}, {"m": torch.optim.SGD(model.parameters(), lr=0.1)}, lambda e: [], lambda b: {},
+            lambda: {"val_loss": float("nan")}, tmp_path, epochs=3)

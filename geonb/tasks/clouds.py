@@ -24,6 +24,7 @@ from ..errors import GeonbError
 from ..io import match_fill_values, write_netcdf
 from ..models.dincae import CloudModel, train_cloud_model
 from ..report import Report
+from ..training import config_key
 from .inpaint import line_points, sample_line
 
 PARAMS = {
@@ -138,7 +139,8 @@ def train(run) -> Report:
     rows, figures = [], []
     for arch in ["dincae"] + [a for a in _compare(run) if a == "unet"]:
         model_dir = run.path("models", arch)
-        model = train_cloud_model(inp, *coords, arch=arch, val_points=val, ckpt_dir=model_dir / "ckpt",
+        model = train_cloud_model(inp, *coords, arch=arch, val_points=val,
+                                  ckpt_dir=model_dir / "ckpt" / config_key(run.stamp("train")),
                                   seed=run["seed"], **_options(run))
         model.save(model_dir / "model.pt")
         figures.append(plots.loss_curves(model.history, run.path("figures", f"03_loss_{arch}.png"),
