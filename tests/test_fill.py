@@ -51,12 +51,10 @@ def test_cli_fill_keeps_observed_and_input(tmp_path):
     with xr.open_dataset(out, mask_and_scale=False) as raw:
         assert raw.SST.dtype == np.int16  # written back with the input's packing
 
-    # a saved model fills without training, fast
+    # a saved model fills without training (its speed is measured in benchmarks/, not here)
     out2 = tmp_path / "out2.nc"
-    t0 = time.perf_counter()
     assert cli.main(["fill", str(src), "--var", "SST", "--mask-var", "mask", "--model", str(tmp_path / "m.pt"),
                      "--out", str(out2)]) == 0
-    assert time.perf_counter() - t0 < 10
     np.testing.assert_allclose(xr.open_dataset(out2).SST.values, b.SST.values, atol=2e-3, equal_nan=True)
 
 
