@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import GeonbError
 from ..io import load_checkpoint, save_checkpoint
 from ..registry import get_arch, register
-from ..training import fit
+from ..training import fit, pick_device
 
 LOGVAR_RANGE = (-10.0, 5.0)  # clamp: keeps the NLL finite early in training (normalised units)
 PAD = 16                    # inputs padded to a multiple of 2**levels
@@ -207,7 +207,7 @@ DEFAULTS = {"window": 3, "widths": [16, 24, 32, 48], "epochs": 60, "batch_size":
 
 
 def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_points=None, ckpt_dir,
-                      seed: int = 0, **options) -> CloudModel:
+                      seed: int = 0, device: str = "auto", **options) -> CloudModel:
     """Train self-supervised on the cloudy cube ``values`` (time, lat, lon; NaN = missing).
 
     ``val_points`` (bool like values): observed pixels kept out of training, used for
@@ -245,6 +245,8 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
     crop -= crop % PAD  # the U-Net halves the patch size (levels − 1) times
     if crop < PAD:
         raise GeonbError(f"the grid ({ny}×{nx}) is too small: dincae needs at least {PAD}×{PAD} pixels.")
+    device = pick_device(device)
+    net.to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=opt["lr"])
 
     def batches(epoch):
@@ -273,7 +275,7 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
             yield _stack(samples)
 
     def train_step(batch):
-        x, target = batch
+        x, target = (t.to(device) for t in batch)
         optimiser.zero_grad()
         loss = _loss(arch, net(x), target)
         loss.backward()
@@ -295,11 +297,12 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
         if val_x is None:  # nothing held out: track the training loss instead
             return {"val_loss": -epoch_count[0]}
         x, (h, w) = _pad(val_x)
-        return {"val_loss": _loss(arch, net(x)[:, :, :h, :w], val_y).item()}
+        return {"val_loss": _loss(arch, net(x.to(device))[:, :, :h, :w], val_y.to(device)).item()}
 
     history = fit({"net": net}, {"adam": optimiser}, batches, train_step, validate, ckpt_dir,
                   epochs=int(opt["epochs"]), patience=int(opt["patience"]), seed=seed,
                   desc=f"{arch} (self-supervised)")
+    net.to("cpu")  # filling runs on the CPU copy; snapshots load onto the CPU too
     kept = sorted(snapshots.glob("epoch_*.pt"))[-int(opt["n_average"]):]
     model.states = [load_checkpoint(p) for p in kept]
     model.history = history

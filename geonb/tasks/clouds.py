@@ -139,7 +139,7 @@ def train(run) -> Report:
     rows, figures = [], []
     for arch in ["dincae"] + [a for a in _compare(run) if a == "unet"]:
         model_dir = run.path("models", arch)
-        model = train_cloud_model(inp, *coords, arch=arch, val_points=val,
+        model = train_cloud_model(inp, *coords, arch=arch, val_points=val, device=run["device"],
                                   ckpt_dir=model_dir / "ckpt" / config_key(run.stamp("train")),
                                   seed=run["seed"], **_options(run))
         model.save(model_dir / "model.pt")
