@@ -269,10 +269,14 @@ def _val_rmse(model, val: Scene, factor, cond_res, upto=None) -> float:
 
 def train_model(arch: str, factor: int, cond_res, hparams: dict, train: list[Scene], val: Scene, ckpt_dir, *,
                 epochs: int, steps: int, batch_size: int, lr: float, patch_lr: int, patience: int, seed: int,
-                weights: dict | None = None, on_epoch=None):
+                weights: dict | None = None, on_epoch=None, units: float = 1.0):
     """Train ``arch`` on random patches of the ``train`` scenes; early-stop on ``val``.
 
     ``on_epoch(epoch, val_rmse)`` is called after each validation (optuna pruning).
+    ``units``: physical units (e.g. metres) per normalised unit, i.e. the Normaliser's std.
+    srgan's content and topographic L1 terms are taken in physical units, as in DeepBedMap,
+    whose loss weights (LOSS_WEIGHTS) assume metres: in normalised units they would be
+    ~std× too small and the generator would optimise SSIM + adversarial terms only.
     Returns (model, history). rsrcnn trains stage by stage, each on its own label.
     """
     factor = check_factor(factor)
@@ -342,8 +346,8 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, train: list[Sce
         d_loss.backward()
         opt_d.step()
         _, adv = ragan_losses(disc(hr), disc(fake))
-        content = F.l1_loss(fake, hr)
-        topo = F.l1_loss(block_mean(fake, factor), lr_t)
+        content = units * F.l1_loss(fake, hr)
+        topo = units * F.l1_loss(block_mean(fake, factor), lr_t)
         structural = 1 - ssim_torch(fake, hr, data_range=float(hr.max() - hr.min()) or 1.0)
         g_loss = (w["content"] * content + w["adversarial"] * adv + w["topographic"] * topo
                   + w["structural"] * structural)
@@ -453,7 +457,7 @@ def cli_train(args) -> int:
     model, _ = train_model(args.arch, f, [r for _, r, _ in conds], hp, [scene(slice(0, -n_val), "train")],
                            scene(slice(-n_val, None), "val"), out.with_name(out.stem + "_checkpoints"),
                            epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                           patch_lr=args.patch, patience=args.patience, seed=args.seed)
+                           patch_lr=args.patch, patience=args.patience, seed=args.seed, units=float(norm.std))
     meta = model_meta(args.arch, f, str(da.name), [(n, r) for n, r, _ in conds], norm, cond_norms, hp,
                       f"{args.data} {hr.shape[0]}x{hr.shape[1]}")
     save_model(out, model, meta)

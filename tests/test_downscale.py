@@ -153,3 +153,26 @@ def test_sr_metrics():
     assert sr.ssim(truth, truth) == pytest.approx(1.0)
     assert sr.spectrum_ratio(truth, truth, 4) == pytest.approx(1.0)
     assert sr.spectrum_ratio(sr.bicubic(lr, 4), truth, 4) < 0.5
+
+
+def test_srgan_content_and_topographic_losses_in_physical_units(tmp_path):
+    """DeepBedMap's loss weights assume metres: the L1 terms are scaled by the normaliser's std."""
+    scene = sr.Scene(terrain.fractal_terrain(64, 64, seed=1) / 100.0)
+    hist = {}
+    for units in (1.0, 150.0):
+        _, h = sr.train_model("srgan", 4, (), {"n_blocks": 1, "nf": 8}, [scene], scene, tmp_path / str(units),
+                              epochs=1, steps=1, batch_size=2, lr=1e-4, patch_lr=8, patience=1, seed=0, units=units)
+        hist[units] = h[0]
+    for key in ("content_l1", "topographic"):
+        assert hist[150.0][key] == pytest.approx(150.0 * hist[1.0][key], rel=1e-4)
+    assert hist[150.0]["ssim"] == pytest.approx(hist[1.0]["ssim"], rel=1e-5)
+
+
+def test_quick_run_through_the_task_api(tmp_path):
+    """data_prep → train → error_maps through geonb.Run (catches drift between the task and workflow)."""
+    from geonb.workflow import Run
+
+    run = Run(tmp_path / "run", arch="srcnn", factor=4, quick=True)
+    run.step("error_maps")
+    table = open(run.path("eval", "metrics.csv")).read()
+    assert "srcnn" in table and "bicubic" in table

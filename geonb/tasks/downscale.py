@@ -208,7 +208,7 @@ def train(run) -> Report:
     scenes, val, norm, cond_norms = _training_data(run, ds, s, cond)
     hp, lr, batch = _hparams(run, s), float(run["lr"]), s["batch_size"]
     weights = {k: float(run[f"w_{k}"]) for k in superres.LOSS_WEIGHTS}
-    stamp = hashlib.sha1(json.dumps(run._stamp("train"), sort_keys=True).encode()).hexdigest()[:8]
+    stamp = hashlib.sha1(json.dumps(run.stamp("train"), sort_keys=True).encode()).hexdigest()[:8]
     tables, figures = {}, []
     if int(run["tune_trials"]) > 0:
         from .. import tuning
@@ -218,7 +218,8 @@ def train(run) -> Report:
             _, hist = superres.train_model(
                 arch, f, [r for _, r in cond], hp_t, scenes, val, trial_dir, epochs=int(run["tune_epochs"]),
                 steps=s["steps"], batch_size=params["batch_size"], lr=params["lr"], patch_lr=s["patch_lr"],
-                patience=int(run["patience"]), seed=int(run["seed"]), weights=weights, on_epoch=on_epoch)
+                patience=int(run["patience"]), seed=int(run["seed"]), weights=weights, on_epoch=on_epoch,
+                units=float(norm.std))
             return min(h["val_loss"] for h in hist)
 
         best, trials, fig = tuning.tune(objective, run.path("tuning", f"{arch}_x{f}_{stamp}"), int(run["tune_trials"]),
@@ -231,7 +232,7 @@ def train(run) -> Report:
     model, history = superres.train_model(
         arch, f, [r for _, r in cond], hp, scenes, val, run.path("checkpoints", f"{arch}_x{f}_{stamp}"),
         epochs=s["epochs"], steps=s["steps"], batch_size=batch, lr=lr, patch_lr=s["patch_lr"],
-        patience=int(run["patience"]), seed=int(run["seed"]), weights=weights)
+        patience=int(run["patience"]), seed=int(run["seed"]), weights=weights, units=float(norm.std))
     trained_on = f"{_data_id(ds)} train band + {s['synthetic']} synthetic scenes"
     meta = superres.model_meta(arch, f, "elevation", cond, norm, cond_norms, hp, trained_on)
     path = superres.save_model(run.path("models", f"{arch}_x{f}.pt"), model, meta)
@@ -266,6 +267,11 @@ def _evaluate(run) -> xr.Dataset:
     return out
 
 
+def _label(name: str) -> str:
+    """``srcnn_x4`` → ``srcnn ×4`` (figure titles and legends)."""
+    return name.replace("_x", " ×")
+
+
 def _methods(pred: xr.Dataset):
     """(name, factor) of every prediction, bicubic first within each factor."""
     names = [v for v in pred.data_vars if v != "truth"]
@@ -289,8 +295,8 @@ def error_maps(run) -> Report:
     table.to_csv(run.path("eval", "metrics.csv"))
     units, lat, lon = pred.attrs.get("units", ""), pred.lat, pred.lon
     panels = [("truth", truth, lat, lon, "elevation")]
-    panels += [(f"{n} ×{f}", pred[n].values, lat, lon, "elevation") for n, f in _methods(pred)]
-    panels += [(f"{n} ×{f} − truth", pred[n].values - truth, lat, lon, "diff") for n, f in _methods(pred)]
+    panels += [(_label(n), pred[n].values, lat, lon, "elevation") for n, _ in _methods(pred)]
+    panels += [(f"{_label(n)} − truth", pred[n].values - truth, lat, lon, "diff") for n, _ in _methods(pred)]
     maps = plots.map_panels(panels, run.path("figures", "04_maps.png"), ncols=len(_methods(pred)) + 1, units=units,
                             suptitle="held-out test band")
     import matplotlib.pyplot as plt
@@ -298,8 +304,8 @@ def error_maps(run) -> Report:
     fig, ax = plt.subplots(figsize=(6, 4))
     k, p = superres.radial_spectrum(truth)
     ax.loglog(k[1:], p[1:], "k", lw=2, label="truth")
-    for n, f in _methods(pred):
-        ax.loglog(k[1:], superres.radial_spectrum(pred[n].values)[1][1:], label=f"{n} ×{f}")
+    for n, _ in _methods(pred):
+        ax.loglog(k[1:], superres.radial_spectrum(pred[n].values)[1][1:], label=_label(n))
     for f in sorted({f for _, f in _methods(pred)}):
         ax.axvline(0.5 / f, color="0.6", ls=":", lw=1)
     ax.set(xlabel="wavenumber (cycles / high-res px); dotted: low-res Nyquist", ylabel="power",
@@ -320,7 +326,7 @@ def _predictions(run) -> xr.Dataset:
 
 def scatter_plots(run) -> Report:
     pred = _predictions(run)
-    series = {f"{n} ×{f}": (pred["truth"].values, pred[n].values) for n, f in _methods(pred)}
+    series = {_label(n): (pred["truth"].values, pred[n].values) for n, _ in _methods(pred)}
     fig = plots.scatter_density(series, run.path("figures", "05_scatter.png"), units=pred.attrs.get("units", ""),
                                 title="predicted vs true elevation, test band")
     return Report("05 scatter (test band)", "Binned mean and 95 % interval of the prediction per true-value bin.",
@@ -361,8 +367,8 @@ def transects(run) -> Report:
                   (xx - xx[0]) * abs(lon[1] - lon[0]) * 111.2 * np.cos(np.deg2rad(lat.mean())))
     names = ["truth"] + [n_ for n_, _ in _methods(pred)]
     sample = lambda g: ndimage.map_coordinates(g, [yy, xx], order=1)  # noqa: E731
-    values = {nm if nm == "truth" else nm.replace("_x", " ×"): sample(pred[nm].values) for nm in names}
-    rough = {nm if nm == "truth" else nm.replace("_x", " ×"): sample(roughness(pred[nm].values)) for nm in names}
+    values = {_label(nm): sample(pred[nm].values) for nm in names}
+    rough = {_label(nm): sample(roughness(pred[nm].values)) for nm in names}
     units = pred.attrs.get("units", "")
     fig = plots.transect_plot(km, values, rough, run.path("figures", "06_transect.png"), units=units,
                               title=f"transect ({start[0]:.4f}, {start[1]:.4f}) → ({end[0]:.4f}, {end[1]:.4f})")
