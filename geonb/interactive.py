@@ -172,12 +172,9 @@ def _field_view(field: xr.DataArray):
 
 # ---------------------------------------------------------------- static fallback
 def _static_png(panels: list[tuple[str, xr.DataArray, str]], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from .plots import save_figure
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (name, da, cmap) in zip(axes[0], panels):
@@ -191,10 +188,7 @@ def _static_png(panels: list[tuple[str, xr.DataArray, str]], path: Path, title: 
         ax.set_ylabel(y)
     fig.suptitle(title + " (static view: open in JupyterLab for sliders and hover)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def explore(run, what: str = "field", index: int = 0, hole_set: str | None = None,

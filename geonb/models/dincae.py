@@ -25,6 +25,7 @@ from ..errors import GeonbError
 from ..io import load_checkpoint, save_checkpoint
 from ..registry import get_arch, register
 from ..training import fit, pick_device
+from .unet import pad_to_multiple
 
 LOGVAR_RANGE = (-10.0, 5.0)  # clamp: keeps the NLL finite early in training (normalised units)
 PAD = 16                    # inputs padded to a multiple of 2**levels
@@ -112,12 +113,6 @@ class Inputs:
         return np.concatenate([np.stack(chans), self.coords, season]).astype("float32")
 
 
-def _pad(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    ny, nx = x.shape[-2:]
-    py, px = (-ny) % PAD, (-nx) % PAD
-    return F.pad(x, (0, px, 0, py)), (ny, nx)
-
-
 # ---------------------------------------------------------------- model + training
 def fit_norm(values, lat, lon) -> dict:
     """Normalisation from the observed values and the grid (stored in the model file)."""
@@ -180,7 +175,7 @@ class CloudModel:
         if average == "weights" and len(states) > 1:
             states = [{k: (sum(s[k] for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
                        for k, v in states[-1].items()}]
-        x, (ny, nx) = _pad(torch.from_numpy(np.stack([inp.sample(t) for t in range(len(inp.x))])))
+        x, (ny, nx) = pad_to_multiple(torch.from_numpy(np.stack([inp.sample(t) for t in range(len(inp.x))])), PAD)
         means, variances = [], []
         for state in states:
             self.net.load_state_dict(state)
@@ -296,7 +291,7 @@ def train_cloud_model(values, lat, lon, times, *, arch: str = "dincae", val_poin
         save_checkpoint(snapshots / f"epoch_{epoch_count[0]:04d}.pt", net.state_dict())
         if val_x is None:  # nothing held out: track the training loss instead
             return {"val_loss": -epoch_count[0]}
-        x, (h, w) = _pad(val_x)
+        x, (h, w) = pad_to_multiple(val_x, PAD)
         return {"val_loss": _loss(arch, net(x.to(device))[:, :, :h, :w], val_y.to(device)).item()}
 
     history = fit({"net": net}, {"adam": optimiser}, batches, train_step, validate, ckpt_dir,

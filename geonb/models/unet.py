@@ -8,6 +8,7 @@ order) and says which one is real.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register
@@ -44,6 +45,12 @@ class UNet(nn.Module):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
         return self.head(x)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad (…, H, W) at the bottom/right so U-Net pooling divides evenly; returns the old size to crop back."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % multiple, 0, -h % multiple)), (h, w)
 
 
 class PairDiscriminator(nn.Module):

@@ -25,7 +25,7 @@ from ..io import match_fill_values, write_netcdf
 from ..models.dincae import CloudModel, train_cloud_model
 from ..report import Report
 from ..training import config_key
-from .inpaint import line_points, sample_line
+from ..transect import line_points, sample_line
 
 PARAMS = {
     "data": "alboran",

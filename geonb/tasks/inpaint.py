@@ -18,10 +18,12 @@ from .. import baselines, holes as holesets, metrics, plots
 from ..data import load_field
 from ..errors import GeonbError
 from ..io import load_checkpoint, save_checkpoint, write_netcdf
+from ..models.unet import pad_to_multiple
 from ..registry import get_arch, list_archs
 from ..report import Report
 from ..tiling import SPLITS, Normaliser, cut_patches, split_blocks
 from ..training import config_key, fit, pick_device
+from ..transect import line_points, sample_line
 
 PARAMS = {
     "data": "hadisst",
@@ -287,8 +289,7 @@ class Filler:
     def __call__(self, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         """Raw estimate (N, H, W) in field units, NaN on land; any H, W (padded to a multiple of 8)."""
         x = network_inputs(self.norm(field), hidden, self.prefill)
-        h, w = x.shape[-2:]
-        x = torch.from_numpy(np.pad(x, ((0, 0), (0, 0), (0, -h % 8), (0, -w % 8))))
+        x, (h, w) = pad_to_multiple(torch.from_numpy(x), 8)
         device = next(self.generator.parameters()).device
         out = torch.cat([forward(self.generator, x[i:i + 32].to(device), self.prefill).cpu()
                          for i in range(0, len(x), 32)])
@@ -407,22 +408,6 @@ def scatter_plots(run) -> Report:
 
 
 # ---------------------------------------------------------------- 06 transects
-def line_points(start, end, n: int = 300):
-    """n points on the straight lat/lon line and their distance (km, great circle) from start."""
-    lat = np.linspace(start[0], end[0], n)
-    lon = np.linspace(start[1], end[1], n)
-    r = 6371.0
-    p1, p2 = np.radians(lat[:-1]), np.radians(lat[1:])
-    dl = np.radians(np.diff(lon))
-    step = 2 * r * np.arcsin(np.sqrt(np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2))
-    return lat, lon, np.r_[0, np.cumsum(step)]
-
-
-def sample_line(grid: xr.DataArray, lat, lon) -> np.ndarray:
-    """Nearest-cell values of a (lat, lon) grid along the line."""
-    return grid.sel(lat=xr.DataArray(lat, dims="s"), lon=xr.DataArray(lon, dims="s"), method="nearest").values
-
-
 def transects(run) -> Report:
     run.require("train")
     t = int(xr.open_dataset(run.path("patches.nc")).time_index.values[-1])
