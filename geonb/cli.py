@@ -9,10 +9,10 @@ from pathlib import Path
 
 from .errors import GeonbError
 from .paths import REPO_ROOT
-from .workflow import NOTEBOOKS, all_params
+from .workflow import NOTEBOOKS, Run
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.fill", "geonb.superres")
+COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale")
 
 
 def parse_value(text: str):
@@ -30,10 +30,8 @@ def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, note
 
     params = dict(params or {})
     quick = bool(quick or params.pop("quick", False))  # --quick or -p quick True
-    unknown = sorted(set(params) - set(all_params()))
-    if unknown:
-        raise GeonbError(f"unknown parameter(s) {unknown}; valid: {', '.join(sorted(all_params()))}")
     run_dir = Path(run_dir).resolve()
+    Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs
     notebook_dir = Path(notebook_dir or REPO_ROOT / "notebooks")
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)

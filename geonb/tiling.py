@@ -1,8 +1,5 @@
-"""Patches (xbatcher), a blocked train/val/test split, and training-split normalisation."""
+"""Patches (xbatcher) and a blocked train/val/test split."""
 from __future__ import annotations
-
-import json
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import xarray as xr
@@ -110,29 +107,3 @@ def _patches(block: xr.DataArray, patch: int, overlap: int, cut: str):
         yield from gen
     else:
         raise GeonbError(f"cut {cut!r}? Use 'grid' or 'corners'.")
-
-
-@dataclass
-class Normaliser:
-    """Mean/std of the training split only; stored with the run."""
-
-    mean: float
-    std: float
-
-    @classmethod
-    def fit(cls, values: np.ndarray) -> "Normaliser":
-        finite = values[np.isfinite(values)]
-        return cls(float(finite.mean()), float(finite.std()) or 1.0)
-
-    def __call__(self, x):
-        return (x - self.mean) / self.std
-
-    def inverse(self, x):
-        return x * self.std + self.mean
-
-    def save(self, path):
-        path.write_text(json.dumps(asdict(self)))
-
-    @classmethod
-    def load(cls, path) -> "Normaliser":
-        return cls(**json.loads(path.read_text()))

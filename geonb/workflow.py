@@ -1,54 +1,54 @@
-"""A run: one directory, one set of parameters, six steps dispatched to the arch's task.
+"""A run: one directory, one task's typed parameters, the six notebook steps, one folder layout.
 
-Every step writes its outputs under ``<run_dir>/<task>/`` and a marker recording the
-parameters it used; ``run.require(step)`` re-runs a step (and the ones before it) only
-when its outputs are missing or were made with other parameters. So each notebook runs
-standalone: 04 on a fresh clone builds 01-03 first.
+Every step writes its outputs under ``<run_dir>/<task>/`` and a marker recording what it
+was made from (the parameters that feed it and earlier steps, and input files such as a
+drawn mask); ``run.require(step)`` re-runs a step (and the ones before it) only when its
+outputs are missing or stale. So each notebook runs standalone: 04 on a fresh clone
+builds 01-03 first.
 """
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 from .errors import GeonbError
+from .params import NOT_SET, STEPS
 from .registry import get_arch, list_archs
 from .report import Report
+from .tasks import Task, get_task
+from .training import config_key
 
-STEPS = ("data_prep", "simulate", "train", "error_maps", "scatter_plots", "transects")
+# Steps that leave a marker: later steps rebuild them when they are missing or stale.
+MARKED = ("data_prep", "simulate", "train", "error_maps")
 NOTEBOOKS = ("01_data_prep", "02_hole_simulation", "03_train", "04_error_maps", "05_scatter_plots", "06_transects")
-
-# Parameters every task understands; a task's PARAMS adds its own (and may override defaults).
-COMMON_PARAMS = {
-    "arch": "unet",        # architecture name (`geonb archs`); its task picks data and steps
-    "data": "",            # embedded dataset name or NetCDF/zarr path; "" = the task's default
-    "var": "",             # variable in `data`; "" = the dataset's default
-    "run_dir": "runs/default",
-    "quick": False,        # tiny data and few epochs: seconds on a CPU
-    "seed": 0,
-    "epochs": 100,
-    "patience": 5,
-    "batch_size": 10,
-    "lr": 1e-3,
-    "device": "auto",      # auto = cuda if present, else cpu
-}
-
-
-def task_module(task: str):
-    return importlib.import_module(f"geonb.tasks.{task}")
 
 
 def task_names() -> list[str]:
     return sorted({arch.task for arch in list_archs()})
 
 
-def all_params() -> dict:
-    """Every parameter name any notebook accepts, with its default (None = task default)."""
-    names = dict(COMMON_PARAMS)
-    for task in task_names():
-        for key in task_module(task).PARAMS:
-            names.setdefault(key, None)
-    return names
+def all_params() -> dict[str, list[str]]:
+    """Every parameter name any notebook accepts → the tasks that own it."""
+    owners: dict[str, list[str]] = {}
+    for name in task_names():
+        for p in get_task(name).params:
+            owners.setdefault(p.name, []).append(name)
+    return owners
+
+
+def check_params(task: Task, given: dict) -> dict:
+    """Refuse names the task does not take (naming their owner) and values of the wrong type."""
+    out = {}
+    for name, value in given.items():
+        if name not in task.params:
+            owners = all_params().get(name)
+            if owners:
+                archs = ", ".join(a.name for a in list_archs() if a.task in owners)
+                raise GeonbError(f"parameter {name!r} belongs to task {'/'.join(owners)} (archs {archs}), not to "
+                                 f"{task.name}; drop it or pick one of those archs.")
+            raise GeonbError(f"unknown parameter {name!r}; {task.name} takes: {', '.join(p.name for p in task.params)}.")
+        out[name] = task.params[name].check(value)
+    return out
 
 
 class Run:
@@ -56,22 +56,30 @@ class Run:
 
     def __init__(self, run_dir=None, **params):
         params = {k: v for k, v in params.items() if v is not None}
-        arch = get_arch(params.get("arch", COMMON_PARAMS["arch"]))
+        arch = get_arch(params.get("arch", "unet"))
+        self.arch = arch
         self.task = arch.task
-        self.tasks = task_module(self.task)
-        defaults = {**COMMON_PARAMS, **self.tasks.PARAMS}
-        unknown = sorted(set(params) - set(all_params()))
-        if unknown:
-            raise GeonbError(f"unknown parameter(s) {unknown}; valid: {', '.join(sorted(all_params()))}")
-        self.params = {**defaults, **{k: v for k, v in params.items() if k in defaults}}
+        self.spec = get_task(arch.task)
         if run_dir is not None:
-            self.params["run_dir"] = str(run_dir)
+            params["run_dir"] = str(run_dir)
+        self.given = check_params(self.spec, params)
+        quick = self.given.get("quick", self.spec.params["quick"].default)
+        self.params = {}
+        for p in self.spec.params:
+            if p.name in self.given:
+                self.params[p.name] = self.given[p.name]
+            elif quick and p.quick is not NOT_SET:
+                self.params[p.name] = p.quick
+            else:
+                self.params[p.name] = p.default
+        if self.params["lr"] is None:
+            self.params["lr"] = arch.lr
         self.dir = Path(self.params["run_dir"])
 
     @classmethod
     def from_namespace(cls, namespace: dict) -> "Run":
         """Build a run from a notebook's globals (its parameters cell plus papermill's)."""
-        return cls(**{k: namespace[k] for k in all_params() if k in namespace})
+        return cls(**{k: namespace[k] for k in all_params() if namespace.get(k) is not None})
 
     def __getitem__(self, key):
         return self.params[key]
@@ -79,27 +87,48 @@ class Run:
     def __repr__(self):
         return f"Run({str(self.dir)!r}, task={self.task!r}, arch={self['arch']!r}, quick={self['quick']})"
 
+    # ------------------------------------------------------------ the folder layout, defined once
     def path(self, *parts) -> Path:
         """``<run_dir>/<task>/<parts>``, parent folders created."""
         path = self.dir.joinpath(self.task, *map(str, parts))
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def model_path(self, name: str) -> Path:
+        """The model file of ``name`` (an arch, or arch + factor for downscaling)."""
+        return self.path("models", name, "model.pt")
+
+    def checkpoint_dir(self, name: str) -> Path:
+        """Checkpoints of ``name`` keyed by everything training depends on: a changed run starts afresh."""
+        return self.path("checkpoints", name, config_key(self.stamp("train")), "x").parent
+
+    def trained(self) -> dict[str, Path]:
+        """Every model file in this run's task folder, by name."""
+        return {p.parent.name: p for p in sorted(self.path("models", "x").parent.glob("*/model.pt"))}
+
+    def prediction_path(self, name: str) -> Path:
+        return self.path("predictions", f"{name}.nc")
+
+    def metrics_path(self, name: str) -> Path:
+        return self.path("metrics", f"{name}.csv")
+
+    def figure(self, name: str) -> Path:
+        return self.path("figures", f"{name}.png")
+
+    # ------------------------------------------------------------ steps and staleness
     def _marker(self, step: str) -> Path:
         name = f"{step}-{self['arch']}" if step == "train" else step
         return self.path(".steps", f"{name}.json")
 
     def stamp(self, step: str) -> dict:
         """The parameters (and input files, e.g. a drawn mask) that this step's outputs depend on."""
-        keys, files = set(), set()
-        for earlier in STEPS[: STEPS.index(step) + 1]:
-            keys |= set(self.tasks.STEP_KEYS.get(earlier, ()))
-            files |= set(getattr(self.tasks, "STEP_FILES", {}).get(earlier, ()))
-        stamp = {k: self.params[k] for k in sorted(keys)}
-        for name in sorted(files):
-            path = self.dir / self.task / name
-            stamp[f"file {name}"] = [path.stat().st_mtime_ns, path.stat().st_size] if path.exists() else None
-        return stamp
+        upto = set(STEPS[: STEPS.index(step) + 1])
+        stamp = {p.name: self.params[p.name] for p in self.spec.params if p.step in upto}
+        for earlier in sorted(upto):
+            for name in self.spec.step_files.get(earlier, ()):
+                path = self.dir / self.task / name
+                stamp[f"file {name}"] = [path.stat().st_mtime_ns, path.stat().st_size] if path.exists() else None
+        return dict(sorted(stamp.items()))
 
     def is_current(self, step: str) -> bool:
         marker = self._marker(step)
@@ -115,10 +144,13 @@ class Run:
         """Run one step (earlier ones first if needed) and return its report."""
         if step not in STEPS:
             raise GeonbError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
+        what = self.spec.steps.get(step, f"the {self.task} task has no {step} step.")
+        if isinstance(what, str):
+            return Report(f"{step}: not part of the {self.task} task", what)
         for earlier in STEPS[: STEPS.index(step)]:
-            if earlier in self.tasks.STEP_KEYS:
+            if earlier in MARKED and not isinstance(self.spec.steps.get(earlier, ""), str):
                 self.require(earlier)
-        report = getattr(self.tasks, step)(self)
-        if step in self.tasks.STEP_KEYS:
+        report = what(self)
+        if step in MARKED:
             self._marker(step).write_text(json.dumps(self.stamp(step), indent=1))
         return report

@@ -1,4 +1,2 @@
-"""Model families; importing this package registers every architecture."""
-from . import unet  # noqa: F401
-from . import dincae  # noqa: F401
-from . import srcnn, esrgan  # noqa: F401
+"""Networks only, one file per family; importing this package registers them in ``NETWORKS``."""
+from . import dincae, esrgan, srcnn, unet  # noqa: F401

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import register
-from .srcnn import upsample_bicubic
+from ..registry import NETWORKS
+from ..resample import upsample_bicubic
 
 
 def _lrelu():
@@ -50,6 +50,7 @@ class RRDB(nn.Module):
         return x + self.beta * self.blocks(x)
 
 
+@NETWORKS.register("esrgan")
 class ESRGANGenerator(nn.Module):
     def __init__(self, factor: int = 4, cond_res: tuple = (), n_blocks: int = 12, nf: int = 64,
                  gc: int = 32, beta: float = 0.2, cond_features: int = 16):
@@ -83,6 +84,7 @@ class ESRGANGenerator(nn.Module):
         return upsample_bicubic(lr, self.factor) + out
 
 
+@NETWORKS.register("esrgan_discriminator")
 class Discriminator(nn.Module):
     """VGG-style critic, fully convolutional with global pooling: any patch size."""
 
@@ -97,18 +99,3 @@ class Discriminator(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x).mean(dim=(2, 3)))
-
-
-def ragan_losses(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Relativistic-average GAN: (discriminator loss, generator adversarial loss)."""
-    real_rel = real_logits - fake_logits.mean()
-    fake_rel = fake_logits - real_logits.mean()
-    bce = F.binary_cross_entropy_with_logits
-    d_loss = (bce(real_rel, torch.ones_like(real_rel)) + bce(fake_rel, torch.zeros_like(fake_rel))) / 2
-    g_loss = (bce(real_rel, torch.zeros_like(real_rel)) + bce(fake_rel, torch.ones_like(fake_rel))) / 2
-    return d_loss, g_loss
-
-
-@register("srgan", "downscale", "DeepBedMap ESRGAN: conditioned RRDB generator + relativistic-average discriminator")
-def build_srgan(factor: int = 4, cond_res: tuple = (), n_blocks: int = 12, nf: int = 64, beta: float = 0.2, **_) -> nn.Module:
-    return ESRGANGenerator(factor, cond_res, n_blocks=int(n_blocks), nf=int(nf), beta=float(beta))

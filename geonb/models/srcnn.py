@@ -11,31 +11,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..registry import register
+from ..registry import NETWORKS
+from ..resample import to_resolution, upsample_bicubic
 
 
-def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic ×scale (pixel-area aligned, as block-averaged grids are); identity for 1."""
-    if scale == 1:
-        return x
-    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
-
-
-def block_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Average over factor×factor blocks: the degradation that makes low-res grids."""
-    return x if factor == 1 else F.avg_pool2d(x, factor)
-
-
-def to_resolution(x: torch.Tensor, r_from: int, r_to: int) -> torch.Tensor:
-    """Bring a grid at resolution ``r_from`` onto resolution ``r_to`` (both powers of 2)."""
-    if r_to >= r_from:
-        return upsample_bicubic(x, r_to // r_from)
-    return block_mean(x, r_from // r_to)
-
-
+@NETWORKS.register("srcnn")
 class SRCNN(nn.Module):
     """9-1-5 SRCNN on the bicubic-upsampled grid (+ conditioning / coordinate channels).
 
@@ -60,6 +42,7 @@ class SRCNN(nn.Module):
         return up + self.body(torch.cat([up, *extra], 1))
 
 
+@NETWORKS.register("rsrcnn")
 class RecurrentSRCNN(nn.Module):
     """×f as log2(f) chained ×2 SRCNN stages; stage k's output feeds stage k+1.
 
@@ -89,13 +72,3 @@ class RecurrentSRCNN(nn.Module):
 
     def forward(self, lr, conds=()):
         return self.forward_stages(lr, conds)[-1]
-
-
-@register("srcnn", "downscale", "SRCNN 9-1-5 (64/32 filters) on the bicubic-upsampled grid, MSE, Adam")
-def build_srcnn(factor: int = 4, cond_res: tuple = (), **_) -> nn.Module:
-    return SRCNN(factor, cond_res)
-
-
-@register("rsrcnn", "downscale", "recurrent SRCNN: ×4/×8/×16 as chained ×2 stages, each trained on its own label")
-def build_rsrcnn(factor: int = 4, cond_res: tuple = (), **_) -> nn.Module:
-    return RecurrentSRCNN(factor, cond_res)

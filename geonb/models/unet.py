@@ -1,17 +1,15 @@
-"""The SST-inpainting seed: a small U-Net autoencoder and a pair discriminator.
+"""The SST-inpainting seed's networks: a small U-Net autoencoder and a pair discriminator.
 
 ``unet``: 3 conv + max-pool levels (20, 15, 10 maps), transposed convolutions back up,
-each concatenated with the encoder map of the same size. ``ctxgan``: the same generator
-trained against a discriminator that sees two images (real and inpainted, in random
-order) and says which one is real.
+each concatenated with the encoder map of the same size. ``pair_discriminator`` sees two
+images (real and inpainted, in random order) and says which one is real (arch ``ctxgan``).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..registry import register
+from ..registry import NETWORKS
 
 WIDTHS = (20, 15, 10)
 
@@ -20,10 +18,13 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+@NETWORKS.register("unet")
 class UNet(nn.Module):
     """Input (B, in_channels, H, W) with H, W divisible by 8; output (B, out_channels, H, W)."""
 
-    def __init__(self, in_channels: int = 2, out_channels: int = 1, widths=WIDTHS):
+    multiple = 8  # three 2×2 poolings: the predictor pads inputs to a multiple of this
+
+    def __init__(self, in_channels: int = 2, out_channels: int = 1, widths: tuple = WIDTHS):
         super().__init__()
         w1, w2, w3 = widths
         self.enc = nn.ModuleList([_conv(in_channels, w1), _conv(w1, w2), _conv(w2, w3)])
@@ -47,12 +48,7 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Zero-pad (…, H, W) at the bottom/right so U-Net pooling divides evenly; returns the old size to crop back."""
-    h, w = x.shape[-2:]
-    return F.pad(x, (0, -w % multiple, 0, -h % multiple)), (h, w)
-
-
+@NETWORKS.register("pair_discriminator")
 class PairDiscriminator(nn.Module):
     """Two single-channel images in (stacked as channels); logit that the first is real."""
 
@@ -67,13 +63,3 @@ class PairDiscriminator(nn.Module):
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(torch.cat([first, second], dim=1))).squeeze(1)
-
-
-@register("unet", "inpaint", "seed U-Net autoencoder (20/15/10 maps, skip connections), masked semantic loss")
-def build_unet(in_channels: int = 2, out_channels: int = 1, **_) -> nn.Module:
-    return UNet(in_channels, out_channels)
-
-
-@register("ctxgan", "inpaint", "context-encoder GAN: the seed U-Net trained against a pair discriminator")
-def build_ctxgan(in_channels: int = 2, **_) -> nn.Module:
-    return nn.ModuleDict({"generator": UNet(in_channels, 1), "discriminator": PairDiscriminator()})

@@ -1,1 +1,26 @@
-"""Task modules: one per kind of experiment, each implementing the six notebook steps."""
+"""Task families: each module declares one ``TASK`` — its data, typed parameters, steps and outputs.
+
+A task's steps are functions of a ``Run`` returning a ``Report``; a notebook step that does
+not apply to a task is a sentence saying why instead of a function.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..params import ParamSet
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    params: ParamSet
+    steps: dict[str, Callable | str]
+    step_files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # inputs that make a step stale
+    predict_file: Callable | None = None  # ``geonb predict`` with a model of this task: (model, args) → Dataset
+
+
+def get_task(name: str) -> Task:
+    return importlib.import_module(f"geonb.tasks.{name}").TASK

@@ -17,41 +17,41 @@ import pandas as pd
 import xarray as xr
 
 from .. import metrics, plots
-from ..cv import cloud_cv_mask, distance_to_observed, reliability, rmse_by_distance, score
+from ..cv import cloud_cv_mask
+from ..fill import QUICK, fill_cube, train_on_cube
+from ..metrics.probabilistic import distance_to_observed, reliability, rmse_by_distance, score
 from ..data import load_field
 from ..dineof import dineof
 from ..errors import GeonbError
 from ..io import match_fill_values, write_netcdf
-from ..models.dincae import CloudModel, train_cloud_model
+from ..modelfile import TrainedModel
+from ..params import COMMON, Param
+from ..registry import METHODS, get_arch
 from ..report import Report
-from ..training import config_key
 from ..transect import line_points, sample_line
+from . import Task
 
-PARAMS = {
-    "data": "alboran",
-    "epochs": 60,
-    "patience": 20,           # the NLL on few validation pixels is noisy: stop late
-    "batch_size": 4,
-    "window": 3,              # days per input: t−1, t, t+1
-    "crop": 96,               # training patch size (pixels)
-    "samples_per_day": 4,     # random other-day cloud masks per day and epoch
-    "n_average": 5,           # last epochs whose predictions are averaged
-    "cv_fraction": 0.10,      # observed pixels hidden for scoring
-    "val_fraction": 0.05,     # observed pixels hidden for early stopping and the σ scale
-    "compare": "dineof,unet",  # comparison methods (dineof, unet)
-    "show_day": -1,           # day shown in maps/transects; -1 = the day with most CV points
-    "transect_start": [35.2, -5.0],   # lat, lon: across the Alboran gyres
-    "transect_end": [36.8, -1.0],
-}
-STEP_KEYS = {
-    "data_prep": ("data", "var", "seed", "quick"),
-    "simulate": ("cv_fraction", "val_fraction"),
-    "train": ("arch", "epochs", "patience", "batch_size", "lr", "window", "crop", "samples_per_day",
-              "n_average", "compare"),
-    "error_maps": (),
-}
+PARAMS = COMMON.override(
+    data={"default": "alboran"},
+    epochs={"default": 60, "quick": QUICK["epochs"]},
+    patience={"default": 20, "help": "the NLL on few validation pixels is noisy: stop late"},
+    batch_size={"default": 4},
+    transect_start={"help": "[lat, lon] start of the 06 line; None = [35.2, -5.0], across the Alboran gyres"},
+    transect_end={"help": "[lat, lon] end of the 06 line; None = [36.8, -1.0]"},
+) + (
+    Param("window", int, 3, "days per input: t−1, t, t+1"),
+    Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"]),
+    Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"]),
+    Param("samples_per_day", int, 4, "random other-day cloud masks per day and epoch",
+          quick=QUICK["samples_per_day"]),
+    Param("n_average", int, 5, "last epochs whose predictions are averaged", quick=QUICK["n_average"]),
+    Param("cv_fraction", float, 0.10, "observed pixels hidden for scoring", "simulate"),
+    Param("val_fraction", float, 0.05, "observed pixels hidden for early stopping and the σ scale", "simulate"),
+    Param("compare", str, "dineof,unet", "comparison methods (comma list of dineof, unet)"),
+    Param("show_day", int, -1, "day shown in maps/transects; -1 = the day with most CV points", None),
+)
+TRANSECT = ([35.2, -5.0], [36.8, -1.0])  # lat, lon: across the Alboran gyres
 QUICK_BOX = (slice(80, 144), slice(180, 276))  # 64×96 pixels of open sea, no all-cloud day
-QUICK = {"epochs": 2, "samples_per_day": 1, "widths": [8, 12, 16, 24], "crop": 64, "n_average": 2}
 
 
 def _compare(run) -> list[str]:
@@ -125,10 +125,8 @@ def _show_day(run, cv) -> int:
 
 # ---------------------------------------------------------------- 03 train
 def _options(run) -> dict:
-    opt = {k: run[k] for k in ("epochs", "patience", "batch_size", "lr", "window", "crop", "samples_per_day", "n_average")}
-    if run["quick"]:
-        opt.update(QUICK)
-    return opt
+    return {k: run[k] for k in ("epochs", "patience", "batch_size", "lr", "window", "widths", "crop",
+                                "samples_per_day", "n_average")}
 
 
 def train(run) -> Report:
@@ -138,15 +136,14 @@ def train(run) -> Report:
     coords = (field.lat.values, field.lon.values, field.time.values)
     rows, figures = [], []
     for arch in ["dincae"] + [a for a in _compare(run) if a == "unet"]:
-        model_dir = run.path("models", arch)
-        model = train_cloud_model(inp, *coords, arch=arch, val_points=val, device=run["device"],
-                                  ckpt_dir=model_dir / "ckpt" / config_key(run.stamp("train")),
-                                  seed=run["seed"], **_options(run))
-        model.save(model_dir / "model.pt")
-        figures.append(plots.loss_curves(model.history, run.path("figures", f"03_loss_{arch}.png"),
-                                         f"{arch}: {'Gaussian NLL' if arch == 'dincae' else 'MSE'} on hidden pixels"))
-        rows.append({"method": arch, "epochs": len(model.history), "train seconds": model.train_seconds,
-                     "σ scale (val)": model.sigma_scale if arch == "dincae" else np.nan})
+        model = train_on_cube(inp, *coords, arch=arch, val_points=val, device=run["device"],
+                              ckpt_dir=run.checkpoint_dir(arch), seed=run["seed"], **_options(run))
+        model.save(run.model_path(arch))
+        history = model.info["history"]
+        loss = METHODS.get(get_arch(arch).method).loss_name
+        figures.append(plots.loss_curves(history, run.figure(f"03_loss_{arch}"), f"{arch}: {loss} on hidden pixels"))
+        rows.append({"method": arch, "epochs": len(history), "train seconds": model.info["train_seconds"],
+                     "σ scale (val)": model.method_args["sigma_scale"] if model.inputs["window"] else np.nan})
     if "dineof" in _compare(run):
         t0 = time.perf_counter()
         result = dineof(inp, _days(field), sea=sea, seed=run["seed"], progress=False)
@@ -169,7 +166,7 @@ def _days(field) -> np.ndarray:
 def predictions(run) -> xr.Dataset:
     """Filled fields (and σ) of every method on the cube without the CV points, cached."""
     path = run.path("predictions", "cv.nc")
-    if path.exists() and path.stat().st_mtime > run.path("models", "dincae", "model.pt").stat().st_mtime:
+    if path.exists() and path.stat().st_mtime > run.model_path("dincae").stat().st_mtime:
         return xr.open_dataset(path).load()
     field, _ = _field(run)
     cv, _ = _points(run)
@@ -177,15 +174,15 @@ def predictions(run) -> xr.Dataset:
     coords = (field.lat.values, field.lon.values, field.time.values)
     dims = ("time", "lat", "lon")
     out = {"truth": (dims, field.values), "input": (dims, inp), "holes": (dims, cv.astype("uint8"))}  # 1 = CV point
-    model = CloudModel.load(run.path("models", "dincae", "model.pt"))
+    model = TrainedModel.load(run.model_path("dincae"), task="clouds")
     t0 = time.perf_counter()
-    mean, sigma = model.predict(inp, *coords)
+    mean, sigma = fill_cube(model, inp, *coords)
     seconds = time.perf_counter() - t0
     out["dincae"], out["dincae_sigma"] = (dims, mean), (dims, sigma)
-    single, single_sigma = model.predict(inp, *coords, n_states=1)
+    single, single_sigma = fill_cube(model, inp, *coords, last=1)
     out["dincae_last_epoch"], out["dincae_last_epoch_sigma"] = (dims, single), (dims, single_sigma)
-    if run.path("models", "unet", "model.pt").exists() and "unet" in _compare(run):
-        out["unet"] = (dims, CloudModel.load(run.path("models", "unet", "model.pt")).predict(inp, *coords)[0])
+    if run.model_path("unet").exists() and "unet" in _compare(run):
+        out["unet"] = (dims, fill_cube(TrainedModel.load(run.model_path("unet"), task="clouds"), inp, *coords)[0])
     if "dineof" in _compare(run):
         out["dineof"] = (dims, xr.open_dataset(run.path("models", "dineof", "filled.nc")).filled.values)
     sea = np.isfinite(field.values).any(0)
@@ -212,7 +209,7 @@ def error_maps(run) -> Report:
     ds = predictions(run)
     cv = ds.holes.values.astype(bool)
     table = score_table(ds)
-    table.to_csv(run.path("scores.csv"))
+    table.to_csv(run.metrics_path("cv"))
     obs_input = np.isfinite(ds.input.values)
     by_dist = pd.concat({m: rmse_by_distance(ds.truth.values, ds[m].values, cv, obs_input).set_index("distance_px")
                          for m in methods(ds)}, axis=1)
@@ -238,7 +235,7 @@ def error_maps(run) -> Report:
 
 
 def _n_states(run) -> int:
-    return len(CloudModel.load(run.path("models", "dincae", "model.pt")).states)
+    return len(TrainedModel.load(run.model_path("dincae"), task="clouds").weights)
 
 
 def _composite(ds, method, t) -> np.ndarray:
@@ -302,7 +299,7 @@ def transects(run) -> Report:
     cv = ds.holes.values.astype(bool)
     t = _show_day(run, cv)
     day = ds.isel(time=t)
-    lat, lon, dist = line_points(run["transect_start"], run["transect_end"])
+    lat, lon, dist = line_points(run["transect_start"] or TRANSECT[0], run["transect_end"] or TRANSECT[1])
     inside = (min(lat) >= float(ds.lat.min())) & (max(lat) <= float(ds.lat.max())) & \
              (min(lon) >= float(ds.lon.min())) & (max(lon) <= float(ds.lon.max()))
     if not inside:  # quick mode crops the cube: fall back to its diagonal
@@ -327,3 +324,19 @@ def transects(run) -> Report:
     return Report("Transect", f"{int(shade.sum())} of {len(shade)} line samples are gaps in the input (grey); "
                   f"mean dincae σ there: {np.nanmean(sigma[shade]) if shade.any() else np.nan:.3f} {units}.",
                   {"along the transect": pd.DataFrame(rows).set_index("method")}, [fig, fig_map])
+
+
+def predict_file(model: TrainedModel, args) -> xr.Dataset:
+    """``geonb predict`` with a cloud model: ``geonb fill --model`` (every other variable kept)."""
+    from ..fill import fill_dataset
+    from ..io import open_dataset
+
+    return fill_dataset(open_dataset(args.input, args.var), args.var, args.mask_var, arch=model.arch, model=model)
+
+
+TASK = Task(
+    "clouds", "gap filling of real cloudy cubes, self-supervised, with error bars", PARAMS,
+    {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
+     "scatter_plots": scatter_plots, "transects": transects},
+    predict_file=predict_file,
+)

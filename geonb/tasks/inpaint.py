@@ -6,52 +6,49 @@ the run directory against biharmonic and local-mean inpainting on the same test 
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from torch import nn
 
-from .. import baselines, holes as holesets, metrics, plots
+from .. import baselines, holes as holesets, methods, metrics, plots
 from ..data import load_field
 from ..errors import GeonbError
-from ..io import load_checkpoint, save_checkpoint, write_netcdf
-from ..models.unet import pad_to_multiple
-from ..registry import get_arch, list_archs
+from ..io import write_netcdf
+from ..losses import masked_mse
+from ..methods.masked import loss_weights
+from ..modelfile import TrainedModel
+from ..normalise import Normaliser
+from ..params import COMMON, Param
+from ..predict import Predictor
 from ..report import Report
-from ..tiling import SPLITS, Normaliser, cut_patches, split_blocks
-from ..training import config_key, fit, pick_device
+from . import Task
+from ..tiling import SPLITS, cut_patches, split_blocks
+from ..training import pick_device
 from ..transect import line_points, sample_line
 
-PARAMS = {
-    "data": "hadisst",
-    "patch": 64,
-    "overlap": 56,
-    "cut": "grid",            # grid (sliding, xbatcher) or corners (the seed's four corners)
-    "split_by": "auto",       # time, region or auto (time when ≥ 5 time steps)
-    "hole_sets": "square,many,varied,clouds",
-    "cloud_source": "alboran",  # cloudy cube for the 'clouds' set: embedded name or NetCDF path
-    "hole_weight": 0.1,       # loss weight on hole pixels (the seed's)
-    "ring_weight": 1.0,       # loss weight on the ring around holes
-    "ring_width": 3,
-    "adv_weight": 1e-3,       # ctxgan: weight of the adversarial term
-    "prefill": "biharmonic",  # holes in the input: biharmonic or local_mean (+ learned residual), or zero (the seed)
-    "n_examples": 2,
-    "transect_start": [30.5, -79.5],   # lat, lon: across the Gulf Stream by default
-    "transect_end": [45.5, -40.5],
-}
-STEP_KEYS = {
-    "data_prep": ("data", "var", "patch", "overlap", "cut", "split_by", "seed", "quick"),
-    "simulate": ("hole_sets", "cloud_source"),
-    "train": ("arch", "epochs", "patience", "batch_size", "lr", "hole_weight", "ring_weight", "ring_width",
-              "adv_weight", "prefill"),
-    "error_maps": (),
-}
-STEP_FILES = {"simulate": ("drawn_mask.nc",)}  # saving a new drawn mask re-runs 02 and what follows
+PARAMS = COMMON.override(
+    data={"default": "hadisst"},
+    epochs={"quick": 5},
+    transect_start={"help": "[lat, lon] start of the 06 line; None = [30.5, -79.5], across the Gulf Stream"},
+    transect_end={"help": "[lat, lon] end of the 06 line; None = [45.5, -40.5]"},
+) + (
+    Param("patch", int, 64, "patch size in grid cells", "data_prep"),
+    Param("overlap", int, 56, "overlap of neighbouring patches (cells)", "data_prep"),
+    Param("cut", str, "grid", "grid (sliding, xbatcher) or corners (the seed's four corners)", "data_prep"),
+    Param("split_by", str, "auto", "time, region or auto (time when ≥ 5 time steps)", "data_prep"),
+    Param("hole_sets", str, "square,many,varied,clouds", "comma list of square, many, varied, clouds", "simulate"),
+    Param("cloud_source", str, "alboran", "cloudy cube for the 'clouds' set: embedded name or NetCDF path", "simulate"),
+    Param("hole_weight", float, 0.1, "loss weight on hole pixels (the seed's)"),
+    Param("ring_weight", float, 1.0, "loss weight on the ring around holes"),
+    Param("ring_width", int, 3, "width of that ring (cells)"),
+    Param("adv_weight", float, 1e-3, "ctxgan: weight of the adversarial term"),
+    Param("prefill", str, "biharmonic", "holes in the input: biharmonic or local_mean (+ learned residual), "
+          "or zero (the seed)"),
+    Param("n_examples", int, 2, "test patches mapped per hole set in 04", None),
+)
+TRANSECT = ([30.5, -79.5], [45.5, -40.5])  # lat, lon: across the Gulf Stream
 QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
-QUICK_EPOCHS = 5
 
 
 # ---------------------------------------------------------------- 01 data prep
@@ -159,12 +156,6 @@ def network_inputs(field_norm: np.ndarray, hidden: np.ndarray, prefill: str) -> 
     return np.stack([np.nan_to_num(start), observed], axis=1).astype("float32")
 
 
-def forward(generator, x: torch.Tensor, prefill: str) -> torch.Tensor:
-    """The network's estimate: a residual on the pre-filled input, or the raw output."""
-    out = generator(x)
-    return out if PREFILLS[prefill] is None else x[:, :1] + out
-
-
 def _samples(patches, norm, sets, split, prefill):
     """Inputs, targets and loss-pixel masks of one split, all hole sets together."""
     field = norm(patches.field.values)
@@ -177,35 +168,18 @@ def _samples(patches, norm, sets, split, prefill):
     return np.concatenate(xs), np.concatenate(ys)[:, None], np.concatenate(hs)[:, None]
 
 
-def masked_weights(hidden: torch.Tensor, target: torch.Tensor, run) -> torch.Tensor:
-    """The seed's semantic loss weights: holes, a ring around them, 0 elsewhere and on NaN."""
-    ring = torch.from_numpy(holesets.ring(hidden.cpu().numpy(), run["ring_width"])).to(hidden.device)
-    w = run["hole_weight"] * hidden.float() + run["ring_weight"] * ring.float()
-    return w * torch.isfinite(target)
-
-
-def masked_mse(pred, target, weights):
-    return (weights * (pred - torch.nan_to_num(target)) ** 2).sum() / weights.sum().clamp_min(1e-8)
-
-
 def train(run) -> Report:
     patches, norm = _load_patches(run)
     sets = load_holes(run)
-    arch = get_arch(run["arch"])
+    arch, name = run.arch, run["arch"]
     device = pick_device(run["device"])
     prefill = run["prefill"]
     data = {s: [torch.from_numpy(a) for a in _samples(patches, norm, sets, s, prefill)] for s in ("train", "val")}
-    weights = {s: masked_weights(data[s][2], data[s][1], run) for s in data}
-    torch.manual_seed(run["seed"])  # weight initialisation is part of a reproducible run
-    model = arch.build(in_channels=2).to(device)
-    gan = isinstance(model, nn.ModuleDict)
-    generator = model["generator"] if gan else model
-    modules = {"generator": generator}
-    optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=run["lr"])}
-    if gan:
-        modules["discriminator"] = model["discriminator"]
-        optimizers["discriminator"] = torch.optim.Adam(model["discriminator"].parameters(), lr=run["lr"])
-    bce = nn.BCEWithLogitsLoss()
+    weights = {s: loss_weights(data[s][2], data[s][1], run["hole_weight"], run["ring_weight"], run["ring_width"])
+               for s in data}
+    residual = PREFILLS[prefill] is not None
+    method = methods.build(arch, {"in_channels": 2}, lr=run["lr"], seed=run["seed"], device=device,
+                           residual=residual, adv_weight=run["adv_weight"])
     n = len(data["train"][0])
 
     def batches(epoch):
@@ -219,88 +193,39 @@ def train(run) -> Report:
                 x, y, w = (torch.flip(t, flips) for t in (x, y, w))
             yield x.to(device), y.to(device), w.to(device)
 
-    def train_step(batch):
-        x, y, w = batch
-        pred = forward(generator, x, prefill)
-        loss = masked_mse(pred, y, w)
-        logs = {"loss": loss.item()}
-        if gan:
-            disc = modules["discriminator"]
-            observed, sea = x[:, 1:2], torch.isfinite(y).float()
-            # land is 0 in both images: the discriminator judges the sea, not the land mask
-            composite = sea * (observed * x[:, :1] + (1 - observed) * pred)
-            real = torch.nan_to_num(y)
-            first_real = torch.rand(len(x), device=device) < 0.5
-            a = torch.where(first_real[:, None, None, None], real, composite)
-            b = torch.where(first_real[:, None, None, None], composite, real)
-            d_logits = disc(a.detach(), b.detach())
-            d_loss = bce(d_logits, first_real.float())
-            optimizers["discriminator"].zero_grad()
-            d_loss.backward()
-            optimizers["discriminator"].step()
-            # generator wants the discriminator to pick the wrong image
-            g_adv = bce(disc(a, b), (~first_real).float())
-            loss = loss + run["adv_weight"] * g_adv
-            logs.update(d_loss=d_loss.item(), d_acc=((d_logits > 0) == first_real).float().mean().item())
-        optimizers["generator"].zero_grad()
-        loss.backward()
-        optimizers["generator"].step()
-        return logs
-
     def validate():
         x, y, w = data["val"][0].to(device), data["val"][1].to(device), weights["val"].to(device)
-        pred = torch.cat([forward(generator, x[i:i + 64], prefill) for i in range(0, len(x), 64)])
+        pred = torch.cat([method.predict(x[i:i + 64]) for i in range(0, len(x), 64)])
         hidden = data["val"][2].to(device)
         return {"val_loss": masked_mse(pred, y, w).item(),
                 "val_rmse_holes": masked_mse(pred, y, hidden.float() * torch.isfinite(y)).sqrt().item()}
 
-    model_dir = run.path("models", run["arch"])
-    epochs = min(run["epochs"], QUICK_EPOCHS) if run["quick"] else run["epochs"]
-    # checkpoints keyed by every parameter and input the model depends on: a changed run starts afresh
-    history = fit(modules, optimizers, batches, train_step, validate, model_dir / "ckpt" / config_key(run.stamp("train")),
-                  epochs=epochs, patience=run["patience"], seed=run["seed"], desc=f"train {run['arch']}")
-    save_checkpoint(model_dir / "model.pt", {"arch": run["arch"], "task": "inpaint", "in_channels": 2,
-                                             "weights": generator.state_dict(), "norm_mean": norm.mean,
-                                             "norm_std": norm.std, "variable": patches.attrs["variable"],
-                                             "prefill": prefill})
-    (model_dir / "history.json").write_text(json.dumps(history, indent=1))
-    fig = plots.loss_curves(history, run.path("figures", f"03_loss_{run['arch']}.png"), f"{run['arch']}: masked loss")
+    history = method.fit(batches, validate, run.checkpoint_dir(name), epochs=run["epochs"], patience=run["patience"],
+                         seed=run["seed"], desc=f"train {name}")
+    model = TrainedModel("inpaint", name, {"in_channels": 2}, method.weights(), {"field": norm},
+                         method_args={"residual": residual},
+                         inputs={"variable": patches.attrs["variable"], "prefill": prefill}, info={"history": history})
+    path = model.save(run.model_path(name))
+    fig = plots.loss_curves(history, run.figure(f"03_loss_{name}"), f"{name}: {type(method).loss_name}")
     table = pd.DataFrame(history).set_index("epoch")
-    return Report(f"Trained {run['arch']}", f"{n} training samples; {len(history)} epochs; best val_loss "
-                  f"{table.val_loss.min():.4f} (checkpoint {model_dir / 'best.pt'})", {"history": table.tail(5)}, [fig])
+    return Report(f"Trained {name}", f"{n} training samples; {len(history)} epochs; best val_loss "
+                  f"{table.val_loss.min():.4f} (model file {path})", {"history": table.tail(5)}, [fig])
 
 
 # ---------------------------------------------------------------- prediction
-class Filler:
-    """A trained inpainting model ready to fill holes in fields given in their own units."""
-
-    def __init__(self, generator, norm: Normaliser, prefill: str):
-        self.generator, self.norm, self.prefill = generator.eval(), norm, prefill
-
-    @classmethod
-    def load(cls, path) -> "Filler":
-        saved = load_checkpoint(path)
-        built = get_arch(saved["arch"]).build(in_channels=saved["in_channels"])
-        generator = built["generator"] if isinstance(built, nn.ModuleDict) else built
-        generator.load_state_dict(saved["weights"])
-        return cls(generator, Normaliser(saved["norm_mean"], saved["norm_std"]), saved["prefill"])
-
-    @torch.no_grad()
-    def __call__(self, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-        """Raw estimate (N, H, W) in field units, NaN on land; any H, W (padded to a multiple of 8)."""
-        x = network_inputs(self.norm(field), hidden, self.prefill)
-        x, (h, w) = pad_to_multiple(torch.from_numpy(x), 8)
-        device = next(self.generator.parameters()).device
-        out = torch.cat([forward(self.generator, x[i:i + 32].to(device), self.prefill).cpu()
-                         for i in range(0, len(x), 32)])
-        land = ~np.isfinite(field) & ~hidden
-        return np.where(land, np.nan, self.norm.inverse(out[:, 0, :h, :w].numpy()))
+def fill_holes(predictor: Predictor, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Raw estimate (N, H, W) in field units, NaN on land; any H, W."""
+    model = predictor.model
+    norm = model.norms["field"]
+    x = network_inputs(norm(field), hidden, model.inputs["prefill"])
+    out = predictor(torch.from_numpy(x), batch=32)["mean"]
+    land = ~np.isfinite(field) & ~hidden
+    return np.where(land, np.nan, norm.inverse(out))
 
 
-def trained_models(run) -> dict:
-    """Every model of this task trained in the run directory, by arch name."""
-    names = [a.name for a in list_archs() if a.task == "inpaint"]
-    return {name: run.path("models", name, "model.pt") for name in names if run.path("models", name, "model.pt").exists()}
+def trained_models(run) -> dict[str, Predictor]:
+    """A predictor for every model trained in the run directory, by arch name."""
+    return {name: Predictor(TrainedModel.load(path, task="inpaint")) for name, path in run.trained().items()}
 
 
 def composite(field, hidden, filled):
@@ -323,7 +248,7 @@ def error_maps(run) -> Report:
             continue
         truth, hidden = patches.field.values[index[sel]], masks[sel]
         observed_input = np.where(hidden, np.nan, truth)
-        raw = {name: Filler.load(path)(truth, hidden) for name, path in models.items()}
+        raw = {name: fill_holes(predictor, truth, hidden) for name, predictor in models.items()}
         filled = {name: composite(truth, hidden, r) for name, r in raw.items()}
         filled["biharmonic"] = baselines.biharmonic(observed_input, hidden)
         filled["local_mean"] = baselines.local_mean(observed_input, hidden)
@@ -344,7 +269,7 @@ def error_maps(run) -> Report:
         write_netcdf(saved, run.path("predictions", f"{kind}.nc"))
         figures.append(_example_maps(run, kind, patches, index[sel], truth, hidden, raw, filled, units))
     table = pd.DataFrame(rows).set_index(["hole set", "method"])
-    table.to_csv(run.path("metrics.csv"))
+    table.to_csv(run.metrics_path("holes"))
     text = (f"RMSE in {units} on the test patches; rmse_holes scores the hidden pixels only, rmse_image the "
             "final image (observed pixels kept), rmse_raw the network output everywhere; pixel_mean (per-pixel "
             "mean of the training days) appears when the split is by time. Models: "
@@ -419,11 +344,12 @@ def transects(run) -> Report:
     hidden = holesets.simulate(valid, "varied", rng, many=int(12 * max(area, 1)))
     observed = np.where(hidden, np.nan, field.values)
     grids = {"truth": field.values}
-    for name, path in trained_models(run).items():
-        grids[name] = composite(field.values, hidden, Filler.load(path)(field.values[None], hidden[None])[0])
+    for name, predictor in trained_models(run).items():
+        grids[name] = composite(field.values, hidden, fill_holes(predictor, field.values[None], hidden[None])[0])
     grids["biharmonic"] = baselines.biharmonic(observed, hidden)
     grids["local_mean"] = baselines.local_mean(observed, hidden)
-    lat, lon, dist = line_points(run["transect_start"], run["transect_end"])
+    start, end = run["transect_start"] or TRANSECT[0], run["transect_end"] or TRANSECT[1]
+    lat, lon, dist = line_points(start, end)
     as_grid = {k: field.copy(data=v) for k, v in grids.items()}
     values = {k: sample_line(g, lat, lon) for k, g in as_grid.items()}
     rough = {k: sample_line(field.copy(data=metrics.roughness(v)), lat, lon) for k, v in grids.items()}
@@ -431,7 +357,7 @@ def transects(run) -> Report:
     split = xr.open_dataset(run.path("split.nc")).split[t].load()
     held_out = sample_line(split, lat, lon) == 2  # models saw the rest of the line in training
     fig = plots.transect_plot(dist, values, rough, run.path("figures", "06_transect.png"), units, shade,
-                              f"{run['transect_start']} → {run['transect_end']} (lat, lon)")
+                              f"{start} → {end} (lat, lon)")
     pad = 5
     box = field.sel(lat=slice(*sorted([min(lat) - pad, max(lat) + pad], reverse=bool(field.lat[0] > field.lat[-1]))),
                     lon=slice(min(lon) - pad, max(lon) + pad))
@@ -445,3 +371,32 @@ def transects(run) -> Report:
     return Report("Transect", f"{shade.sum()} of {len(shade)} line samples fall in holes (grey), "
                   f"{(shade & held_out).sum()} of them in test blocks; the rest of the line was seen in training.",
                   {"along the transect": pd.DataFrame(rows).set_index("method")}, [fig, fig_map])
+
+
+def predict_file(model: TrainedModel, args) -> xr.Dataset:
+    """``geonb predict`` with an inpainting model: NaN sea cells (``--mask-var``: 1 = sea) are the holes."""
+    from ..io import open_dataset
+
+    if not args.mask_var:
+        raise GeonbError("an inpainting model fills NaN cells of the sea: give the land/sea mask with --mask-var "
+                         "(1 = sea), so land is not taken for holes.")
+    ds = open_dataset(args.input, args.var)
+    field = load_field(ds[args.var or model.inputs["variable"]])
+    sea = np.nan_to_num(load_field(ds[args.mask_var].astype("float32")).values[0]) > 0
+    if sea.shape != field.shape[1:]:
+        raise GeonbError(f"--mask-var {args.mask_var!r} is {sea.shape}; the field's grid is {field.shape[1:]}.")
+    values = field.values
+    hidden = ~np.isfinite(values) & sea
+    filled = composite(values, hidden, fill_holes(Predictor(model), values, hidden))
+    out = field.copy(data=filled.astype("float32"))
+    out.attrs["geonb_fill"] = f"arch={model.arch}, {int(hidden.sum())} cells filled"
+    return out.to_dataset(name=field.name)
+
+
+TASK = Task(
+    "inpaint", "gap filling of complete fields with simulated holes (the SST-inpainting seed)", PARAMS,
+    {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
+     "scatter_plots": scatter_plots, "transects": transects},
+    step_files={"simulate": ("drawn_mask.nc",)},  # saving a new drawn mask re-runs 02 and what follows
+    predict_file=predict_file,
+)

@@ -1,4 +1,9 @@
-"""Scores on NaN-masked arrays: pixels where either side is NaN (or ``where`` is False) are skipped."""
+"""Scores, one package: continuous scores here; ``superres`` (PSNR, SSIM, spectra) and
+``probabilistic`` (coverage, CRPS, reliability) beside them.
+
+Continuous scores work on NaN-masked arrays: pixels where either side is NaN (or
+``where`` is False) are skipped.
+"""
 from __future__ import annotations
 
 import numpy as np

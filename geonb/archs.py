@@ -1,0 +1,26 @@
+"""The architectures users pick with ``arch``: a task, networks by role, a method and its settings.
+
+Adding one is a line here (its networks in ``geonb/models``, its method in ``geonb/methods``).
+"""
+from __future__ import annotations
+
+from .registry import ARCHS, Arch
+
+for arch in (
+    Arch("unet", "inpaint", "masked", {"generator": "unet"},
+         "seed U-Net autoencoder (20/15/10 maps, skip connections), masked semantic loss"),
+    Arch("ctxgan", "inpaint", "paired_gan", {"generator": "unet", "discriminator": "pair_discriminator"},
+         "context-encoder GAN: the seed U-Net trained against a pair discriminator",
+         method_args={"content": "masked", "adversarial": "pair_bce", "composite": True}),
+    Arch("srcnn", "downscale", "regression", {"generator": "srcnn"},
+         "SRCNN 9-1-5 (64/32 filters) on the bicubic-upsampled grid, MSE, Adam"),
+    Arch("rsrcnn", "downscale", "stagewise", {"generator": "rsrcnn"},
+         "recurrent SRCNN: ×4/×8/×16 as chained ×2 stages, each trained on its own label"),
+    Arch("srgan", "downscale", "paired_gan", {"generator": "esrgan", "discriminator": "esrgan_discriminator"},
+         "DeepBedMap ESRGAN: conditioned RRDB generator + relativistic-average discriminator",
+         lr=1.7e-4, method_args={"content": "deepbedmap", "adversarial": "ragan"}),
+    Arch("dincae", "clouds", "gaussian_nll", {"generator": "dincae"},
+         "DINCAE: U-Net on precision-weighted days t−1..t+1 + coordinates; mean + log-variance, "
+         "Gaussian NLL, self-supervised on real clouds"),
+):
+    ARCHS.add(arch.name, arch)

@@ -1,0 +1,136 @@
+"""Losses by name: what the methods minimise. Tensors are in normalised units unless said.
+
+Content losses compare a prediction with its target on the pixels that count; the
+adversarial losses are objects with a discriminator side and a generator side, so one
+paired-GAN recipe (``geonb.methods.paired_gan``) serves every conditional GAN.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .resample import block_mean
+
+
+def masked_mse(pred, target, weights):
+    """Weighted squared error; NaN targets carry weight 0 (the seed's semantic loss with its weights)."""
+    return (weights * (pred - torch.nan_to_num(target)) ** 2).sum() / weights.sum().clamp_min(1e-8)
+
+
+def gaussian_nll(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """−log N(target; mean, exp(logvar)) up to a constant, on pixels where ``target`` is finite.
+
+    ``out`` holds (mean, log-variance) as channels 0 and 1.
+    """
+    ok = torch.isfinite(target)
+    y = torch.where(ok, target, torch.zeros_like(target))
+    mean, logvar = out[:, 0], out[:, 1]
+    return (0.5 * (logvar + (mean - y) ** 2 * torch.exp(-logvar)))[ok].mean()
+
+
+def hidden_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error of channel 0 on pixels where ``target`` is finite (the hidden ones)."""
+    ok = torch.isfinite(target)
+    y = torch.where(ok, target, torch.zeros_like(target))
+    return ((out[:, 0] - y) ** 2)[ok].mean()
+
+
+def _gauss_window(size: int = 7, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(pred: torch.Tensor, truth: torch.Tensor, data_range: float) -> torch.Tensor:
+    """Mean SSIM (Gaussian 7×7 window, valid part only); differentiable, so it is also a loss."""
+    w = _gauss_window(dtype=pred.dtype).to(pred.device)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_p, mu_t = F.conv2d(pred, w), F.conv2d(truth, w)
+    var_p = F.conv2d(pred * pred, w) - mu_p ** 2
+    var_t = F.conv2d(truth * truth, w) - mu_t ** 2
+    cov = F.conv2d(pred * truth, w) - mu_p * mu_t
+    s = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p ** 2 + mu_t ** 2 + c1) * (var_p + var_t + c2))
+    return s.mean()
+
+
+# ---------------------------------------------------------------- content losses of the paired GAN
+class MaskedContent:
+    """The seed's masked loss on the generator output; weights come with the batch."""
+
+    def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
+        loss = masked_mse(pred, y, w)
+        return loss, {"content": loss.item()}
+
+
+class DeepBedMapContent:
+    """DeepBedMap's generator loss without its adversarial term (Leong & Horgan 2020)::
+
+        L = w_c·L1(ŷ, y) + w_t·L1(blockmean(ŷ), x_lr) + w_s·(1 − SSIM(ŷ, y))
+
+    L1 terms in physical units (``units`` = the normaliser's std): DeepBedMap's weights
+    assume metres, and in normalised units the content term would be ~std× too small.
+    """
+
+    def __init__(self, factor: int, units: float, w_content: float, w_topographic: float, w_structural: float):
+        self.factor, self.units = factor, units
+        self.w = {"content": w_content, "topographic": w_topographic, "structural": w_structural}
+
+    def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
+        lr = x[0]
+        content = self.units * F.l1_loss(pred, y)
+        topo = self.units * F.l1_loss(block_mean(pred, self.factor), lr)
+        structural = 1 - ssim(pred, y, data_range=float(y.max() - y.min()) or 1.0)
+        loss = self.w["content"] * content + self.w["topographic"] * topo + self.w["structural"] * structural
+        return loss, {"content_l1": content.item(), "topographic": topo.item(), "ssim": 1 - structural.item()}
+
+
+# ---------------------------------------------------------------- adversarial losses
+class PairBCE:
+    """The seed's pair game: the discriminator sees (real, fake) in a random order per sample
+    and says whether the first is real; the generator wants it to pick wrong."""
+
+    def __init__(self, disc: nn.Module):
+        self.disc, self.first_real = disc, None
+
+    def _order(self, real, fake):
+        sel = self.first_real[:, None, None, None]
+        return torch.where(sel, real, fake), torch.where(sel, fake, real)
+
+    def discriminator(self, real, fake) -> tuple[torch.Tensor, dict]:
+        self.first_real = torch.rand(len(real), device=real.device) < 0.5
+        logits = self.disc(*self._order(real, fake))
+        loss = F.binary_cross_entropy_with_logits(logits, self.first_real.float())
+        return loss, {"d_loss": loss.item(), "d_acc": ((logits > 0) == self.first_real).float().mean().item()}
+
+    def generator(self, real, fake) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self.disc(*self._order(real, fake)), (~self.first_real).float())
+
+
+class RelativisticAverage:
+    """Relativistic-average GAN (ESRGAN, DeepBedMap): each side judges real against the mean fake."""
+
+    def __init__(self, disc: nn.Module):
+        self.disc = disc
+
+    @staticmethod
+    def _losses(real_logits, fake_logits):
+        real_rel = real_logits - fake_logits.mean()
+        fake_rel = fake_logits - real_logits.mean()
+        bce = F.binary_cross_entropy_with_logits
+        d_loss = (bce(real_rel, torch.ones_like(real_rel)) + bce(fake_rel, torch.zeros_like(fake_rel))) / 2
+        g_loss = (bce(real_rel, torch.zeros_like(real_rel)) + bce(fake_rel, torch.ones_like(fake_rel))) / 2
+        return d_loss, g_loss, real_rel, fake_rel
+
+    def discriminator(self, real, fake) -> tuple[torch.Tensor, dict]:
+        d_loss, _, real_rel, fake_rel = self._losses(self.disc(real), self.disc(fake))
+        acc = torch.cat([real_rel > 0, fake_rel < 0]).float().mean()
+        return d_loss, {"d_loss": d_loss.item(), "d_acc": acc.item()}
+
+    def generator(self, real, fake) -> torch.Tensor:
+        return self._losses(self.disc(real), self.disc(fake))[1]
+
+
+CONTENT = {"masked": MaskedContent, "deepbedmap": DeepBedMapContent}
+ADVERSARIAL = {"pair_bce": PairBCE, "ragan": RelativisticAverage}

@@ -1,0 +1,98 @@
+"""The contract every training recipe keeps (after pix2pix's ``BaseModel`` and torchgeo's trainers).
+
+A method owns the networks of one arch by role (``generator``, ``discriminator``), their
+optimisers and the loss; it turns a batch ``(x, y, w)`` — the network input (a tensor,
+or a tuple of arguments), the target and per-pixel loss weights (or None) — into one
+optimisation step. ``predict(x)`` is the forward pass used for validation and by the one
+predictor (``geonb.predict``). The epoch loop, checkpoints and resume are ``training.fit``'s.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..io import load_checkpoint, save_checkpoint
+from ..training import fit
+
+
+def forward(net: nn.Module, x, residual: bool = False):
+    """The prediction: ``net(*x)`` when the input is a tuple of arguments (low-res grid, conditioning
+    grids); with ``residual`` the output is a correction to the first input channel (a pre-fill)."""
+    out = net(*x) if isinstance(x, tuple) else net(x)
+    return x[:, :1] + out if residual else out
+
+
+class Method:
+    roles: tuple[str, ...] = ("generator",)
+    loss_name = "loss"  # what the loss curve of 03 is labelled
+
+    def __init__(self, nets: dict[str, nn.Module], *, lr: float, n_average: int = 0):
+        missing = set(self.roles) - set(nets)
+        if missing:
+            raise RuntimeError(f"{type(self).__name__} needs networks {sorted(missing)}")
+        self.nets = nets
+        self.optimizers = {role: torch.optim.Adam(nets[role].parameters(), lr=lr) for role in self.roles}
+        self.n_average = int(n_average)  # > 0: keep the generator of the last n epochs (snapshots)
+        self.snapshots: list[dict] = []
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.nets["generator"]
+
+    def weights(self) -> list[dict]:
+        """What a model file keeps: the snapshots to average, or the generator's (best) weights; on the CPU."""
+        states = self.snapshots or [self.generator.state_dict()]
+        return [{k: v.cpu() for k, v in s.items()} for s in states]
+
+    residual = False  # set by methods whose network corrects its input (``forward``)
+
+    def predict(self, x) -> torch.Tensor:
+        return forward(self.generator, x, self.residual)
+
+    def step(self, role: str, loss: torch.Tensor) -> None:
+        opt = self.optimizers[role]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def loss(self, pred, y, w) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_step(self, batch) -> dict:
+        """One step on ``self.loss``; GAN methods override this with their two steps."""
+        x, y, w = batch
+        loss = self.loss(self.predict(x), y, w)
+        self.step("generator", loss)
+        return {"loss": loss.item()}
+
+    def fit(self, batches, validate, ckpt_dir, *, epochs: int, patience: int, seed: int, desc: str) -> list[dict]:
+        """Train with ``training.fit`` (the best epoch's weights restored at the end); with
+        ``n_average`` the generator of every epoch is saved too and the last n kept."""
+        if self.n_average > 0:
+            validate = self._snapshotting(validate, Path(ckpt_dir) / "snapshots")
+        history = fit({r: self.nets[r] for r in self.roles}, self.optimizers, batches, self.train_step, validate,
+                      ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=desc)
+        if self.n_average > 0:
+            kept = sorted((Path(ckpt_dir) / "snapshots").glob("epoch_*.pt"))[-self.n_average:]
+            self.snapshots = [load_checkpoint(p) for p in kept]
+        return history
+
+    def _snapshotting(self, validate, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        count = [len(list(folder.glob("epoch_*.pt")))]  # a resumed run continues the numbering
+
+        def snapshot_then_validate():
+            count[0] += 1
+            save_checkpoint(folder / f"epoch_{count[0]:04d}.pt", self.generator.state_dict())
+            return validate()
+
+        return snapshot_then_validate
+
+    @staticmethod
+    def combine(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs (N, C, H, W) of several snapshots (normalised units) → ``{"mean": …}``: the
+        average of their first channel."""
+        return {"mean": np.stack([o[:, 0] for o in outputs]).mean(0)}

@@ -1,0 +1,63 @@
+"""``regression`` (SRCNN) and ``stagewise`` (recurrent SRCNN): mean squared error to the target.
+
+``stagewise`` trains a chain of ×2 stages one after the other (Stengel/Zhang's recurrent
+SRCNN): stage k maps resolution 2^k to 2^(k+1) and learns against the high-res truth
+block-averaged to 2^(k+1); earlier stages are frozen and feed it their output. The
+network keeps ``stages``, ``stage_conds(conds, k)`` and ``forward_stages(lr, conds, upto)``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import METHODS
+from ..resample import block_mean
+from ..training import fit
+from .base import Method
+
+
+@METHODS.register("regression")
+class Regression(Method):
+    loss_name = "MSE"
+
+    def loss(self, pred, y, w) -> torch.Tensor:
+        return F.mse_loss(pred, y)
+
+
+@METHODS.register("stagewise")
+class Stagewise(Regression):
+    loss_name = "MSE per stage"
+
+    def __init__(self, nets, *, lr: float):
+        self.nets, self.lr = nets, lr
+        self.stage: int | None = None  # during fit: the stage being trained; predict stops there
+        self.optimizers, self.n_average, self.snapshots = {}, 0, []  # one optimiser per stage, made in fit
+
+    def predict(self, x) -> torch.Tensor:
+        lr, conds = x
+        return self.generator.forward_stages(lr, conds, self.stage)[-1]
+
+    def train_step(self, batch) -> dict:
+        (lr, conds), hr, _ = batch
+        net, k = self.generator, self.stage
+        with torch.no_grad():
+            x = lr if k == 0 else net.forward_stages(lr, conds, k - 1)[-1]
+        label = block_mean(hr, net.factor // 2 ** (k + 1))
+        loss = F.mse_loss(net.stages[k](x, net.stage_conds(conds, k)), label)
+        self.step("stage", loss)
+        return {"loss": loss.item()}
+
+    def fit(self, batches, validate, ckpt_dir, *, epochs, patience, seed, desc) -> list[dict]:
+        """Each stage to its own early stop; ``validate`` scores ``predict`` at that stage's resolution."""
+        history, stages = [], self.generator.stages
+        for k, stage in enumerate(stages):
+            self.stage = k
+            self.optimizers = {"stage": torch.optim.Adam(stage.parameters(), lr=self.lr)}
+            hist = fit({"stage": stage}, self.optimizers, batches, self.train_step, validate, Path(ckpt_dir) / f"stage{k}",
+                       epochs=epochs, patience=patience, seed=seed,
+                       desc=f"{desc} stage {k + 1}/{len(stages)} (×{2 ** (k + 1)})")
+            history += [{**h, "stage": k + 1} for h in hist]
+        self.stage = None
+        return history

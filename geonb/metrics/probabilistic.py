@@ -1,0 +1,62 @@
+"""Scores of a prediction with an error bar, and of gap filling by distance to the data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage, special
+
+from . import bias, correlation, rmse
+
+
+def distance_to_observed(obs) -> np.ndarray:
+    """Per day, the distance (in pixels) of every pixel to the nearest observed pixel."""
+    obs = np.asarray(obs, bool)
+    out = np.full(obs.shape, np.inf, dtype="float32")
+    for t in range(obs.shape[0]):
+        if obs[t].any():
+            out[t] = ndimage.distance_transform_edt(~obs[t])
+    return out
+
+
+def gaussian_crps(error, sigma) -> np.ndarray:
+    """CRPS of N(mean, σ²) against the truth, with ``error`` = mean − truth (closed form)."""
+    z = np.asarray(error) / sigma
+    return sigma * (z * special.erf(z / np.sqrt(2)) + 2 * np.exp(-z * z / 2) / np.sqrt(2 * np.pi) - 1 / np.sqrt(np.pi))
+
+
+def score(truth, mean, points, sigma=None) -> dict:
+    """RMSE, bias, correlation on ``points``; with σ also 1σ/2σ coverage and mean CRPS."""
+    points = np.asarray(points, bool)
+    t, m = np.asarray(truth)[points], np.asarray(mean)[points]
+    out = {"n": int(points.sum()), "rmse": rmse(m, t), "bias": bias(m, t), "correlation": correlation(m, t)}
+    if sigma is not None:
+        s = np.asarray(sigma)[points]
+        err = np.abs(m - t)
+        out.update({
+            "cover_1sigma": float(np.mean(err <= s)),
+            "cover_2sigma": float(np.mean(err <= 2 * s)),
+            "crps": float(np.mean(gaussian_crps(m - t, s))),
+            "mean_sigma": float(np.mean(s)),
+        })
+    return out
+
+
+def reliability(truth, mean, sigma, points, levels=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> pd.DataFrame:
+    """For each central interval of nominal probability p, the fraction of points inside it."""
+    points = np.asarray(points, bool)
+    z = np.abs(np.asarray(mean)[points] - np.asarray(truth)[points]) / np.asarray(sigma)[points]
+    half = special.erfinv(np.asarray(levels)) * np.sqrt(2)  # half-width in σ of the p interval
+    return pd.DataFrame({"nominal": levels, "observed": [float(np.mean(z <= h)) for h in half]})
+
+
+def rmse_by_distance(truth, mean, points, obs_input, edges=(0, 2, 4, 8, 16, 32, np.inf)) -> pd.DataFrame:
+    """RMSE of ``points`` binned by distance (pixels) to the nearest pixel the method saw."""
+    points = np.asarray(points, bool)
+    dist = distance_to_observed(obs_input)[points]
+    err = np.asarray(mean)[points] - np.asarray(truth)[points]
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (dist > lo) & (dist <= hi)
+        rows.append({"distance_px": f"({lo:g}, {hi:g}]", "n": int(sel.sum()),
+                     "rmse": float(np.sqrt(np.mean(err[sel] ** 2))) if sel.any() else np.nan})
+    return pd.DataFrame(rows)

@@ -1,0 +1,76 @@
+"""Changing resolution: the block-mean degradation we learn to invert, and interpolation.
+
+A low-res cell is the mean of its factor×factor block, so its value sits at the block's
+centre: every upsampling here is pixel-area aligned (``align_corners=False``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import GeonbError
+
+
+def check_factor(factor) -> int:
+    """The scale factor as an int; a power of 2 (2, 4, 8, 16, ...) or a GeonbError."""
+    try:
+        f = int(factor)
+    except (TypeError, ValueError):
+        f = 0
+    if f != factor or f < 2 or f & (f - 1):
+        raise GeonbError(f"scale factor {factor!r} is not a power of 2; use 2, 4, 8 or 16 "
+                         "(models upsample in ×2 steps).")
+    return f
+
+
+def check_finite(grid: np.ndarray, what: str) -> np.ndarray:
+    grid = np.asarray(grid)
+    bad = ~np.isfinite(grid)
+    if bad.any():
+        raise GeonbError(f"{what} has {int(bad.sum())} NaN/inf cells (of {grid.size}); downscaling needs a "
+                         "complete grid. Fill the gaps first (e.g. the inpaint task) or crop to a complete region.")
+    return grid
+
+
+def crop_to_multiple(grid: np.ndarray, m: int) -> np.ndarray:
+    ny, nx = grid.shape[-2:]
+    return grid[..., : ny - ny % m, : nx - nx % m]
+
+
+def coarsen(hr: np.ndarray, factor: int) -> np.ndarray:
+    """Block-average a high-res grid by ``factor`` (the degradation we learn to invert)."""
+    factor = check_factor(factor)
+    hr = check_finite(hr, "the high-res grid")
+    ny, nx = hr.shape
+    if ny % factor or nx % factor:
+        raise GeonbError(f"a {ny}×{nx} grid does not divide into {factor}×{factor} blocks; "
+                         "crop it (geonb.resample.crop_to_multiple) first.")
+    return hr.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+
+
+def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic ×scale (pixel-area aligned, as block-averaged grids are); identity for 1."""
+    if scale == 1:
+        return x
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def block_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average over factor×factor blocks: the degradation that makes low-res grids."""
+    return x if factor == 1 else F.avg_pool2d(x, factor)
+
+
+def to_resolution(x: torch.Tensor, r_from: int, r_to: int) -> torch.Tensor:
+    """Bring a grid at resolution ``r_from`` onto resolution ``r_to`` (both powers of 2)."""
+    if r_to >= r_from:
+        return upsample_bicubic(x, r_to // r_from)
+    return block_mean(x, r_from // r_to)
+
+
+def refine_coords(c: np.ndarray, factor: int) -> np.ndarray:
+    """Cell centres of the high-res grid inside low-res cells with centres ``c``."""
+    c = np.asarray(c, dtype="float64")
+    d = np.diff(c).mean() if c.size > 1 else 1.0
+    sub = (np.arange(factor) + 0.5) / factor - 0.5
+    return (c[:, None] + d * sub[None, :]).ravel()
