@@ -35,6 +35,7 @@ from .registry import get_arch
 from .training import config_key, pick_device
 
 ARCHS = ("dincae", "dineof", "unet")
+CLASSICAL = ("dineof",)  # no network: nothing to train or save
 QUICK = {"epochs": 2, "samples_per_day": 1, "widths": [8, 12, 16, 24], "crop": 64, "n_average": 2}  # seconds
 DEFAULT_EPOCHS = 40  # ≈ 3 minutes on 2 CPU cores for the 10-day 201×301 Alboran cube
 
@@ -267,6 +268,7 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
     gaps = sea & ~obs
     filled, sigma = values.copy(), np.zeros_like(values)
     info = {"arch": arch}
+    classical = arch in CLASSICAL
     if not gaps.any():
         warnings.warn(f"{name} has no missing sea values: nothing to fill, copied through unchanged.", stacklevel=2)
         info["note"] = "no missing values; copied through"
@@ -276,11 +278,11 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
             raise GeonbError(f"{name} has no observed value on any day: nothing to learn from. Check the variable and mask.")
         if cloudy_days:
             warnings.warn(f"{name}: day(s) {cloudy_days} are all cloud; "
-                          + ("left missing by dineof." if arch == "dineof" else "filled from neighbouring days only."),
+                          + ("left missing by dineof." if classical else "filled from neighbouring days only."),
                           stacklevel=2)
         times = std["time"].values
         lat, lon = std["lat"].values, std["lon"].values
-        if arch == "dineof":
+        if classical:
             result = dineof(values, _numeric_time(times), sea=sea, seed=seed, progress=progress)
             filled = result.filled
             # one σ for every filled value: DINEOF's cross-validation RMS error

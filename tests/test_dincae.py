@@ -7,7 +7,9 @@ import torch
 
 from geonb.cv import cloud_cv_mask, synthetic_cloudy_cube
 from geonb.errors import GeonbError
-from geonb.models.dincae import LOGVAR_RANGE, CloudModel, train_cloud_model
+from geonb.fill import CloudInputs, fill_cube, train_on_cube
+from geonb.modelfile import TrainedModel
+from geonb.models.dincae import LOGVAR_RANGE
 from geonb.registry import get_arch
 
 SMALL = {"widths": [8, 16, 24], "crop": 48, "samples_per_day": 3, "batch_size": 4, "lr": 3e-3, "n_average": 3}
@@ -16,7 +18,8 @@ SMALL = {"widths": [8, 16, 24], "crop": 48, "samples_per_day": 3, "batch_size": 
 def test_registered_network_shapes():
     arch = get_arch("dincae")
     assert arch.task == "clouds"
-    net = arch.build(window=3, widths=[8, 12])
+    assert CloudInputs.channels(3) == 10  # (anomaly × precision, precision) × 3 days + lon, lat, cos, sin
+    net = arch.build(in_channels=CloudInputs.channels(3), widths=[8, 12])
     out = net(torch.randn(2, 10, 32, 48) * 100)
     assert out.shape == (2, 2, 32, 48)
     assert out[:, 1].min() >= LOGVAR_RANGE[0] and out[:, 1].max() <= LOGVAR_RANGE[1]  # clamped log-variance
@@ -30,14 +33,17 @@ def trained(tmp_path_factory):
     held = cloud_cv_mask(obs, int(0.1 * obs.sum()), seed=0)  # scored, never seen in training
     inp = np.where(held, np.nan, cloudy.values)
     val = cloud_cv_mask(np.isfinite(inp), int(0.05 * np.isfinite(inp).sum()), seed=1)
-    model = train_cloud_model(inp, truth.lat.values, truth.lon.values, truth.time.values, val_points=val,
-                              ckpt_dir=tmp_path_factory.mktemp("dincae"), epochs=15, **SMALL)
+    model = train_on_cube(inp, truth.lat.values, truth.lon.values, truth.time.values, val_points=val,
+                          ckpt_dir=tmp_path_factory.mktemp("dincae"), device="cpu", epochs=15, **SMALL)
     return model, truth, inp, held
 
 
 def test_brief_training_beats_the_mean_fill(trained):
     model, truth, inp, held = trained
-    mean, sigma = model.predict(inp, truth.lat.values, truth.lon.values, truth.time.values)
+    assert model.task == "clouds" and model.arch == "dincae" and model.inputs["window"] == 3
+    assert len(model.weights) == SMALL["n_average"] and len(model.info["history"]) == 15
+    assert model.method_args["sigma_scale"] > 0  # fitted on the validation points
+    mean, sigma = fill_cube(model, inp, truth.lat.values, truth.lon.values, truth.time.values)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pixels never observed: mean of nothing, replaced below
         pixel_mean = np.nanmean(inp, axis=0)  # climatological fill: the pixel mean over observed days
@@ -53,11 +59,12 @@ def test_model_file_round_trip(trained, tmp_path):
     model, truth, inp, _ = trained
     model.save(tmp_path / "m.pt")
     saved = torch.load(tmp_path / "m.pt", weights_only=True)  # plain tensors/numbers/strings only
-    assert saved["arch"] == "dincae" and len(saved["states"]) == SMALL["n_average"]
-    again = CloudModel.load(tmp_path / "m.pt")
+    assert saved["task"] == "clouds" and saved["arch"] == "dincae" and len(saved["weights"]) == SMALL["n_average"]
+    assert saved["method_args"]["sigma_scale"] == model.method_args["sigma_scale"]
+    again = TrainedModel.load(tmp_path / "m.pt", task="clouds")
     coords = (truth.lat.values, truth.lon.values, truth.time.values)
-    a, sa = model.predict(inp, *coords)
-    b, sb = again.predict(inp, *coords)
+    a, sa = fill_cube(model, inp, *coords)
+    b, sb = fill_cube(again, inp, *coords)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(sa, sb, rtol=1e-5, atol=1e-5)
 
@@ -66,11 +73,14 @@ def test_bad_training_inputs(tmp_path):
     _, cloudy = synthetic_cloudy_cube(n_time=2, ny=32, nx=32)
     coords = (cloudy.lat.values, cloudy.lon.values, cloudy.time.values)
     with pytest.raises(GeonbError, match="window"):
-        train_cloud_model(cloudy.values, *coords, ckpt_dir=tmp_path, epochs=1)
+        train_on_cube(cloudy.values, *coords, ckpt_dir=tmp_path, device="cpu", epochs=1)
     with pytest.raises(GeonbError, match="odd"):
-        train_cloud_model(cloudy.values, *coords, ckpt_dir=tmp_path, epochs=1, window=2)
+        train_on_cube(cloudy.values, *coords, ckpt_dir=tmp_path, device="cpu", epochs=1, window=2)
     with pytest.raises(GeonbError, match="unknown cloud-model option"):
-        train_cloud_model(cloudy.values, *coords, ckpt_dir=tmp_path, epoch=1)
-    with pytest.raises(GeonbError, match="not a geonb cloud-filling model"):
+        train_on_cube(cloudy.values, *coords, ckpt_dir=tmp_path, device="cpu", epoch=1)
+    with pytest.raises(GeonbError, match="not a geonb model file"):
         torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
-        CloudModel.load(tmp_path / "other.pt")
+        TrainedModel.load(tmp_path / "other.pt", task="clouds")
+    with pytest.raises(GeonbError, match="a geonb 0.1 cloud-filling model"):
+        torch.save({"arch": "dincae", "params": {}, "norm": [0.0, 1.0], "states": []}, tmp_path / "old.pt")
+        TrainedModel.load(tmp_path / "old.pt", task="clouds")

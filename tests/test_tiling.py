@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from geonb import GeonbError, load_field, synthetic_sst
-from geonb.tiling import Normaliser, cut_patches, split_blocks
+from geonb.normalise import Normaliser
+from geonb.tiling import cut_patches, split_blocks
 
 
 def _cells(patches, split):
@@ -48,3 +49,11 @@ def test_normaliser_uses_training_values_only(tmp_path):
     norm.save(tmp_path / "n.json")
     assert Normaliser.load(tmp_path / "n.json") == norm
     assert norm.inverse(norm(5.0)) == 5.0
+
+
+def test_span_maps_a_coordinate_axis_onto_minus_one_to_one():
+    lat = np.arange(30.0, 45.0, 0.25)  # a regular axis, as grids have
+    scaled = Normaliser.span(lat)(lat)
+    np.testing.assert_allclose([scaled.min(), scaled.max()], [-1.0, 1.0])
+    assert Normaliser.span(np.array([3.0, 3.0])).std == 1.0  # a single value: no division by zero
+    assert Normaliser.fit(np.full(4, 7.0)).std == 1.0  # a constant field, likewise

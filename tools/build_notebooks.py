@@ -13,7 +13,9 @@ from pathlib import Path
 
 import nbformat as nbf
 
-from geonb.workflow import COMMON_PARAMS, NOTEBOOKS, all_params, task_module, task_names
+from geonb.params import COMMON, NOT_SET
+from geonb.tasks import get_task
+from geonb.workflow import NOTEBOOKS, all_params
 
 ROOT = Path(__file__).resolve().parent.parent
 ALWAYS = ("arch", "run_dir", "quick")
@@ -50,9 +52,33 @@ Train the architecture named by `arch` (resolved through the registry). Progress
 with tqdm; every epoch writes a checkpoint with optimiser and random-number state, so a
 killed run resumes where it stopped; early stopping keeps the best weights. The device
 (cuda if present, else cpu) is printed loudly.""",
-        """Gap filling uses the seed's masked semantic loss: weight `hole_weight` on hidden
-pixels, `ring_weight` on a ring of `ring_width` pixels around them, nothing elsewhere;
-land never enters a loss. `ctxgan` adds a pair discriminator and reports its accuracy.""",
+        """Each arch names its networks and a training method (`geonb archs`); the method holds
+the loss. The three losses, as the code computes them (`geonb/losses.py`):
+
+**masked** (`unet`; the generator of `ctxgan`) — the seed's semantic loss, with weight
+$w_h$ = `hole_weight` on hidden pixels, $w_r$ = `ring_weight` on a ring of `ring_width`
+pixels around them, nothing elsewhere, and land never counted:
+
+$$w = w_h\,\mathbb{1}_\text{hole} + w_r\,\mathbb{1}_\text{ring}, \qquad
+L = \frac{\sum_i w_i\,(\hat y_i - y_i)^2}{\sum_i w_i}$$
+
+**paired_gan** (`ctxgan`, `srgan`) — the discriminator $D$ learns to tell real from generated;
+then, with $D$ frozen, the generator minimises its content loss plus the adversarial term.
+For `srgan` this is DeepBedMap's loss, L1 terms in metres ($x$ = the low-res input, $\bar{\cdot}$ =
+block mean back to the low-res grid; weights `w_content` 1e-2, `w_adversarial` 2e-2,
+`w_topographic` 2e-3, `w_structural` 5.25), with a relativistic-average $D$:
+
+$$L_G = w_c\,\lVert \hat y - y\rVert_1 + w_a\,L_\text{adv} + w_t\,\lVert \bar{\hat y} - x\rVert_1
++ w_s\,\bigl(1 - \mathrm{SSIM}(\hat y, y)\bigr)$$
+
+`ctxgan`'s $D$ sees the real and the inpainted image in random order and says which is real.
+
+**regression / stagewise** (`srcnn`, `rsrcnn`) — mean squared error; `rsrcnn` trains its ×2
+stages one after the other, stage $k$ against the truth block-averaged to its resolution.
+
+**gaussian_nll** (`dincae`) — a mean $\hat y$ and a log-variance $\log\sigma^2$ per pixel, on
+the pixels hidden from the input:
+$L = \tfrac12 \bigl[\log \sigma^2 + (\hat y - y)^2/\sigma^2\bigr]$ averaged over them.""",
         []),
     "04_error_maps": ("error_maps", "Error maps and metrics", """
 Score every model trained in this run directory on the held-out test data, beside
@@ -81,20 +107,27 @@ EXTRA_CELLS = {
 }
 
 
-def _defaults_comment(name: str) -> str:
-    seen = [f"{task}: {task_module(task).PARAMS[name]!r}" for task in task_names() if name in task_module(task).PARAMS]
-    if name in COMMON_PARAMS:
-        seen.insert(0, f"default {COMMON_PARAMS[name]!r}")
-    return "; ".join(seen)
+def _defaults_comment(name: str, owners: list[str]) -> str:
+    """``type; task: default (quick value)`` for each task that takes the parameter."""
+    params = [get_task(task).params[name] for task in owners]
+    if all(p.default is None for p in params):  # chosen by the task or arch: the help says how
+        return f"{params[0].type.__name__}; {COMMON[name].help if name in COMMON else params[0].help}"
+    seen = []
+    for task, p in zip(owners, params):
+        quick = "" if p.quick is NOT_SET else f", quick {p.quick!r}"
+        seen.append(f"{task}: {p.default!r}{quick}")
+    return f"{params[0].type.__name__}; " + "; ".join(seen)
 
 
 def parameters_cell() -> str:
-    lines = ["# Parameters (papermill). None = the task's default, shown in the comment.",
+    lines = ["# Parameters (papermill). None = the task's default, shown in the comment (type; task: default).",
+             "# A parameter of another task than the arch's is refused, so is a value of the wrong type.",
              'arch = "unet"                 # `geonb archs` lists them; the arch picks the task',
              'run_dir = "runs/default"      # outputs go to <run_dir>/<task>/',
              "quick = False                 # tiny data, few epochs: seconds on a CPU"]
-    for name in sorted(set(all_params()) - set(ALWAYS)):
-        lines.append(f"{name} = None  # {_defaults_comment(name)}")
+    for name, owners in sorted(all_params().items()):
+        if name not in ALWAYS:
+            lines.append(f"{name} = None  # {_defaults_comment(name, owners)}")
     return "\n".join(lines)
 
 
