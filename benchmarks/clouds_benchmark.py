@@ -23,9 +23,10 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from geonb.cv import cloud_cv_mask, score
+from geonb.cv import cloud_cv_mask
 from geonb.dineof import dineof
-from geonb.models.dincae import train_cloud_model
+from geonb.fill import fill_cube, train_on_cube
+from geonb.metrics.probabilistic import score
 from geonb.paths import shared_data_dir
 
 
@@ -44,15 +45,15 @@ def run_seed(seed: int, truth, sea, lat, lon, times, methods, options) -> list[d
         print(rows[-1], flush=True)
     for arch in [m for m in methods if m in ("dincae", "unet")]:
         with tempfile.TemporaryDirectory() as tmp:
-            model = train_cloud_model(inp, lat, lon, times, arch=arch, val_points=val, ckpt_dir=tmp, seed=seed,
-                                      **options)
-        variants = {arch: None, f"{arch}_last_epoch": 1} if arch == "dincae" else {arch: None}
-        for name, n_states in variants.items():
+            model = train_on_cube(inp, lat, lon, times, arch=arch, val_points=val, ckpt_dir=tmp, seed=seed, **options)
+        gaussian = bool(model.inputs["window"])  # a σ, and snapshots worth comparing with the last epoch alone
+        variants = {arch: None, f"{arch}_last_epoch": 1} if gaussian else {arch: None}
+        for name, last in variants.items():
             t0 = time.perf_counter()
-            mean, sigma = model.predict(inp, lat, lon, times, n_states=n_states)
-            rows.append({"method": name, "seed": seed, "epochs": len(model.history), "sigma_scale": model.sigma_scale,
-                         "train_s": model.train_seconds, "fill_s": time.perf_counter() - t0,
-                         **score(truth, mean, cv, sigma)})
+            mean, sigma = fill_cube(model, inp, lat, lon, times, last=last)
+            rows.append({"method": name, "seed": seed, "epochs": len(model.info["history"]),
+                         "sigma_scale": model.method_args["sigma_scale"], "train_s": model.info["train_seconds"],
+                         "fill_s": time.perf_counter() - t0, **score(truth, mean, cv, sigma)})
             print(rows[-1], flush=True)
     return rows
 

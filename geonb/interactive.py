@@ -91,13 +91,9 @@ _NOT_METHODS = ("truth", "holes", "input", "cv")
 def prediction_files(run) -> dict[str, Path]:
     """04's prediction files by name: inpaint writes one per hole set, clouds/downscale one."""
     run.require("error_maps")
-    base = run.dir / run.task
-    found = {p.stem: p for p in sorted((base / "predictions").glob("*.nc"))}
-    for single in (base / "predictions.nc", base / "eval" / "predictions.nc"):
-        if single.exists():
-            found.setdefault("predictions", single)
+    found = run.predictions()
     if not found:
-        raise GeonbError(f"no predictions under {base} although 04_error_maps ran; re-run 04 for this run.")
+        raise GeonbError(f"no predictions under {run.dir / run.task} although 04_error_maps ran; re-run 04 for this run.")
     return found
 
 

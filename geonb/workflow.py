@@ -109,6 +109,10 @@ class Run:
     def prediction_path(self, name: str) -> Path:
         return self.path("predictions", f"{name}.nc")
 
+    def predictions(self) -> dict[str, Path]:
+        """04's prediction files by name (inpaint: one per hole set; downscale, clouds: one)."""
+        return {p.stem: p for p in sorted(self.prediction_path("x").parent.glob("*.nc"))}
+
     def metrics_path(self, name: str) -> Path:
         return self.path("metrics", f"{name}.csv")
 

@@ -120,8 +120,8 @@ def _defaults_comment(name: str, owners: list[str]) -> str:
 
 
 def parameters_cell() -> str:
-    lines = ["# Parameters (papermill). None = the task's default, shown in the comment (type; task: default).",
-             "# A parameter of another task than the arch's is refused, so is a value of the wrong type.",
+    lines = ["# Parameters (papermill). None = the task default, shown in the comment (type; task: default).",
+             "# A parameter of a task other than the arch task is refused, so is a value of the wrong type.",
              'arch = "unet"                 # `geonb archs` lists them; the arch picks the task',
              'run_dir = "runs/default"      # outputs go to <run_dir>/<task>/',
              "quick = False                 # tiny data, few epochs: seconds on a CPU"]

@@ -77,7 +77,7 @@ def data_prep(run) -> Report:
     step = max(1, field.sizes["time"] // 4)
     panels = [(str(field.time.values[t])[:10], field.values[t], field.lat, field.lon, "sst")
               for t in range(0, field.sizes["time"], step)][:4]
-    fig = plots.map_panels(panels, run.path("figures", "01_days.png"), ncols=4, units=field.attrs.get("units", ""))
+    fig = plots.map_panels(panels, run.figure("01_days"), ncols=4, units=field.attrs.get("units", ""))
     gaps = np.diff(field.time.values) / np.timedelta64(1, "D") if np.issubdtype(field.time.dtype, np.datetime64) else []
     note = f"; time gaps of {sorted(set(np.round(gaps, 2)) - {1.0})} days" if len(gaps) and np.any(np.asarray(gaps) != 1) else ""
     return Report("Cloudy cube", f"{dict(field.sizes)}, {int(sea.sum())} sea pixels, "
@@ -107,7 +107,7 @@ def simulate(run) -> Report:
     shown = np.where(cv[t], 2.0, np.where(val[t], 1.0, np.where(obs[t], 0.0, np.nan)))
     panels = [("observed", field.values[t], field.lat, field.lon, "sst"),
               ("hidden: CV (2) / validation (1)", shown, field.lat, field.lon, "error")]
-    fig = plots.map_panels(panels, run.path("figures", "02_points.png"), ncols=2, units=field.attrs.get("units", ""),
+    fig = plots.map_panels(panels, run.figure("02_points"), ncols=2, units=field.attrs.get("units", ""),
                            suptitle=f"day {str(field.time.values[t])[:10]}: cloud shapes of other days")
     return Report("Cross-validation points", f"Real cloud shapes of other days over observed pixels. Median distance "
                   f"of a CV point to the nearest observed pixel: {np.median(dist):.1f} px (max {dist.max():.0f}).",
@@ -165,7 +165,7 @@ def _days(field) -> np.ndarray:
 # ---------------------------------------------------------------- 04 error maps
 def predictions(run) -> xr.Dataset:
     """Filled fields (and σ) of every method on the cube without the CV points, cached."""
-    path = run.path("predictions", "cv.nc")
+    path = run.prediction_path("cv")
     if path.exists() and path.stat().st_mtime > run.model_path("dincae").stat().st_mtime:
         return xr.open_dataset(path).load()
     field, _ = _field(run)
@@ -225,7 +225,7 @@ def error_maps(run) -> Report:
     for m in [m for m in ("dincae", "dineof", "unet") if m in ds]:
         panels.append((f"{m} error at CV points", np.where(cv[t], ds[m].values[t] - ds.truth.values[t], np.nan),
                        lat, lon, "diff"))
-    fig = plots.map_panels(panels, run.path("figures", "04_maps.png"), ncols=3, units=units,
+    fig = plots.map_panels(panels, run.figure("04_maps"), ncols=3, units=units,
                            suptitle=f"day {str(ds.time.values[t])[:10]}")
     text = (f"{int(cv.sum())} CV points (real cloud shapes of other days). dincae averages the last "
             f"{_n_states(run)} epochs; 'dincae_last_epoch' is the last epoch alone. Filling the cube with the "
@@ -251,13 +251,13 @@ def scatter_plots(run) -> Report:
     truth = ds.truth.values[cv]
     units = ds.truth.attrs.get("units", "")
     series = {m: (truth, ds[m].values[cv]) for m in methods(ds) if m != "dincae_last_epoch"}
-    fig_density = plots.scatter_density(series, run.path("figures", "05_scatter.png"), units, "at the CV points")
+    fig_density = plots.scatter_density(series, run.figure("05_scatter"), units, "at the CV points")
     fig_bars = errorbar_scatter(truth, ds.dincae.values[cv], ds.dincae_sigma.values[cv],
                                 {m: ds[m].values[cv] for m in ("dineof", "unet") if m in ds},
-                                run.path("figures", "05_errorbars.png"), units, run["seed"])
+                                run.figure("05_errorbars"), units, run["seed"])
     rel = {m: reliability(ds.truth.values, ds[m].values, ds[f"{m}_sigma"].values, cv)
            for m in ("dincae", "dincae_last_epoch")}
-    fig_rel = reliability_plot(rel, run.path("figures", "05_reliability.png"))
+    fig_rel = reliability_plot(rel, run.figure("05_reliability"))
     table = pd.concat({m: r.set_index("nominal") for m, r in rel.items()}, axis=1)
     return Report("Predicted vs true at the CV points, and calibration",
                   "Error bars: dincae ±1σ on a random subset of CV points. Reliability: fraction of CV points "
@@ -312,11 +312,11 @@ def transects(run) -> Report:
              for k, g in grids.items()}
     shade = ~np.isfinite(sample_line(day.input, lat, lon))
     units = ds.truth.attrs.get("units", "")
-    fig = plots.transect_plot(dist, values, rough, run.path("figures", "06_transect.png"), units, shade,
+    fig = plots.transect_plot(dist, values, rough, run.figure("06_transect"), units, shade,
                               f"day {str(ds.time.values[t])[:10]}: 'truth' = observed (gaps where cloudy)")
     sigma = sample_line(day.dincae_sigma, lat, lon)
     panels = [(k, g.values, ds.lat, ds.lon, "sst") for k, g in grids.items()]
-    fig_map = plots.map_panels(panels, run.path("figures", "06_transect_map.png"), ncols=len(panels),
+    fig_map = plots.map_panels(panels, run.figure("06_transect_map"), ncols=len(panels),
                                units=units, line=(lat, lon))
     cv_line = sample_line(day.holes, lat, lon) > 0
     rows = [{"method": m, "rmse at CV points on the line": metrics.rmse(values[m], values["truth"], cv_line),

@@ -146,7 +146,7 @@ def data_prep(run) -> Report:
         [("elevation (train | val | test)", np.where(np.r_[np.diff(split), 0][None, :] != 0, np.nan, hr), lat, lon, "elevation"),
          ("surface layer", surface, lat, lon, "elevation"),
          ("velocity layer", ds["velocity"].values, lat, lon, "sigma")],
-        run.path("figures", "01_data.png"), ncols=3, units=units)
+        run.figure("01_data"), ncols=3, units=units)
     return Report(f"01 data: {name} {ny}×{nx}",
                   "Column bands train | val | test (white lines mark the borders); the test band is never "
                   "used for training or tuning.", {"regions": sizes}, [fig])
@@ -172,7 +172,7 @@ def simulate(run) -> Report:
          (f"low-res: {f}×{f} block mean", lr, clat, clon, "elevation"),
          (f"bicubic ×{f}", up, test.lat, test.lon, "elevation"),
          ("bicubic − truth", up - truth, test.lat, test.lon, "diff")],
-        run.path("figures", f"02_degradation_x{f}.png"), ncols=4, units=units)
+        run.figure(f"02_degradation_x{f}"), ncols=4, units=units)
     return Report(f"02 degradation ×{f}", "Low-res inputs are block averages of the target; bicubic is the baseline.",
                   {"bicubic on the test band": pd.DataFrame(rows).T}, [fig])
 
@@ -403,7 +403,7 @@ def error_maps(run) -> Report:
     """Metric table (model vs bicubic on the held-out test band), maps and spectra."""
     pred = _evaluate(run)
     pred.attrs["methods"] = ",".join(n for n, _ in _methods(pred))
-    write_netcdf(pred, run.path("predictions", "test_band.nc"))
+    write_netcdf(pred, run.prediction_path("test_band"))
     truth = pred["truth"].values
     rows = []
     for name, f in _methods(pred):
@@ -418,7 +418,7 @@ def error_maps(run) -> Report:
     panels = [("truth", truth, lat, lon, "elevation")]
     panels += [(_label(n), pred[n].values, lat, lon, "elevation") for n, _ in _methods(pred)]
     panels += [(f"{_label(n)} − truth", pred[n].values - truth, lat, lon, "diff") for n, _ in _methods(pred)]
-    maps = plots.map_panels(panels, run.path("figures", "04_maps.png"), ncols=len(_methods(pred)) + 1, units=units,
+    maps = plots.map_panels(panels, run.figure("04_maps"), ncols=len(_methods(pred)) + 1, units=units,
                             suptitle="held-out test band")
     import matplotlib.pyplot as plt
 
@@ -432,7 +432,7 @@ def error_maps(run) -> Report:
     ax.set(xlabel="wavenumber (cycles / high-res px); dotted: low-res Nyquist", ylabel="power",
            title="radially averaged power spectrum, test band")
     ax.legend(fontsize=7)
-    spec = plots.save_figure(fig, run.path("figures", "04_spectra.png"))
+    spec = plots.save_figure(fig, run.figure("04_spectra"))
     return Report("04 error maps (held-out test band)",
                   "RMSE, PSNR, SSIM against the truth; topo consistency = RMSE between the block mean of the "
                   "output and the low-res input; spectrum ratio = fine-scale power (above the low-res Nyquist) "
@@ -442,13 +442,13 @@ def error_maps(run) -> Report:
 # ---------------------------------------------------------------- 05
 def _predictions(run) -> xr.Dataset:
     run.require("error_maps")
-    return open_dataset(run.path("predictions", "test_band.nc"))
+    return open_dataset(run.prediction_path("test_band"))
 
 
 def scatter_plots(run) -> Report:
     pred = _predictions(run)
     series = {_label(n): (pred["truth"].values, pred[n].values) for n, _ in _methods(pred)}
-    fig = plots.scatter_density(series, run.path("figures", "05_scatter.png"), units=pred.attrs.get("units", ""),
+    fig = plots.scatter_density(series, run.figure("05_scatter"), units=pred.attrs.get("units", ""),
                                 title="predicted vs true elevation, test band")
     return Report("05 scatter (test band)", "Binned mean and 95 % interval of the prediction per true-value bin.",
                   {}, [fig])

@@ -35,11 +35,11 @@ PARAMS = COMMON.override(
 ) + (
     Param("patch", int, 64, "patch size in grid cells", "data_prep"),
     Param("overlap", int, 56, "overlap of neighbouring patches (cells)", "data_prep"),
-    Param("cut", str, "grid", "grid (sliding, xbatcher) or corners (the seed's four corners)", "data_prep"),
+    Param("cut", str, "grid", "grid (sliding, xbatcher) or corners (the four corners, as the seed cut)", "data_prep"),
     Param("split_by", str, "auto", "time, region or auto (time when ≥ 5 time steps)", "data_prep"),
     Param("hole_sets", str, "square,many,varied,clouds", "comma list of square, many, varied, clouds", "simulate"),
     Param("cloud_source", str, "alboran", "cloudy cube for the 'clouds' set: embedded name or NetCDF path", "simulate"),
-    Param("hole_weight", float, 0.1, "loss weight on hole pixels (the seed's)"),
+    Param("hole_weight", float, 0.1, "loss weight on hole pixels (0.1 as in the seed)"),
     Param("ring_weight", float, 1.0, "loss weight on the ring around holes"),
     Param("ring_width", int, 3, "width of that ring (cells)"),
     Param("adv_weight", float, 1e-3, "ctxgan: weight of the adversarial term"),
@@ -74,7 +74,7 @@ def data_prep(run) -> Report:
     fig = plots.map_panels(
         [(f"{field.name} ({field.attrs.get('units', '')})", field[t].values, field.lat, field.lon, "sst"),
          ("blocked split: train / val / test", split[t].where(np.isfinite(field[t])).values, field.lat, field.lon, "split")],
-        run.path("figures", "01_field_split.png"), ncols=2, units=field.attrs.get("units", ""))
+        run.figure("01_field_split"), ncols=2, units=field.attrs.get("units", ""))
     return Report("Data prepared", f"{field.sizes} → {patches.sizes['patch']} patches of {run['patch']}²; "
                   f"normalisation from the training split: mean {norm.mean:.3f}, std {norm.std:.3f}",
                   {"patches per split": counts}, [fig])
@@ -127,7 +127,7 @@ def simulate(run) -> Report:
         i = index[0] if len(index) else 0
         shown = np.where(masks[0], np.nan, patches.field.values[i]) if len(index) else patches.field.values[i]
         panels.append((f"{kind}", shown, patches.lat[i], patches.lon[i], "sst"))
-    fig = plots.map_panels(panels, run.path("figures", "02_hole_sets.png"), ncols=len(panels),
+    fig = plots.map_panels(panels, run.figure("02_hole_sets"), ncols=len(panels),
                            units=patches.field.attrs.get("units", ""), suptitle="one example per hole set (white = hidden)")
     return Report("Hole sets simulated", "; ".join(notes), {"hole sets": table}, [fig])
 
@@ -266,7 +266,7 @@ def error_maps(run) -> Report:
                            coords={"lat": (("sample", "y"), patches.lat.values[index[sel]]),
                                    "lon": (("sample", "x"), patches.lon.values[index[sel]])},
                            attrs={"hole_set": kind, "methods": ",".join(filled)})
-        write_netcdf(saved, run.path("predictions", f"{kind}.nc"))
+        write_netcdf(saved, run.prediction_path(f"{kind}"))
         figures.append(_example_maps(run, kind, patches, index[sel], truth, hidden, raw, filled, units))
     table = pd.DataFrame(rows).set_index(["hole set", "method"])
     table.to_csv(run.metrics_path("holes"))
@@ -304,14 +304,14 @@ def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
         panels.append(("biharmonic − truth (holes)", np.where(hidden[j], filled["biharmonic"][j] - truth[j], np.nan),
                        lat, lon, "diff"))
     ncols = 3 + 3 * len(raw)
-    return plots.map_panels(panels, run.path("figures", f"04_maps_{kind}.png"), ncols=ncols, units=units,
+    return plots.map_panels(panels, run.figure(f"04_maps_{kind}"), ncols=ncols, units=units,
                             suptitle=f"hole set '{kind}': test examples")
 
 
 def load_predictions(run) -> dict[str, xr.Dataset]:
     """04's test-set predictions: one Dataset per hole set (truth, holes, each method)."""
     run.require("error_maps")
-    return {path.stem: xr.open_dataset(path).load() for path in sorted(run.path("predictions").glob("*.nc"))}
+    return {name: xr.open_dataset(path).load() for name, path in run.predictions().items()}
 
 
 # ---------------------------------------------------------------- 05 scatter
@@ -324,7 +324,7 @@ def scatter_plots(run) -> Report:
         for m, (t, p) in series.items():
             rows.append({"hole set": kind, "method": m, "n": metrics.count(p, t), "rmse": metrics.rmse(p, t),
                          "bias": metrics.bias(p, t), "correlation": metrics.correlation(p, t)})
-        figures.append(plots.scatter_density(series, run.path("figures", f"05_scatter_{kind}.png"),
+        figures.append(plots.scatter_density(series, run.figure(f"05_scatter_{kind}"),
                                              pred.truth.attrs.get("units", ""),
                                              f"hole set '{kind}': predicted vs true in the holes"))
     table = pd.DataFrame(rows).set_index(["hole set", "method"])
@@ -356,14 +356,14 @@ def transects(run) -> Report:
     shade = sample_line(field.copy(data=hidden.astype(float)), lat, lon) > 0.5
     split = xr.open_dataset(run.path("split.nc")).split[t].load()
     held_out = sample_line(split, lat, lon) == 2  # models saw the rest of the line in training
-    fig = plots.transect_plot(dist, values, rough, run.path("figures", "06_transect.png"), units, shade,
+    fig = plots.transect_plot(dist, values, rough, run.figure("06_transect"), units, shade,
                               f"{start} → {end} (lat, lon)")
     pad = 5
     box = field.sel(lat=slice(*sorted([min(lat) - pad, max(lat) + pad], reverse=bool(field.lat[0] > field.lat[-1]))),
                     lon=slice(min(lon) - pad, max(lon) + pad))
     sub = {k: g.sel(lat=box.lat, lon=box.lon).values for k, g in as_grid.items()}
     panels = [(k, v, box.lat, box.lon, "sst") for k, v in sub.items()]
-    fig_map = plots.map_panels(panels, run.path("figures", "06_transect_map.png"), ncols=len(panels), units=units,
+    fig_map = plots.map_panels(panels, run.figure("06_transect_map"), ncols=len(panels), units=units,
                                line=(lat, lon), suptitle="fields with holes filled; magenta = transect")
     rows = [{"method": k, "rmse, holes in test blocks": metrics.rmse(v, values["truth"], shade & held_out),
              "rmse, all holes": metrics.rmse(v, values["truth"], shade),
