@@ -64,6 +64,9 @@ class MaskedContent:
         return loss, {"content": loss.item()}
 
 
+DEEPBEDMAP_WEIGHTS = {"w_content": 1e-2, "w_adversarial": 2e-2, "w_topographic": 2e-3, "w_structural": 5.25}
+
+
 class DeepBedMapContent:
     """DeepBedMap's generator loss without its adversarial term (Leong & Horgan 2020)::
 

@@ -7,9 +7,11 @@ grid's resolution (conditioning grids) — and returns the combined outputs of t
 model's weight snapshots in normalised units (``{"mean": …}``, plus ``"variance"`` for
 a Gaussian model). Large grids go in tiles of ``tile`` cells with ``halo`` cells of
 context that are cropped off; the halo defaults to the network's receptive-field radius
-(``net.halo``), which makes tiled and one-shot predictions equal. Inputs are padded
-to the multiple the network pools by (``net.multiple``). The task modules turn data
-into ``x`` and the outputs back into physical units and xarray objects.
+(``net.halo``), which makes tiled and one-shot predictions equal (tile sizes a multiple
+of ``net.multiple``, the factor the network pools by; inputs are padded to it). The grid's
+outer edge is replicate-padded by the halo; networks trained with zero-padded edges
+(``net.edge == "zero"``: the U-Nets) get no halo in a one-shot prediction unless asked.
+The task modules turn data into ``x`` and the outputs back into physical units and xarray objects.
 """
 from __future__ import annotations
 
@@ -76,7 +78,8 @@ class Predictor:
     def _tiled(self, x, tile, halo) -> torch.Tensor:
         """One batch: replicate-pad by the halo once, then predict ``tile``-cell tiles and crop their halos."""
         grid, extras = (x[0], list(x[1])) if isinstance(x, tuple) else (x, None)
-        halo = self.halo if halo is None else int(halo)
+        if halo is None:
+            halo = 0 if tile is None and getattr(self.net, "edge", "") == "zero" else self.halo
         f = self.factor
         _, _, h, w = grid.shape
         scales = [e.shape[-1] // w for e in extras or []]

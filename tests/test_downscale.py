@@ -212,9 +212,6 @@ def test_quick_run_through_the_task_api(tmp_path):
     assert np.isfinite(table.loc[("srcnn", 4), "RMSE"]) and table.loc[("srcnn", 4), "RMSE"] > 0
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="geonb bug: train_model(losses=None) gives DeepBedMapContent no weights, so "
-                          "`geonb train --arch srgan` (which passes none) raises TypeError")
 def test_cli_trains_srgan_with_deepbedmap_default_weights(tmp_path):
     ds = terrain.terrain_dataset(64, 128, seed=1)
     hr = _write(tmp_path / "hr.nc", ds.elevation.values, ds.lat.values, ds.lon.values)

@@ -10,6 +10,7 @@ from geonb import cli
 from geonb.cv import synthetic_cloudy_cube
 from geonb.errors import GeonbError
 from geonb.fill import fill, fill_file
+from geonb.modelfile import TrainedModel
 
 
 def cf_file(path, n_time=6, ny=32, nx=48, all_cloud_day=None, clouds=True):
@@ -27,6 +28,15 @@ def cf_file(path, n_time=6, ny=32, nx=48, all_cloud_day=None, clouds=True):
                         "missing_value": np.int16(-32768)}, "time": {"dtype": "float64"}}
     ds.to_netcdf(path, encoding=encoding)
     return path
+
+
+def _downscale_model(path):
+    from geonb.normalise import Normaliser
+    from geonb.registry import get_arch
+
+    net = get_arch("srcnn").build("generator", factor=4, cond_res=[])
+    return TrainedModel("downscale", "srcnn", {"factor": 4, "cond_res": []}, [net.state_dict()],
+                        {"target": Normaliser(0.0, 1.0)}, inputs={"variable": "SST", "cond": []}).save(path)
 
 
 def digest(path):
@@ -56,6 +66,17 @@ def test_cli_fill_keeps_observed_and_input(tmp_path):
     assert cli.main(["fill", str(src), "--var", "SST", "--mask-var", "mask", "--model", str(tmp_path / "m.pt"),
                      "--out", str(out2)]) == 0
     np.testing.assert_allclose(xr.open_dataset(out2).SST.values, b.SST.values, atol=2e-3, equal_nan=True)
+    saved = TrainedModel.load(tmp_path / "m.pt", task="clouds")
+    assert saved.arch == "dincae" and saved.method_args["average"] == "weights" and saved.method_args["sigma_scale"] > 0
+
+    # `geonb predict` dispatches on the model's task: a clouds model fills like `geonb fill --model`
+    out3 = tmp_path / "out3.nc"
+    assert cli.main(["predict", "--model", str(tmp_path / "m.pt"), "--input", str(src), "--var", "SST",
+                     "--mask-var", "mask", "--out", str(out3)]) == 0
+    assert digest(src) == before
+    c, d = xr.open_dataset(out3), xr.open_dataset(out2)
+    np.testing.assert_array_equal(c.SST.values, d.SST.values)
+    np.testing.assert_array_equal(c.SST_error.values, d.SST_error.values)
 
 
 def test_no_missing_values_copies_through(tmp_path):
@@ -80,6 +101,8 @@ def test_bad_inputs_say_what_is_wrong(tmp_path):
         fill_file(src, "SST", tmp_path / "o.nc", mask_var="land", quick=True)
     with pytest.raises(GeonbError, match="all NaN"):  # every day all cloud
         fill(ds.SST * np.nan, quick=True)
+    with pytest.raises(GeonbError, match="is a downscale model .*needs an? clouds model"):
+        fill(ds.SST, model=_downscale_model(tmp_path / "sr.pt"))
     assert not (tmp_path / "out.nc").exists() and not (tmp_path / "o.nc").exists()  # nothing half-written
 
 

@@ -1,11 +1,11 @@
-import json
-
 import numpy as np
 import pytest
 
 import geonb
 from geonb import GeonbError, synthetic_sst
-from geonb.tasks.inpaint import Filler, network_inputs
+from geonb.modelfile import TrainedModel
+from geonb.predict import Predictor
+from geonb.tasks.inpaint import fill_holes, network_inputs
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +29,24 @@ def test_quick_unet_beats_per_pixel_mean_on_held_out_holes(tmp_path, series):
         unet, baseline = table.loc[(kind, "unet"), "rmse_holes"], table.loc[(kind, "pixel_mean"), "rmse_holes"]
         assert unet < baseline, (kind, unet, baseline)
     model = tmp_path / "inpaint" / "models" / "unet" / "model.pt"
-    filler = Filler.load(model)
+    assert geonb.Run(tmp_path, arch="unet").model_path("unet") == model
+    predictor = Predictor(TrainedModel.load(model, task="inpaint"))
+    assert predictor.model.inputs["prefill"] == "zero" and predictor.model.inputs["variable"] == "sst"
     field = synthetic_sst(n_time=2, ny=36, nx=44, seed=5).values  # any size, land included
     hidden = np.zeros_like(field, bool)
     hidden[:, 10:20, 20:30] = True
-    out = filler(field, hidden)
+    out = fill_holes(predictor, field, hidden)
     assert out.shape == field.shape and np.isfinite(out[hidden & np.isfinite(field)]).all()
+    assert np.isnan(out[~np.isfinite(field)]).all()  # land stays NaN
 
 
 @pytest.mark.slow
 def test_ctxgan_reports_discriminator_accuracy(tmp_path, series):
     run = _run(tmp_path, series, arch="ctxgan", epochs=2)
     run.step("train")
-    history = json.loads((tmp_path / "inpaint" / "models" / "ctxgan" / "history.json").read_text())
+    model = TrainedModel.load(tmp_path / "inpaint" / "models" / "ctxgan" / "model.pt", task="inpaint")
+    assert model.arch == "ctxgan" and set(run.trained()) == {"ctxgan"}
+    history = model.info["history"]
     assert len(history) == 2 and np.isfinite([h["d_loss"] for h in history]).all()
     assert history[-1]["d_acc"] > 0.6  # it learns to tell real from inpainted, above chance
 
@@ -70,7 +75,7 @@ def test_inputs_never_show_hidden_or_land_values():
 def test_bad_run_parameters_are_named():
     with pytest.raises(GeonbError, match="unknown arch 'vgg'; valid names: .*ctxgan.*unet"):
         geonb.Run("/tmp/never", arch="vgg")
-    with pytest.raises(GeonbError, match=r"unknown parameter\(s\) \['epoch'\]"):
+    with pytest.raises(GeonbError, match=r"unknown parameter 'epoch'; inpaint takes: .*epochs"):
         geonb.Run("/tmp/never", epoch=3)
 
 

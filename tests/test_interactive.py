@@ -10,6 +10,7 @@ import xarray as xr
 
 from geonb.errors import GeonbError
 from geonb.interactive import explore, live_frontend
+from geonb.workflow import Run
 
 
 class FakeRun:
@@ -25,6 +26,10 @@ class FakeRun:
         path = self.dir.joinpath(self.task, *map(str, parts))
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    # the folder layout is Run's own, so the test follows it
+    prediction_path = Run.prediction_path
+    predictions = Run.predictions
 
 
 LAT, LON = np.arange(9.5, -10, -1.0), np.arange(0.5, 30)
@@ -48,14 +53,14 @@ def inpaint_predictions(run):
                     coords={"lat": (("sample", "y"), np.stack([LAT[i:i + 8] for i in (0, 4, 8)])),
                             "lon": (("sample", "x"), np.stack([LON[i:i + 8] for i in (0, 10, 20)]))},
                     attrs={"methods": "unet,biharmonic"})
-    ds.to_netcdf(run.path("predictions", "drawn.nc"))
+    ds.to_netcdf(run.prediction_path("drawn"))
 
 
 def downscale_predictions(run):
-    """04 of downscale: one (lat, lon) map in eval/predictions.nc, units as a file attribute."""
+    """04 of downscale: one (lat, lon) map in predictions/test_band.nc, units as a file attribute."""
     truth = np.random.default_rng(2).normal(500, 50, (LAT.size, LON.size))
     xr.Dataset({"truth": (("lat", "lon"), truth), "srcnn_x4": (("lat", "lon"), truth + 1)},
-               coords={"lat": LAT, "lon": LON}, attrs={"units": "m"}).to_netcdf(run.path("eval", "predictions.nc"))
+               coords={"lat": LAT, "lon": LON}, attrs={"units": "m"}).to_netcdf(run.prediction_path("test_band"))
 
 
 def test_static_fallback_writes_pngs(tmp_path):

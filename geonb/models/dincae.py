@@ -26,6 +26,8 @@ class DINCAE(nn.Module):
     """Encoder (conv blocks + average pooling), decoder (upsampling + skip concat); 2 outputs."""
 
     multiple = 16  # inputs padded to a multiple of this (as trained: the same padding, the same numbers)
+    halo = 48      # receptive-field radius (~44 px) rounded up to the multiple: context for tiled prediction
+    edge = "zero"  # trained with zero-padded convolutions at crop edges: one-shot predictions add no halo
 
     def __init__(self, in_channels: int, widths: tuple = (16, 24, 32, 48)):
         super().__init__()

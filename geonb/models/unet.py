@@ -23,6 +23,8 @@ class UNet(nn.Module):
     """Input (B, in_channels, H, W) with H, W divisible by 8; output (B, out_channels, H, W)."""
 
     multiple = 8  # three 2×2 poolings: the predictor pads inputs to a multiple of this
+    halo = 24     # receptive-field radius (~22 px) rounded up to the multiple: context for tiled prediction
+    edge = "zero"  # trained with zero-padded convolutions at patch edges: one-shot predictions add no halo
 
     def __init__(self, in_channels: int = 2, out_channels: int = 1, widths: tuple = WIDTHS):
         super().__init__()

@@ -331,6 +331,8 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     from ..fill import fill_dataset
     from ..io import open_dataset
 
+    if not args.var:
+        raise GeonbError("a cloud model fills one variable of the cube: name it with --var (e.g. --var SST).")
     return fill_dataset(open_dataset(args.input, args.var), args.var, args.mask_var, arch=model.arch, model=model)
 
 

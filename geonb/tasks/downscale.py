@@ -22,6 +22,7 @@ from ..baselines import bicubic
 from ..data import load_field
 from ..errors import GeonbError
 from ..io import open_dataset, write_netcdf
+from ..losses import DEEPBEDMAP_WEIGHTS
 from ..metrics import rmse, roughness
 from ..metrics.superres import radial_spectrum, sr_scores
 from ..modelfile import TrainedModel
@@ -50,10 +51,10 @@ PARAMS = COMMON.override(
     Param("n_blocks", int, 12, "srgan: residual-in-residual dense blocks (DeepBedMap: 12)", quick=1),
     Param("nf", int, 64, "srgan: feature maps", quick=16),
     Param("beta", float, 0.2, "srgan: residual scaling"),
-    Param("w_content", float, 1e-2, "srgan: weight of the L1 content loss (DeepBedMap)"),
-    Param("w_adversarial", float, 2e-2, "srgan: weight of the adversarial loss (DeepBedMap)"),
-    Param("w_topographic", float, 2e-3, "srgan: weight of the topographic loss (DeepBedMap)"),
-    Param("w_structural", float, 5.25, "srgan: weight of 1 − SSIM (DeepBedMap)"),
+    Param("w_content", float, DEEPBEDMAP_WEIGHTS["w_content"], "srgan: weight of the L1 content loss (DeepBedMap)"),
+    Param("w_adversarial", float, DEEPBEDMAP_WEIGHTS["w_adversarial"], "srgan: weight of the adversarial loss"),
+    Param("w_topographic", float, DEEPBEDMAP_WEIGHTS["w_topographic"], "srgan: weight of the topographic loss"),
+    Param("w_structural", float, DEEPBEDMAP_WEIGHTS["w_structural"], "srgan: weight of 1 − SSIM (DeepBedMap)"),
     Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val band before training"),
     Param("tune_epochs", int, 6, "epochs per optuna trial at most"),
 )
@@ -230,12 +231,12 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
 
     ``on_epoch(epoch, val_rmse)`` is called after each validation (optuna pruning).
     ``units``: physical units (e.g. metres) per normalised unit (the normaliser's std), for
-    the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``).
+    the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``; default DeepBedMap's).
     Returns (method, history); the trained generator is ``method.generator``.
     """
     factor, cond_res = check_factor(factor), tuple(cond_res)
     spec = get_arch(arch)
-    w = dict(losses or {})
+    w = {**DEEPBEDMAP_WEIGHTS, **(losses or {})}
     method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=device,
                            adv_weight=w.pop("w_adversarial", 0.0), content_args={"factor": factor, "units": units, **w})
     batches = patch_sampler(scenes, factor, cond_res, patch_lr, batch_size, steps, seed, device)

@@ -380,8 +380,9 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     if not args.mask_var:
         raise GeonbError("an inpainting model fills NaN cells of the sea: give the land/sea mask with --mask-var "
                          "(1 = sea), so land is not taken for holes.")
-    ds = open_dataset(args.input, args.var)
-    field = load_field(ds[args.var or model.inputs["variable"]])
+    var = args.var or model.inputs["variable"]  # the variable the model was trained on, unless told
+    ds = open_dataset(args.input, var)
+    field = load_field(ds[var])
     sea = np.nan_to_num(load_field(ds[args.mask_var].astype("float32")).values[0]) > 0
     if sea.shape != field.shape[1:]:
         raise GeonbError(f"--mask-var {args.mask_var!r} is {sea.shape}; the field's grid is {field.shape[1:]}.")
