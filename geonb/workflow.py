@@ -94,24 +94,30 @@ class Run:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def folder(self, *parts) -> Path:
+        """``<run_dir>/<task>/<parts>/``, created."""
+        path = self.dir.joinpath(self.task, *map(str, parts))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def model_path(self, name: str) -> Path:
         """The model file of ``name`` (an arch, or arch + factor for downscaling)."""
         return self.path("models", name, "model.pt")
 
     def checkpoint_dir(self, name: str) -> Path:
         """Checkpoints of ``name`` keyed by everything training depends on: a changed run starts afresh."""
-        return self.path("checkpoints", name, config_key(self.stamp("train")), "x").parent
+        return self.folder("checkpoints", name, config_key(self.stamp("train")))
 
     def trained(self) -> dict[str, Path]:
         """Every model file in this run's task folder, by name."""
-        return {p.parent.name: p for p in sorted(self.path("models", "x").parent.glob("*/model.pt"))}
+        return {p.parent.name: p for p in sorted(self.folder("models").glob("*/model.pt"))}
 
     def prediction_path(self, name: str) -> Path:
         return self.path("predictions", f"{name}.nc")
 
     def predictions(self) -> dict[str, Path]:
         """04's prediction files by name (inpaint: one per hole set; downscale, clouds: one)."""
-        return {p.stem: p for p in sorted(self.prediction_path("x").parent.glob("*.nc"))}
+        return {p.stem: p for p in sorted(self.folder("predictions").glob("*.nc"))}
 
     def metrics_path(self, name: str) -> Path:
         return self.path("metrics", f"{name}.csv")
