@@ -22,12 +22,9 @@ class FakeRun:
     def require(self, step):
         pass
 
-    def path(self, *parts) -> Path:
-        path = self.dir.joinpath(self.task, *map(str, parts))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
     # the folder layout is Run's own, so the test follows it
+    path = Run.path
+    folder = Run.folder
     prediction_path = Run.prediction_path
     predictions = Run.predictions
 
