@@ -22,5 +22,15 @@ for arch in (
     Arch("dincae", "clouds", "gaussian_nll", {"generator": "dincae"},
          "DINCAE: U-Net on precision-weighted days t−1..t+1 + coordinates; mean + log-variance, "
          "Gaussian NLL, self-supervised on real clouds"),
+    Arch("acgan", "generate", "acgan", {"generator": "acgan_generator", "discriminator": "acgan_discriminator"},
+         "ACGAN: noise + class label → 28×28 digit; discriminator with real/fake and 10-class heads",
+         lr=2e-4, method_args={"betas": [0.5, 0.999]}),
+    Arch("pix2pix", "translate", "paired_gan", {"generator": "pix2pix_unet", "discriminator": "patchgan"},
+         "pix2pix: U-Net generator + 70×70 PatchGAN on (photo, map) pairs, λ·L1 + vanilla GAN (λ = 100)",
+         lr=2e-4, method_args={"content": "l1", "adversarial": "patch_bce", "conditional": True,
+                               "betas": [0.5, 0.999]}),
+    Arch("pix2pix_l1", "translate", "regression", {"generator": "pix2pix_unet"},
+         "the pix2pix U-Net trained with L1 only (no discriminator): pix2pix's baseline",
+         lr=2e-4, method_args={"loss": "l1", "betas": [0.5, 0.999]}),
 ):
     ARCHS.add(arch.name, arch)

@@ -12,7 +12,7 @@ from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale")
+COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale", "geonb.generate")
 
 
 def parse_value(text: str):

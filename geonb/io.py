@@ -38,6 +38,29 @@ def write_netcdf(ds, path) -> Path:
     return path
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def write_output(ds: xr.Dataset, path) -> Path:
+    """Write a result in the format its file name asks for, atomically: NetCDF (``.nc``) or, for a
+    Dataset naming an ``image_variable`` (y, x, band; uint8), a PNG/JPEG/TIFF image (a GeoTIFF
+    input's georeferencing tags travel in ``ds.encoding["tiff_tags"]``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_FORMATS and "image_variable" in ds.attrs:
+        from PIL import Image
+
+        with atomic_path(path) as tmp:
+            Image.fromarray(ds[ds.attrs["image_variable"]].values).save(
+                tmp, format=IMAGE_FORMATS[suffix], tiffinfo=ds.encoding.get("tiff_tags", {}),
+                **({"quality": 95} if IMAGE_FORMATS[suffix] == "JPEG" else {}))
+        return path
+    if suffix not in (".nc", ".nc4", ".netcdf"):
+        kinds = "NetCDF (.nc) or an image (.png, .jpg, .tif)" if "image_variable" in ds.attrs else "NetCDF (.nc)"
+        raise GeonbError(f"{path}: this result is written as {kinds}; give --out such a name.")
+    return write_netcdf(ds, path)
+
+
 def match_fill_values(ds: xr.Dataset) -> xr.Dataset:
     """Make each variable's ``_FillValue`` encoding equal its ``missing_value`` when only the
     latter is set (real files do this: the Alboran ``time`` axis), so xarray can write it back."""

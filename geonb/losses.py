@@ -89,6 +89,17 @@ class DeepBedMapContent:
         return loss, {"content_l1": content.item(), "topographic": topo.item(), "ssim": 1 - structural.item()}
 
 
+class L1Content:
+    """pix2pix's content term: ``weight`` · mean |ŷ − y| (λ = 100 in the paper)."""
+
+    def __init__(self, weight: float = 100.0):
+        self.weight = float(weight)
+
+    def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
+        l1 = F.l1_loss(pred, y)
+        return self.weight * l1, {"l1": l1.item()}
+
+
 # ---------------------------------------------------------------- adversarial losses
 class PairBCE:
     """The seed's pair game: the discriminator sees (real, fake) in a random order per sample
@@ -135,5 +146,26 @@ class RelativisticAverage:
         return self._losses(self.disc(real), self.disc(fake))[1]
 
 
-CONTENT = {"masked": MaskedContent, "deepbedmap": DeepBedMapContent}
-ADVERSARIAL = {"pair_bce": PairBCE, "ragan": RelativisticAverage}
+class PatchBCE:
+    """pix2pix's vanilla GAN on a PatchGAN: binary cross-entropy on every patch logit, real → 1,
+    fake → 0; the discriminator's loss is halved (the paper's D/2); the generator wants fake → 1.
+    ``d_acc``: share of patch logits on the right side of 0, real and fake together."""
+
+    def __init__(self, disc: nn.Module):
+        self.disc = disc
+
+    def discriminator(self, real, fake) -> tuple[torch.Tensor, dict]:
+        real_logits, fake_logits = self.disc(real), self.disc(fake)
+        bce = F.binary_cross_entropy_with_logits
+        loss = 0.5 * (bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits)))
+        acc_real, acc_fake = (real_logits > 0).float().mean().item(), (fake_logits < 0).float().mean().item()
+        return loss, {"d_loss": loss.item(), "d_acc": (acc_real + acc_fake) / 2, "d_acc_real": acc_real,
+                      "d_acc_fake": acc_fake}
+
+    def generator(self, real, fake) -> torch.Tensor:
+        logits = self.disc(fake)
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+CONTENT = {"masked": MaskedContent, "deepbedmap": DeepBedMapContent, "l1": L1Content}
+ADVERSARIAL = {"pair_bce": PairBCE, "ragan": RelativisticAverage, "patch_bce": PatchBCE}

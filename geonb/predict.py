@@ -119,7 +119,7 @@ def predict_command(args) -> int:
     """``geonb predict``: apply any model file to a NetCDF/zarr file; what it does is the model's task's."""
     from pathlib import Path
 
-    from .io import write_netcdf
+    from .io import write_output
     from .tasks import get_task
 
     inputs = [Path(p) for p in (args.input, args.model) if Path(p).exists()]
@@ -133,7 +133,7 @@ def predict_command(args) -> int:
     ds = task.predict_file(model, args)
     ds.attrs["history"] = (ds.attrs.get("history", "") + f"\ngeonb predict --model {args.model} --input "
                            f"{args.input} --var {args.var}").strip()
-    write_netcdf(ds, out)
+    write_output(ds, out)
     print(f"wrote {out} ({model.task} model {model.arch})")
     return 0
 
@@ -143,8 +143,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--model", required=True, help="a geonb model file (.pt)")
     p.add_argument("--input", required=True, help="NetCDF/zarr file or embedded dataset name")
     p.add_argument("--var", default="", help="the variable to predict from")
-    p.add_argument("--out", required=True, help="output NetCDF (written atomically)")
+    p.add_argument("--out", required=True, help="output file, written atomically: .nc, or for image models .png/.jpg/.tif")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
-    p.add_argument("--tile", type=int, default=64, help="downscaling: tile size in low-res cells (halo added, cropped)")
+    p.add_argument("--tile", type=int, default=64, help="tile size in input cells (downscaling: low-res cells; "
+                   "image models: a multiple of the network's pooling); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
     p.set_defaults(func=predict_command)

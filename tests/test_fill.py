@@ -1,6 +1,5 @@
 """geonb fill: real CF encodings in, observed pixels unchanged, input never modified, clear errors."""
 import hashlib
-import time
 
 import numpy as np
 import pytest

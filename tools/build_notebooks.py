@@ -24,7 +24,8 @@ INTRO = """Every notebook takes the same parameters (papermill: `-p name value`)
 standalone: a step whose inputs are missing or were made with other parameters is built
 first. The architecture `arch` picks the task — `unet`/`ctxgan` fill simulated holes in
 complete fields (*inpaint*), `srcnn`/`rsrcnn`/`srgan` sharpen coarse grids (*downscale*),
-`dincae` fills real clouds (*clouds*); `geonb archs` lists them. Outputs go to
+`dincae` fills real clouds (*clouds*), `acgan` draws digits of a requested class (*generate*),
+`pix2pix`/`pix2pix_l1` turn aerial photos into land-cover maps (*translate*); `geonb archs` lists them. Outputs go to
 `<run_dir>/<task>/`, figures to `<run_dir>/<task>/figures/`."""
 
 STEPS = {
@@ -78,7 +79,17 @@ stages one after the other, stage $k$ against the truth block-averaged to its re
 
 **gaussian_nll** (`dincae`) — a mean $\hat y$ and a log-variance $\log\sigma^2$ per pixel, on
 the pixels hidden from the input:
-$L = \tfrac12 \bigl[\log \sigma^2 + (\hat y - y)^2/\sigma^2\bigr]$ averaged over them.""",
+$L = \tfrac12 \bigl[\log \sigma^2 + (\hat y - y)^2/\sigma^2\bigr]$ averaged over them.
+
+**acgan** (`acgan`) — noise $z$ and a class $c$ in, a digit out; $D$ has a real/fake head $D_s$ and
+a class head $D_c$: $L_D = \tfrac12[\mathrm{BCE}(D_s(x),1) + \mathrm{BCE}(D_s(G(z,c)),0)]
++ \tfrac12[\mathrm{CE}(D_c(x),y) + \mathrm{CE}(D_c(G(z,c)),c)]$,
+$L_G = \mathrm{BCE}(D_s(G(z,c)),1) + \mathrm{CE}(D_c(G(z,c)),c)$. A small CNN trained on the real
+training digits judges the generated ones.
+
+**paired_gan, conditional** (`pix2pix`) — a PatchGAN $D$ sees (photo, map) pairs, one logit per
+70×70 patch: $L_G = \lambda\,\lVert G(x) - y\rVert_1 + \mathrm{BCE}(D(x, G(x)), 1)$ with
+$\lambda$ = `l1_weight` = 100; `pix2pix_l1` is the same U-Net with the L1 term only.""",
         []),
     "04_error_maps": ("error_maps", "Error maps and metrics", """
 Score every model trained in this run directory on the held-out test data, beside

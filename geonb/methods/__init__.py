@@ -10,17 +10,19 @@ import inspect
 import torch
 
 from ..registry import METHODS, Arch
-from . import gaussian_nll, masked, paired_gan, regression  # noqa: F401
+from . import acgan, gaussian_nll, masked, paired_gan, regression  # noqa: F401
 
 
-def build(arch: Arch, arch_args: dict, *, lr: float, seed: int, device, **settings):
-    """The arch's method with its networks: generator from ``arch_args``, others with their defaults.
+def build(arch: Arch, arch_args: dict, *, lr: float, seed: int, device, role_args: dict | None = None, **settings):
+    """The arch's method with its networks: generator from ``arch_args``, the others from
+    ``role_args[role]`` (e.g. the discriminator's width) or their defaults.
 
     ``settings`` are a task's settings for any of its archs (e.g. ``adv_weight``); each method
     gets those its constructor takes, on top of the arch's own ``method_args``.
     """
     torch.manual_seed(seed)
-    nets = {role: arch.build(role, **(arch_args if role == "generator" else {})).to(device) for role in arch.networks}
+    args = {**(role_args or {}), "generator": arch_args}
+    nets = {role: arch.build(role, **args.get(role, {})).to(device) for role in arch.networks}
     cls = METHODS.get(arch.method)
     takes = inspect.signature(cls.__init__).parameters
     options = {**{k: v for k, v in settings.items() if k in takes}, **arch.method_args}

@@ -29,12 +29,13 @@ class Method:
     roles: tuple[str, ...] = ("generator",)
     loss_name = "loss"  # what the loss curve of 03 is labelled
 
-    def __init__(self, nets: dict[str, nn.Module], *, lr: float, n_average: int = 0):
+    def __init__(self, nets: dict[str, nn.Module], *, lr: float, n_average: int = 0, betas: list | None = None):
         missing = set(self.roles) - set(nets)
         if missing:
             raise RuntimeError(f"{type(self).__name__} needs networks {sorted(missing)}")
         self.nets = nets
-        self.optimizers = {role: torch.optim.Adam(nets[role].parameters(), lr=lr) for role in self.roles}
+        betas = tuple(betas or (0.9, 0.999))  # Adam's defaults; the GANs of the source works use β1 = 0.5
+        self.optimizers = {role: torch.optim.Adam(nets[role].parameters(), lr=lr, betas=betas) for role in self.roles}
         self.n_average = int(n_average)  # > 0: keep the generator of the last n epochs (snapshots)
         self.snapshots: list[dict] = []
 
@@ -93,6 +94,7 @@ class Method:
 
     @staticmethod
     def combine(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Outputs (N, C, H, W) of several snapshots (normalised units) → ``{"mean": …}``: the
-        average of their first channel."""
-        return {"mean": np.stack([o[:, 0] for o in outputs]).mean(0)}
+        """Outputs (N, C, H, W) of several snapshots (normalised units) → ``{"mean": …}``: their average,
+        (N, H, W) for a one-channel field, (N, C, H, W) for several channels (an RGB map)."""
+        mean = np.stack(outputs).mean(0)
+        return {"mean": mean[:, 0] if mean.shape[1] == 1 else mean}

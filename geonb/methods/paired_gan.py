@@ -8,6 +8,8 @@ loss and the adversarial loss named in the arch's settings (``geonb.losses``)::
 
 ``composite``: the discriminator judges the inpainted image (observed pixels of the input
 kept, the generator's values in the holes, land 0) rather than the raw output.
+``conditional`` (pix2pix): the discriminator sees (input, output) pairs, the input
+stacked before the real or generated image as channels; off, it sees the image alone.
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ class PairedGAN(Method):
     loss_name = "generator loss"
 
     def __init__(self, nets, *, lr: float, content: str, adversarial: str, adv_weight: float,
-                 content_args: dict | None = None, residual: bool = False, composite: bool = False):
-        super().__init__(nets, lr=lr)
+                 content_args: dict | None = None, residual: bool = False, composite: bool = False,
+                 conditional: bool = False, betas: tuple | list | None = None):
+        super().__init__(nets, lr=lr, betas=betas)
+        self.conditional = bool(conditional)
         self.content = CONTENT[content](**(content_args or {}))
         self.adversarial = ADVERSARIAL[adversarial](nets["discriminator"])
         self.adv_weight, self.residual, self.composite = float(adv_weight), bool(residual), bool(composite)
@@ -42,6 +46,8 @@ class PairedGAN(Method):
         fake = self.predict(x)
         content, logs = self.content(fake, x, y, w)
         real, seen = torch.nan_to_num(y), self._seen(x, y, fake)
+        if self.conditional:
+            real, seen = torch.cat([x, real], dim=1), torch.cat([x, seen], dim=1)
         d_loss, d_logs = self.adversarial.discriminator(real, seen.detach())
         self.step("discriminator", d_loss)
         disc = self.nets["discriminator"]

@@ -1,4 +1,5 @@
-"""``regression`` (SRCNN) and ``stagewise`` (recurrent SRCNN): mean squared error to the target.
+"""``regression`` (SRCNN; with ``loss="l1"`` the L1-only pix2pix U-Net) and ``stagewise``
+(recurrent SRCNN): mean squared (or absolute) error to the target.
 
 ``stagewise`` trains a chain of ×2 stages one after the other (Stengel/Zhang's recurrent
 SRCNN): stage k maps resolution 2^k to 2^(k+1) and learns against the high-res truth
@@ -18,12 +19,19 @@ from ..training import fit
 from .base import Method
 
 
+LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
 @METHODS.register("regression")
 class Regression(Method):
     loss_name = "MSE"
 
+    def __init__(self, nets, *, lr: float, loss: str = "mse", betas: list | None = None):
+        super().__init__(nets, lr=lr, betas=betas)
+        self.loss_fn, self.loss_name = LOSSES[loss], loss.upper()
+
     def loss(self, pred, y, w) -> torch.Tensor:
-        return F.mse_loss(pred, y)
+        return self.loss_fn(pred, y)
 
 
 @METHODS.register("stagewise")
@@ -34,6 +42,7 @@ class Stagewise(Regression):
         self.nets, self.lr = nets, lr
         self.stage: int | None = None  # during fit: the stage being trained; predict stops there
         self.optimizers, self.n_average, self.snapshots = {}, 0, []  # one optimiser per stage, made in fit
+        self.loss_fn = F.mse_loss
 
     def predict(self, x) -> torch.Tensor:
         lr, conds = x

@@ -1,0 +1,338 @@
+"""The ``translate`` task: aerial photo → colour-coded land-cover map (pix2pix, pix2pix_l1).
+
+Data: the Dubai aerial images and their hand-drawn maps (``geonb.aerial``: 7 locations × 9
+parts). Whole locations go to train / val / test (``val_location``, ``test_location``), so no
+test location is seen in training. Training tiles are random ``patch``×``patch`` crops of the
+training locations, flipped at random; validation and test use a regular grid of tiles.
+
+03 trains ``arch`` and then ``baseline`` (default ``pix2pix_l1``: the same U-Net with L1 only)
+on the same tiles. 04 predicts each test image whole through the one predictor (fully
+convolutional, tiled with a halo) and scores the pixels of the regular test grid: per-pixel L1
+of the map colours (0–255), and class accuracy after decoding every generated colour to the
+nearest class colour (unlabeled pixels left out), beside the trained models a per-pixel colour
+classifier (nearest class mean of the photo's RGB, fitted on the training locations).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from .. import aerial, ganplots, methods
+from ..errors import GeonbError
+from ..io import open_dataset, write_netcdf
+from ..modelfile import TrainedModel
+from ..normalise import Normaliser
+from ..params import COMMON, Param
+from ..predict import Predictor
+from ..registry import get_arch, list_archs
+from ..report import Report
+from ..training import pick_device
+from . import Task
+
+NORM = Normaliser(127.5, 127.5)  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike
+VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
+
+PARAMS = COMMON.override(
+    data={"default": "dubai", "help": "'dubai': the aerial photos and maps of <shared data>/dubai_aerial "
+                                      "(or a folder with the same tile_N/images|masks layout)"},
+    epochs={"default": 15, "quick": 1},
+    patience={"default": 20, "help": "stop after this many epochs without a lower validation L1"},
+    batch_size={"default": 4, "quick": 2},
+    lr={"help": "learning rate; None = the arch's (pix2pix 2e-4, Adam β1 = 0.5)"},
+) + (
+    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
+    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
+    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1),
+    Param("patch", int, 256, "tile size in px (a multiple of 2^depth)", quick=64),
+    Param("steps_per_epoch", int, 50, "batches per epoch", quick=2),
+    Param("ngf", int, 16, "generator width (pix2pix: 64; 16 is CPU-sized)", quick=4),
+    Param("ndf", int, 16, "PatchGAN width (pix2pix: 64; 16 is CPU-sized)", quick=4),
+    Param("depth", int, 6, "U-Net levels; inputs padded to 2^depth (pix2pix's 256 U-Net: 8)", quick=4),
+    Param("l1_weight", float, 100.0, "λ: weight of the L1 term against the adversarial term (pix2pix: 100)"),
+    Param("baseline", str, "pix2pix_l1", "another translate arch trained in 03 on the same tiles ('' = none)"),
+    Param("n_examples", int, 4, "test tiles shown as triptychs in 04", None),
+)
+
+
+# ---------------------------------------------------------------- data
+def _root(run):
+    return None if run["data"] in ("", "dubai") else run["data"]
+
+
+def _pairs(run, split: str) -> list[aerial.Pair]:
+    if not 1 <= run["parts"] <= 9:
+        raise GeonbError(f"parts={run['parts']}: use 1 to 9 image parts per location.")
+    locations = aerial.split_locations(run["val_location"], run["test_location"])[split]
+    parts = aerial.PARTS[:run["parts"]]
+    return [p for loc in locations for p in aerial.load_location(loc, parts, _root(run))]
+
+
+def _check_patch(run) -> int:
+    patch, multiple = run["patch"], 2 ** run["depth"]
+    if patch % multiple:
+        raise GeonbError(f"patch={patch} is not a multiple of 2^depth = {multiple}: the U-Net halves the tile "
+                         f"{run['depth']} times. Use e.g. patch={max(multiple, patch // multiple * multiple)}.")
+    return patch
+
+
+def data_prep(run) -> Report:
+    """Read every photo and map (sizes and colours checked), split by location, show one pair per location."""
+    split = aerial.split_locations(run["val_location"], run["test_location"])
+    rows, thumbs = {}, []
+    field = []
+    for name, locations in split.items():
+        for loc in locations:
+            pairs = aerial.load_location(loc, aerial.PARTS[:run["parts"]], _root(run))
+            labels = np.concatenate([p.classes.ravel() for p in pairs])
+            shares = np.bincount(labels[labels != aerial.IGNORE], minlength=len(aerial.NAMES)) / max(labels.size, 1)
+            rows[f"tile_{loc}"] = {"split": name, "images": len(pairs),
+                                   "size (px)": f"{pairs[0].classes.shape[0]}×{pairs[0].classes.shape[1]}",
+                                   **{n: s for n, s in zip(aerial.NAMES, shares)},
+                                   "unlabeled": float((labels == aerial.IGNORE).mean())}
+            thumbs.append((f"tile_{loc} ({name})", [("photo", pairs[0].photo[::4, ::4]), ("map", pairs[0].map[::4, ::4])]))
+            field.append(pairs[0].photo[:504, :504].mean(-1)[::-1])
+    table = pd.DataFrame(rows).T
+    run.path("split.json").write_text(json.dumps(split))
+    da = xr.DataArray(np.stack(field).astype("float32"), dims=("time", "lat", "lon"), name="field",
+                      coords={"time": [int(k[5:]) for k in rows], "lat": np.arange(504), "lon": np.arange(504)},
+                      attrs={"units": "grey level", "long_name": "photo brightness, part 1 (time = location)"})
+    write_netcdf(da.to_dataset(), run.path("field.nc"))
+    fig = ganplots.triptychs(thumbs, run.figure("01_pairs"), title="one photo and its map per location (¼ scale)")
+    return Report(f"01 data: Dubai aerial, {len(rows)} locations × {run['parts']} parts",
+                  f"Source: {aerial.SOURCE}. Split by whole location: train {split['train']}, val {split['val']}, "
+                  f"test {split['test']}. Class shares per location below (the mix differs a lot).",
+                  {"locations": table}, [fig])
+
+
+# ---------------------------------------------------------------- 03
+def _tiles_tensor(photos, maps, device):
+    return (torch.as_tensor(aerial.to_tensor_range(photos)).to(device),
+            torch.as_tensor(aerial.to_tensor_range(maps)).to(device))
+
+
+def train_one(run, arch_name: str, train_pairs, val_pairs, device) -> tuple[Path, list[dict]]:
+    arch = get_arch(arch_name)
+    patch = _check_patch(run)
+    arch_args = {"in_channels": 3, "out_channels": 3, "ngf": run["ngf"], "depth": run["depth"]}
+    method = methods.build(arch, arch_args, lr=run["lr"] if arch_name == run["arch"] else arch.lr, seed=run["seed"],
+                           device=device, role_args={"discriminator": {"in_channels": 6, "ndf": run["ndf"]}},
+                           adv_weight=1.0, content_args={"weight": run["l1_weight"]})
+    vp, vm, _ = aerial.grid_tiles(val_pairs, patch)
+    pick = np.random.default_rng(run["seed"]).permutation(len(vp))[:VAL_TILES]
+    val_x, val_y = _tiles_tensor(vp[pick], vm[pick], device)
+
+    def batches(epoch):
+        rng = np.random.default_rng([run["seed"], epoch])  # the same tiles for every arch of the run
+        for _ in range(run["steps_per_epoch"]):
+            photos, maps = aerial.random_tiles(train_pairs, patch, run["batch_size"], rng)
+            x, y = _tiles_tensor(photos, maps, device)
+            yield x, y, None
+
+    def validate():
+        pred = torch.cat([method.predict(x) for x in val_x.split(4)])
+        return {"val_loss": float(torch.nn.functional.l1_loss(pred, val_y))}
+
+    history = method.fit(batches, validate, run.checkpoint_dir(arch_name), epochs=run["epochs"],
+                         patience=run["patience"], seed=run["seed"], desc=arch_name)
+    model = TrainedModel("translate", arch_name, arch_args, method.weights(), {"photo": NORM, "map": NORM},
+                         inputs={"classes": aerial.CLASSES, "patch": patch},
+                         info={"trained_on": "Dubai aerial tile_" + ",".join(
+                             str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
+                             + f" ({run['parts']} parts each)", "history": history,
+                             "ndf": run["ndf"], "l1_weight": run["l1_weight"]})
+    return model.save(run.model_path(arch_name)), history
+
+
+def train(run) -> Report:
+    """Train ``arch`` (and ``baseline``) on random tiles of the training locations; curves per arch."""
+    train_pairs, val_pairs = _pairs(run, "train"), _pairs(run, "val")
+    device = pick_device(run["device"])
+    names = [run["arch"]]
+    if run["baseline"] and run["baseline"] != run["arch"]:
+        if get_arch(run["baseline"]).task != "translate":
+            raise GeonbError(f"baseline={run['baseline']!r} is not a translate arch; use one of "
+                             f"{', '.join(_archs())} or ''.")
+        names.append(run["baseline"])
+    figures, tables, paths = [], {}, []
+    for name in names:
+        path, history = train_one(run, name, train_pairs, val_pairs, device)
+        paths.append(f"`{path}`")
+        figures.append(ganplots.gan_curves(history, run.figure(f"03_curves_{name}"),
+                                           title=f"{name}: losses (val = L1 on val tiles, [−1, 1] units)",
+                                           val_label="val L1"))
+        tables[f"{name}: history (last epochs)"] = pd.DataFrame(history).set_index("epoch").tail(5)
+    n = run["epochs"] * run["steps_per_epoch"] * run["batch_size"]
+    return Report(f"03 train {' + '.join(names)}",
+                  f"{n} random {run['patch']}×{run['patch']} training tiles (flipped at random) per arch, the same "
+                  f"for each; U-Net ngf {run['ngf']}, depth {run['depth']}; PatchGAN ndf {run['ndf']}; "
+                  f"λ = {run['l1_weight']:g}. Model files: {', '.join(paths)}.", tables, figures)
+
+
+# ---------------------------------------------------------------- prediction
+def translate_image(pred: Predictor, photo: np.ndarray, tile: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 photo of any size → (H, W, 3) uint8 map, fully convolutional through the one
+    predictor (tiles of ``tile`` px, a multiple of 2^depth, with the network's halo: tiled = one-shot)."""
+    multiple = pred.multiple
+    if tile is not None and tile % multiple:
+        raise GeonbError(f"tile={tile} is not a multiple of {multiple} (2^depth of this U-Net): tiles must start on "
+                         f"the network's pooling grid. Use e.g. --tile {max(multiple, tile // multiple * multiple)}.")
+    photo = np.asarray(photo)
+    if photo.ndim != 3 or photo.shape[-1] != 3:
+        raise GeonbError(f"the photo has shape {photo.shape}; give an RGB image (height, width, 3).")
+    x = pred.tensor(aerial.to_tensor_range(photo[None]))
+    return aerial.from_tensor_range(pred(x, tile=tile, batch=1)["mean"])[0]
+
+
+# ---------------------------------------------------------------- 04
+COLOUR_CLASSIFIER = "colour_classifier"
+
+
+def _colour_means(run) -> np.ndarray:
+    """The per-pixel colour classifier: mean photo RGB per class over the training locations
+    (every 4th pixel each way)."""
+    pairs = _pairs(run, "train")
+    photos = np.concatenate([p.photo[::4, ::4].reshape(-1, 3) for p in pairs])
+    classes = np.concatenate([p.classes[::4, ::4].ravel() for p in pairs])
+    return aerial.class_mean_colours(photos, classes)
+
+
+def _scores(maps: np.ndarray, truth_maps: np.ndarray, truth_classes: np.ndarray) -> tuple[dict, np.ndarray]:
+    pred_classes = aerial.nearest_class(maps)
+    cm = aerial.confusion(truth_classes, pred_classes)
+    recall = np.diag(cm) / np.maximum(cm.sum(1), 1)
+    l1 = float(np.abs(maps.astype(np.float64) - truth_maps).mean())
+    return {"class accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+            "balanced accuracy": float(recall[cm.sum(1) > 0].mean()),
+            "L1 (0-255)": l1}, cm
+
+
+def error_maps(run) -> Report:
+    """Every translate model of this run and the colour classifier on the test location's grid tiles."""
+    patch = _check_patch(run)
+    test_pairs = _pairs(run, "test")
+    models = {n: p for n, p in run.trained().items()}
+    if not models:
+        raise GeonbError(f"no model in {run.path('models')}; run 03_train first.")
+    tiles: dict[str, list] = {"photo": [], "truth": [], "classes": []}
+    outputs: dict[str, list] = {n: [] for n in [*models, COLOUR_CLASSIFIER]}
+    means = _colour_means(run)
+    preds = {n: Predictor(TrainedModel.load(p, task="translate")) for n, p in models.items()}
+    for pair in test_pairs:
+        full = {n: translate_image(pr, pair.photo, tile=2 * patch) for n, pr in preds.items()}
+        full[COLOUR_CLASSIFIER] = aerial.colourise(aerial.nearest_mean_classes(pair.photo, means))
+        h, w = pair.classes.shape
+        if h < patch or w < patch:
+            raise GeonbError(f"{pair.name} is {h}×{w} px, smaller than one {patch}×{patch} tile; use a smaller patch.")
+        for i in range(0, h - patch + 1, patch):
+            for j in range(0, w - patch + 1, patch):
+                win = (slice(i, i + patch), slice(j, j + patch))
+                tiles["photo"].append(pair.photo[win])
+                tiles["truth"].append(pair.map[win])
+                tiles["classes"].append(pair.classes[win])
+                for n in outputs:
+                    outputs[n].append(full[n][win])
+    truth, classes = np.stack(tiles["truth"]), np.stack(tiles["classes"])
+    rows, matrices = {}, {}
+    for n, maps in outputs.items():
+        rows[n], matrices[n] = _scores(np.stack(maps), truth, classes)
+    table = pd.DataFrame(rows).T
+    table.index.name = "method"
+    table["tiles"] = len(truth)
+    table.to_csv(run.metrics_path("test_location"))
+    k = min(run["n_examples"], len(truth))
+    show = np.random.default_rng(run["seed"]).permutation(len(truth))[:k]
+    rows_fig = [(f"test tile {t}", [("photo", tiles["photo"][t]), *((n, outputs[n][t]) for n in outputs),
+                                    ("true map", truth[t])]) for t in show]
+    trip = ganplots.triptychs(rows_fig, run.figure("04_triptychs"),
+                              title=f"held-out location tile_{run['test_location']}: photo, generated maps, true map")
+    conf = ganplots.confusion_panels(matrices, list(aerial.NAMES), run.figure("04_confusion"),
+                                     title="class confusion on the test tiles (rows: true class, unlabeled left out)")
+    sel = show if len(show) else np.arange(0)
+    truth_cls = np.where(classes[sel] == aerial.IGNORE, np.nan, classes[sel]).astype("float32")
+    pred = xr.Dataset({"truth": (("sample", "y", "x"), truth_cls, {"long_name": "true class index"})},
+                      coords={"lat": ("y", np.arange(patch)[::-1]), "lon": ("x", np.arange(patch))})
+    for n in outputs:
+        pred[n] = (("sample", "y", "x"), aerial.nearest_class(np.stack(outputs[n])[sel]).astype("float32"))
+    pred.attrs.update(methods=",".join(outputs), classes=",".join(aerial.NAMES))
+    write_netcdf(pred, run.prediction_path("test_location"))
+    return Report(f"04 held-out location tile_{run['test_location']}: {len(truth)} grid tiles of {patch}×{patch} px",
+                  "Each test image is predicted whole (fully convolutional, tiled with a halo) and scored on the "
+                  "pixels of its regular tile grid. *class accuracy*: each generated colour decoded to the nearest "
+                  "class colour, unlabeled pixels left out; *balanced*: the mean of the per-class accuracies; "
+                  "*L1*: mean absolute difference of the map colours (0–255, all pixels). "
+                  f"`{COLOUR_CLASSIFIER}`: every photo pixel → the class whose mean training-photo colour is nearest.",
+                  {"test location": table}, [trip, conf])
+
+
+# ---------------------------------------------------------------- command line: geonb predict
+GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # GeoTIFF: pixel scale, tie points, transform, keys
+
+
+def _read_input(path: str, var: str) -> tuple[np.ndarray, dict]:
+    """An RGB photo from an image file (JPEG/PNG/TIFF, GeoTIFF tags kept) or a NetCDF/zarr variable with
+    a dimension of size 3 (bands)."""
+    p = Path(path)
+    if p.suffix.lower() in (".nc", ".nc4", ".zarr") or p.is_dir():
+        ds = open_dataset(p, var or None)
+        names = [var] if var else [v for v in ds.data_vars if 3 in ds[v].shape and ds[v].ndim == 3]
+        if len(names) != 1:
+            raise GeonbError(f"{path}: give --var, the RGB variable (3 dims, one of size 3); it has "
+                             f"{', '.join(f'{v}{ds[v].dims}' for v in ds.data_vars)}.")
+        da = ds[names[0]]
+        band = next((d for d in da.dims if da.sizes[d] == 3), None)
+        if band is None or da.ndim != 3:
+            raise GeonbError(f"{path}:{names[0]} has dims {dict(da.sizes)}; an RGB photo needs 3 dims, one of size 3.")
+        rgb = da.transpose(*[d for d in da.dims if d != band], band).values
+        rgb = rgb if rgb.dtype == np.uint8 else np.clip(rgb, 0, 255).astype(np.uint8)
+        return rgb, {}
+    photo = aerial.read_rgb(p)
+    tags = {}
+    if p.suffix.lower() in (".tif", ".tiff"):
+        from PIL import Image
+
+        with Image.open(p) as im:
+            tags = dict(getattr(im, "tag_v2", {}) or {})
+    return photo, tags
+
+
+def predict_file(model: TrainedModel, args):
+    """``geonb predict`` for a translate model: an aerial photo in (JPEG/PNG/TIFF/NetCDF), its colour map out
+    in the format of ``--out`` (.png, .tif, .nc); ``--tile`` px per tile (a multiple of 2^depth)."""
+    photo, tags = _read_input(args.input, args.var)
+    pred = Predictor(model)
+    rgb = translate_image(pred, photo, tile=args.tile)
+    attrs = {"title": f"geonb {model.arch} colour map of {args.input}",
+             "source": f"geonb model {args.model} ({model.arch}, trained on {model.info.get('trained_on', '?')})",
+             "classes": ", ".join(f"{n} {c}" for n, c in aerial.CLASSES.items())}
+    h, w, _ = rgb.shape
+    ds = xr.Dataset(
+        {"map": (("y", "x", "rgb"), rgb, {"long_name": "generated colour map"}),
+         "class": (("y", "x"), aerial.nearest_class(rgb), {"long_name": "nearest class",
+                                                          "flag_values": " ".join(map(str, range(len(aerial.NAMES)))),
+                                                          "flag_meanings": " ".join(aerial.NAMES)})},
+        coords={"y": np.arange(h), "x": np.arange(w), "rgb": ["red", "green", "blue"]},
+        attrs={**attrs, "image_variable": "map"})
+    ds.encoding["tiff_tags"] = {k: v for k, v in tags.items() if k in GEO_TAGS}  # a GeoTIFF's georeferencing
+    return ds
+
+
+def _archs() -> list[str]:
+    return [a.name for a in list_archs() if a.task == "translate"]
+
+
+NOT_APPLICABLE = {
+    "simulate": "Nothing to simulate: the hand-drawn maps are the targets; 03 cuts the tiles.",
+    "scatter_plots": "No scatter plot: the outputs are class colours; 04's confusion matrix is their comparison.",
+    "transects": "No transect: the maps are categorical and have no geographic coordinates here.",
+}
+
+TASK = Task(
+    "translate", "aerial photo → land-cover colour map (Dubai aerial imagery)", PARAMS,
+    {"data_prep": data_prep, "train": train, "error_maps": error_maps, **NOT_APPLICABLE},
+    predict_file=predict_file,
+)

@@ -1,0 +1,170 @@
+"""The translate task (pix2pix): the class table and its errors, tiles, the networks, the conditional
+PatchGAN step, tiled = one-shot prediction, `geonb predict` with images, a short training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from geonb import Run, aerial, methods
+from geonb.cli import main
+from geonb.errors import GeonbError
+from geonb.modelfile import TrainedModel
+from geonb.predict import Predictor
+from geonb.registry import NETWORKS, get_arch
+from geonb.tasks.translate import NORM, translate_image
+
+
+def _map(h=8, w=9):
+    m = np.empty((h, w, 3), np.uint8)
+    m[:] = aerial.COLOURS[1]
+    m[: h // 2] = aerial.COLOURS[4]
+    m[0, 0] = (0x9B, 0x9B, 0x9B)
+    return m
+
+
+def test_decode_and_nearest_class_use_the_one_table():
+    classes = aerial.decode(_map())
+    assert classes[0, 0] == aerial.IGNORE and classes[1, 0] == 4 and classes[-1, -1] == 1
+    assert aerial.NAMES == ("building", "land", "road", "vegetation", "water")
+    noisy = aerial.COLOURS.astype(int) + 7
+    assert list(aerial.nearest_class(noisy)) == list(range(5))
+    assert aerial.decode(np.zeros((2, 2, 3), np.uint8)).tolist() == [[255, 255], [255, 255]]  # black: no label
+
+
+def test_unknown_colours_are_reported_with_count_and_position():
+    m = _map()
+    m[3, 5] = m[6, 2] = (1, 2, 3)
+    with pytest.raises(GeonbError, match=r"2 pixels in 1 colour.*#010203 \(2 px, first at row 3, column 5\)"):
+        aerial.decode(m, "test map")
+
+
+def test_size_mismatch_and_small_images_are_clear_errors():
+    with pytest.raises(GeonbError, match="photo is 8×9 px but its map is 8×10 px"):
+        aerial.make_pair(np.zeros((8, 9, 3), np.uint8), np.zeros((8, 10, 3), np.uint8), "p")
+    pair = aerial.make_pair(np.zeros((8, 9, 3), np.uint8), _map(), "small")
+    with pytest.raises(GeonbError, match="small is 8×9 px, smaller than one 16×16 tile"):
+        aerial.grid_tiles([pair], 16)
+    with pytest.raises(GeonbError, match="smaller than one 16×16 tile"):
+        aerial.random_tiles([pair], 16, 2, np.random.default_rng(0))
+
+
+def test_palette_masks_load_and_bad_files_name_their_location(tmp_path):
+    folder = tmp_path / "tile_1"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    Image.fromarray(np.full((8, 9, 3), 120, np.uint8)).save(folder / "images" / "image_part_001.jpg")
+    Image.fromarray(_map()).convert("P", palette=Image.Palette.ADAPTIVE, colors=8).save(folder / "masks" / "image_part_001.png")
+    [pair] = aerial.load_location(1, (1,), tmp_path)
+    assert pair.classes[1, 0] == 4
+    bad = _map()
+    bad[2, 3] = (10, 10, 10)
+    Image.fromarray(bad).save(folder / "masks" / "image_part_001.png")
+    with pytest.raises(GeonbError, match=r"tile_1/image_part_001.*#0A0A0A \(1 px, first at row 2, column 3\)"):
+        aerial.load_location(1, (1,), tmp_path)
+
+
+def test_split_is_by_whole_location():
+    split = aerial.split_locations(2, 3)
+    assert split == {"train": [1, 4, 5, 6, 7], "val": [2], "test": [3]}
+    with pytest.raises(GeonbError, match="must differ"):
+        aerial.split_locations(3, 3)
+
+
+def test_random_tiles_keep_photo_and_map_aligned():
+    photo = np.random.default_rng(0).integers(0, 255, (40, 50, 3)).astype(np.uint8)
+    m = np.empty_like(photo)
+    m[:] = aerial.COLOURS[np.arange(50) % 5][None]
+    photo[..., 0] = np.arange(50)[None] % 5  # channel 0 encodes the map's class
+    pair = aerial.make_pair(photo, m, "p")
+    p, q = aerial.random_tiles([pair], 16, 20, np.random.default_rng(1))
+    assert np.array_equal(p[..., 0], aerial.nearest_class(q))
+
+
+@pytest.mark.parametrize("depth", [3, 4])
+def test_unet_receptive_field_is_inside_the_halo(depth):
+    net = NETWORKS.build("pix2pix_unet", ngf=2, depth=depth).eval()
+    for p in net.parameters():
+        p.data = p.data.abs() * 0.3  # positive weights: no cancellation hides a dependence
+    n = 2 ** depth * 10
+    x = torch.ones(1, 3, n, n, requires_grad=True)
+    net(x)[0, :, n // 2, n // 2].sum().backward()
+    rows = torch.nonzero(x.grad[0].abs().sum(0).sum(1))[:, 0] - n // 2
+    assert net.multiple == 2 ** depth and net.halo % net.multiple == 0
+    assert int(rows.abs().max()) <= net.halo
+
+
+def _model(depth=3):
+    torch.manual_seed(0)
+    net = NETWORKS.build("pix2pix_unet", ngf=4, depth=depth)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        net.train()
+        net(torch.randn(4, 3, 64, 64))
+    args = {"in_channels": 3, "out_channels": 3, "ngf": 4, "depth": depth}
+    return TrainedModel("translate", "pix2pix", args, [net.state_dict()], {"photo": NORM, "map": NORM})
+
+
+def test_tiled_prediction_equals_one_shot_and_tiles_must_fit_the_pooling_grid():
+    pred = Predictor(_model())
+    photo = np.random.default_rng(0).integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    x = pred.tensor(aerial.to_tensor_range(photo[None]))
+    one = pred(x)["mean"]
+    tiled = pred(x, tile=16)["mean"]
+    assert one.shape == (1, 3, 37, 53)
+    assert np.abs(one - tiled).max() < 1e-5
+    assert np.array_equal(translate_image(pred, photo), translate_image(pred, photo, tile=8))
+    with pytest.raises(GeonbError, match="tile=12 is not a multiple of 8"):
+        translate_image(pred, photo, tile=12)
+
+
+def test_geonb_predict_writes_png_netcdf_and_tiff(tmp_path):
+    path = _model().save(tmp_path / "p2p.pt")
+    photo = np.random.default_rng(1).integers(0, 256, (30, 41, 3)).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    for out in ("map.png", "map.nc", "map.tif"):
+        assert main(["predict", "--model", str(path), "--input", str(tmp_path / "photo.png"), "--out",
+                     str(tmp_path / out), "--tile", "16"]) == 0
+    png = np.asarray(Image.open(tmp_path / "map.png"))
+    assert png.shape == (30, 41, 3)
+    assert np.array_equal(png, np.asarray(Image.open(tmp_path / "map.tif")))
+    import xarray as xr
+
+    ds = xr.load_dataset(tmp_path / "map.nc")
+    assert np.array_equal(ds["map"].values, png) and ds["class"].shape == (30, 41)
+    ds.rename(map="photo")[["photo"]].to_netcdf(tmp_path / "photo.nc")  # NetCDF in
+    assert main(["predict", "--model", str(path), "--input", str(tmp_path / "photo.nc"), "--out",
+                 str(tmp_path / "again.png")]) == 0
+
+
+def test_conditional_patchgan_step_sees_pairs():
+    arch = get_arch("pix2pix")
+    m = methods.build(arch, {"ngf": 2, "depth": 3}, lr=2e-4, seed=0, device="cpu",
+                      role_args={"discriminator": {"in_channels": 6, "ndf": 2}}, adv_weight=1.0,
+                      content_args={"weight": 100.0})
+    assert m.conditional and m.nets["discriminator"].net[0].in_channels == 6
+    assert m.optimizers["discriminator"].defaults["betas"] == (0.5, 0.999)
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    logs = m.train_step((x, y, None))
+    assert {"loss", "l1", "adversarial", "d_loss", "d_acc", "d_acc_real", "d_acc_fake"} <= set(logs)
+    assert logs["loss"] == pytest.approx(100 * logs["l1"] + logs["adversarial"], rel=1e-5)
+
+
+def _have_data():
+    try:
+        aerial.data_dir()
+        return True
+    except GeonbError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_data(), reason="Dubai aerial data not found (GEONB_SHARED_DATA)")
+def test_short_l1_training_beats_its_start_and_04_scores_it_beside_the_colour_classifier(tmp_path):
+    run = Run(tmp_path, arch="pix2pix_l1", quick=True, epochs=4, steps_per_epoch=6, lr=2e-3, patience=10)
+    report = run.step("train")
+    hist = report.tables["pix2pix_l1: history (last epochs)"]["val_loss"]
+    assert hist.min() < hist.iloc[0]
+    table = run.step("error_maps").tables["test location"]
+    assert list(table.index) == ["pix2pix_l1", "colour_classifier"]
+    assert ((table["class accuracy"] >= 0) & (table["class accuracy"] <= 1)).all()
