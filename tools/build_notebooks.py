@@ -53,8 +53,8 @@ Train the architecture named by `arch` (resolved through the registry). Progress
 with tqdm; every epoch writes a checkpoint with optimiser and random-number state, so a
 killed run resumes where it stopped; early stopping keeps the best weights. The device
 (cuda if present, else cpu) is printed loudly.""",
-        """Each arch names its networks and a training method (`geonb archs`); the method holds
-the loss. The three losses, as the code computes them (`geonb/losses.py`):
+        r"""Each arch names its networks and a training method (`geonb archs`); the method holds
+the loss. The losses, as the code computes them (`geonb/losses.py`):
 
 **masked** (`unet`; the generator of `ctxgan`) — the seed's semantic loss, with weight
 $w_h$ = `hole_weight` on hidden pixels, $w_r$ = `ring_weight` on a ring of `ring_width`
