@@ -27,7 +27,7 @@ from .cv import cloud_cv_mask
 from .data import _COORD_NAMES, standardise
 from .dineof import dineof
 from .errors import GeonbError
-from .io import match_fill_values, open_dataset, write_netcdf
+from .io import match_fill_values, open_dataset, refuse_input_as_output, write_netcdf
 from .modelfile import TrainedModel
 from .normalise import Normaliser
 from .predict import Predictor, pad_to_multiple
@@ -372,12 +372,12 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
 
 def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) -> xr.Dataset:
     """Fill ``var`` of the NetCDF/zarr file ``path`` into ``out`` (every other variable kept)."""
-    path, out = Path(path), Path(out)
-    if out.resolve() == path.resolve():
-        raise GeonbError(f"--out {out} is the input file; geonb never overwrites its input. Give another path.")
+    out = refuse_input_as_output(out, [path, options.get("model")])
     saved = options.get("save_model")
-    if saved and Path(saved).resolve() in (path.resolve(), out.resolve()):
-        raise GeonbError(f"--save-model {saved} is the input or the output file; give the model its own path (.pt).")
+    if saved:
+        refuse_input_as_output(saved, [path, options.get("model")], "--save-model")
+        if Path(saved).resolve() == out.resolve():
+            raise GeonbError(f"--save-model {saved} is the output file; give the model its own path (.pt).")
     written = fill_dataset(open_dataset(path, var), var, mask_var, **options)
     write_netcdf(match_fill_values(written), out)
     return written

@@ -7,19 +7,15 @@ the same model and seed give the same digits.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from .errors import GeonbError
-from .io import write_netcdf
+from .io import refuse_input_as_output, write_netcdf
 from .modelfile import TrainedModel
 
 
 def generate_command(args) -> int:
     from .tasks.generate import digits_dataset, generate_digits
 
-    out = Path(args.out)
-    if Path(args.model).exists() and out.resolve() == Path(args.model).resolve():
-        raise GeonbError(f"--out {out} is the model file; geonb never overwrites its inputs. Give another path.")
+    out = refuse_input_as_output(args.out, [args.model])
     if args.per_class < 1:
         raise GeonbError(f"--per-class {args.per_class}: ask for at least 1 digit per class.")
     model = TrainedModel.load(args.model, task="generate")

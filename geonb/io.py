@@ -38,6 +38,18 @@ def write_netcdf(ds, path) -> Path:
     return path
 
 
+def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:
+    """``out`` as a Path, or a GeonbError when it is one of the ``inputs`` (same path after resolving
+    links, or the same file by inode): checked before any work, so no input is ever replaced."""
+    out = Path(out)
+    for given in filter(None, inputs):
+        p = Path(given)
+        if p.exists() and (out.resolve() == p.resolve() or (out.exists() and os.path.samefile(out, p))):
+            raise GeonbError(f"{flag} {out} is an input of this command ({p}); geonb never overwrites its inputs. "
+                             "Give another path.")
+    return out
+
+
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
 

