@@ -58,8 +58,10 @@ def _cmd_run(args) -> int:
 def _cmd_archs(args) -> int:
     from .registry import list_archs
 
-    for arch in list_archs():
-        print(f"{arch.name:<8} {arch.task:<10} {arch.description}")
+    archs = list_archs()
+    width = max(len(a.name) for a in archs)
+    for arch in archs:
+        print(f"{arch.name:<{width}} {arch.task:<10} {arch.method:<12} {arch.description}")
     return 0
 
 

@@ -134,7 +134,7 @@ def predict_command(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="apply a trained model to a NetCDF/zarr file (downscale, fill)")
+    p = subparsers.add_parser("predict", help="apply a trained model to a file (downscale, fill gaps, photo → map)")
     p.add_argument("--model", required=True, help="a geonb model file (.pt)")
     p.add_argument("--input", required=True, help="NetCDF/zarr file or embedded dataset name")
     p.add_argument("--var", default="", help="the variable to predict from")
