@@ -36,8 +36,8 @@ PARAMS = COMMON.override(
     epochs={"default": 60, "quick": QUICK["epochs"]},
     patience={"default": 20, "help": "the NLL on few validation pixels is noisy: stop late"},
     batch_size={"default": 4},
-    transect_start={"help": "[lat, lon] start of the 06 line; None = [35.2, -5.0], across the Alboran gyres"},
-    transect_end={"help": "[lat, lon] end of the 06 line; None = [36.8, -1.0]"},
+    transect_start={"help": "[lat, lon] start of the 06 line; None: [35.2, -5.0], across the Alboran gyres"},
+    transect_end={"help": "[lat, lon] end of the 06 line; None: [36.8, -1.0]"},
 ) + (
     Param("window", int, 3, "days per input: t−1, t, t+1"),
     Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"]),

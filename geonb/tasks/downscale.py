@@ -40,8 +40,8 @@ PARAMS = COMMON.override(
     data={"default": "jacksboro", "help": "embedded grid (jacksboro, topobathy, synthetic) or NetCDF/zarr path"},
     epochs={"quick": 2},
     batch_size={"default": 16, "quick": 4},
-    transect_start={"help": "[lat, lon] start of the 06 line; None = across the test band"},
-    transect_end={"help": "[lat, lon] end of the 06 line; None = across the test band"},
+    transect_start={"help": "[lat, lon] start of the 06 line; None: across the test band"},
+    transect_end={"help": "[lat, lon] end of the 06 line; None: across the test band"},
 ) + (
     Param("factor", int, 4, "scale factor: 2, 4, 8 or 16", "simulate"),
     Param("cond", str, "", "conditioning layers, e.g. 'surface,velocity@2' (@r: resolution × low-res grid)"),

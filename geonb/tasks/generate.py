@@ -45,7 +45,7 @@ PARAMS = COMMON.override(
     epochs={"default": 30, "quick": 2},
     patience={"default": 10, "help": "stop after this many epochs without a better share of recognised digits"},
     batch_size={"default": 64},
-    lr={"help": "learning rate; None = the arch's (acgan 2e-4, Adam β1 = 0.5)"},
+    lr={"help": "learning rate; None: the arch's (acgan 2e-4 with Adam β1 0.5)"},
 ) + (
     Param("test_per_class", int, 100, "real digits per class held out (judge accuracy, diversity)", "data_prep"),
     Param("train_digits", int, 0, "use only this many training digits (0 = all)", "data_prep", quick=600),
@@ -53,7 +53,7 @@ PARAMS = COMMON.override(
     Param("nf", int, 32, "acgan: generator feature maps (2·nf at 7×7, nf at 14×14; CPU-sized)", quick=16),
     Param("classifier_epochs", int, 6, "epochs of the judge CNN on the real training digits", quick=1),
     Param("n_examples", int, 8, "samples per class in each sample grid", None),
-    Param("sample_epochs", list, None, "epochs whose sample grids 03 shows; None = 1, a middle one, the last", None),
+    Param("sample_epochs", list, None, "epochs whose sample grids 03 shows; None: 1, a middle one, the last", None),
     Param("per_class", int, 100, "digits generated per class in 04 (and its figures)", "error_maps", quick=20),
 )
 

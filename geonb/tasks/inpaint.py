@@ -30,8 +30,8 @@ from ..transect import line_points, sample_line
 PARAMS = COMMON.override(
     data={"default": "hadisst"},
     epochs={"quick": 5},
-    transect_start={"help": "[lat, lon] start of the 06 line; None = [30.5, -79.5], across the Gulf Stream"},
-    transect_end={"help": "[lat, lon] end of the 06 line; None = [45.5, -40.5]"},
+    transect_start={"help": "[lat, lon] start of the 06 line; None: [30.5, -79.5], across the Gulf Stream"},
+    transect_end={"help": "[lat, lon] end of the 06 line; None: [45.5, -40.5]"},
 ) + (
     Param("patch", int, 64, "patch size in grid cells", "data_prep"),
     Param("overlap", int, 56, "overlap of neighbouring patches (cells)", "data_prep"),

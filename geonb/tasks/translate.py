@@ -43,7 +43,7 @@ PARAMS = COMMON.override(
     epochs={"default": 15, "quick": 1},
     patience={"default": 20, "help": "stop after this many epochs without a lower validation L1"},
     batch_size={"default": 4, "quick": 2},
-    lr={"help": "learning rate; None = the arch's (pix2pix 2e-4, Adam β1 = 0.5)"},
+    lr={"help": "learning rate; None: the arch's (pix2pix 2e-4 with Adam β1 0.5)"},
 ) + (
     Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
     Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
