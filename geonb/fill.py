@@ -32,7 +32,7 @@ from .modelfile import TrainedModel
 from .normalise import Normaliser
 from .predict import Predictor, pad_to_multiple
 from .registry import get_arch
-from .training import config_key, pick_device
+from .training import config_key, pick_device, resumed_epoch
 
 ARCHS = ("dincae", "dineof", "unet")
 CLASSICAL = ("dineof",)  # no network: nothing to train or save
@@ -187,11 +187,11 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     val_x = torch.stack([torch.from_numpy(inp.sample(t)) for t in val_days]) if val_days else None
     val_y = (torch.from_numpy(np.where(val_points, norms["field"](truth), np.nan)[val_days])[:, None]
              if val_days else None)
-    epochs_done = [0]
+    epochs_done = [resumed_epoch(ckpt_dir)]  # no validation points: later epochs score better
 
     def validate():
         epochs_done[0] += 1
-        if val_x is None:  # nothing held out: track the training loss instead
+        if val_x is None:  # nothing held out: each epoch counts as the best so far, the last is kept
             return {"val_loss": -epochs_done[0]}
         x, (h, w) = pad_to_multiple(val_x, PAD)
         y = val_y.to(device)

@@ -119,4 +119,8 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise GeonbError(f"{path}: no such model/checkpoint file. Train one first (03_train or `geonb train`).")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or objects weights_only refuses: never run them
+        raise GeonbError(f"{path} is not a readable geonb model/checkpoint file ({type(exc).__name__}); "
+                         "give a .pt written by geonb, or train again.") from None

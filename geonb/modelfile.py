@@ -5,7 +5,7 @@ Written with plain tensors, numbers, strings, lists and dicts only, so it loads 
 
 =============  ==============================================================
 ``format``     ``geonb-model/2``
-``task``       inpaint, downscale, clouds
+``task``       inpaint, downscale, clouds, generate, translate
 ``arch``       the registered arch (``geonb archs``); its networks and method
 ``arch_args``  the generator's build arguments, exactly (checked against the builder)
 ``method_args``  what the method needs to predict (``residual``, ``average``…)
@@ -79,6 +79,15 @@ class TrainedModel:
         check_arguments(NETWORKS.get(arch.networks["generator"]), saved["arch_args"], f"the network of {path}")
         if not saved["weights"] or not all(isinstance(w, dict) for w in saved["weights"]):
             raise GeonbError(f"{path} holds no weights; retrain it.")
-        norms = {k: Normaliser(float(m), float(s)) for k, (m, s) in saved["norms"].items()}
-        return cls(saved["task"], saved["arch"], saved["arch_args"], saved["weights"], norms, saved["method_args"],
-                   saved["inputs"], saved["info"])
+        try:
+            norms = {k: Normaliser(float(m), float(s)) for k, (m, s) in saved["norms"].items()}
+        except (TypeError, ValueError, AttributeError):
+            raise GeonbError(f"{path} is a damaged geonb model file (normalisation); retrain it.") from None
+        model = cls(saved["task"], saved["arch"], saved["arch_args"], saved["weights"], norms, saved["method_args"],
+                    saved["inputs"], saved["info"])
+        try:
+            model.network()  # the weights must fit the network the arguments describe
+        except RuntimeError as exc:
+            raise GeonbError(f"{path}: its weights do not fit a {saved['arch']} network with {saved['arch_args']} "
+                             f"({str(exc).splitlines()[0]}); the file is damaged, retrain it.") from None
+        return model

@@ -78,7 +78,7 @@ COMMON = ParamSet((
     Param("epochs", int, 100, "maximum training epochs"),
     Param("patience", int, 5, "stop after this many epochs without a better validation score"),
     Param("batch_size", int, 10, "samples per optimisation step"),
-    Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4, as DeepBedMap)"),
+    Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)"),
     Param("device", str, "auto", "auto = cuda if present, else cpu", None),
     Param("transect_start", list, None, "[lat, lon] start of the 06 line; None: set by the task", None),
     Param("transect_end", list, None, "[lat, lon] end of the 06 line; None: set by the task", None),

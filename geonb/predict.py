@@ -83,8 +83,8 @@ class Predictor:
         f = self.factor
         _, _, h, w = grid.shape
         scales = [e.shape[-1] // w for e in extras or []]
-        grid_p = _replicate(grid.to(self.device), halo)
-        extras_p = [_replicate(e.to(self.device), halo * r) for e, r in zip(extras or [], scales)]
+        grid_p = _replicate(grid.to(self.device, self.dtype), halo)
+        extras_p = [_replicate(e.to(self.device, self.dtype), halo * r) for e, r in zip(extras or [], scales)]
         tile = max(h, w) if tile is None else int(tile)
         out = None
         for i in range(0, h, tile):
@@ -140,7 +140,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--var", default="", help="the variable to predict from")
     p.add_argument("--out", required=True, help="output file, written atomically: .nc, or for image models .png/.jpg/.tif")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
-    p.add_argument("--tile", type=int, default=64, help="tile size in input cells (downscaling: low-res cells; "
-                   "image models: a multiple of the network's pooling); the halo is added and cropped")
+    p.add_argument("--tile", type=int, help="tile size in input cells (downscaling: low-res cells, default 64; "
+                   "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
     p.set_defaults(func=predict_command)

@@ -5,7 +5,7 @@ Three registries of one kind (as BasicSR keeps networks and models apart):
 - ``NETWORKS`` (filled by ``geonb/models``): a builder with explicit arguments; an
   unknown or mistyped argument is an error, never dropped.
 - ``METHODS`` (filled by ``geonb/methods``): training recipes (``masked``, ``regression``,
-  ``stagewise``, ``paired_gan``, ``gaussian_nll``).
+  ``stagewise``, ``paired_gan``, ``gaussian_nll``, ``acgan``).
 - ``ARCHS`` (``geonb/archs.py``): what a user picks with ``arch``: its task, its networks by
   role (generator, discriminator) and its method with the method's settings.
 
@@ -62,12 +62,15 @@ class Registry:
 
 
 def check_arguments(func: Callable, args: dict, what: str) -> None:
-    """Refuse arguments ``func`` does not take (no silent ``**_``), naming the valid ones."""
+    """Refuse arguments ``func`` does not take (no silent ``**_``) and missing required ones, naming them."""
     params = inspect.signature(func).parameters
     valid = [p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY) and p != "self"]
     unknown = sorted(set(args) - set(valid))
     if unknown:
         raise GeonbError(f"{what} takes no argument(s) {unknown}; it takes: {', '.join(valid) or 'none'}.")
+    missing = [p for p in valid if params[p].default is params[p].empty and p not in args]
+    if missing:
+        raise GeonbError(f"{what} needs argument(s) {missing}; it takes: {', '.join(valid)}.")
 
 
 NETWORKS = Registry("network", "geonb.models", "Networks live in geonb/models/.")

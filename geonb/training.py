@@ -25,6 +25,12 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def resumed_epoch(ckpt_dir) -> int:
+    """The last finished epoch of the run checkpointed in ``ckpt_dir`` (0 for a fresh run)."""
+    last = Path(ckpt_dir) / "last.pt"
+    return int(load_checkpoint(last)["epoch"]) if last.exists() else 0
+
+
 def pick_device(prefer: str = "auto") -> torch.device:
     """cuda when present (or asked for), else cpu; printed loudly so users notice."""
     if prefer == "auto":
@@ -64,6 +70,8 @@ def fit(
         for name, opt in optimizers.items():
             opt.load_state_dict(saved["optimizers"][name])
         torch.set_rng_state(saved["rng"])
+        if "cuda_rng" in saved and torch.cuda.is_available():  # GAN noise and dropout drawn on the GPU
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
         state = {k: saved[k] for k in state}
         print(f"resuming {desc} from epoch {state['epoch']} ({last})", flush=True)
     else:
@@ -101,6 +109,7 @@ def fit(
             "modules": {n: m.state_dict() for n, m in modules.items()},
             "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
             "rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
         })
         epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
     saved_best = load_checkpoint(best)

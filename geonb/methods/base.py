@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..io import load_checkpoint, save_checkpoint
-from ..training import fit
+from ..training import fit, resumed_epoch
 
 
 def forward(net: nn.Module, x, residual: bool = False):
@@ -73,7 +73,7 @@ class Method:
         """Train with ``training.fit`` (the best epoch's weights restored at the end); with
         ``n_average`` the generator of every epoch is saved too and the last n kept."""
         if self.n_average > 0:
-            validate = self._snapshotting(validate, Path(ckpt_dir) / "snapshots")
+            validate = self._snapshotting(validate, Path(ckpt_dir))
         history = fit({r: self.nets[r] for r in self.roles}, self.optimizers, batches, self.train_step, validate,
                       ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=desc)
         if self.n_average > 0:
@@ -81,13 +81,15 @@ class Method:
             self.snapshots = [load_checkpoint(p) for p in kept]
         return history
 
-    def _snapshotting(self, validate, folder: Path):
+    def _snapshotting(self, validate, ckpt_dir: Path):
+        folder = ckpt_dir / "snapshots"
         folder.mkdir(parents=True, exist_ok=True)
-        count = [len(list(folder.glob("epoch_*.pt")))]  # a resumed run continues the numbering
+        # numbered by epoch: an epoch repeated after a kill overwrites its own snapshot
+        epoch = [resumed_epoch(ckpt_dir)]
 
         def snapshot_then_validate():
-            count[0] += 1
-            save_checkpoint(folder / f"epoch_{count[0]:04d}.pt", self.generator.state_dict())
+            epoch[0] += 1
+            save_checkpoint(folder / f"epoch_{epoch[0]:04d}.pt", self.generator.state_dict())
             return validate()
 
         return snapshot_then_validate

@@ -1,6 +1,6 @@
 """``paired_gan``: a generator trained against a discriminator on (input, target) pairs.
 
-One recipe for every conditional GAN (``ctxgan``, ``srgan``; next pix2pix), the content
+One recipe for every conditional GAN (``ctxgan``, ``srgan``, ``pix2pix``), the content
 loss and the adversarial loss named in the arch's settings (``geonb.losses``)::
 
     discriminator step:  L_D(real, G(x) detached)

@@ -39,10 +39,10 @@ class Stagewise(Regression):
     loss_name = "MSE per stage"
 
     def __init__(self, nets, *, lr: float):
-        self.nets, self.lr = nets, lr
+        super().__init__(nets, lr=lr)
+        self.lr = lr
         self.stage: int | None = None  # during fit: the stage being trained; predict stops there
-        self.optimizers, self.n_average, self.snapshots = {}, 0, []  # one optimiser per stage, made in fit
-        self.loss_fn = F.mse_loss
+        self.optimizers = {}  # one optimiser per stage, made in fit
 
     def predict(self, x) -> torch.Tensor:
         lr, conds = x

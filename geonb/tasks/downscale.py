@@ -544,7 +544,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     lr = check_finite(da.values.astype("float64"), f"{args.input}:{da.name}")
     conds = [_cond_on_grid(spec, refine_coords(da.lat.values, r), refine_coords(da.lon.values, r), r)[2]
              for spec, r in zip(args.cond or [], model.arch_args["cond_res"])]
-    hr = predict_grid(Predictor(model), lr, conds, tile=args.tile)
+    hr = predict_grid(Predictor(model), lr, conds, tile=args.tile or 64)
     lat, lon = refine_coords(da.lat.values, f), refine_coords(da.lon.values, f)
     name = str(da.name or model.inputs["variable"])
     out = xr.DataArray(
