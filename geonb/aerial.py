@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GeonbError
+from .normalise import Normaliser
 from .paths import shared_data_dir
 
 # Class table (shared data README; the source's classes.json pairs colours with wrong names).
@@ -212,14 +213,17 @@ def random_tiles(pairs: list[Pair], tile: int, n: int, rng: np.random.Generator)
     return photos, maps
 
 
-def to_tensor_range(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 → (N, 3, H, W) float32 in [−1, 1] (pix2pix's range)."""
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1.0
+RANGE = Normaliser(127.5, 127.5)  # grey levels 0–255 ↔ [−1, 1], pix2pix's range (tanh output)
 
 
-def from_tensor_range(x: np.ndarray) -> np.ndarray:
-    """(N, 3, H, W) in [−1, 1] → (N, H, W, 3) uint8."""
-    return np.clip(np.round((np.asarray(x).transpose(0, 2, 3, 1) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+def to_tensor_range(images: np.ndarray, norm: Normaliser = RANGE) -> np.ndarray:
+    """(N, H, W, 3) uint8 → (N, 3, H, W) float32, normalised (default: [−1, 1])."""
+    return norm(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32))
+
+
+def from_tensor_range(x: np.ndarray, norm: Normaliser = RANGE) -> np.ndarray:
+    """(N, 3, H, W) normalised → (N, H, W, 3) uint8."""
+    return np.clip(np.round(norm.inverse(np.asarray(x).transpose(0, 2, 3, 1))), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- scores

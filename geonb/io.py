@@ -53,11 +53,14 @@ def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
-def write_output(ds: xr.Dataset, path) -> Path:
+def write_output(ds: xr.Dataset, path, command: str = "") -> Path:
     """Write a result in the format its file name asks for, atomically: NetCDF (``.nc``) or, for a
     Dataset naming an ``image_variable`` (y, x, band; uint8), a PNG/JPEG/TIFF image (a GeoTIFF
-    input's georeferencing tags travel in ``ds.encoding["tiff_tags"]``)."""
+    input's georeferencing tags travel in ``ds.encoding["tiff_tags"]``). ``command``, the geonb
+    command line that made it, is added to the ``history`` attribute (CF)."""
     path = Path(path)
+    if command:
+        ds.attrs["history"] = (ds.attrs.get("history", "") + f"\n{command}").strip()
     suffix = path.suffix.lower()
     if suffix in IMAGE_FORMATS and "image_variable" in ds.attrs:
         from PIL import Image

@@ -29,13 +29,6 @@ def gaussian_nll(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (0.5 * (logvar + (mean - y) ** 2 * torch.exp(-logvar)))[ok].mean()
 
 
-def hidden_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error of channel 0 on pixels where ``target`` is finite (the hidden ones)."""
-    ok = torch.isfinite(target)
-    y = torch.where(ok, target, torch.zeros_like(target))
-    return ((out[:, 0] - y) ** 2)[ok].mean()
-
-
 def _gauss_window(size: int = 7, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
     x = torch.arange(size, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))

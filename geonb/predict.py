@@ -126,9 +126,7 @@ def predict_command(args) -> int:
     if task.predict_file is None:
         raise GeonbError(f"{args.model} is a {model.task} model; `geonb predict` does not apply it to files.")
     ds = task.predict_file(model, args)
-    ds.attrs["history"] = (ds.attrs.get("history", "") + f"\ngeonb predict --model {args.model} --input "
-                           f"{args.input} --var {args.var}").strip()
-    write_output(ds, out)
+    write_output(ds, out, f"geonb predict --model {args.model} --input {args.input} --var {args.var}")
     print(f"wrote {out} ({model.task} model {model.arch})")
     return 0
 

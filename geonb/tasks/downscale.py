@@ -10,7 +10,6 @@ mixed into training (never into validation or test).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ from .. import methods, plots, terrain
 from ..baselines import bicubic
 from ..data import load_field
 from ..errors import GeonbError
-from ..io import open_dataset, write_netcdf
+from ..io import open_dataset, refuse_input_as_output, write_netcdf
 from ..losses import DEEPBEDMAP_WEIGHTS
 from ..metrics import rmse, roughness
 from ..metrics.superres import radial_spectrum, sr_scores
@@ -512,6 +511,7 @@ def cli_train(args) -> int:
     if get_arch(args.arch).task != "downscale":
         raise GeonbError(f"`geonb train` trains downscaling archs ({', '.join(_archs())}); {args.arch!r} is a "
                          f"{get_arch(args.arch).task} arch: use `geonb run -p arch {args.arch}` or the notebooks.")
+    out = refuse_input_as_output(args.model, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])], "--model")
     f = check_factor(args.factor)
     da = load_field(args.data, args.var).isel(time=0)
     hr = crop_to_multiple(check_finite(da.values.astype("float64"), f"{args.data}:{da.name}"), f)
@@ -525,7 +525,6 @@ def cli_train(args) -> int:
     cond_norms = [Normaliser.fit(v[:, :-n_val]) for _, _, v in conds]
     scene = lambda sl, name: Scene(norm(hr[:, sl]), [n(v[:, sl]) for (_, _, v), n in zip(conds, cond_norms)], name)  # noqa: E731
     hp = get_arch(args.arch).accepts("generator", {"n_blocks": args.n_blocks, "nf": args.nf, "beta": args.beta})
-    out = Path(args.model)
     method, history = train_model(
         args.arch, f, [r for _, r, _ in conds], hp, [scene(slice(0, -n_val), "train")], scene(slice(-n_val, None), "val"),
         out.with_name(out.stem + "_checkpoints"), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,

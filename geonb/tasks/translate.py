@@ -26,7 +26,6 @@ from .. import aerial, ganplots, methods
 from ..errors import GeonbError
 from ..io import open_dataset, write_netcdf
 from ..modelfile import TrainedModel
-from ..normalise import Normaliser
 from ..params import COMMON, Param
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
@@ -34,7 +33,7 @@ from ..report import Report
 from ..training import pick_device
 from . import Task
 
-NORM = Normaliser(127.5, 127.5)  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike
+NORM = aerial.RANGE  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike; kept in the model file
 VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
 
 PARAMS = COMMON.override(
@@ -184,8 +183,9 @@ def translate_image(pred: Predictor, photo: np.ndarray, tile: int | None = None)
     photo = np.asarray(photo)
     if photo.ndim != 3 or photo.shape[-1] != 3:
         raise GeonbError(f"the photo has shape {photo.shape}; give an RGB image (height, width, 3).")
-    x = pred.tensor(aerial.to_tensor_range(photo[None]))
-    return aerial.from_tensor_range(pred(x, tile=tile, batch=1)["mean"])[0]
+    norms = pred.model.norms  # as the model was trained
+    x = pred.tensor(aerial.to_tensor_range(photo[None], norms["photo"]))
+    return aerial.from_tensor_range(pred(x, tile=tile, batch=1)["mean"], norms["map"])[0]
 
 
 # ---------------------------------------------------------------- 04
