@@ -1,9 +1,10 @@
-"""Classical methods to measure models against, on exactly the same pixels: gap fillers and bicubic."""
+"""Classical methods to measure models against, on exactly the same pixels: gap fillers, bicubic
+and the cubic B-spline."""
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import uniform_filter, zoom
 from skimage.restoration import inpaint_biharmonic
 
 from .resample import check_factor, upsample_bicubic
@@ -49,3 +50,9 @@ def bicubic(lr: np.ndarray, factor: int) -> np.ndarray:
     """Bicubic upsampling of a low-res grid of block means, pixel-area aligned (float64)."""
     t = torch.as_tensor(np.asarray(lr, dtype="float64"))[None, None]
     return upsample_bicubic(t, check_factor(factor))[0, 0].numpy()
+
+
+def cubic_spline(lr: np.ndarray, factor: int) -> np.ndarray:
+    """Cubic B-spline interpolation of a low-res grid of block means (scipy), pixel-area aligned
+    (``grid_mode``: a block's value sits at its centre); on smooth fields far stronger than bicubic."""
+    return zoom(np.asarray(lr, dtype="float64"), check_factor(factor), order=3, grid_mode=True, mode="reflect")

@@ -4,6 +4,9 @@ Embedded datasets need nothing beyond ``pip install``: ``hadisst`` (HadISST mont
 SST, cartopy package data) and ``topobathy`` (matplotlib sample elevation grid).
 ``alboran`` is the real cloudy AVHRR cube in the shared data folder. Any NetCDF or
 zarr path works too, given the variable name.
+
+``load_grid`` opens one 2-D grid (downscaling) with its coordinates as they are, projected
+(x, y in metres: ``antarctica``, the shared 5 km ice-thickness grid) or geographic.
 """
 from __future__ import annotations
 
@@ -113,6 +116,79 @@ def load_field(source: str | Path | xr.DataArray, var: str = "") -> xr.DataArray
             raise GeonbError(f"{path} has variables {list(ds.data_vars)}; say which one with var=...")
         var = candidates[0]
     return standardise(ds[var])
+
+
+def _antarctica() -> xr.Dataset:
+    ds = open_dataset(shared_data_dir() / "antarctica_thickness_5km.nc")
+    # beta spans 17 orders of magnitude: its logarithm is the layer a network can use
+    ds["beta"] = np.log10(ds["beta"]).astype("float32").assign_attrs(
+        units="log10(Pa s m-1)", long_name="log10 basal sliding coefficient (an inversion that used the ice geometry)")
+    ds.attrs["crs"] = "EPSG:3031"
+    return ds
+
+
+GRIDS = {"antarctica": (_antarctica, "Antarctic ice thickness + log10 beta, 1120×1160 cells of 5 km, EPSG:3031 (shared data)")}
+_PROJECTED = {"y": ("y", "northing", "projection_y_coordinate", "rlat"), "x": ("x", "easting", "projection_x_coordinate", "rlon")}
+
+
+def load_grid(source: str | Path, var: str = "") -> xr.Dataset:
+    """A 2-D grid: the Dataset of every variable on it with dims renamed to (y, x).
+
+    The target variable's name is ``attrs["target"]``; the original dimension names and the
+    coordinate reference (``crs``: an EPSG code or WKT; ``EPSG:4326`` for lat/lon) are kept in
+    attrs, so outputs can be written back with the input's own names. Embedded grids:
+    ``antarctica`` and every ``load_field`` dataset (first time step).
+    """
+    key = str(source)
+    if key in GRIDS:
+        ds = GRIDS[key][0]()
+        var = var or "thickness"
+    elif key in EMBEDDED:
+        da = EMBEDDED[key][0]().isel(time=0, drop=True)
+        var = var or str(da.name)
+        ds = da.to_dataset(name=var)
+    else:
+        if not Path(key).exists():
+            raise GeonbError(f"{key!r} is neither an embedded grid ({', '.join([*GRIDS, *EMBEDDED])}) nor an existing "
+                             "file. Give a grid name or a NetCDF/zarr path.")
+        ds = open_dataset(key)
+    names = {}
+    for axis in ("y", "x"):
+        found = [d for d in ds.dims if str(d).lower() in _COORD_NAMES["lat" if axis == "y" else "lon"] + _PROJECTED[axis]]
+        if len(found) != 1:
+            raise GeonbError(f"{key}: no single {axis} dimension among {tuple(ds.dims)}; downscaling needs a 2-D grid "
+                             "with (y, x) or (lat, lon) coordinates.")
+        names[axis] = str(found[0])
+    if not var:
+        candidates = [v for v in ds.data_vars if set(ds[v].dims) >= set(names.values())]
+        if len(candidates) != 1:
+            raise GeonbError(f"{key} has variables {list(ds.data_vars)}; say which one with --var / var.")
+        var = candidates[0]
+    if var not in ds:
+        raise GeonbError(f"{key} has no variable {var!r}; it has {list(ds.data_vars)}.")
+    ds = ds.rename({names["y"]: "y", names["x"]: "x"})
+    ds = ds.isel({d: 0 for d in ds[var].dims if d not in ("y", "x")}, drop=True)
+    geographic = names["y"].lower() in ("lat", "latitude", "nav_lat") or \
+        str(ds["y"].attrs.get("units", "")).startswith("degree")
+    crs = ds.attrs.get("crs") or _file_crs(ds) or ("EPSG:4326" if geographic else "")
+    keep = [v for v in ds.data_vars if ds[v].dims == ("y", "x") or set(ds[v].dims) == {"y", "x"}]
+    out = ds[keep].transpose("y", "x")
+    out.attrs = {**ds.attrs, "target": var, "crs": crs, "y_name": names["y"], "x_name": names["x"]}
+    return out
+
+
+def _file_crs(ds: xr.Dataset) -> str:
+    """The CRS a file declares through a CF grid-mapping variable (pyproj), or "" if none."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    names = {v.attrs.get("grid_mapping") or v.encoding.get("grid_mapping") for v in ds.data_vars.values()}
+    for name in sorted(n for n in names | {"spatial_ref", "crs"} if n and n in ds.variables):
+        try:
+            return CRS.from_cf(ds[name].attrs).to_string()
+        except CRSError:
+            continue
+    return ""
 
 
 def synthetic_sst(n_time: int = 8, ny: int = 128, nx: int = 128, seed: int = 0, land: bool = True) -> xr.DataArray:

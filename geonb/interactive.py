@@ -85,7 +85,7 @@ def _hvplot(da: xr.DataArray):
 
 
 # ---------------------------------------------------------------- 04's predictions
-_NOT_METHODS = ("truth", "holes", "input", "cv")
+_NOT_METHODS = ("truth", "holes", "input", "cv", "valid", "split")
 
 
 def prediction_files(run) -> dict[str, Path]:
@@ -109,7 +109,8 @@ def _method(ds: xr.Dataset, method: str | None, path) -> str:
 
 class _Frames:
     """One 2-D (lat, lon) map per sample/time of a predictions Dataset, whatever its layout:
-    (sample, y, x) with per-sample lat/lon (inpaint), (time, lat, lon), or one (lat, lon) map."""
+    (sample, y, x) with per-sample lat/lon (inpaint), (time, lat, lon), or one (lat, lon) or
+    projected (y, x) map (downscale)."""
 
     def __init__(self, ds: xr.Dataset, method: str):
         self.ds, self.method = ds, method
@@ -125,11 +126,12 @@ class _Frames:
         truth = pick(self.ds["truth"]).values
         values = {"truth": truth, "prediction": pick(self.ds[self.method]).values}
         values["difference"] = values["prediction"] - truth
-        lat, lon = self.ds["lat"], self.ds["lon"]
+        ydim, xdim = ("lat", "lon") if "lat" in self.ds.variables else ("y", "x")
+        lat, lon = self.ds[ydim], self.ds[xdim]
         lat = (lat.isel({self.key: i}) if self.key in lat.dims else lat).values
         lon = (lon.isel({self.key: i}) if self.key in lon.dims else lon).values
         name = self.method if what == "prediction" else what
-        return xr.DataArray(values[what], dims=("lat", "lon"), coords={"lat": lat, "lon": lon},
+        return xr.DataArray(values[what], dims=(ydim, xdim), coords={ydim: lat, xdim: lon},
                             name=f"{name} ({self.units})" if self.units else name)
 
     def limits(self, what: str) -> tuple[float, float]:
@@ -149,8 +151,9 @@ def _prediction_panels(frames: _Frames, title: str):
 
     def panel(what, cmap):
         def draw(index):
-            return _hvplot(frames(what, int(index))).image(
-                x="lon", y="lat", cmap=cmap, clim=frames.limits(what), frame_width=210, data_aspect=1,
+            da = frames(what, int(index))
+            return _hvplot(da).image(
+                x=da.dims[1], y=da.dims[0], cmap=cmap, clim=frames.limits(what), frame_width=210, data_aspect=1,
                 hover=True, title=f"{title}: {frames.method if what == 'prediction' else what}").opts(framewise=True)
         key = hv.Dimension(frames.key or "map", values=list(range(frames.n)))
         return hv.DynamicMap(draw, kdims=[key])
@@ -162,7 +165,7 @@ def _prediction_panels(frames: _Frames, title: str):
 
 def _field_view(field: xr.DataArray):
     return _hvplot(field.rename(_label(field))).image(
-        x="lon", y="lat", groupby="time", cmap="viridis", frame_width=560, data_aspect=1,
+        x=field.dims[-1], y=field.dims[-2], groupby="time", cmap="viridis", frame_width=560, data_aspect=1,
         hover=True, widget_location="bottom", title=f"{field.name}: pick a time")
 
 

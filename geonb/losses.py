@@ -36,8 +36,16 @@ def _gauss_window(size: int = 7, sigma: float = 1.5, dtype=torch.float32) -> tor
     return (g[:, None] * g[None, :])[None, None]
 
 
-def ssim(pred: torch.Tensor, truth: torch.Tensor, data_range: float) -> torch.Tensor:
-    """Mean SSIM (Gaussian 7×7 window, valid part only); differentiable, so it is also a loss."""
+def weighted_l1(pred, target, weights=None):
+    """Mean absolute error, weighted per pixel (masked cells weight 0); plain L1 without weights."""
+    if weights is None:
+        return F.l1_loss(pred, target)
+    return (weights * (pred - target).abs()).sum() / weights.sum().clamp_min(1e-8)
+
+
+def ssim(pred: torch.Tensor, truth: torch.Tensor, data_range: float, weights=None) -> torch.Tensor:
+    """Mean SSIM (Gaussian 7×7 window, valid part only), weighted per pixel when ``weights`` are
+    given; differentiable, so it is also a loss."""
     w = _gauss_window(dtype=pred.dtype).to(pred.device)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_p, mu_t = F.conv2d(pred, w), F.conv2d(truth, w)
@@ -45,7 +53,11 @@ def ssim(pred: torch.Tensor, truth: torch.Tensor, data_range: float) -> torch.Te
     var_t = F.conv2d(truth * truth, w) - mu_t ** 2
     cov = F.conv2d(pred * truth, w) - mu_p * mu_t
     s = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p ** 2 + mu_t ** 2 + c1) * (var_p + var_t + c2))
-    return s.mean()
+    if weights is None:
+        return s.mean()
+    h = (w.shape[-1] - 1) // 2
+    inner = weights[..., h:-h, h:-h]
+    return (inner * s).sum() / inner.sum().clamp_min(1e-8)
 
 
 # ---------------------------------------------------------------- content losses of the paired GAN
@@ -65,7 +77,8 @@ class DeepBedMapContent:
 
         L = w_c·L1(ŷ, y) + w_t·L1(blockmean(ŷ), x_lr) + w_s·(1 − SSIM(ŷ, y))
 
-    L1 terms in physical units (``units`` = the normaliser's std): DeepBedMap's weights
+    each term weighted per pixel by the batch's weights (masked cells count 0; the topographic
+    term by the share of valid cells in a block). L1 terms in physical units (``units`` = the normaliser's std): DeepBedMap's weights
     assume metres, and in normalised units the content term would be ~std× too small.
     """
 
@@ -75,9 +88,9 @@ class DeepBedMapContent:
 
     def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
         lr = x[0]
-        content = self.units * F.l1_loss(pred, y)
-        topo = self.units * F.l1_loss(block_mean(pred, self.factor), lr)
-        structural = 1 - ssim(pred, y, data_range=float(y.max() - y.min()) or 1.0)
+        content = self.units * weighted_l1(pred, y, w)
+        topo = self.units * weighted_l1(block_mean(pred, self.factor), lr, None if w is None else block_mean(w, self.factor))
+        structural = 1 - ssim(pred, y, data_range=float(y.max() - y.min()) or 1.0, weights=w)
         loss = self.w["content"] * content + self.w["topographic"] * topo + self.w["structural"] * structural
         return loss, {"content_l1": content.item(), "topographic": topo.item(), "ssim": 1 - structural.item()}
 

@@ -15,7 +15,7 @@ from .paths import use_offline_cartopy
 use_offline_cartopy()
 
 CMAPS = {"sst": cmocean.cm.thermal, "elevation": cmocean.cm.topo, "diff": cmocean.cm.balance,
-         "sigma": cmocean.cm.amp, "error": cmocean.cm.amp,
+         "sigma": cmocean.cm.amp, "error": cmocean.cm.amp, "thickness": cmocean.cm.ice,
          "split": ListedColormap(["#4c72b0", "#dd8452", "#c44e52"]), "mask": ListedColormap(["#ffffff", "#222222"])}
 
 
@@ -42,13 +42,29 @@ def save_figure(fig, path) -> Path:
     return path
 
 
-def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = "", line=None) -> Path:
-    """Panels of (title, values(lat, lon), lat, lon, kind) on PlateCarree maps with coastlines.
+def projection(crs: str = ""):
+    """The cartopy projection of a grid's CRS: PlateCarree for lat/lon grids, the polar
+    stereographic projections by name, any other projected CRS through pyproj."""
+    if crs in ("", "EPSG:4326"):
+        return ccrs.PlateCarree()
+    if crs == "EPSG:3031":
+        return ccrs.SouthPolarStereo(true_scale_latitude=-71)
+    if crs == "EPSG:3413":
+        return ccrs.NorthPolarStereo(central_longitude=-45, true_scale_latitude=70)
+    from pyproj import CRS
+
+    return ccrs.Projection(CRS.from_user_input(crs))
+
+
+def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = "", line=None, crs: str = "") -> Path:
+    """Panels of (title, values(y, x), y, x, kind) on maps with coastlines, in the grid's own
+    projection (``crs``; lat/lon on PlateCarree by default).
 
     ``kind`` picks the colour map (sst, elevation, diff, sigma, error); panels of the same
     kind share colour limits so they compare at a glance; ``diff`` is centred on zero.
-    ``line`` = (lats, lons) draws a transect on every panel.
+    ``line`` = (ys, xs) in the grid's coordinates draws a transect on every panel.
     """
+    proj = projection(crs)
     limits = {}
     for _, values, _, _, kind in panels:
         finite = np.asarray(values)[np.isfinite(values)]
@@ -62,15 +78,14 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
     nrows = int(np.ceil(len(panels) / ncols))
     fig = plt.figure(figsize=(3.6 * min(ncols, len(panels)), 3.1 * nrows))
     for k, (title, values, lat, lon, kind) in enumerate(panels):
-        ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=ccrs.PlateCarree())
+        ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=proj)
         lo, hi = (-0.5, 2.5) if kind == "split" else limits.get(kind, (0, 1))
-        mesh = ax.pcolormesh(lon, lat, values, transform=ccrs.PlateCarree(), cmap=colour_map(kind, lo, hi),
+        mesh = ax.pcolormesh(lon, lat, values, transform=proj, cmap=colour_map(kind, lo, hi),
                              vmin=lo, vmax=hi, shading="nearest")
-        ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))],
-                      crs=ccrs.PlateCarree())
+        ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))], crs=proj)
         ax.coastlines(resolution="50m", linewidth=0.7)
         if line is not None:
-            ax.plot(line[1], line[0], "m-", lw=1.5, transform=ccrs.PlateCarree())
+            ax.plot(line[1], line[0], "m-", lw=1.5, transform=proj)
         ax.set_title(title, fontsize=9)
         bar = fig.colorbar(mesh, ax=ax, shrink=0.75, label="" if kind == "split" else units)
         if kind == "split":
@@ -121,7 +136,8 @@ def scatter_density(series: dict, path, units: str = "", title: str = "") -> Pat
     return save_figure(fig, path)
 
 
-def transect_plot(distance, values: dict, roughness: dict, path, units: str = "", shade=None, title: str = "") -> Path:
+def transect_plot(distance, values: dict, roughness: dict, path, units: str = "", shade=None, title: str = "",
+                  shade_label: str = "hidden (holes)") -> Path:
     """Values and roughness along a line; ``shade`` marks (boolean per sample) e.g. holes."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     for name, v in values.items():
@@ -131,7 +147,7 @@ def transect_plot(distance, values: dict, roughness: dict, path, units: str = ""
     if shade is not None and np.any(shade):
         for ax in (top, bottom):
             ax.fill_between(distance, 0, 1, where=shade, transform=ax.get_xaxis_transform(),
-                            color="0.85", label="hidden (holes)" if ax is top else None)
+                            color="0.85", label=shade_label if ax is top else None)
     top.set(ylabel=units, title=title)
     bottom.set(ylabel=f"roughness (5×5 std) {units}", xlabel="distance along transect (km)")
     top.legend(fontsize=8, ncol=3)

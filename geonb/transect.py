@@ -1,4 +1,5 @@
-"""Sampling gridded fields along a straight lat/lon line (the 06 transects)."""
+"""Sampling gridded fields along a straight line (the 06 transects): lat/lon lines measured
+on the great circle; on projected grids the line is straight in the projection."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,5 +18,18 @@ def line_points(start, end, n: int = 300):
 
 
 def sample_line(grid: xr.DataArray, lat, lon) -> np.ndarray:
-    """Nearest-cell values of a (lat, lon) grid along the line."""
-    return grid.sel(lat=xr.DataArray(lat, dims="s"), lon=xr.DataArray(lon, dims="s"), method="nearest").values
+    """Nearest-cell values of a (lat, lon) or (y, x) grid along the line (its last two dims)."""
+    ydim, xdim = grid.dims[-2:]
+    return grid.sel({ydim: xr.DataArray(lat, dims="s"), xdim: xr.DataArray(lon, dims="s")}, method="nearest").values
+
+
+def line_points_projected(start, end, crs: str, n: int = 300):
+    """n points on the straight line between two [lat, lon] ends in a projected CRS: (y, x) in
+    its units (metres) and the distance (km) from start."""
+    from pyproj import Transformer
+
+    to_grid = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    (x0, x1), (y0, y1) = to_grid.transform([start[1], end[1]], [start[0], end[0]])
+    y, x = np.linspace(y0, y1, n), np.linspace(x0, x1, n)
+    return y, x, np.hypot(y - y0, x - x0) / 1000.0
+

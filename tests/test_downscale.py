@@ -207,8 +207,8 @@ def test_quick_run_through_the_task_api(tmp_path):
     run = Run(tmp_path / "run", arch="srcnn", factor=4, quick=True)
     run.step("error_maps")
     assert set(run.trained()) == {"srcnn_x4"} and run.model_path("srcnn_x4").exists()
-    table = pd.read_csv(run.metrics_path("test_band")).set_index(["method", "factor"])
-    assert {("srcnn", 4), ("bicubic", 4)} <= set(table.index)
+    table = pd.read_csv(run.metrics_path("test_region")).set_index(["method", "factor"])
+    assert {("srcnn", 4), ("bicubic", 4), ("spline", 4)} <= set(table.index)
     assert np.isfinite(table.loc[("srcnn", 4), "RMSE"]) and table.loc[("srcnn", 4), "RMSE"] > 0
 
 

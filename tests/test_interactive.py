@@ -54,10 +54,13 @@ def inpaint_predictions(run):
 
 
 def downscale_predictions(run):
-    """04 of downscale: one (lat, lon) map in predictions/test_band.nc, units as a file attribute."""
+    """04 of downscale: one projected (y, x) map with its mask and split in predictions/test_region.nc,
+    units as a file attribute."""
     truth = np.random.default_rng(2).normal(500, 50, (LAT.size, LON.size))
-    xr.Dataset({"truth": (("lat", "lon"), truth), "srcnn_x4": (("lat", "lon"), truth + 1)},
-               coords={"lat": LAT, "lon": LON}, attrs={"units": "m"}).to_netcdf(run.prediction_path("test_band"))
+    yx = ("y", "x")
+    xr.Dataset({"truth": (yx, truth), "valid": (yx, np.ones(truth.shape, "uint8")),
+                "split": (yx, np.zeros(truth.shape, "int8")), "srcnn_x4": (yx, truth + 1)},
+               coords={"y": LAT * 1e5, "x": LON * 1e5}, attrs={"units": "m"}).to_netcdf(run.prediction_path("test_region"))
 
 
 def test_static_fallback_writes_pngs(tmp_path):
@@ -89,8 +92,8 @@ def test_live_panels_are_linked_and_hover_shows_units(tmp_path, task):
     assert len(figures) == 3
     assert figures[0].x_range is figures[1].x_range is figures[2].x_range, "panels must pan/zoom together"
     tooltips = [t.tooltips for t in figures[0].tools if isinstance(t, HoverTool)][0]
-    units = "degC" if task == "inpaint" else "m"
-    assert ("lon", "$x") in tooltips and any(f"({units})" in label for label, _ in tooltips)
+    units, x = ("degC", "lon") if task == "inpaint" else ("m", "x")  # downscale: a projected grid keeps x, y
+    assert (x, "$x") in tooltips and any(f"({units})" in label for label, _ in tooltips)
 
 
 def test_live_frontend_can_be_forced(monkeypatch):

@@ -33,7 +33,7 @@ def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task):
 
 
 @pytest.mark.parametrize("arch,params", [("ctxgan", {}), ("rsrcnn", {"factor": 4}), ("rsrcnn", {"factor": 8}),
-                                         ("srgan", {})])
+                                         ("srgan", {}), ("srgan", {"data": "antarctica"})])
 def test_train_notebook_runs_standalone(tmp_path, arch, params):
     out = tmp_path / "out.ipynb"
     papermill.execute_notebook(str(REPO / "notebooks" / "03_train.ipynb"), str(out), cwd=str(tmp_path),

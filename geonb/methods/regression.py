@@ -13,13 +13,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..losses import masked_mse, weighted_l1
 from ..registry import METHODS
 from ..resample import block_mean
 from ..training import fit
 from .base import Method
 
 
-LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss}
+# Per-pixel weights (masked cells 0) when the batch has them: ice-free cells are out of the loss.
+LOSSES = {"mse": lambda p, y, w: F.mse_loss(p, y) if w is None else masked_mse(p, y, w), "l1": weighted_l1}
 
 
 @METHODS.register("regression")
@@ -31,7 +33,7 @@ class Regression(Method):
         self.loss_fn, self.loss_name = LOSSES[loss], loss.upper()
 
     def loss(self, pred, y, w) -> torch.Tensor:
-        return self.loss_fn(pred, y)
+        return self.loss_fn(pred, y, w)
 
 
 @METHODS.register("stagewise")
@@ -49,12 +51,13 @@ class Stagewise(Regression):
         return self.generator.forward_stages(lr, conds, self.stage)[-1]
 
     def train_step(self, batch) -> dict:
-        (lr, conds), hr, _ = batch
+        (lr, conds), hr, w = batch
         net, k = self.generator, self.stage
         with torch.no_grad():
             x = lr if k == 0 else net.forward_stages(lr, conds, k - 1)[-1]
-        label = block_mean(hr, net.factor // 2 ** (k + 1))
-        loss = F.mse_loss(net.stages[k](x, net.stage_conds(conds, k)), label)
+        down = net.factor // 2 ** (k + 1)
+        label, weights = block_mean(hr, down), None if w is None else block_mean(w, down)
+        loss = self.loss(net.stages[k](x, net.stage_conds(conds, k)), label, weights)
         self.step("stage", loss)
         return {"loss": loss.item()}
 

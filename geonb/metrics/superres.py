@@ -1,4 +1,5 @@
-"""Scores of super-resolved grids: PSNR, SSIM, consistency with the low-res input, fine-scale power."""
+"""Scores of super-resolved grids on the cells that count (a mask): RMSE, MAE, bias, PSNR and SSIM
+from torchmetrics, consistency with the low-res input, fine-scale power."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +10,6 @@ from ..resample import coarsen
 from . import rmse
 
 
-def psnr(pred, truth) -> float:
-    """Peak signal-to-noise ratio (dB) with the truth's range as the peak."""
-    truth = np.asarray(truth, float)
-    return float(20 * np.log10((np.nanmax(truth) - np.nanmin(truth)) / rmse(pred, truth)))
-
-
 def ssim(pred, truth) -> float:
     truth = np.asarray(truth, float)
     t = torch.as_tensor(truth)[None, None]
@@ -22,9 +17,30 @@ def ssim(pred, truth) -> float:
     return float(ssim_torch(p, t, float(truth.max() - truth.min()) or 1.0))
 
 
-def topographic_consistency(pred, lr, factor: int) -> float:
-    """RMSE between the block-mean of the prediction and the low-res input (0 = consistent)."""
-    return rmse(coarsen(np.asarray(pred, float), factor), lr)
+def topographic_consistency(pred, lr, factor: int, mask=None) -> float:
+    """RMSE between the block-mean of the prediction and the low-res input (0 = consistent),
+    over the low-res cells whose whole block is in ``mask`` (all by default)."""
+    coarse = coarsen(np.asarray(pred, float), factor)
+    if mask is None:
+        return rmse(coarse, lr)
+    whole = coarsen(np.asarray(mask, float), factor) == 1
+    return rmse(coarse[whole], np.asarray(lr)[whole]) if whole.any() else float("nan")
+
+
+def masked_scores(pred, truth, mask) -> dict:
+    """RMSE, MAE, bias, PSNR (peak: the truth's range on the mask) and SSIM (torchmetrics, 11-px
+    Gaussian window over the whole grid, its map averaged over the mask) on the cells of ``mask``."""
+    from torchmetrics.functional import mean_absolute_error, mean_squared_error
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    p, t = torch.as_tensor(np.asarray(pred, "float64")), torch.as_tensor(np.asarray(truth, "float64"))
+    m = torch.as_tensor(np.asarray(mask, bool))
+    peak = float(t[m].max() - t[m].min()) or 1.0
+    _, ssim_map = structural_similarity_index_measure(p[None, None], t[None, None], data_range=peak,
+                                                      return_full_image=True)
+    return {"rmse": float(mean_squared_error(p[m], t[m], squared=False)), "mae": float(mean_absolute_error(p[m], t[m])),
+            "bias": float((p[m] - t[m]).mean()), "psnr": float(peak_signal_noise_ratio(p[m], t[m], data_range=peak)),
+            "ssim": float(ssim_map[0, 0][m].mean())}
 
 
 def radial_spectrum(grid) -> tuple[np.ndarray, np.ndarray]:
@@ -52,9 +68,3 @@ def spectrum_ratio(pred, truth, factor: int) -> float:
     _, p_true = radial_spectrum(truth)
     fine = k > 0.5 / factor
     return float(p_pred[fine].sum() / p_true[fine].sum())
-
-
-def sr_scores(pred, truth, lr, factor) -> dict:
-    return {"rmse": rmse(pred, truth), "psnr": psnr(pred, truth), "ssim": ssim(pred, truth),
-            "topo_consistency": topographic_consistency(pred, lr, factor),
-            "spectrum_ratio": spectrum_ratio(pred, truth, factor)}

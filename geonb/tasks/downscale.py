@@ -1,14 +1,18 @@
-"""The ``downscale`` task: super-resolve a coarsened elevation grid (srcnn, rsrcnn, srgan).
+"""The ``downscale`` task: super-resolve a coarsened grid (srcnn, rsrcnn, srgan).
 
-Data: a complete high-res grid (default ``jacksboro``, a real SRTM DEM shipped with
-matplotlib), split into three column bands — train | val | test — so the test region is
-never seen in training or tuning. Low-res inputs are block averages of the target.
-Optional conditioning layers (``surface``, ``velocity``, DeepBedMap-style) are derived
-from the grid with geonb.terrain; ``synthetic`` extra fractal-terrain scenes can be
-mixed into training (never into validation or test).
+Data: a complete high-res grid with projected (x, y in metres) or geographic coordinates:
+``jacksboro`` (a real SRTM DEM shipped with matplotlib, the default) or ``antarctica`` (ice
+thickness at 5 km, polar stereographic, shared data), or any NetCDF/zarr grid. Low-res inputs
+are block means of the target. Cells at or below ``valid_above`` (ice-free ground) are a mask:
+out of the loss and the metrics, kept as they are in the output. The grid is split into
+regions — column bands train | val | test, or blocks in a lattice — and no training patch,
+halo included, touches a val or test cell. Conditioning layers are the grid's other
+variables (antarctica: log10 ``beta``), layers derived from an elevation grid (``surface``,
+``velocity``, DeepBedMap-style) and the coordinates (``x``, ``y``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,13 +21,13 @@ import torch
 import xarray as xr
 
 from .. import methods, plots, terrain
-from ..baselines import bicubic
-from ..data import load_field
+from ..baselines import bicubic, cubic_spline
+from ..data import load_grid
 from ..errors import GeonbError
 from ..io import open_dataset, refuse_input_as_output, write_netcdf
 from ..losses import DEEPBEDMAP_WEIGHTS
 from ..metrics import rmse, roughness
-from ..metrics.superres import radial_spectrum, sr_scores
+from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
 from ..params import COMMON, Param
@@ -32,19 +36,26 @@ from ..registry import get_arch, list_archs
 from ..report import Report
 from ..resample import block_mean, check_factor, check_finite, coarsen, crop_to_multiple, refine_coords
 from ..training import pick_device
-from ..transect import line_points, sample_line
+from ..transect import line_points, line_points_projected, sample_line
 from . import Task
 
 PARAMS = COMMON.override(
-    data={"default": "jacksboro", "help": "embedded grid (jacksboro, topobathy, synthetic) or NetCDF/zarr path"},
+    data={"default": "jacksboro",
+          "help": "embedded grid (jacksboro, topobathy, synthetic, antarctica) or NetCDF/zarr path"},
     epochs={"quick": 2},
     batch_size={"default": 16, "quick": 4},
-    transect_start={"help": "[lat, lon] start of the 06 line; None: across the test band"},
-    transect_end={"help": "[lat, lon] end of the 06 line; None: across the test band"},
+    transect_start={"help": "[lat, lon] start of the 06 line; None: across the roughest test region"},
+    transect_end={"help": "[lat, lon] end of the 06 line; None: across the roughest test region"},
 ) + (
     Param("factor", int, 4, "scale factor: 2, 4, 8 or 16", "simulate"),
-    Param("cond", str, "", "conditioning layers, e.g. 'surface,velocity@2' (@r: resolution × low-res grid)"),
-    Param("synthetic", int, 8, "extra 256×256 synthetic terrain scenes mixed into training (0 = real only)", quick=0),
+    Param("cond", str, "", "conditioning layers, e.g. 'beta' or 'surface,velocity@2' or 'beta,x,y' "
+          "(x, y: coordinates; @r: resolution × low-res grid)"),
+    Param("block", int, None, "split blocks in high-res cells; 0: column bands train | val | test; "
+          "None: the data's (antarctica 256, others 0)", "data_prep", quick=0),
+    Param("valid_above", float, None, "cells at or below this value are masked out of loss and metrics and "
+          "kept in the output; None: the data's (antarctica 0 m of ice, others none)", "data_prep"),
+    Param("synthetic", int, None, "extra 256×256 synthetic terrain scenes mixed into training; "
+          "None: 8 for elevation grids, 0 for antarctica", quick=0),
     Param("patch_lr", int, 16, "training tile in low-res cells", quick=8),
     Param("steps_per_epoch", int, 40, "batches per epoch", quick=4),
     Param("n_blocks", int, 12, "srgan: residual-in-residual dense blocks (DeepBedMap: 12)", quick=1),
@@ -54,15 +65,30 @@ PARAMS = COMMON.override(
     Param("w_adversarial", float, DEEPBEDMAP_WEIGHTS["w_adversarial"], "srgan: weight of the adversarial loss"),
     Param("w_topographic", float, DEEPBEDMAP_WEIGHTS["w_topographic"], "srgan: weight of the topographic loss"),
     Param("w_structural", float, DEEPBEDMAP_WEIGHTS["w_structural"], "srgan: weight of 1 − SSIM (DeepBedMap)"),
-    Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val band before training"),
+    Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val region before training"),
     Param("tune_epochs", int, 6, "epochs per optuna trial at most"),
 )
-LAYERS = ("surface", "velocity")
+DERIVED = ("surface", "velocity")  # layers geonb.terrain derives from an elevation grid
+COORDS = ("x", "y")
+# Settings that follow the data when left at None.
+DATA_DEFAULTS = {"antarctica": {"block": 256, "valid_above": 0.0, "synthetic": 0}}
+FALLBACK = {"block": 0, "valid_above": None, "synthetic": 8}
 QUICK_CROP = (128, 192)
+MARGIN = 64  # high-res cells of input context around a val region (a multiple of every factor)
+# The halo kept clear of the test region: the network's receptive field, capped (srgan's nominal
+# field is 187 low-res cells; at ×16 on a 5 km grid an uncapped field leaves no training patch).
+HALO_CAP = 64
+MIN_VALID = 0.25  # share of valid cells a training patch (or a scored block) needs
 HPARAMS = ("n_blocks", "nf", "beta")  # network settings; each arch's generator takes those it has
 
 
 # ---------------------------------------------------------------- helpers
+def setting(run, name: str):
+    """A run's ``block``/``valid_above``/``synthetic``: the user's value, else the data's."""
+    value = run[name]
+    return DATA_DEFAULTS.get(str(run["data"]), FALLBACK).get(name, FALLBACK[name]) if value is None else value
+
+
 def _load(run) -> xr.Dataset:
     path = run.path("data.nc")
     if not path.exists():
@@ -70,12 +96,17 @@ def _load(run) -> xr.Dataset:
     return open_dataset(path)
 
 
-def _band(ds, name) -> xr.Dataset:
-    return ds.isel(lon=np.nonzero(ds["split"].values == ("train", "val", "test").index(name))[0])
+def _layer(ds: xr.Dataset, name: str) -> np.ndarray:
+    """A conditioning layer on the high-res grid: a variable of 01's data, or a coordinate."""
+    if name in COORDS:
+        y, x = np.meshgrid(ds.y.values, ds.x.values, indexing="ij")
+        return x if name == "x" else y
+    return ds[name].values.astype("float64")
 
 
-def _coarse_coords(ds, factor):
-    return ds.lat.values.reshape(-1, factor).mean(1), ds.lon.values.reshape(-1, factor).mean(1)
+def _layer_norm(ds, name, train) -> Normaliser:
+    """Layers are standardised on the training cells; coordinates spanned onto [−1, 1]."""
+    return Normaliser.span(ds[name].values) if name in COORDS else Normaliser.fit(ds[name].values[train])
 
 
 def _hparams(run) -> dict:
@@ -83,8 +114,333 @@ def _hparams(run) -> dict:
     return run.arch.accepts("generator", {k: run[k] for k in HPARAMS})
 
 
-def _scene(ds, norm, cond_norms, cond, name) -> Scene:
-    return Scene(norm(ds["elevation"].values), [n(ds[c].values) for (c, _), n in zip(cond, cond_norms)], name)
+def _data_id(ds) -> str:
+    return f"{ds.attrs.get('source_name')} {ds.sizes['y']}x{ds.sizes['x']}"
+
+
+def model_name(arch: str, factor: int, cond) -> str:
+    """``srcnn_x4``, ``srgan_x4_beta+x+y``: the model's folder, its row in the tables."""
+    return f"{arch}_x{factor}" + (f"_{'+'.join(n for n, _ in cond)}" if cond else "")
+
+
+_NAME = re.compile(r"^(?P<method>.+?)_x(?P<factor>\d+)(?:_(?P<inputs>.+))?$")
+
+
+def _label(name: str) -> str:
+    """``srcnn_x4_beta`` → ``srcnn ×4 +beta`` (figure titles and legends)."""
+    m = _NAME.match(name)
+    return f"{m['method']} ×{m['factor']}" + (f" +{m['inputs'].replace('+', ',')}" if m["inputs"] else "")
+
+
+def _methods(pred: xr.Dataset):
+    """(name, factor) of every prediction, baselines first within each factor."""
+    names = [v for v in pred.data_vars if _NAME.match(v)]
+    return sorted(((v, int(_NAME.match(v)["factor"])) for v in names),
+                  key=lambda t: (t[1], not t[0].startswith(BASELINES), t[0]))
+
+
+# ---------------------------------------------------------------- regions
+def split_map(shape, block: int, test: bool = True) -> np.ndarray:
+    """Train 0 / val 1 / test 2 per cell: column bands (``block`` 0: west 64 % | 12 % | east 24 %)
+    or ``block``-cell squares in a lattice (block (i, j): test if (i + 2j) mod 5 = 0, val if 2):
+    a fifth each for val and test, spread over the whole grid, every test block beside a val block
+    (training patches reach val cells with their halo only). ``test=False``: no test region."""
+    ny, nx = shape
+    if block:
+        i, j = np.meshgrid(np.arange(ny) // block, np.arange(nx) // block, indexing="ij")
+        code = (i + 2 * j) % 5
+        split = np.where(code == 2, 1, np.where((code == 0) & test, 2, 0))
+    else:
+        n_test = max(16, int(round(0.24 * nx / 16)) * 16) if test else 0
+        n_val = max(16, int(round(0.12 * nx / 16)) * 16)
+        split = np.broadcast_to(np.r_[np.zeros(nx - n_test - n_val), np.ones(n_val), 2 * np.ones(n_test)], (ny, nx))
+    return np.ascontiguousarray(split, dtype="int8")
+
+
+def _boxes(region: np.ndarray, block: int):
+    """Bounding boxes (y0, y1, x0, x1) of a region's blocks (one box per band or block)."""
+    ny, nx = region.shape
+    step_y, step_x = (block, block) if block else (ny, nx)
+    for y0 in range(0, ny, step_y):
+        for x0 in range(0, nx, step_x):
+            ys, xs = np.nonzero(region[y0:y0 + step_y, x0:x0 + step_x])
+            if ys.size:
+                yield y0 + ys.min(), y0 + ys.max() + 1, x0 + xs.min(), x0 + xs.max() + 1
+
+
+def _grown(box, shape, margin: int):
+    """A box grown by ``margin`` cells each side, clipped to the grid, corners kept on the 16-cell lattice."""
+    y0, y1, x0, x1 = box
+    down = lambda v: max(0, (v - margin) // 16 * 16)  # noqa: E731
+    up = lambda v, n: min(n, -(-(v + margin) // 16) * 16)  # noqa: E731
+    return down(y0), up(y1, shape[0]), down(x0), up(x1, shape[1])
+
+
+def _scored_boxes(split, valid, which: int, block: int):
+    """Boxes of a region with enough valid cells to score (at least ``MIN_VALID``)."""
+    region = (split == which)
+    return [b for b in _boxes(region, block)
+            if valid[b[0]:b[1], b[2]:b[3]][region[b[0]:b[1], b[2]:b[3]]].mean() >= MIN_VALID]
+
+
+# ---------------------------------------------------------------- 01
+def data_prep(run) -> Report:
+    """Load the high-res grid and its layers, mask, split into train / val / test regions."""
+    name = run["data"] or "jacksboro"
+    if name == "synthetic":
+        t = terrain.terrain_dataset(344, 400, seed=int(run["seed"]))
+        grid = t[["elevation"]].rename(lat="y", lon="x")
+        grid.attrs = {"target": "elevation", "crs": "", "y_name": "lat", "x_name": "lon"}
+    else:
+        grid = load_grid(name, run["var"])
+    var = grid.attrs["target"]
+    if run["quick"]:
+        ny, nx = QUICK_CROP
+        y0, x0 = max(0, (grid.sizes["y"] - ny) // 2), max(0, (grid.sizes["x"] - nx) // 2)
+        grid = grid.isel(y=slice(y0, y0 + ny), x=slice(x0, x0 + nx))
+    # Multiples of 16 so every factor (2..16) tiles the grid and each region exactly.
+    ny, nx = crop_to_multiple(np.empty(grid[var].shape), 16).shape
+    grid = grid.isel(y=slice(0, ny), x=slice(0, nx))
+    hr = check_finite(grid[var].values.astype("float64"), f"the target grid {name}:{var}")
+    block, above = setting(run, "block"), setting(run, "valid_above")
+    if ny < 64 or nx < 96 or (block and min(ny, nx) < 3 * block):
+        raise GeonbError(f"the grid is {ny}×{nx} after cropping to multiples of 16; downscaling needs at least "
+                         f"64×96 cells (and 3 blocks of {block} each way for a block split). Use a larger grid or "
+                         "a smaller block (0: column bands).")
+    valid = hr > above if above is not None else np.ones(hr.shape, bool)
+    split = split_map(hr.shape, block)
+    for k, region in enumerate(("train", "val", "test")):
+        if not (valid & (split == k)).any():
+            raise GeonbError(f"the {region} region has no valid cells (above {above}); choose another block size.")
+    units = grid[var].attrs.get("units", "")
+    layers = {v: grid[v] for v in grid.data_vars if v != var}
+    if not layers:  # an elevation grid alone: derive DeepBedMap-style surface and velocity layers
+        surface = terrain.surface_layer(hr)
+        layers = {"surface": xr.DataArray(surface.astype("float32"), dims=("y", "x"), attrs={
+                      "units": units, "long_name": "smoothed surface (geonb.terrain.surface_layer)"}),
+                  "velocity": xr.DataArray(terrain.velocity_layer(surface, hr).astype("float32"), dims=("y", "x"),
+                                           attrs={"long_name": "log10 slope-driven speed (geonb.terrain.velocity_layer)"})}
+    for n, da in layers.items():
+        check_finite(da.values, f"conditioning layer {n!r}")
+    ds = xr.Dataset(
+        {"target": (("y", "x"), hr.astype("float32"), {**grid[var].attrs, "variable": var}),
+         **{n: (("y", "x"), da.values.astype("float32"), da.attrs) for n, da in layers.items()},
+         "valid": (("y", "x"), valid.astype("uint8"), {"long_name": f"cells that count (target > {above})"}),
+         "split": (("y", "x"), split, {"flag_values": "0 1 2", "flag_meanings": "train val test"})},
+        coords={"y": grid.y, "x": grid.x},
+        attrs={"source_name": name, "units": units, "crs": grid.attrs["crs"], "y_name": grid.attrs["y_name"],
+               "x_name": grid.attrs["x_name"], "block": block, "valid_above": "none" if above is None else above},
+    )
+    write_netcdf(ds, run.path("data.nc"))
+    # the shared layout (docs/DESIGN.md): what geonb.explore shows for any task
+    field_da = ds["target"].rename(y="lat", x="lon") if grid.attrs["y_name"] == "lat" else ds["target"]
+    write_netcdf(field_da.expand_dims(time=[0]).to_dataset(name="field"), run.path("field.nc"))
+    rows = {r: {"cells": int((split == k).sum()), "valid cells": int((valid & (split == k)).sum())}
+            for k, r in enumerate(("train", "val", "test"))}
+    kind = _kind(ds)
+    panels = [(f"{var} ({units})", np.where(valid, hr, np.nan), ds.y, ds.x, kind),
+              ("split: train | val | test (valid cells)", np.where(valid, split, np.nan), ds.y, ds.x, "split")]
+    panels += [(f"{n} ({da.attrs.get('units', '')})", da.values, ds.y, ds.x, "sigma") for n, da in layers.items()]
+    fig = plots.map_panels(panels, run.figure("01_data"), ncols=len(panels), crs=ds.attrs["crs"])
+    return Report(f"01 data: {name} {ny}×{nx}",
+                  ("Blocks" if block else "Column bands") + " train | val | test; the test region is never used "
+                  "for training or tuning, and no training patch (with its halo) reaches a val or test cell. "
+                  f"Layers: {', '.join(layers)} (+ coordinates x, y).", {"regions": pd.DataFrame(rows).T}, [fig])
+
+
+def _kind(ds) -> str:
+    """The colour map of the target: ice thickness, or elevation."""
+    return "thickness" if "thickness" in str(ds["target"].attrs.get("variable", "")) else "elevation"
+
+
+BASELINES = ("bicubic", "spline")
+
+
+def baseline(name: str, lr: np.ndarray, factor: int) -> np.ndarray:
+    """The classical upsampling ``name``: Keys bicubic or the cubic B-spline, both pixel-area aligned."""
+    return (bicubic if name == "bicubic" else cubic_spline)(lr, factor)
+
+
+def _map_box(ds) -> tuple:
+    """The test box shown in 02/04 maps and crossed by the 06 transect: the roughest one."""
+    truth, valid, split = ds["target"].values, ds["valid"].values.astype(bool), ds["split"].values
+    boxes = _scored_boxes(split, valid, 2, int(ds.attrs["block"]))
+    rough = roughness(np.where(valid, truth, np.nan))
+    return max(boxes, key=lambda b: np.nanmean(rough[b[0]:b[1], b[2]:b[3]]))
+
+
+def _crop(a, box):
+    return a[..., box[0]:box[1], box[2]:box[3]]
+
+
+def _box_axes(ds, box):
+    """The y and x coordinates of a box."""
+    return ds.y.values[box[0]:box[1]], ds.x.values[box[2]:box[3]]
+
+
+# ---------------------------------------------------------------- 02
+def simulate(run) -> Report:
+    """Degradation examples: block means and both classical upsamplings, scored on the test region."""
+    ds = _load(run)
+    f = check_factor(run["factor"])
+    truth = ds["target"].values.astype("float64")
+    scored = (ds["split"].values == 2) & (ds["valid"].values == 1)
+    rows = {}
+    for g in (2, 4, 8, 16):
+        lr = coarsen(truth, g)
+        rows[f"×{g}"] = {"low-res shape": f"{lr.shape[0]}×{lr.shape[1]}",
+                         **{f"{b} RMSE": rmse(baseline(b, lr, g), truth, scored) for b in BASELINES}}
+    lr = coarsen(truth, f)
+    box = _map_box(ds)
+    y, x = _box_axes(ds, box)
+    ly, lx = y.reshape(-1, f).mean(1), x.reshape(-1, f).mean(1)
+    kind, units = _kind(ds), ds.attrs.get("units", "")
+    panels = [("truth (a test block)", _crop(truth, box), y, x, kind),
+              (f"low-res: {f}×{f} block mean", coarsen(_crop(truth, box), f), ly, lx, kind)]
+    for b in BASELINES:
+        up = _crop(baseline(b, lr, f), box)
+        panels.append((f"{b} ×{f} − truth", np.where(_crop(scored, box), up - _crop(truth, box), np.nan), y, x, "diff"))
+    fig = plots.map_panels(panels, run.figure(f"02_degradation_x{f}"), ncols=4, units=units, crs=ds.attrs["crs"])
+    return Report(f"02 degradation ×{f}", "Low-res inputs are block means of the target (a block's value sits at its "
+                  "centre). Baselines: Keys bicubic and the cubic B-spline of the block means, both pixel-area aligned; "
+                  "RMSE on the valid cells of the test region.", {"baselines on the test region": pd.DataFrame(rows).T},
+                  [fig])
+
+
+# ---------------------------------------------------------------- 03
+@dataclass
+class Scene:
+    """One high-res grid (normalised) with its conditioning grids at the same resolution.
+
+    ``valid``: the cells that count in the loss and the score (None: all); ``region``: the cells a
+    training patch may cover (None: all); ``clear``: the cells no training patch may reach, its
+    halo included (the test region; None: none).
+    """
+    hr: np.ndarray
+    conds: list = field(default_factory=list)
+    name: str = ""
+    valid: np.ndarray | None = None
+    region: np.ndarray | None = None
+    clear: np.ndarray | None = None
+
+    def tensor(self) -> torch.Tensor:
+        """(1 + conditioning grids + 1, H, W): the target, its conditioning grids, the loss weights."""
+        w = np.ones(self.hr.shape) if self.valid is None else self.valid
+        return torch.as_tensor(np.stack([self.hr, *self.conds, w]).astype("float32"))
+
+
+def split_tensor(stack: torch.Tensor, factor: int, cond_res) -> tuple:
+    """(B, 1+nc+1, H, W) scene stack → a batch ``((lr, [cond at its r]), hr, weights)``."""
+    hr = stack[:, :1]
+    lr = block_mean(hr, factor)
+    conds = [block_mean(stack[:, 1 + i: 2 + i], factor // r) for i, r in enumerate(cond_res)]
+    return (lr, conds), hr, stack[:, -1:]
+
+
+def _corners(scene: Scene, size: int, factor: int, margin: int) -> np.ndarray:
+    """Top-left corners (factor-aligned) of the size×size patches inside the scene's region, whose
+    window grown by ``margin`` (the halo) misses its ``clear`` cells, holding ``MIN_VALID`` valid cells."""
+    ny, nx = scene.hr.shape
+    iy, ix = np.meshgrid(np.arange(0, ny - size + 1, factor), np.arange(0, nx - size + 1, factor), indexing="ij")
+    iy, ix = iy.ravel(), ix.ravel()
+
+    def window_sum(a, grow):
+        c = np.pad(np.cumsum(np.cumsum(a.astype("float64"), 0), 1), ((1, 0), (1, 0)))
+        y0, x0 = np.clip(iy - grow, 0, ny), np.clip(ix - grow, 0, nx)
+        y1, x1 = np.clip(iy + size + grow, 0, ny), np.clip(ix + size + grow, 0, nx)
+        return c[y1, x1] - c[y0, x1] - c[y1, x0] + c[y0, x0]
+
+    ok = np.ones(iy.size, bool)
+    if scene.region is not None:
+        ok &= window_sum(~scene.region, 0) == 0
+    if scene.clear is not None:
+        ok &= window_sum(scene.clear, margin) == 0
+    if scene.valid is not None:
+        ok &= window_sum(scene.valid, 0) >= MIN_VALID * size * size
+    return np.c_[iy[ok], ix[ok]]
+
+
+def patch_sampler(scenes: list[Scene], factor: int, cond_res, patch_lr: int, batch_size: int, steps: int, seed: int,
+                  device="cpu", margin: int = 0):
+    """``batches(epoch)`` for training: random factor-aligned high-res patches inside the training
+    region (``margin`` cells of halo kept clear of other regions), split into batches."""
+    size = patch_lr * factor
+    for s in scenes:
+        if min(s.hr.shape) < size:
+            raise GeonbError(f"grid {s.name or ''} of {s.hr.shape[0]}×{s.hr.shape[1]} is smaller than one training "
+                             f"tile ({size}×{size} = {patch_lr} low-res px × factor {factor}); use a smaller "
+                             "patch_lr, a smaller factor or a larger grid.")
+    corners = [_corners(s, size, factor, margin) for s in scenes]
+    counts = np.array([len(c) for c in corners], float)
+    if not counts.sum():
+        raise GeonbError(f"no {size}×{size} training patch fits inside the training region with {MIN_VALID:.0%} valid "
+                         f"cells and its halo ({margin} cells) clear of the test region; use a smaller patch_lr or "
+                         "factor, or larger blocks.")
+    stacks = [s.tensor() for s in scenes]
+
+    def batches(epoch: int):
+        rng = np.random.default_rng([seed, epoch])
+        for _ in range(steps):
+            items = []
+            for k in rng.choice(len(stacks), batch_size, p=counts / counts.sum()):
+                i, j = corners[k][rng.integers(len(corners[k]))]
+                items.append(stacks[k][:, i:i + size, j:j + size])
+            yield split_tensor(torch.stack(items).to(device), factor, cond_res)
+
+    return batches
+
+
+def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Scene], vals, ckpt_dir, *,
+                epochs: int, steps: int, batch_size: int, lr: float, patch_lr: int, patience: int, seed: int,
+                losses: dict | None = None, on_epoch=None, units: float = 1.0, device="cpu"):
+    """Train ``arch`` on random patches of the ``scenes``; early-stop on the RMSE of the ``vals``
+    scenes (one Scene or a list) on their valid cells.
+
+    ``on_epoch(epoch, val_rmse)`` is called after each validation (optuna pruning).
+    ``units``: physical units (e.g. metres) per normalised unit (the normaliser's std), for
+    the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``; default DeepBedMap's).
+    Returns (method, history); the trained generator is ``method.generator``.
+    """
+    factor, cond_res = check_factor(factor), tuple(cond_res)
+    spec = get_arch(arch)
+    w = {**DEEPBEDMAP_WEIGHTS, **(losses or {})}
+    method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=device,
+                           adv_weight=w.pop("w_adversarial", 0.0), content_args={"factor": factor, "units": units, **w})
+    batches = patch_sampler(scenes, factor, cond_res, patch_lr, batch_size, steps, seed, device,
+                            margin=min(method.generator.halo * factor, HALO_CAP))
+    vals = [split_tensor(v.tensor()[None].to(device), factor, cond_res) for v in ([vals] if isinstance(vals, Scene) else vals)]
+    count = [0]
+
+    def validate():
+        """RMSE (normalised) on the valid val cells at the prediction's resolution (stagewise: per stage)."""
+        sse = n = 0.0
+        for x, hr, wt in vals:
+            pred = method.predict(x)
+            k = hr.shape[-1] // pred.shape[-1]
+            wk = block_mean(wt, k)
+            sse += float((wk * (pred - block_mean(hr, k)) ** 2).sum())
+            n += float(wk.sum())
+        score = (sse / n) ** 0.5
+        count[0] += 1
+        if on_epoch is not None:
+            on_epoch(count[0], score)
+        return {"val_loss": score}
+
+    history = method.fit(batches, validate, ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=arch)
+    return method, history
+
+
+def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Normaliser, cond_norms,
+               trained_on: str, history, valid_above=None, crs: str = ""):
+    """The model file: generator settings, normalisers of the target and each conditioning grid,
+    the mask threshold and the grid's CRS."""
+    arch_args = {"factor": method.generator.factor, "cond_res": [int(r) for _, r in cond], **hparams}
+    norms = {"target": norm, **{f"cond {n}": cn for (n, _), cn in zip(cond, cond_norms)}}
+    model = TrainedModel("downscale", arch, arch_args, method.weights(), norms,
+                         inputs={"variable": str(var), "cond": [n for n, _ in cond],
+                                 "valid_above": None if valid_above is None else float(valid_above), "crs": str(crs)},
+                         info={"trained_on": str(trained_on), "history": history})
+    return model.save(path)
 
 
 def _synthetic_scenes(n, seed, cond) -> list[Scene]:
@@ -97,181 +453,26 @@ def _synthetic_scenes(n, seed, cond) -> list[Scene]:
     return scenes
 
 
-def _data_id(ds) -> str:
-    return f"{ds.attrs.get('source_name')} {ds.sizes['lat']}x{ds.sizes['lon']}"
-
-
-# ---------------------------------------------------------------- 01
-def data_prep(run) -> Report:
-    """Load the high-res grid, derive conditioning layers, split into train|val|test bands."""
-    name = run["data"] or "jacksboro"
-    if name == "synthetic":
-        ds = terrain.terrain_dataset(344, 400, seed=int(run["seed"]))
-        hr, lat, lon, units = ds["elevation"].values, ds.lat.values, ds.lon.values, "m"
-    else:
-        da = load_field(name, run["var"]).isel(time=0)
-        hr, lat, lon, units = da.values.astype("float64"), da.lat.values, da.lon.values, da.attrs.get("units", "")
-    check_finite(hr, f"the target grid {name!r}")
-    if run["quick"]:
-        ny, nx = QUICK_CROP
-        y0, x0 = max(0, (hr.shape[0] - ny) // 2), max(0, (hr.shape[1] - nx) // 2)
-        hr, lat, lon = hr[y0:y0 + ny, x0:x0 + nx], lat[y0:y0 + ny], lon[x0:x0 + nx]
-    # Multiples of 16 so every factor (2..16) tiles the grid and each band exactly.
-    hr = crop_to_multiple(hr, 16)
-    ny, nx = hr.shape
-    lat, lon = lat[:ny], lon[:nx]
-    if ny < 64 or nx < 96:
-        raise GeonbError(f"the grid is {ny}×{nx} after cropping to multiples of 16; downscaling needs at least "
-                         "64×96 cells (train, val and test bands). Use a larger grid.")
-    n_test = max(16, int(round(0.24 * nx / 16)) * 16)
-    n_val = max(16, int(round(0.12 * nx / 16)) * 16)
-    split = np.r_[np.zeros(nx - n_test - n_val), np.ones(n_val), 2 * np.ones(n_test)].astype("int8")
-    surface = terrain.surface_layer(hr)
-    ds = xr.Dataset(
-        {"elevation": (("lat", "lon"), hr.astype("float32"), {"units": units, "long_name": "target elevation"}),
-         "surface": (("lat", "lon"), surface.astype("float32"),
-                     {"units": units, "long_name": "smoothed surface (geonb.terrain.surface_layer)"}),
-         "velocity": (("lat", "lon"), terrain.velocity_layer(surface, hr).astype("float32"),
-                      {"long_name": "log10 slope-driven speed (geonb.terrain.velocity_layer)"}),
-         "split": (("lon",), split, {"flag_values": "0 1 2", "flag_meanings": "train val test"})},
-        coords={"lat": lat, "lon": lon},
-        attrs={"source_name": name, "units": units},
-    )
-    write_netcdf(ds, run.path("data.nc"))
-    # the shared layout (docs/DESIGN.md): what geonb.explore shows for any task
-    write_netcdf(ds["elevation"].expand_dims(time=[0]).to_dataset(name="field"), run.path("field.nc"))
-    sizes = pd.DataFrame({b: {"columns": int((split == i).sum()), "rows": ny, "cells": int((split == i).sum()) * ny}
-                          for i, b in enumerate(("train", "val", "test"))}).T
-    fig = plots.map_panels(
-        [("elevation (train | val | test)", np.where(np.r_[np.diff(split), 0][None, :] != 0, np.nan, hr), lat, lon, "elevation"),
-         ("surface layer", surface, lat, lon, "elevation"),
-         ("velocity layer", ds["velocity"].values, lat, lon, "sigma")],
-        run.figure("01_data"), ncols=3, units=units)
-    return Report(f"01 data: {name} {ny}×{nx}",
-                  "Column bands train | val | test (white lines mark the borders); the test band is never "
-                  "used for training or tuning.", {"regions": sizes}, [fig])
-
-
-# ---------------------------------------------------------------- 02
-def simulate(run) -> Report:
-    """Degradation examples: block-averaged low-res grid and its bicubic upsampling."""
-    ds = _load(run)
-    f = check_factor(run["factor"])
-    test = _band(ds, "test")
-    truth = test["elevation"].values.astype("float64")
-    rows = {}
-    for g in (2, 4, 8, 16):
-        lr = coarsen(truth, g)
-        rows[f"×{g}"] = {"low-res shape": f"{lr.shape[0]}×{lr.shape[1]}", "bicubic RMSE": rmse(bicubic(lr, g), truth)}
-    lr = coarsen(truth, f)
-    up = bicubic(lr, f)
-    clat, clon = _coarse_coords(test, f)
-    units = ds.attrs.get("units", "")
-    fig = plots.map_panels(
-        [("truth (test band)", truth, test.lat, test.lon, "elevation"),
-         (f"low-res: {f}×{f} block mean", lr, clat, clon, "elevation"),
-         (f"bicubic ×{f}", up, test.lat, test.lon, "elevation"),
-         ("bicubic − truth", up - truth, test.lat, test.lon, "diff")],
-        run.figure(f"02_degradation_x{f}"), ncols=4, units=units)
-    return Report(f"02 degradation ×{f}", "Low-res inputs are block averages of the target; bicubic is the baseline.",
-                  {"bicubic on the test band": pd.DataFrame(rows).T}, [fig])
-
-
-# ---------------------------------------------------------------- 03
-@dataclass
-class Scene:
-    """One complete high-res grid (normalised) with its conditioning grids at the same resolution."""
-    hr: np.ndarray
-    conds: list = field(default_factory=list)
-    name: str = ""
-
-    def tensor(self) -> torch.Tensor:
-        return torch.as_tensor(np.stack([self.hr, *self.conds]).astype("float32"))
-
-
-def split_tensor(hr_stack: torch.Tensor, factor: int, cond_res) -> tuple:
-    """(B, 1+nc, H, W) high-res stack → a batch ``((lr, [cond at its r]), hr, None)``."""
-    hr = hr_stack[:, :1]
-    lr = block_mean(hr, factor)
-    conds = [block_mean(hr_stack[:, 1 + i: 2 + i], factor // r) for i, r in enumerate(cond_res)]
-    return (lr, conds), hr, None
-
-
-def patch_sampler(scenes: list[Scene], factor: int, cond_res, patch_lr: int, batch_size: int, steps: int, seed: int,
-                  device="cpu"):
-    """``batches(epoch)`` for training: random factor-aligned high-res patches, split into batches."""
-    size = patch_lr * factor
-    for s in scenes:
-        if min(s.hr.shape) < size:
-            raise GeonbError(f"grid {s.name or ''} of {s.hr.shape[0]}×{s.hr.shape[1]} is smaller than one training "
-                             f"tile ({size}×{size} = {patch_lr} low-res px × factor {factor}); use a smaller "
-                             "patch_lr, a smaller factor or a larger grid.")
-    stacks = [s.tensor() for s in scenes]
-    weights = np.array([s.hr.size for s in scenes], float)
-
-    def batches(epoch: int):
-        rng = np.random.default_rng([seed, epoch])
-        for _ in range(steps):
-            items = []
-            for k in rng.choice(len(stacks), batch_size, p=weights / weights.sum()):
-                _, ny, nx = stacks[k].shape
-                i = rng.integers(0, (ny - size) // factor + 1) * factor
-                j = rng.integers(0, (nx - size) // factor + 1) * factor
-                items.append(stacks[k][:, i:i + size, j:j + size])
-            yield split_tensor(torch.stack(items).to(device), factor, cond_res)
-
-    return batches
-
-
-def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Scene], val: Scene, ckpt_dir, *,
-                epochs: int, steps: int, batch_size: int, lr: float, patch_lr: int, patience: int, seed: int,
-                losses: dict | None = None, on_epoch=None, units: float = 1.0, device="cpu"):
-    """Train ``arch`` on random patches of the ``scenes``; early-stop on the RMSE of ``val``.
-
-    ``on_epoch(epoch, val_rmse)`` is called after each validation (optuna pruning).
-    ``units``: physical units (e.g. metres) per normalised unit (the normaliser's std), for
-    the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``; default DeepBedMap's).
-    Returns (method, history); the trained generator is ``method.generator``.
-    """
-    factor, cond_res = check_factor(factor), tuple(cond_res)
-    spec = get_arch(arch)
-    w = {**DEEPBEDMAP_WEIGHTS, **(losses or {})}
-    method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=device,
-                           adv_weight=w.pop("w_adversarial", 0.0), content_args={"factor": factor, "units": units, **w})
-    batches = patch_sampler(scenes, factor, cond_res, patch_lr, batch_size, steps, seed, device)
-    (val_lr, val_conds), val_hr, _ = split_tensor(val.tensor()[None].to(device), factor, cond_res)
-    count = [0]
-
-    def validate():
-        """RMSE (normalised) of the whole val region at the prediction's resolution (stagewise: per stage)."""
-        pred = method.predict((val_lr, val_conds))
-        score = float(torch.sqrt(torch.nn.functional.mse_loss(pred, block_mean(val_hr, val_hr.shape[-1] // pred.shape[-1]))))
-        count[0] += 1
-        if on_epoch is not None:
-            on_epoch(count[0], score)
-        return {"val_loss": score}
-
-    history = method.fit(batches, validate, ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=arch)
-    return method, history
-
-
-def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Normaliser, cond_norms,
-               trained_on: str, history):
-    """The model file: generator settings, normalisers of the target and each conditioning grid."""
-    arch_args = {"factor": method.generator.factor, "cond_res": [int(r) for _, r in cond], **hparams}
-    norms = {"target": norm, **{f"cond {n}": cn for (n, _), cn in zip(cond, cond_norms)}}
-    model = TrainedModel("downscale", arch, arch_args, method.weights(), norms,
-                         inputs={"variable": str(var), "cond": [n for n, _ in cond]},
-                         info={"trained_on": str(trained_on), "history": history})
-    return model.save(path)
-
-
 def _training_data(run, ds, cond):
-    train, val = _band(ds, "train"), _band(ds, "val")
-    norm = Normaliser.fit(train["elevation"].values)
-    cond_norms = [Normaliser.fit(train[c].values) for c, _ in cond]
-    scenes = [_scene(train, norm, cond_norms, cond, "train band")] + _synthetic_scenes(run["synthetic"], run["seed"], cond)
-    return scenes, _scene(val, norm, cond_norms, cond, "val band"), norm, cond_norms
+    """The training scene (the whole grid, patches kept to the train region), the val scenes (each val
+    box with ``MARGIN`` cells of context, scored on its valid val cells) and the normalisers."""
+    split, valid = ds["split"].values, ds["valid"].values.astype(bool)
+    train = split == 0
+    norm = Normaliser.fit(ds["target"].values[train & valid])
+    cond_norms = [_layer_norm(ds, c, train) for c, _ in cond]
+    hr, conds = norm(ds["target"].values.astype("float64")), [n(_layer(ds, c)) for (c, _), n in zip(cond, cond_norms)]
+    scenes = [Scene(hr, conds, "train region", valid.astype("float64"), train, split == 2)]
+    n_synth = setting(run, "synthetic")
+    if n_synth and any(c not in DERIVED for c, _ in cond):
+        raise GeonbError(f"synthetic terrain scenes have only {', '.join(DERIVED)} layers, not {run['cond']!r}; "
+                         "set synthetic to 0.")
+    scenes += _synthetic_scenes(n_synth, run["seed"], cond)
+    vals = []
+    for box in _scored_boxes(split, valid, 1, int(ds.attrs["block"])):
+        g = _grown(box, hr.shape, MARGIN)
+        vals.append(Scene(_crop(hr, g), [_crop(c, g) for c in conds], f"val {g}",
+                          _crop((split == 1) & valid, g).astype("float64")))
+    return scenes, vals, norm, cond_norms
 
 
 def parse_cond(spec, factor: int) -> list[tuple[str, int]]:
@@ -293,20 +494,22 @@ def parse_cond(spec, factor: int) -> list[tuple[str, int]]:
     return out
 
 
-def _cond(run):
+def _cond(run, ds):
     cond = parse_cond(run["cond"], check_factor(run["factor"]))
-    unknown = [c for c, _ in cond if c not in LAYERS]
+    have = [v for v in ds.data_vars if v not in ("target", "valid", "split")] + list(COORDS)
+    unknown = [c for c, _ in cond if c not in have]
     if unknown:
-        raise GeonbError(f"conditioning layer(s) {unknown} unknown; this task derives {', '.join(LAYERS)}.")
+        raise GeonbError(f"conditioning layer(s) {unknown} unknown; {ds.attrs['source_name']} has {', '.join(have)}.")
     return cond
 
 
 def train(run) -> Report:
     """Train the run's arch (after an optuna search when tune_trials > 0); save the model file."""
     arch, f = run["arch"], check_factor(run["factor"])
-    name = f"{arch}_x{f}"
-    ds, cond = _load(run), _cond(run)
-    scenes, val, norm, cond_norms = _training_data(run, ds, cond)
+    ds = _load(run)
+    cond = _cond(run, ds)
+    name = model_name(arch, f, cond)
+    scenes, vals, norm, cond_norms = _training_data(run, ds, cond)
     hp, lr, batch = _hparams(run), run["lr"], run["batch_size"]
     device = pick_device(run["device"])
     settings = dict(steps=run["steps_per_epoch"], patch_lr=run["patch_lr"], patience=run["patience"], seed=run["seed"],
@@ -320,7 +523,7 @@ def train(run) -> Report:
 
         def objective(params, on_epoch, trial_dir):
             hp_t = {**hp, **{k: params[k] for k in searched if k in params}}
-            _, hist = train_model(arch, f, [r for _, r in cond], hp_t, scenes, val, trial_dir,
+            _, hist = train_model(arch, f, [r for _, r in cond], hp_t, scenes, vals, trial_dir,
                                   epochs=run["tune_epochs"], batch_size=params["batch_size"], lr=params["lr"],
                                   on_epoch=on_epoch, **settings)
             return min(h["val_loss"] for h in hist)
@@ -331,20 +534,26 @@ def train(run) -> Report:
         hp.update({k: best[k] for k in searched if k in best})
         tables["optuna trials (val RMSE, normalised)"] = trials
         figures.append(fig)
-    method, history = train_model(arch, f, [r for _, r in cond], hp, scenes, val, run.checkpoint_dir(name),
+    method, history = train_model(arch, f, [r for _, r in cond], hp, scenes, vals, run.checkpoint_dir(name),
                                   epochs=run["epochs"], batch_size=batch, lr=lr, **settings)
-    trained_on = f"{_data_id(ds)} train band + {run['synthetic']} synthetic scenes"
-    path = save_model(run.model_path(name), method, arch, hp, "elevation", cond, norm, cond_norms, trained_on, history)
+    trained_on = f"{_data_id(ds)} train region + {setting(run, 'synthetic')} synthetic scenes"
+    above = setting(run, "valid_above")
+    path = save_model(run.model_path(name), method, arch, hp, ds["target"].attrs["variable"], cond, norm, cond_norms,
+                      trained_on, history, above, ds.attrs["crs"])
     figures.insert(0, plots.loss_curves(history, run.figure(f"03_loss_{name}"),
-                                        title=f"{arch} ×{f} (val loss = val-band RMSE, normalised)"))
+                                        title=f"{_label(name)} (val loss = val-region RMSE, normalised)"))
     tables["history (last epochs)"] = pd.DataFrame(history).tail(5).set_index("epoch")
-    return Report(f"03 train {arch} ×{f}", f"Model file: `{path}` ({trained_on}; lr {lr:.3g}, "
-                  f"batch {batch}, {hp or 'default SRCNN'}).", tables, figures)
+    return Report(f"03 train {_label(name)}", f"Model file: `{path}` ({trained_on}; lr {lr:.3g}, "
+                  f"batch {batch}, {hp or 'default SRCNN'}; device {device}).", tables, figures)
 
 
 # ---------------------------------------------------------------- prediction
 def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, tile=None) -> np.ndarray:
-    """Physical-units low-res grid (+ conditioning grids at their resolutions) → high-res grid (float64)."""
+    """Physical-units low-res grid (+ conditioning grids at their resolutions) → high-res grid (float64).
+
+    Low-res cells at or below the model's ``valid_above`` (ice-free) keep their value in every
+    high-res cell they hold: masked cells are passed through, not invented.
+    """
     model = predictor.model
     lr = check_finite(lr, "the low-res input grid")
     names, cond_res = model.inputs["cond"], model.arch_args["cond_res"]
@@ -360,19 +569,27 @@ def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, t
                              f"(the low-res grid × {r}).")
         cs.append(predictor.tensor(model.norms[f"cond {name}"](c))[None, None])
     out = predictor((predictor.tensor(norm(lr))[None, None], cs), tile=tile, halo=halo, batch=1)["mean"]
-    return out[0].astype("float64") * norm.std + norm.mean
+    hr = out[0].astype("float64") * norm.std + norm.mean
+    above = model.inputs.get("valid_above")
+    if above is not None:
+        f = model.arch_args["factor"]
+        coarse = np.kron(lr, np.ones((f, f)))
+        hr = np.where(coarse <= above, coarse, hr)
+    return hr
 
 
 # ---------------------------------------------------------------- 04
 def _evaluate(run) -> xr.Dataset:
-    """Predict the test band with every model in this run dir trained on this data (+ bicubic)."""
+    """Predict the whole grid from its block means with every model of this run trained on this data,
+    and both baselines; masked cells are kept as they are (the truth) in every output."""
     ds = _load(run)
-    test = _band(ds, "test")
-    truth = test["elevation"].values.astype("float64")
+    truth = ds["target"].values.astype("float64")
+    valid = ds["valid"].values.astype(bool)
     models = run.trained()
     if not models:
         raise GeonbError(f"no model in {run.path('models')}; run 03_train first.")
-    out = xr.Dataset({"truth": (("lat", "lon"), truth)}, coords={"lat": test.lat, "lon": test.lon})
+    out = ds[["target", "valid", "split"]].rename(target="truth")
+    keep = lambda a: (("y", "x"), np.where(valid, a, truth))  # noqa: E731
     for name, path in models.items():
         model = TrainedModel.load(path, task="downscale")
         if not model.info["trained_on"].startswith(_data_id(ds)):
@@ -380,181 +597,232 @@ def _evaluate(run) -> xr.Dataset:
             continue
         f = model.arch_args["factor"]
         lr = coarsen(truth, f)
-        conds = [coarsen(test[c].values.astype("float64"), f // r)
+        for b in BASELINES:
+            out[f"{b}_x{f}"] = keep(baseline(b, lr, f))
+        conds = [block_mean(torch.as_tensor(_layer(ds, c))[None, None], f // r)[0, 0].numpy()
                  for c, r in zip(model.inputs["cond"], model.arch_args["cond_res"])]
-        out[f"bicubic_x{f}"] = (("lat", "lon"), bicubic(lr, f))
-        out[name] = (("lat", "lon"), predict_grid(Predictor(model), lr, conds))
-    out.attrs.update(units=ds.attrs.get("units", ""), source_name=ds.attrs["source_name"])
+        out[name] = keep(predict_grid(Predictor(model), lr, conds, tile=64))
     return out
 
 
-def _label(name: str) -> str:
-    """``srcnn_x4`` → ``srcnn ×4`` (figure titles and legends)."""
-    return name.replace("_x", " ×")
-
-
-def _methods(pred: xr.Dataset):
-    """(name, factor) of every prediction, bicubic first within each factor."""
-    names = [v for v in pred.data_vars if v != "truth"]
-    return sorted(((v, int(v.rsplit("_x", 1)[1])) for v in names), key=lambda t: (t[1], not t[0].startswith("bicubic"), t[0]))
-
-
 def error_maps(run) -> Report:
-    """Metric table (model vs bicubic on the held-out test band), maps and spectra."""
+    """Metric table (models vs both baselines on the held-out test region), maps and spectra."""
     pred = _evaluate(run)
-    pred.attrs["methods"] = ",".join(n for n, _ in _methods(pred))
-    write_netcdf(pred, run.prediction_path("test_band"))
-    truth = pred["truth"].values
+    write_netcdf(pred, run.prediction_path("test_region"))
+    truth, scored = pred["truth"].values, (pred["split"].values == 2) & (pred["valid"].values == 1)
+    box = _map_box(pred.rename(truth="target"))
     rows = []
     for name, f in _methods(pred):
-        scores = sr_scores(pred[name].values, truth, coarsen(truth, f), f)
-        base = rmse(pred[f"bicubic_x{f}"].values, truth)
-        rows.append({"method": name.rsplit("_x", 1)[0], "factor": f, "RMSE": scores["rmse"], "RMSE bicubic": base,
-                     "ratio to bicubic": scores["rmse"] / base, "PSNR dB": scores["psnr"], "SSIM": scores["ssim"],
-                     "topo consistency": scores["topo_consistency"], "spectrum ratio": scores["spectrum_ratio"]})
-    table = pd.DataFrame(rows).set_index(["method", "factor"])
-    table.to_csv(run.metrics_path("test_band"))
-    units, lat, lon = pred.attrs.get("units", ""), pred.lat, pred.lon
-    panels = [("truth", truth, lat, lon, "elevation")]
-    panels += [(_label(n), pred[n].values, lat, lon, "elevation") for n, _ in _methods(pred)]
-    panels += [(f"{_label(n)} − truth", pred[n].values - truth, lat, lon, "diff") for n, _ in _methods(pred)]
-    maps = plots.map_panels(panels, run.figure("04_maps"), ncols=len(_methods(pred)) + 1, units=units,
-                            suptitle="held-out test band")
+        values = pred[name].values
+        s = masked_scores(values, truth, scored)
+        base = {b: rmse(pred[f"{b}_x{f}"].values, truth, scored) for b in BASELINES}
+        rows.append({"method": _label(name).split(" ×")[0], "factor": f, "inputs": _NAME.match(name)["inputs"] or "",
+                     "RMSE": s["rmse"], "MAE": s["mae"], "bias": s["bias"], "PSNR dB": s["psnr"], "SSIM": s["ssim"],
+                     **{f"ratio to {b}": s["rmse"] / base[b] for b in BASELINES},
+                     "topo consistency": topographic_consistency(values, coarsen(truth, f), f, scored),
+                     "spectrum ratio": spectrum_ratio(_crop(values, box), _crop(truth, box), f)})
+    table = pd.DataFrame(rows).set_index(["method", "factor", "inputs"])
+    table.to_csv(run.metrics_path("test_region"))
+    crs, units, kind = pred.attrs.get("crs", ""), run_units(pred), _kind(pred.rename(truth="target"))
+    y, x = _box_axes(pred, box)
+    names = [n for n, _ in _methods(pred)]
+    panels = [("truth", _crop(truth, box), y, x, kind)]
+    panels += [(_label(n), _crop(pred[n].values, box), y, x, kind) for n in names]
+    panels += [(f"{_label(n)} − truth", np.where(_crop(scored, box), _crop(pred[n].values - truth, box), np.nan), y, x,
+                "diff") for n in names]
+    maps = plots.map_panels(panels, run.figure("04_maps"), ncols=len(names) + 1, units=units, crs=crs,
+                            suptitle="the roughest held-out test block (error on valid test cells only)")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    k, p = radial_spectrum(truth)
+    k, p = radial_spectrum(_crop(truth, box))
     ax.loglog(k[1:], p[1:], "k", lw=2, label="truth")
-    for n, _ in _methods(pred):
-        ax.loglog(k[1:], radial_spectrum(pred[n].values)[1][1:], label=_label(n))
+    for n in names:
+        ax.loglog(k[1:], radial_spectrum(_crop(pred[n].values, box))[1][1:], label=_label(n))
     for f in sorted({f for _, f in _methods(pred)}):
         ax.axvline(0.5 / f, color="0.6", ls=":", lw=1)
-    ax.set(xlabel="wavenumber (cycles / high-res px); dotted: low-res Nyquist", ylabel="power",
-           title="radially averaged power spectrum, test band")
+    ax.set(xlabel="wavenumber (cycles / high-res cell); dotted: low-res Nyquist", ylabel="power",
+           title="radially averaged power spectrum, the test block of the maps")
     ax.legend(fontsize=7)
     spec = plots.save_figure(fig, run.figure("04_spectra"))
-    return Report("04 error maps (held-out test band)",
-                  "RMSE, PSNR, SSIM against the truth; topo consistency = RMSE between the block mean of the "
-                  "output and the low-res input; spectrum ratio = fine-scale power (above the low-res Nyquist) "
-                  "recovered, output / truth.", {"metrics": table}, [maps, spec])
+    return Report("04 error maps (held-out test region)",
+                  "RMSE, MAE, bias, PSNR, SSIM (torchmetrics) on the valid cells of the test region; the ratios compare "
+                  "RMSE with Keys bicubic and the cubic B-spline on the same cells; topo consistency = RMSE between "
+                  "the block mean of the output and the low-res input; spectrum ratio = fine-scale power (above the "
+                  "low-res Nyquist) recovered, output / truth, on the test block of the maps.",
+                  {"metrics": table}, [maps, spec])
+
+
+def run_units(ds) -> str:
+    return ds.attrs.get("units", "")
 
 
 # ---------------------------------------------------------------- 05
 def _predictions(run) -> xr.Dataset:
     run.require("error_maps")
-    return open_dataset(run.prediction_path("test_band"))
+    return open_dataset(run.prediction_path("test_region"))
 
 
 def scatter_plots(run) -> Report:
     pred = _predictions(run)
-    series = {_label(n): (pred["truth"].values, pred[n].values) for n, _ in _methods(pred)}
-    fig = plots.scatter_density(series, run.figure("05_scatter"), units=pred.attrs.get("units", ""),
-                                title="predicted vs true elevation, test band")
-    return Report("05 scatter (test band)", "Binned mean and 95 % interval of the prediction per true-value bin.",
+    scored = (pred["split"].values == 2) & (pred["valid"].values == 1)
+    truth = pred["truth"].values[scored]
+    series = {_label(n): (truth, pred[n].values[scored]) for n, _ in _methods(pred)}
+    fig = plots.scatter_density(series, run.figure("05_scatter"), units=run_units(pred),
+                                title="predicted vs true, valid cells of the test region")
+    return Report("05 scatter (test region)", "Binned mean and 95 % interval of the prediction per true-value bin.",
                   {}, [fig])
 
 
 # ---------------------------------------------------------------- 06
-def _point(point, default, lat, lon):
-    """A [lat, lon] transect end inside the test band (``default`` when None)."""
-    if point is None:
-        return default
-    la, lo = (float(v) for v in point)
-    if not (min(lat) <= la <= max(lat) and min(lon) <= lo <= max(lon)):
-        raise GeonbError(f"transect point {point!r} is outside the test band (lat {min(lat):.4f}..{max(lat):.4f}, "
-                         f"lon {min(lon):.4f}..{max(lon):.4f}); pick points inside it.")
-    return la, lo
+def _line(run, pred):
+    """(y, x, km) of the 06 line: from the user's [lat, lon] ends, or across the roughest test block."""
+    crs = pred.attrs.get("crs", "")
+    if run["transect_start"] is None or run["transect_end"] is None:
+        y0, y1, x0, x1 = _map_box(pred.rename(truth="target"))
+        ys, xs = pred.y.values, pred.x.values
+        start, end = (ys[y0 + (y1 - y0) // 10], xs[x0]), (ys[y1 - 1 - (y1 - y0) // 10], xs[x1 - 1])
+        n = 300
+        y, x = np.linspace(start[0], end[0], n), np.linspace(start[1], end[1], n)
+        if crs in ("", "EPSG:4326"):
+            return line_points(start, end, n)
+        return y, x, np.hypot(y - y[0], x - x[0]) / 1000.0
+    start, end = run["transect_start"], run["transect_end"]
+    y, x, km = (line_points(start, end) if crs in ("", "EPSG:4326") else line_points_projected(start, end, crs))
+    inside = lambda v, c: c.min() <= v <= c.max()  # noqa: E731
+    for point, py, px in ((start, y[0], x[0]), (end, y[-1], x[-1])):
+        if not (inside(py, pred.y.values) and inside(px, pred.x.values)):
+            raise GeonbError(f"transect point {point!r} is outside the grid; pick [lat, lon] points inside it.")
+    return y, x, km
 
 
 def transects(run) -> Report:
-    """Elevation and roughness (5×5 moving std) along a line for truth, bicubic and models."""
+    """Values and roughness (5×5 moving std) along a line for truth, baselines and models."""
     pred = _predictions(run)
-    lat, lon = pred.lat.values, pred.lon.values
-    start = _point(run["transect_start"], (lat[len(lat) // 5], lon[0]), lat, lon)
-    end = _point(run["transect_end"], (lat[4 * len(lat) // 5], lon[-1]), lat, lon)
-    line_lat, line_lon, km = line_points(start, end)
-    names = ["truth"] + [n_ for n_, _ in _methods(pred)]
-    values = {_label(nm): sample_line(pred[nm], line_lat, line_lon) for nm in names}
-    rough = {_label(nm): sample_line(pred[nm].copy(data=roughness(pred[nm].values)), line_lat, line_lon) for nm in names}
-    units = pred.attrs.get("units", "")
-    fig = plots.transect_plot(km, values, rough, run.figure("06_transect"), units=units,
-                              title=f"transect ({start[0]:.4f}, {start[1]:.4f}) → ({end[0]:.4f}, {end[1]:.4f})")
-    table = pd.DataFrame({k: {"RMSE along line": rmse(v, values["truth"]),
-                              "mean roughness": float(np.mean(rough[k]))} for k, v in values.items()}).T
-    return Report("06 transect (test band)", "Top: elevation; bottom: roughness = 5×5 moving std.",
-                  {"along the transect": table}, [fig])
-
+    y, x, km = _line(run, pred)
+    names = ["truth"] + [n for n, _ in _methods(pred)]
+    values = {("truth" if nm == "truth" else _label(nm)): sample_line(pred[nm], y, x) for nm in names}
+    rough = {("truth" if nm == "truth" else _label(nm)): sample_line(pred[nm].copy(data=roughness(pred[nm].values)), y, x)
+             for nm in names}
+    scored = sample_line(((pred["split"] == 2) & (pred["valid"] == 1)), y, x).astype(bool)
+    units = run_units(pred)
+    fig = plots.transect_plot(km, values, rough, run.figure("06_transect"), units=units, shade=~scored,
+                              shade_label="not scored (train/val or masked)",
+                              title=f"transect across a rough test block ({len(km)} points, {km[-1]:.0f} km)")
+    table = pd.DataFrame({k: {"RMSE along line (scored cells)": rmse(v[scored], values["truth"][scored]),
+                              "mean roughness": float(np.nanmean(rough[k][scored]))} for k, v in values.items()}).T
+    return Report("06 transect (test region)", "Top: the field; bottom: roughness = 5×5 moving std, which a model "
+                  "must restore and a smooth interpolation cannot.", {"along the transect": table}, [fig])
 
 
 # ---------------------------------------------------------------- command line: geonb train, geonb predict
-def _cond_on_grid(spec: str, lat, lon, factor: int):
-    """``FILE:VAR[@r]`` → (name, r, values interpolated onto the (lat, lon) cell centres)."""
+def _cond_on_grid(spec: str, target: xr.Dataset, factor: int):
+    """``FILE:VAR[@r]`` (or ``x``/``y``: a coordinate) → (name, r, values on the target's cells)."""
+    if spec in COORDS:
+        return spec, factor, _layer(target, spec)
     path, sep, var = spec.rpartition(":")
     if not sep or not path or not var:
-        raise GeonbError(f"--cond {spec!r}: write FILE:VAR (e.g. surface.nc:elevation), optionally FILE:VAR@r.")
+        raise GeonbError(f"--cond {spec!r}: write FILE:VAR (e.g. surface.nc:elevation), optionally FILE:VAR@r, "
+                         "or x / y for a coordinate.")
     [(var, r)] = parse_cond(var, factor)
-    da = load_field(path, var).isel(time=0)
-    for axis, want in (("lat", lat), ("lon", lon)):
-        have = da[axis].values
+    grid = load_grid(path, var)
+    if grid.attrs["crs"] != target.attrs["crs"]:
+        raise GeonbError(f"conditioning grid {spec!r} is in {grid.attrs['crs'] or 'no declared CRS'} but the target "
+                         f"in {target.attrs['crs'] or 'none'}; reproject it onto the target's grid first.")
+    da = grid[var]
+    for axis in ("y", "x"):
+        have, want = da[axis].values, target[axis].values
         half = abs(np.diff(have).mean()) / 2 if have.size > 1 else 0
-        if min(want) < have.min() - half or max(want) > have.max() + half:
+        if want.min() < have.min() - half or want.max() > have.max() + half:
             raise GeonbError(f"conditioning grid {spec!r} covers {axis} {have.min():.4f}..{have.max():.4f} but the "
-                             f"target needs {min(want):.4f}..{max(want):.4f}; give a grid that covers the target's extent.")
+                             f"target needs {want.min():.4f}..{want.max():.4f}; give a grid that covers the target's extent.")
     # Coverage is checked to half a cell: clip the last half cell onto the edge centres.
-    values = da.interp(lat=np.clip(lat, da.lat.min().item(), da.lat.max().item()),
-                       lon=np.clip(lon, da.lon.min().item(), da.lon.max().item())).values
+    values = da.interp(y=np.clip(target.y.values, da.y.min().item(), da.y.max().item()),
+                       x=np.clip(target.x.values, da.x.min().item(), da.x.max().item())).values
     return var, r, check_finite(values, f"conditioning grid {spec!r} on the target grid")
 
 
 def cli_train(args) -> int:
-    """``geonb train``: coarsen the high-res grid, train on its west 85 %, validate on the rest."""
+    """``geonb train``: coarsen the high-res grid, train on it, validate on val bands or blocks."""
     if get_arch(args.arch).task != "downscale":
         raise GeonbError(f"`geonb train` trains downscaling archs ({', '.join(_archs())}); {args.arch!r} is a "
                          f"{get_arch(args.arch).task} arch: use `geonb run -p arch {args.arch}` or the notebooks.")
     out = refuse_input_as_output(args.model, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])], "--model")
     f = check_factor(args.factor)
-    da = load_field(args.data, args.var).isel(time=0)
-    hr = crop_to_multiple(check_finite(da.values.astype("float64"), f"{args.data}:{da.name}"), f)
-    lat, lon = da.lat.values[: hr.shape[0]], da.lon.values[: hr.shape[1]]
-    conds = [_cond_on_grid(spec, lat, lon, f) for spec in args.cond or []]
-    n_val = max(f * args.patch, int(0.15 * hr.shape[1]) // f * f)
-    if hr.shape[1] - n_val < f * args.patch:
-        raise GeonbError(f"the grid is {hr.shape[0]}×{hr.shape[1]}: too small for a training band and a validation band "
-                         f"of {f * args.patch} columns each (patch {args.patch} × factor {f}). Use --patch smaller or a larger grid.")
-    norm = Normaliser.fit(hr[:, :-n_val])
-    cond_norms = [Normaliser.fit(v[:, :-n_val]) for _, _, v in conds]
-    scene = lambda sl, name: Scene(norm(hr[:, sl]), [n(v[:, sl]) for (_, _, v), n in zip(conds, cond_norms)], name)  # noqa: E731
+    grid = load_grid(args.data, args.var)
+    var = grid.attrs["target"]
+    ny, nx = crop_to_multiple(np.empty(grid[var].shape), 16).shape
+    grid = grid.isel(y=slice(0, ny), x=slice(0, nx))
+    hr = check_finite(grid[var].values.astype("float64"), f"{args.data}:{var}")
+    defaults = DATA_DEFAULTS.get(str(args.data), FALLBACK)
+    above = args.valid_above if args.valid_above is not None else defaults.get("valid_above")
+    block = defaults.get("block", 0) if min(ny, nx) >= 3 * defaults.get("block", 0) else 0
+    valid = hr > above if above is not None else np.ones(hr.shape, bool)
+    conds = [_cond_on_grid(spec, grid, f) for spec in args.cond or []]
+    ds = xr.Dataset({"target": (("y", "x"), hr), "valid": (("y", "x"), valid.astype("uint8")),
+                     "split": (("y", "x"), split_map(hr.shape, block, test=False)),
+                     **{n: (("y", "x"), v) for n, _, v in conds if n not in COORDS}},
+                    coords={"y": grid.y, "x": grid.x}, attrs={"block": block})
+    cond = [(n, r) for n, r, _ in conds]
+    train = ds["split"].values == 0
+    norm = Normaliser.fit(hr[train & valid])
+    cond_norms = [_layer_norm(ds, n, train) for n, _ in cond]
+    hrn, cs = norm(hr), [cn(v) for (_, _, v), cn in zip(conds, cond_norms)]
+    vals = [Scene(_crop(hrn, g), [_crop(c, g) for c in cs], "val", _crop((~train) & valid, g).astype("float64"))
+            for g in (_grown(b, hr.shape, MARGIN) for b in _boxes(~train, block))]
     hp = get_arch(args.arch).accepts("generator", {"n_blocks": args.n_blocks, "nf": args.nf, "beta": args.beta})
     method, history = train_model(
-        args.arch, f, [r for _, r, _ in conds], hp, [scene(slice(0, -n_val), "train")], scene(slice(-n_val, None), "val"),
+        args.arch, f, [r for _, r in cond], hp, [Scene(hrn, cs, "train region", valid.astype("float64"), train)], vals,
         out.with_name(out.stem + "_checkpoints"), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr or get_arch(args.arch).lr, patch_lr=args.patch, patience=args.patience, seed=args.seed,
         units=float(norm.std), device=pick_device(args.device))
-    save_model(out, method, args.arch, hp, str(da.name), [(n, r) for n, r, _ in conds], norm, cond_norms,
-               f"{args.data} {hr.shape[0]}x{hr.shape[1]}", history)
+    save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {ny}x{nx}", history, above,
+               grid.attrs["crs"])
     print(f"wrote {out}")
     return 0
 
 
 def predict_file(model: TrainedModel, args) -> xr.Dataset:
-    """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF)."""
+    """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF)
+    with the input's coordinate names and attributes and its CRS."""
     f = model.arch_args["factor"]
-    da = load_field(args.input, args.var).isel(time=0)
+    grid = load_grid(args.input, args.var or model.inputs["variable"])
+    da = grid[grid.attrs["target"]]
     lr = check_finite(da.values.astype("float64"), f"{args.input}:{da.name}")
-    conds = [_cond_on_grid(spec, refine_coords(da.lat.values, r), refine_coords(da.lon.values, r), r)[2]
-             for spec, r in zip(args.cond or [], model.arch_args["cond_res"])]
+    specs = list(args.cond or [])
+    if len(specs) != len(model.inputs["cond"]):
+        raise GeonbError(f"this model needs {len(model.inputs['cond'])} conditioning grid(s) "
+                         f"({', '.join(model.inputs['cond']) or 'none'}); got {len(specs)}. Pass them with --cond.")
+    conds = []
+    for spec, r in zip(specs, model.arch_args["cond_res"]):
+        conds.append(_cond_on_grid(spec, _refined(grid, r), r)[2])
     hr = predict_grid(Predictor(model), lr, conds, tile=args.tile or 64)
-    lat, lon = refine_coords(da.lat.values, f), refine_coords(da.lon.values, f)
-    name = str(da.name or model.inputs["variable"])
+    y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
+    fine = _refined(grid, f)
+    crs = grid.attrs["crs"]
+    cf = ({"units": "degrees_north", "standard_name": "latitude"}, {"units": "degrees_east", "standard_name": "longitude"}) \
+        if crs == "EPSG:4326" else ({}, {})
     out = xr.DataArray(
-        hr.astype("float32"), dims=("lat", "lon"), name=name,
-        coords={"lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
-                "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"})},
-        attrs={"units": da.attrs.get("units", ""), "long_name": f"{da.attrs.get('long_name', name)}, super-resolved ×{f}"},
+        hr.astype("float32"), dims=(y_name, x_name), name=str(da.name),
+        coords={y_name: (y_name, fine.y.values, {**cf[0], **grid.y.attrs}),
+                x_name: (x_name, fine.x.values, {**cf[1], **grid.x.attrs})},
+        attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},
+               "long_name": f"{da.attrs.get('long_name', da.name)}, super-resolved ×{f}"},
     ).to_dataset()
+    if crs and crs != "EPSG:4326":  # the CRS as a CF grid-mapping variable
+        from pyproj import CRS
+
+        out["spatial_ref"] = xr.DataArray(0, attrs=CRS.from_user_input(crs).to_cf())
+        out[str(da.name)].attrs["grid_mapping"] = "spatial_ref"
     out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {args.input}",
                      source=f"geonb model {args.model} ({model.arch}, trained on {model.info['trained_on']})")
     return out
+
+
+def _refined(grid: xr.Dataset, r: int) -> xr.Dataset:
+    """An empty grid with the cell centres of ``grid`` refined ×r (its CRS kept)."""
+    return xr.Dataset(coords={"y": refine_coords(grid.y.values, r), "x": refine_coords(grid.x.values, r)},
+                      attrs={"crs": grid.attrs["crs"]})
 
 
 def _archs() -> list[str]:
@@ -565,11 +833,13 @@ def add_cli(subparsers) -> None:
     """``geonb train``: a downscaling model from a high-res grid (it makes the low-res input itself)."""
     t = subparsers.add_parser("train", help="train a downscaling model on a high-res grid (makes the low-res input itself)")
     t.add_argument("--arch", required=True, help=f"one of {', '.join(_archs())}")
-    t.add_argument("--data", required=True, help="high-res NetCDF/zarr file or embedded dataset name")
+    t.add_argument("--data", required=True, help="high-res NetCDF/zarr file or embedded grid name (e.g. antarctica)")
     t.add_argument("--var", default="", help="variable in --data")
     t.add_argument("--factor", type=int, default=4, help="2, 4, 8 or 16")
     t.add_argument("--model", required=True, help="output model file (.pt)")
-    t.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="conditioning grids covering the target")
+    t.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]",
+                   help="conditioning grids covering the target (x, y: the coordinates)")
+    t.add_argument("--valid-above", type=float, help="cells at or below are masked (default: the data's; antarctica 0)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--steps", type=int, default=40, help="batches per epoch")
     t.add_argument("--batch-size", type=int, default=16)
@@ -585,7 +855,7 @@ def add_cli(subparsers) -> None:
 
 
 TASK = Task(
-    "downscale", "super-resolution of coarsened grids (elevation by default)", PARAMS,
+    "downscale", "super-resolution of coarsened grids (elevation, ice thickness)", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
     predict_file=predict_file,
