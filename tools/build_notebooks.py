@@ -36,14 +36,27 @@ patches **blocked** — by time, or by region when there are few time steps — 
 test pixel appears in a training patch. Normalisation statistics come from the training
 split only and are stored with the run.""",
         """The default needs nothing beyond `pip install`: the real HadISST monthly SST grid that
-ships in cartopy's package data (inpaint), matplotlib's topography/bathymetry grid
-(downscale), or the cloudy AVHRR cube of the Alboran Sea from the shared data folder (clouds).""",
+ships in cartopy's package data (inpaint), matplotlib's jacksboro elevation grid
+(downscale), or the cloudy AVHRR cube of the Alboran Sea from the shared data folder (clouds).
+
+Downscaling keeps a grid's own coordinates: `-p data antarctica` is Antarctic ice thickness on a
+5 km polar-stereographic grid (x, y in metres, EPSG:3031), drawn in its own projection. Ice-free
+cells (thickness ≤ `valid_above` = 0) are a mask $m$: out of the loss and the metrics, kept as they
+are in the output. The grid is split into 256-cell blocks in a lattice (block $(i, j)$ is test when
+$(i + 2j) \bmod 5 = 0$, val when it is 2), so test regions lie all around the continent; no training
+patch, nor its halo (the receptive field, capped at 64 cells), reaches a test cell. The grid's
+`beta` (log10 of a basal sliding coefficient) can condition the models, but it comes from an
+**inversion that used the ice geometry**: unlike DeepBedMap's surface elevation and velocity it is not
+an independent measurement, so 04 reports every model with and without it.""",
         ["explore"]),
     "02_hole_simulation": ("simulate", "Hole simulation and degradation", """
 For gap filling, lay the seed's hole sets on every patch — one 10×10 square, many 6×6
 squares, many squares of varied size, each in three placements — plus **real cloud
 shapes** borrowed from other days of the cloudy Alboran cube. For downscaling, coarsen
-the high-resolution grid by block averaging. For real clouds, choose cross-validation
+the high-resolution grid by block averaging, $x_{IJ} = \frac{1}{f^2}\sum_{(i,j)\in \text{block } IJ} y_{ij}$,
+and upsample it with the two classical baselines, both pixel-area aligned (a block mean sits at the
+block's centre): Keys **bicubic** and the **cubic B-spline** of the block means
+(`scipy.ndimage.zoom(order=3, grid_mode=True)`), which is far stronger on smooth fields. For real clouds, choose cross-validation
 points shaped like clouds of other days. The masks are saved as NetCDF in the run dir.""",
         """Draw your own holes below: whatever you draw and save becomes the hole set `drawn`,
 used by 03–05 like the simulated ones (re-run this step after saving).""",
@@ -74,8 +87,10 @@ $$L_G = w_c\,\lVert \hat y - y\rVert_1 + w_a\,L_\text{adv} + w_t\,\lVert \bar{\h
 
 `ctxgan`'s $D$ sees the real and the inpainted image in random order and says which is real.
 
-**regression / stagewise** (`srcnn`, `rsrcnn`) — mean squared error; `rsrcnn` trains its ×2
-stages one after the other, stage $k$ against the truth block-averaged to its resolution.
+**regression / stagewise** (`srcnn`, `rsrcnn`) — mean squared error over the valid cells
+($m$ = 0 on masked, e.g. ice-free, cells), $L = \sum_i m_i(\hat y_i - y_i)^2 / \sum_i m_i$; `rsrcnn`
+trains its ×2 stages one after the other, stage $k$ against the truth block-averaged to its
+resolution (and $m$ with it). The DeepBedMap terms of `srgan` are weighted by $m$ the same way.
 
 **gaussian_nll** (`dincae`) — a mean $\hat y$ and a log-variance $\log\sigma^2$ per pixel, on
 the pixels hidden from the input:
@@ -96,7 +111,11 @@ Score every model trained in this run directory on the held-out test data, besid
 classical baselines on exactly the same pixels, and map inputs, truth, predictions and
 differences with coastlines.""",
         """For gap filling the final image keeps every observed pixel and uses the prediction in
-the holes only; the baselines are biharmonic inpainting (scikit-image) and a local mean.""",
+the holes only; the baselines are biharmonic inpainting (scikit-image) and a local mean.
+For downscaling the whole grid is predicted from its block means and scored on the valid cells
+of the test region: RMSE, MAE, bias, PSNR and SSIM (torchmetrics), RMSE ratios to bicubic and to
+the cubic spline (a model must beat both), consistency with the low-res input and the share of
+fine-scale power (above the low-res Nyquist) restored.""",
         ["explore_predictions"]),
     "05_scatter_plots": ("scatter_plots", "Scatter plots", """
 Predicted against true values on the test pixels that matter (the holes, the
@@ -105,7 +124,8 @@ millions of points, with the 1:1 line, the binned mean and its 95 % interval."""
     "06_transects": ("transects", "Transects", """
 Values along a line between two lat/lon points (`transect_start`, `transect_end`) for the
 truth, each model and the baselines, and the roughness (5×5 moving standard deviation)
-along the same line, as DeepBedMap shows it.""", "", []),
+along the same line, as DeepBedMap shows it. On a projected grid the line is straight in the
+grid's projection; by default downscaling crosses its roughest test block.""", "", []),
 }
 
 EXTRA_CELLS = {
