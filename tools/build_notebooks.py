@@ -43,7 +43,7 @@ Downscaling keeps a grid's own coordinates: `-p data antarctica` is Antarctic ic
 5 km polar-stereographic grid (x, y in metres, EPSG:3031), drawn in its own projection. Ice-free
 cells (thickness ≤ `valid_above` = 0) are a mask $m$: out of the loss and the metrics, kept as they
 are in the output. The grid is split into 256-cell blocks in a lattice (block $(i, j)$ is test when
-$(i + 2j) \bmod 5 = 0$, val when it is 2), so test regions lie all around the continent; no training
+$(i + 2j) \\bmod 5 = 0$, val when it is 2), so test regions lie all around the continent; no training
 patch, nor its halo (the receptive field, capped at 64 cells), reaches a test cell. The grid's
 `beta` (log10 of a basal sliding coefficient) can condition the models, but it comes from an
 **inversion that used the ice geometry**: unlike DeepBedMap's surface elevation and velocity it is not
@@ -53,7 +53,7 @@ an independent measurement, so 04 reports every model with and without it.""",
 For gap filling, lay the seed's hole sets on every patch — one 10×10 square, many 6×6
 squares, many squares of varied size, each in three placements — plus **real cloud
 shapes** borrowed from other days of the cloudy Alboran cube. For downscaling, coarsen
-the high-resolution grid by block averaging, $x_{IJ} = \frac{1}{f^2}\sum_{(i,j)\in \text{block } IJ} y_{ij}$,
+the high-resolution grid by block averaging, $x_{IJ} = \\frac{1}{f^2}\\sum_{(i,j)\\in \\text{block } IJ} y_{ij}$,
 and upsample it with the two classical baselines, both pixel-area aligned (a block mean sits at the
 block's centre): Keys **bicubic** and the **cubic B-spline** of the block means
 (`scipy.ndimage.zoom(order=3, grid_mode=True)`), which is far stronger on smooth fields. For real clouds, choose cross-validation

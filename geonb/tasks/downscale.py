@@ -240,7 +240,8 @@ def data_prep(run) -> Report:
     kind = _kind(ds)
     panels = [(f"{var} ({units})", np.where(valid, hr, np.nan), ds.y, ds.x, kind),
               ("split: train | val | test (valid cells)", np.where(valid, split, np.nan), ds.y, ds.x, "split")]
-    panels += [(f"{n} ({da.attrs.get('units', '')})", da.values, ds.y, ds.x, "sigma") for n, da in layers.items()]
+    # one kind per layer: each gets its own colour limits
+    panels += [(f"{n} ({da.attrs.get('units', '')})", da.values, ds.y, ds.x, f"layer {n}") for n, da in layers.items()]
     fig = plots.map_panels(panels, run.figure("01_data"), ncols=len(panels), crs=ds.attrs["crs"])
     return Report(f"01 data: {name} {ny}×{nx}",
                   ("Blocks" if block else "Column bands") + " train | val | test; the test region is never used "
