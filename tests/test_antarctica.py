@@ -122,3 +122,20 @@ def test_conditioning_grid_of_another_shape_is_refused():
                          inputs={"variable": "thickness", "cond": ["beta"]}, info={"trained_on": "test"})
     with pytest.raises(GeonbError, match=r"conditioning grid 'beta' is \(40, 40\); expected \(48, 48\)"):
         predict_grid(Predictor(model), np.zeros((12, 12)), [np.zeros((40, 40))])
+
+
+def test_cli_refuses_a_grid_with_nan_cells_and_one_smaller_than_a_patch(tmp_path):
+    ant = load_grid("antarctica").isel(y=slice(400, 464), x=slice(560, 656))  # 64×96
+    y, x, values = ant.y.values, ant.x.values, ant["thickness"].values.copy()
+    parse = build_parser().parse_args
+    small = _projected(tmp_path / "small.nc", values, y, x)
+    args = parse(["train", "--arch", "srcnn", "--data", str(small), "--factor", "4", "--model", str(tmp_path / "a.pt"),
+                  "--patch", "32", "--epochs", "1"])
+    with pytest.raises(GeonbError, match="smaller than one training tile"):
+        args.func(args)
+    values[10, 20] = np.nan
+    holed = _projected(tmp_path / "holed.nc", values, y, x)
+    args = parse(["train", "--arch", "srcnn", "--data", str(holed), "--factor", "4", "--model", str(tmp_path / "b.pt")])
+    with pytest.raises(GeonbError, match="1 NaN/inf cells"):
+        args.func(args)
+    assert not (tmp_path / "b.pt").exists()
