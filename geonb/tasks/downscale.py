@@ -626,32 +626,36 @@ def error_maps(run) -> Report:
     table.to_csv(run.metrics_path("test_region"))
     crs, units, kind = pred.attrs.get("crs", ""), run_units(pred), _kind(pred.rename(truth="target"))
     y, x = _box_axes(pred, box)
-    names = [n for n, _ in _methods(pred)]
-    panels = [("truth", _crop(truth, box), y, x, kind)]
-    panels += [(_label(n), _crop(pred[n].values, box), y, x, kind) for n in names]
-    panels += [(f"{_label(n)} − truth", np.where(_crop(scored, box), _crop(pred[n].values - truth, box), np.nan), y, x,
-                "diff") for n in names]
-    maps = plots.map_panels(panels, run.figure("04_maps"), ncols=len(names) + 1, units=units, crs=crs,
-                            suptitle="the roughest held-out test block (error on valid test cells only)")
+    factors = sorted({f for _, f in _methods(pred)})
+    figures = []
+    for f in factors:  # one map figure per factor: truth, its baselines and models, their errors
+        names = [n for n, g in _methods(pred) if g == f]
+        panels = [("truth", _crop(truth, box), y, x, kind)]
+        panels += [(_label(n), _crop(pred[n].values, box), y, x, kind) for n in names]
+        panels += [(f"{_label(n)} − truth", np.where(_crop(scored, box), _crop(pred[n].values - truth, box), np.nan),
+                    y, x, "diff") for n in names]
+        figures.append(plots.map_panels(panels, run.figure(f"04_maps_x{f}"), ncols=len(names) + 1, units=units,
+                                        crs=crs, suptitle=f"×{f}: the roughest held-out test block "
+                                        "(errors on its valid test cells)"))
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, len(factors), figsize=(6 * len(factors), 4), squeeze=False)
     k, p = radial_spectrum(_crop(truth, box))
-    ax.loglog(k[1:], p[1:], "k", lw=2, label="truth")
-    for n in names:
-        ax.loglog(k[1:], radial_spectrum(_crop(pred[n].values, box))[1][1:], label=_label(n))
-    for f in sorted({f for _, f in _methods(pred)}):
+    for ax, f in zip(axes[0], factors):
+        ax.loglog(k[1:], p[1:], "k", lw=2, label="truth")
+        for n in (n for n, g in _methods(pred) if g == f):
+            ax.loglog(k[1:], radial_spectrum(_crop(pred[n].values, box))[1][1:], label=_label(n))
         ax.axvline(0.5 / f, color="0.6", ls=":", lw=1)
-    ax.set(xlabel="wavenumber (cycles / high-res cell); dotted: low-res Nyquist", ylabel="power",
-           title="radially averaged power spectrum, the test block of the maps")
-    ax.legend(fontsize=7)
-    spec = plots.save_figure(fig, run.figure("04_spectra"))
+        ax.set(xlabel="wavenumber (cycles / high-res cell); dotted: low-res Nyquist", ylabel="power",
+               title=f"×{f}: radially averaged power spectrum, the test block of the maps")
+        ax.legend(fontsize=7)
+    figures.append(plots.save_figure(fig, run.figure("04_spectra")))
     return Report("04 error maps (held-out test region)",
                   "RMSE, MAE, bias, PSNR, SSIM (torchmetrics) on the valid cells of the test region; the ratios compare "
                   "RMSE with Keys bicubic and the cubic B-spline on the same cells; topo consistency = RMSE between "
                   "the block mean of the output and the low-res input; spectrum ratio = fine-scale power (above the "
                   "low-res Nyquist) recovered, output / truth, on the test block of the maps.",
-                  {"metrics": table}, [maps, spec])
+                  {"metrics": table}, figures)
 
 
 def run_units(ds) -> str:
