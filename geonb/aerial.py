@@ -300,7 +300,7 @@ def brightness_field(photos: dict[int, np.ndarray], size: int = 504):
 
 
 # ---------------------------------------------------------------- tiles
-def _check_size(pair: Pair, tile: int) -> None:
+def check_size(pair: Pair, tile: int) -> None:
     h, w = pair.classes.shape
     if h < tile or w < tile:
         raise GeonbError(f"{pair.name} is {h}×{w} px, smaller than one {tile}×{tile} tile; use a smaller tile "
@@ -312,7 +312,7 @@ def grid_tiles(pairs: list[Pair], tile: int) -> tuple[np.ndarray, np.ndarray, li
     the bottom/right left out). Returns photos (N, tile, tile, 3), maps (N, tile, tile, 3), (name, row, col)."""
     photos, maps, where = [], [], []
     for p in pairs:
-        _check_size(p, tile)
+        check_size(p, tile)
         h, w = p.classes.shape
         for i in range(0, h - tile + 1, tile):
             for j in range(0, w - tile + 1, tile):
@@ -328,7 +328,7 @@ def random_tiles(pairs: list[Pair], tile: int, n: int, rng: np.random.Generator,
     up-down at random and, with ``rotate``, turned by a random multiple of 90°; pairs drawn in proportion
     to their area. Returns one (n, tile, tile, …) array per layer."""
     for p in pairs:
-        _check_size(p, tile)
+        check_size(p, tile)
     area = np.array([p.classes.size for p in pairs], float)
     out = [np.empty((n, tile, tile, *getattr(pairs[0], name).shape[2:]), np.uint8) for name in layers]
     for k, idx in enumerate(rng.choice(len(pairs), n, p=area / area.sum())):

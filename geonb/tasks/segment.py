@@ -44,9 +44,9 @@ BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # row band
 PARAMS = COMMON.override(
     data={"default": "dubai", "help": "'dubai': <shared data>/dubai_aerial (or a folder with its tile_N layout); "
                                       "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`"},
-    epochs={"default": 12, "quick": 1},
-    patience={"default": 4, "help": "stop after this many epochs without a lower validation loss"},
-    batch_size={"default": 8, "quick": 2},
+    epochs={"default": 10, "quick": 1},
+    patience={"default": 5, "help": "stop after this many epochs without a lower validation loss"},
+    batch_size={"default": 4, "quick": 2},
     lr={"help": "learning rate; None: the arch default (1e-3, Adam)"},
 ) + (
     Param("labels", str, "", "with an image file as `data`: its label raster of the same shape (class ids "
@@ -58,7 +58,7 @@ PARAMS = COMMON.override(
           "data_prep"),
     Param("class_weights", bool, True, "weight the loss by median-frequency balancing of the training pixels"),
     Param("patch", int, 256, "training crop size in px (a multiple of 2^depth)", quick=64),
-    Param("steps_per_epoch", int, 40, "batches per epoch", quick=2),
+    Param("steps_per_epoch", int, 25, "batches per epoch", quick=2),
     Param("width", int, 16, "network width: channels of the first level (VGG and U-Net: 64; 16 is CPU-sized)",
           quick=4),
     Param("depth", int, 4, "pooling levels; inputs padded to 2^depth (fcn needs 3 or more)", quick=3),
@@ -130,12 +130,14 @@ def class_weights(pairs: list[aerial.Pair], n: int) -> np.ndarray:
 
 def data_prep(run) -> Report:
     """Read every image and map (sizes and colours checked), split, class shares per split, the weights."""
-    _check_patch(run)
     names = _names(run)
     rows, thumbs, field = {}, [], {}
     colours = aerial.scheme_colours(run["scheme"])
+    patch = _check_patch(run)
     for split in BANDS:
         pairs = _pairs(run, split)
+        for p in pairs:  # every image must hold a training crop (and a validation crop)
+            aerial.check_size(p, patch)
         groups: dict[str, list] = {}
         for p in pairs:
             groups.setdefault(p.name.split("/")[0] if not _is_image(run) else split, []).append(p)
@@ -309,7 +311,8 @@ def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = Fa
             raise GeonbError(f"chunks along {name} {tuple(chunks[:3])}… are not multiples of {multiple} (2^depth "
                              f"of this network); rechunk to e.g. {multiple * max(1, 1024 // multiple)}.")
         if len(chunks) > 1 and chunks[-1] < halo:  # a thin last chunk joins the one before it
-            chunks[-2] += chunks.pop()
+            tail = chunks.pop()
+            chunks[-1] += tail
         if len(chunks) > 1 and min(chunks) < halo:
             raise GeonbError(f"chunks along {name} of {min(chunks)} px are thinner than the halo ({halo} px) the "
                              f"network needs; use chunks of at least {halo} px (e.g. 1024).")
