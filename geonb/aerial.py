@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import GeonbError
 from .normalise import Normaliser
+from .params import COMMON, Param, ParamSet
 from .paths import shared_data_dir
 
 # Class table (shared data README; the source's classes.json pairs colours with wrong names).
@@ -215,6 +216,20 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
     return _open_image(p, read)
 
 
+def georeference(path):
+    """A GeoTIFF's georeferencing as xarray coordinates (``x``, ``y`` of the pixel centres and the CF
+    ``spatial_ref`` with its CRS, via rioxarray), or None for a file without a CRS."""
+    p = Path(path)
+    if p.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import rioxarray
+
+    with rioxarray.open_rasterio(p) as da:
+        if da.rio.crs is None:
+            return None
+        return {name: da[name].load() for name in ("y", "x", "spatial_ref")}
+
+
 def read_labels(path, var: str = "", n: int = len(NAMES)) -> np.ndarray:
     """A label raster → (H, W) uint8 class indices: a colour map (RGB or palette image) decoded through
     the class table, or one band of class ids 0…n−1 (``IGNORE`` = 255 and NaN: no label)."""
@@ -274,6 +289,21 @@ def load_location(location: int, parts=PARTS, root=None) -> list[Pair]:
     if location not in LOCATIONS:
         raise GeonbError(f"location {location} does not exist; the Dubai data has tile_1 … tile_{LOCATIONS[-1]}.")
     return [load_pair(location, p, root) for p in parts]
+
+
+# The parameters of the tasks that read these images by location (translate, segment).
+LOCATION_PARAMS = (
+    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
+    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
+    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1),
+)
+
+
+
+def task_params(data_help: str, **overrides) -> ParamSet:
+    """The parameters every task on these images starts from: ``COMMON`` with ``data`` defaulting to
+    'dubai' (``data_help`` says what else it takes) and ``overrides``, plus ``LOCATION_PARAMS``."""
+    return COMMON.override(data={"default": "dubai", "help": data_help}, **overrides) + LOCATION_PARAMS
 
 
 def split_locations(val: int, test: int) -> dict[str, list[int]]:

@@ -174,6 +174,7 @@ def test_lazy_chunked_prediction_equals_one_shot_also_on_a_distributed_cluster()
 
 def test_geonb_predict_geotiff_keeps_crs_and_transform_png_netcdf_zarr(tmp_path):
     rasterio = pytest.importorskip("rasterio")
+    pytest.importorskip("rioxarray")
     from rasterio.transform import from_origin
 
     path = _model("unet_seg").save(tmp_path / "seg.pt")
@@ -190,6 +191,11 @@ def test_geonb_predict_geotiff_keeps_crs_and_transform_png_netcdf_zarr(tmp_path)
         assert src.crs.to_epsg() == 4326 and src.transform.almost_equals(transform)
         assert src.count == 1 and src.dtypes[0] == "uint8" and src.nodata == 255
     assert classes.shape == (40, 56) and (classes[:5, :7] == 255).all() and (classes[5:] < 5).all()
+    assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.tif"), "--out",
+                 str(tmp_path / "geo.nc")]) == 0
+    geo = xr.load_dataset(tmp_path / "geo.nc", decode_coords="all")
+    assert geo["class"].rio.crs.to_epsg() == 4326 and geo["class"].rio.transform().almost_equals(transform)
+    assert np.array_equal(geo["class"].values, classes)
     Image.fromarray(photo).save(tmp_path / "image.png")
     for out in ("classes.png", "classes.nc", "classes.zarr"):
         assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.png"), "--out",

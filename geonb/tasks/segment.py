@@ -29,7 +29,7 @@ from .. import aerial, ganplots, methods
 from ..errors import GeonbError
 from ..io import write_netcdf
 from ..modelfile import TrainedModel
-from ..params import COMMON, Param
+from ..params import Param
 from ..plots import loss_curves, save_figure
 from ..predict import Predictor
 from ..registry import get_arch
@@ -41,9 +41,9 @@ NORM = aerial.RANGE  # photo grey levels 0–255 ↔ [−1, 1]; kept in the mode
 VAL_TILES = 16  # validation crops of the val images (fixed), per epoch
 BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # row bands of a single image
 
-PARAMS = COMMON.override(
-    data={"default": "dubai", "help": "'dubai': <shared data>/dubai_aerial (or a folder with its tile_N layout); "
-                                      "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`"},
+PARAMS = aerial.task_params(
+    "'dubai': <shared data>/dubai_aerial (or a folder with its tile_N layout); "
+    "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`",
     epochs={"default": 10, "quick": 1},
     patience={"default": 5, "help": "stop after this many epochs without a lower validation loss"},
     batch_size={"default": 4, "quick": 2},
@@ -51,9 +51,6 @@ PARAMS = COMMON.override(
 ) + (
     Param("labels", str, "", "with an image file as `data`: its label raster of the same shape (class ids "
                              "0 to 4 and 255 for no label, or a map in the class colours)", "data_prep"),
-    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
-    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
-    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1),
     Param("scheme", str, "all", "'all': the five classes; a class name (e.g. 'vegetation'): it against the rest",
           "data_prep"),
     Param("class_weights", bool, True, "weight the loss by median-frequency balancing of the training pixels"),
@@ -522,6 +519,10 @@ def predict_file(model: TrainedModel, args):
                            "source": f"geonb model {args.model} ({model.arch}, trained on "
                                      f"{model.info.get('trained_on', '?')})"})
     ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
+    geo = aerial.georeference(args.input)
+    if geo is not None:  # NetCDF/zarr out: CF grid mapping (rioxarray's spatial_ref) and map coordinates
+        ds = ds.assign_coords(geo)
+        ds["class"].attrs["grid_mapping"] = "spatial_ref"
     return ds
 
 

@@ -26,7 +26,7 @@ from .. import aerial, ganplots, methods
 from ..errors import GeonbError
 from ..io import write_netcdf
 from ..modelfile import TrainedModel
-from ..params import COMMON, Param
+from ..params import Param
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
@@ -36,17 +36,14 @@ from . import Task
 NORM = aerial.RANGE  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike; kept in the model file
 VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
 
-PARAMS = COMMON.override(
-    data={"default": "dubai", "help": "'dubai': the aerial photos and maps of <shared data>/dubai_aerial "
-                                      "(or a folder with the same tile_N/images|masks layout)"},
+PARAMS = aerial.task_params(
+    "'dubai': the aerial photos and maps of <shared data>/dubai_aerial "
+    "(or a folder with the same tile_N/images|masks layout)",
     epochs={"default": 15, "quick": 1},
     patience={"default": 20, "help": "stop after this many epochs without a lower validation L1"},
     batch_size={"default": 4, "quick": 2},
     lr={"help": "learning rate; None: the arch's (pix2pix 2e-4 with Adam β1 0.5)"},
 ) + (
-    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
-    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
-    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1),
     Param("patch", int, 256, "tile size in px (a multiple of 2^depth)", quick=64),
     Param("steps_per_epoch", int, 50, "batches per epoch", quick=2),
     Param("ngf", int, 16, "generator width (pix2pix: 64; 16 is CPU-sized)", quick=4),
