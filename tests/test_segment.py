@@ -18,6 +18,7 @@ from geonb.predict import Predictor
 from geonb.registry import NETWORKS, get_arch
 from geonb.tasks.segment import NORM, image_pairs, predict_lazy, segment_image
 
+torch.set_num_threads(1)  # small tensors: one thread is fastest, and CI shares its cores
 ARCHS = ("segnet", "fcn", "unet_seg")
 
 
@@ -148,11 +149,12 @@ def test_a_tile_larger_than_the_image_band_is_a_clear_error(tmp_path):
 def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path):
     scene, labels = _texture_scene(tmp_path)
     run = Run(tmp_path / "run", arch="fcn", quick=True, data=str(scene), labels=str(labels), patch=32, width=8,
-              epochs=4, steps_per_epoch=20, batch_size=8, lr=3e-3)
+              epochs=2, steps_per_epoch=15, batch_size=8, lr=3e-3)
     report = run.step("error_maps")
     table = report.tables["test scores"]
     assert table.loc["fcn", "mean IoU"] > table.loc["random_forest_rgb", "mean IoU"] + 0.2, table
-    assert table.loc["fcn", "overall accuracy"] > 0.85, table
+    assert table.loc["fcn", "overall accuracy"] > 0.75, table
+    assert table.loc["random_forest_rgb", "overall accuracy"] < 0.6, table  # no per-pixel clue: chance
     assert table.loc["majority_class", "overall accuracy"] < 0.65
 
 

@@ -394,7 +394,7 @@ def error_maps(run) -> Report:
     best = max(preds, key=lambda k: scores[k]["mean IoU"])
     cm = scores[best]["confusion"]
     counts = pd.DataFrame(cm, index=[f"true {c}" for c in names], columns=[f"pred {c}" for c in names])
-    shares = counts.div(counts.sum(1).clip(lower=1), axis=0)
+    shares = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)
     conf = ganplots.confusion_panels({k: scores[k]["confusion"] for k in [*preds, RANDOM_FOREST, MAJORITY]},
                                      list(names), run.figure("04_confusion"),
                                      title="confusion on the test pixels, row-normalised (rows: true class)")
