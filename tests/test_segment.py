@@ -145,6 +145,15 @@ def test_a_tile_larger_than_the_image_band_is_a_clear_error(tmp_path):
         run.step("data_prep")
 
 
+def test_bad_parameters_are_refused_before_training(tmp_path):
+    with pytest.raises(GeonbError, match="depth=2: fcn needs depth >= 3"):
+        Run(tmp_path, arch="fcn", quick=True, depth=2).step("data_prep")
+    with pytest.raises(GeonbError, match="patch=60 is not a multiple of 2\\^depth = 8"):
+        Run(tmp_path, arch="segnet", quick=True, patch=60).step("data_prep")
+    with pytest.raises(GeonbError, match="labels='x.png' goes with one image file"):
+        Run(tmp_path, arch="segnet", quick=True, labels="x.png").step("data_prep")
+
+
 @pytest.mark.slow
 def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path):
     scene, labels = _texture_scene(tmp_path)

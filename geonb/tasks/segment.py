@@ -103,6 +103,9 @@ def _pairs(run, split: str) -> list[aerial.Pair]:
         labels = aerial.read_labels(run["labels"], n=len(aerial.NAMES))
         pairs = [image_pairs(photo, labels, valid, Path(run["data"]).name)[split]]
     else:
+        if run["labels"]:
+            raise GeonbError(f"labels={run['labels']!r} goes with one image file as `data`; data={run['data']!r} "
+                             "brings its own labels. Drop `labels`, or give the image as `data`.")
         if not 1 <= run["parts"] <= 9:
             raise GeonbError(f"parts={run['parts']}: use 1 to 9 image parts per location.")
         root = None if run["data"] in ("", "dubai") else run["data"]
@@ -113,8 +116,10 @@ def _pairs(run, split: str) -> list[aerial.Pair]:
 
 def _check_patch(run) -> int:
     patch, multiple = run["patch"], 2 ** run["depth"]
-    if run["depth"] < 3 and get_arch(run["arch"]).networks["generator"] == "fcn":
-        raise GeonbError(f"depth={run['depth']}: fcn fuses the scores of three pooling levels; use depth 3 or more.")
+    try:  # the network says which depths it takes (fcn fuses three pooling levels: 3 or more)
+        get_arch(run["arch"]).build("generator", width=1, depth=run["depth"])
+    except ValueError as exc:
+        raise GeonbError(f"depth={run['depth']}: {exc}; give another depth.") from None
     if patch % multiple:
         raise GeonbError(f"patch={patch} is not a multiple of 2^depth = {multiple}: the network halves the crop "
                          f"{run['depth']} times. Use e.g. patch={max(multiple, patch // multiple * multiple)}.")
