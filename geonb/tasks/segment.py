@@ -44,10 +44,7 @@ BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # row band
 PARAMS = aerial.task_params(
     "'dubai': <shared data>/dubai_aerial (or a folder with its tile_N layout); "
     "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`",
-    epochs={"default": 10, "quick": 1},
-    patience={"default": 5, "help": "stop after this many epochs without a lower validation loss"},
-    batch_size={"default": 4, "quick": 2},
-    lr={"help": "learning rate; None: the arch default (1e-3, Adam)"},
+    epochs={"default": 10, "quick": 1}, patience={"default": 5}, batch_size={"default": 4, "quick": 2},
 ) + (
     Param("labels", str, "", "with an image file as `data`: its label raster of the same shape (class ids "
                              "0 to 4 and 255 for no label, or a map in the class colours)", "data_prep"),
