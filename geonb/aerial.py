@@ -3,7 +3,7 @@
 Data: ``<shared data>/dubai_aerial/tile_N/{images/image_part_00K.jpg, masks/image_part_00K.png}``
 (7 locations × 9 parts, Humans in the Loop / MBRSC, CC0; see the shared data README). A mask
 is a colour-coded map; the colours are decoded through ``CLASSES`` here and nowhere else
-(pix2pix translation scores with it, segmentation will train on it).
+(pix2pix translation scores with it, segmentation trains on it).
 
 - ``CLASSES``: name → colour; ``UNLABELED`` colours (grey ``#9B9B9B`` and pure black) carry no label.
 - ``decode(map)``: RGB map → class index per pixel (``IGNORE`` where unlabeled); a colour
@@ -12,8 +12,12 @@ is a colour-coded map; the colours are decoded through ``CLASSES`` here and nowh
 - ``nearest_class(rgb)``: any RGB (a generated map) → the class whose colour is nearest.
 - ``load_pair``: photo + map of one part, sizes checked; ``load_location``: all parts.
 - ``split_locations``: whole locations to train / val / test (no test location in training).
-- ``grid_tiles`` (test: a regular grid) and ``random_tiles`` (train: random crops and flips);
-  both refuse an image smaller than a tile.
+- ``grid_tiles`` (test: a regular grid) and ``random_tiles`` (train: random crops, flips and, for
+  segmentation, 90° turns, of any of a pair's layers); both refuse an image smaller than a tile.
+- Segmentation: ``scheme_names``/``apply_scheme`` (the five classes, or one against the rest),
+  ``median_frequency_weights`` (SegNet's class balancing), ``read_photo`` (any RGB image: JPEG/PNG/
+  TIFF with GeoTIFF tags and nodata, NetCDF/zarr), ``read_labels`` (class ids or class colours),
+  ``georeference`` (a GeoTIFF's CRS and coordinates via rioxarray).
 """
 from __future__ import annotations
 
