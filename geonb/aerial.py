@@ -3,7 +3,7 @@
 Data: ``<shared data>/dubai_aerial/tile_N/{images/image_part_00K.jpg, masks/image_part_00K.png}``
 (7 locations × 9 parts, Humans in the Loop / MBRSC, CC0; see the shared data README). A mask
 is a colour-coded map; the colours are decoded through ``CLASSES`` here and nowhere else
-(pix2pix translation scores with it, segmentation will train on it).
+(pix2pix translation scores with it, segmentation trains on it).
 
 - ``CLASSES``: name → colour; ``UNLABELED`` colours (grey ``#9B9B9B`` and pure black) carry no label.
 - ``decode(map)``: RGB map → class index per pixel (``IGNORE`` where unlabeled); a colour
@@ -12,8 +12,12 @@ is a colour-coded map; the colours are decoded through ``CLASSES`` here and nowh
 - ``nearest_class(rgb)``: any RGB (a generated map) → the class whose colour is nearest.
 - ``load_pair``: photo + map of one part, sizes checked; ``load_location``: all parts.
 - ``split_locations``: whole locations to train / val / test (no test location in training).
-- ``grid_tiles`` (test: a regular grid) and ``random_tiles`` (train: random crops and flips);
-  both refuse an image smaller than a tile.
+- ``grid_tiles`` (test: a regular grid) and ``random_tiles`` (train: random crops, flips and, for
+  segmentation, 90° turns, of any of a pair's layers); both refuse an image smaller than a tile.
+- Segmentation: ``scheme_names``/``apply_scheme`` (the five classes, or one against the rest),
+  ``median_frequency_weights`` (SegNet's class balancing), ``read_photo`` (any RGB image: JPEG/PNG/
+  TIFF with GeoTIFF tags and nodata, NetCDF/zarr), ``read_labels`` (class ids or class colours),
+  ``georeference`` (a GeoTIFF's CRS and coordinates via rioxarray).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 
 from .errors import GeonbError
 from .normalise import Normaliser
+from .params import COMMON, Param, ParamSet
 from .paths import shared_data_dir
 
 # Class table (shared data README; the source's classes.json pairs colours with wrong names).
@@ -98,10 +103,50 @@ def nearest_class(rgb: np.ndarray) -> np.ndarray:
     return d.argmin(-1).astype(np.uint8)
 
 
-def colourise(classes: np.ndarray) -> np.ndarray:
-    """Class indices → RGB map (unlabeled: grey)."""
-    table = np.vstack([COLOURS, np.zeros((IGNORE - len(COLOURS), 3), np.uint8), UNLABELED_COLOURS[:1]])
+def colourise(classes: np.ndarray, colours: np.ndarray = COLOURS) -> np.ndarray:
+    """Class indices → RGB map in the class colours (default the five classes'; unlabeled: grey)."""
+    table = np.vstack([colours, np.zeros((IGNORE - len(colours), 3), np.uint8), UNLABELED_COLOURS[:1]])
     return table[np.asarray(classes)]
+
+
+# ---------------------------------------------------------------- class schemes (segmentation)
+REST_COLOUR = np.array([[255, 255, 255]], np.uint8)  # "rest" in a one-against-the-rest scheme: white
+
+
+def scheme_names(scheme: str) -> tuple[str, ...]:
+    """``"all"``: the five classes; a class name (``"vegetation"``): that class against the rest."""
+    if scheme == "all":
+        return NAMES
+    if scheme not in NAMES:
+        raise GeonbError(f"scheme={scheme!r}: use 'all' (the five classes) or one class against the rest: "
+                         f"{', '.join(NAMES)}.")
+    return scheme, "rest"
+
+
+def scheme_colours(scheme: str) -> np.ndarray:
+    return COLOURS if scheme == "all" else np.vstack([COLOURS[NAMES.index(scheme)][None], REST_COLOUR])
+
+
+def apply_scheme(classes: np.ndarray, scheme: str) -> np.ndarray:
+    """Five-class indices → the scheme's indices (one against the rest: 0 = the class, 1 = the rest);
+    unlabeled stays ``IGNORE``."""
+    if scheme == "all":
+        return classes
+    k = NAMES.index(scheme_names(scheme)[0])
+    return np.where(classes == IGNORE, IGNORE, np.where(classes == k, 0, 1)).astype(np.uint8)
+
+
+def median_frequency_weights(label_images: list[np.ndarray], n: int) -> np.ndarray:
+    """SegNet's class balancing (Eigen & Fergus): w_c = median(f) / f_c, where f_c is the number of pixels
+    of class c divided by the labelled pixels of the images in which c occurs; an absent class gets 0."""
+    counts = np.stack([np.bincount(c[c != IGNORE].ravel(), minlength=n)[:n] for c in label_images]).astype(float)
+    present = counts > 0
+    total = (counts.sum(1, keepdims=True) * present).sum(0)
+    freq = np.divide(counts.sum(0), total, out=np.zeros(n), where=total > 0)
+    seen = freq > 0
+    weights = np.zeros(n)
+    weights[seen] = np.median(freq[seen]) / freq[seen]
+    return weights
 
 
 # ---------------------------------------------------------------- files
@@ -114,6 +159,10 @@ def data_dir(root=None) -> Path:
 
 def read_rgb(path) -> np.ndarray:
     """An image file → (H, W, 3) uint8 RGB (palette and grey PNGs converted)."""
+    return _open_image(path, lambda im: np.asarray(im.convert("RGB")))
+
+
+def _open_image(path, read):
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -121,9 +170,96 @@ def read_rgb(path) -> np.ndarray:
         raise GeonbError(f"{path}: no such image file.")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return read(im)
     except (UnidentifiedImageError, OSError) as exc:
         raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc
+
+
+GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # GeoTIFF: pixel scale, tie points, transform, keys
+NODATA_TAG = 42113  # GDAL_NODATA
+
+
+def _is_gridded(path: Path) -> bool:
+    return path.suffix.lower() in (".nc", ".nc4", ".zarr") or path.is_dir()
+
+
+def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
+    """An RGB photo from an image file (JPEG/PNG/TIFF; a GeoTIFF's georeferencing tags kept) or a
+    NetCDF/zarr variable with a dimension of size 3 (bands). Returns (H, W, 3) uint8, the GeoTIFF tags
+    to write back, and where the photo has data (False: NaN in NetCDF, transparent, or a GeoTIFF's nodata)."""
+    from .io import open_dataset
+
+    p = Path(path)
+    if _is_gridded(p):
+        ds = open_dataset(p, var or None)
+        names = [var] if var else [v for v in ds.data_vars if 3 in ds[v].shape and ds[v].ndim == 3]
+        if len(names) != 1:
+            raise GeonbError(f"{path}: give --var, the RGB variable (3 dims, one of size 3); it has "
+                             f"{', '.join(f'{v}{ds[v].dims}' for v in ds.data_vars)}.")
+        da = ds[names[0]]
+        band = next((d for d in da.dims if da.sizes[d] == 3), None)
+        if band is None or da.ndim != 3:
+            raise GeonbError(f"{path}:{names[0]} has dims {dict(da.sizes)}; an RGB photo needs 3 dims, one of size 3.")
+        rgb = da.transpose(*[d for d in da.dims if d != band], band).values
+        valid = np.isfinite(rgb).all(-1) if rgb.dtype.kind == "f" else np.ones(rgb.shape[:2], bool)
+        rgb = rgb if rgb.dtype == np.uint8 else np.clip(np.nan_to_num(rgb), 0, 255).astype(np.uint8)
+        return rgb, {}, valid
+
+    def read(im):
+        tags = dict(getattr(im, "tag_v2", {}) or {}) if p.suffix.lower() in (".tif", ".tiff") else {}
+        rgba = np.asarray(im.convert("RGBA"))
+        valid = rgba[..., 3] > 0 if "A" in im.getbands() else np.ones(rgba.shape[:2], bool)
+        rgb = np.ascontiguousarray(rgba[..., :3])
+        if NODATA_TAG in tags:
+            try:
+                valid &= ~(rgb == float(str(tags[NODATA_TAG]).strip("\x00 "))).all(-1)
+            except ValueError:
+                pass
+        return rgb, {k: v for k, v in tags.items() if k in GEO_TAGS}, valid
+
+    return _open_image(p, read)
+
+
+def georeference(path):
+    """A GeoTIFF's georeferencing as xarray coordinates (``x``, ``y`` of the pixel centres and the CF
+    ``spatial_ref`` with its CRS, via rioxarray), or None for a file without a CRS."""
+    p = Path(path)
+    if p.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import rioxarray
+
+    with rioxarray.open_rasterio(p) as da:
+        if da.rio.crs is None:
+            return None
+        return {name: da[name].load() for name in ("y", "x", "spatial_ref")}
+
+
+def read_labels(path, var: str = "", n: int = len(NAMES)) -> np.ndarray:
+    """A label raster → (H, W) uint8 class indices: a colour map (RGB or palette image) decoded through
+    the class table, or one band of class ids 0…n−1 (``IGNORE`` = 255 and NaN: no label)."""
+    from .io import open_dataset
+
+    p = Path(path)
+    if _is_gridded(p):
+        ds = open_dataset(p, var or None)
+        names = [var] if var else [v for v in ds.data_vars if ds[v].ndim == 2]
+        if len(names) != 1:
+            raise GeonbError(f"{path}: give the label variable (2 dims, class ids); it has "
+                             f"{', '.join(f'{v}{ds[v].dims}' for v in ds.data_vars)}.")
+        values = ds[names[0]].values
+        ids = np.where(np.isfinite(values), values, IGNORE) if values.dtype.kind == "f" else values
+    else:
+        ids = _open_image(p, lambda im: np.asarray(im) if im.mode in ("L", "I", "I;16") else None)
+        if ids is None:
+            return decode(read_rgb(p), f"the label raster {p}")
+    bad = (ids != IGNORE) & ((ids < 0) | (ids >= n) | (ids != np.round(ids)))
+    if bad.any():
+        values, counts = np.unique(ids[bad], return_counts=True)
+        listed = ", ".join(f"{v:g} ({c} px)" for v, c in zip(values[:5], counts[:5]))
+        raise GeonbError(f"the label raster {p} holds {int(bad.sum())} pixels with values outside the class ids "
+                         f"0–{n - 1} and {IGNORE} (no label): {listed}. Fix the labels, or give a colour map "
+                         "in the class colours.")
+    return ids.astype(np.uint8)
 
 
 @dataclass
@@ -159,6 +295,21 @@ def load_location(location: int, parts=PARTS, root=None) -> list[Pair]:
     return [load_pair(location, p, root) for p in parts]
 
 
+# The parameters of the tasks that read these images by location (translate, segment).
+LOCATION_PARAMS = (
+    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
+    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
+    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1),
+)
+
+
+
+def task_params(data_help: str, **overrides) -> ParamSet:
+    """The parameters every task on these images starts from: ``COMMON`` with ``data`` defaulting to
+    'dubai' (``data_help`` says what else it takes) and ``overrides``, plus ``LOCATION_PARAMS``."""
+    return COMMON.override(data={"default": "dubai", "help": data_help}, **overrides) + LOCATION_PARAMS
+
+
 def split_locations(val: int, test: int) -> dict[str, list[int]]:
     """Whole locations to splits: ``test`` and ``val`` one each, the rest train."""
     for name, loc in (("val_location", val), ("test_location", test)):
@@ -170,8 +321,20 @@ def split_locations(val: int, test: int) -> dict[str, list[int]]:
     return {"train": [k for k in LOCATIONS if k not in (val, test)], "val": [val], "test": [test]}
 
 
+def brightness_field(photos: dict[int, np.ndarray], size: int = 504):
+    """What ``geonb.explore`` shows for the aerial tasks: the brightness of one photo per location
+    (top-left ``size`` px), as a (time = location, lat, lon) field."""
+    import xarray as xr
+
+    field = np.stack([p[:size, :size].mean(-1)[::-1] for p in photos.values()]).astype("float32")
+    da = xr.DataArray(field, dims=("time", "lat", "lon"), name="field",
+                      coords={"time": list(photos), "lat": np.arange(size), "lon": np.arange(size)},
+                      attrs={"units": "grey level", "long_name": "photo brightness, part 1 (time = location)"})
+    return da.to_dataset()
+
+
 # ---------------------------------------------------------------- tiles
-def _check_size(pair: Pair, tile: int) -> None:
+def check_size(pair: Pair, tile: int) -> None:
     h, w = pair.classes.shape
     if h < tile or w < tile:
         raise GeonbError(f"{pair.name} is {h}×{w} px, smaller than one {tile}×{tile} tile; use a smaller tile "
@@ -183,7 +346,7 @@ def grid_tiles(pairs: list[Pair], tile: int) -> tuple[np.ndarray, np.ndarray, li
     the bottom/right left out). Returns photos (N, tile, tile, 3), maps (N, tile, tile, 3), (name, row, col)."""
     photos, maps, where = [], [], []
     for p in pairs:
-        _check_size(p, tile)
+        check_size(p, tile)
         h, w = p.classes.shape
         for i in range(0, h - tile + 1, tile):
             for j in range(0, w - tile + 1, tile):
@@ -193,24 +356,30 @@ def grid_tiles(pairs: list[Pair], tile: int) -> tuple[np.ndarray, np.ndarray, li
     return np.stack(photos), np.stack(maps), where
 
 
-def random_tiles(pairs: list[Pair], tile: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` random aligned crops (photo and map the same window), each flipped left-right and/or
-    up-down at random; pairs drawn in proportion to their area."""
+def random_tiles(pairs: list[Pair], tile: int, n: int, rng: np.random.Generator,
+                 layers: tuple[str, ...] = ("photo", "map"), rotate: bool = False) -> tuple[np.ndarray, ...]:
+    """``n`` random aligned crops of each of ``layers`` (the same window), each flipped left-right and/or
+    up-down at random and, with ``rotate``, turned by a random multiple of 90°; pairs drawn in proportion
+    to their area. Returns one (n, tile, tile, …) array per layer."""
     for p in pairs:
-        _check_size(p, tile)
+        check_size(p, tile)
     area = np.array([p.classes.size for p in pairs], float)
-    photos, maps = np.empty((n, tile, tile, 3), np.uint8), np.empty((n, tile, tile, 3), np.uint8)
+    out = [np.empty((n, tile, tile, *getattr(pairs[0], name).shape[2:]), np.uint8) for name in layers]
     for k, idx in enumerate(rng.choice(len(pairs), n, p=area / area.sum())):
         p = pairs[idx]
         h, w = p.classes.shape
         i, j = rng.integers(0, h - tile + 1), rng.integers(0, w - tile + 1)
-        a, b = p.photo[i:i + tile, j:j + tile], p.map[i:i + tile, j:j + tile]
+        crops = [getattr(p, name)[i:i + tile, j:j + tile] for name in layers]
         if rng.random() < 0.5:
-            a, b = a[:, ::-1], b[:, ::-1]
+            crops = [c[:, ::-1] for c in crops]
         if rng.random() < 0.5:
-            a, b = a[::-1], b[::-1]
-        photos[k], maps[k] = a, b
-    return photos, maps
+            crops = [c[::-1] for c in crops]
+        if rotate:
+            turns = int(rng.integers(0, 4))
+            crops = [np.rot90(c, turns) for c in crops]
+        for array, crop in zip(out, crops):
+            array[k] = crop
+    return tuple(out)
 
 
 RANGE = Normaliser(127.5, 127.5)  # grey levels 0–255 ↔ [−1, 1], pix2pix's range (tanh output)
@@ -233,11 +402,11 @@ def confusion(truth: np.ndarray, pred: np.ndarray, n: int = len(NAMES)) -> np.nd
     return np.bincount(truth[ok].astype(np.int64) * n + pred[ok], minlength=n * n).reshape(n, n)
 
 
-def class_mean_colours(photos: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """The per-pixel colour classifier's fit: mean photo RGB of each class (labelled pixels only)."""
+def class_mean_colours(photos: np.ndarray, classes: np.ndarray, n: int = len(NAMES)) -> np.ndarray:
+    """The per-pixel colour classifier's fit: mean photo RGB of each of ``n`` classes (labelled pixels only)."""
     px, cl = photos.reshape(-1, 3).astype(np.float64), classes.reshape(-1)
-    means = np.zeros((len(NAMES), 3))
-    for k in range(len(NAMES)):
+    means = np.zeros((n, 3))
+    for k in range(n):
         sel = cl == k
         means[k] = px[sel].mean(0) if sel.any() else np.inf
     return means

@@ -32,5 +32,12 @@ for arch in (
     Arch("pix2pix_l1", "translate", "regression", {"generator": "pix2pix_unet"},
          "the pix2pix U-Net trained with L1 only (no discriminator): pix2pix's baseline",
          lr=2e-4, method_args={"loss": "l1", "betas": [0.5, 0.999]}),
+    Arch("segnet", "segment", "classification", {"generator": "segnet"},
+         "SegNet: VGG-style encoder with BatchNorm, decoder upsampling by max-unpooling at the stored pooling "
+         "indices; cross-entropy, unlabeled pixels ignored"),
+    Arch("fcn", "segment", "classification", {"generator": "fcn"},
+         "FCN-8s: VGG-style encoder, class scores of the last three pooling levels fused coarse to fine"),
+    Arch("unet_seg", "segment", "classification", {"generator": "unet_seg"},
+         "U-Net for segmentation: transposed-conv upsampling, encoder maps concatenated, 1×1 class scores"),
 ):
     ARCHS.add(arch.name, arch)

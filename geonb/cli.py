@@ -59,9 +59,9 @@ def _cmd_archs(args) -> int:
     from .registry import list_archs
 
     archs = list_archs()
-    width = max(len(a.name) for a in archs)
+    width, task_width, method_width = (max(len(getattr(a, k)) for a in archs) for k in ("name", "task", "method"))
     for arch in archs:
-        print(f"{arch.name:<{width}} {arch.task:<10} {arch.method:<12} {arch.description}")
+        print(f"{arch.name:<{width}} {arch.task:<{task_width}} {arch.method:<{method_width}} {arch.description}")
     return 0
 
 

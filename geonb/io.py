@@ -70,10 +70,31 @@ def write_output(ds: xr.Dataset, path, command: str = "") -> Path:
                 tmp, format=IMAGE_FORMATS[suffix], tiffinfo=ds.encoding.get("tiff_tags", {}),
                 **({"quality": 95} if IMAGE_FORMATS[suffix] == "JPEG" else {}))
         return path
+    if suffix == ".zarr":
+        return write_zarr(ds, path)
     if suffix not in (".nc", ".nc4", ".netcdf"):
-        kinds = "NetCDF (.nc) or an image (.png, .jpg, .tif)" if "image_variable" in ds.attrs else "NetCDF (.nc)"
+        kinds = "NetCDF (.nc), zarr (.zarr) or an image (.png, .jpg, .tif)" if "image_variable" in ds.attrs \
+            else "NetCDF (.nc) or zarr (.zarr)"
         raise GeonbError(f"{path}: this result is written as {kinds}; give --out such a name.")
     return write_netcdf(ds, path)
+
+
+def write_zarr(ds, path, **kwargs) -> Path:
+    """Write a Dataset (lazy dask variables chunk by chunk) to a zarr store in a temporary folder beside
+    ``path``, renamed onto it when complete (a killed write leaves no half store)."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        ds.to_zarr(tmp, mode="w", **kwargs)
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def match_fill_values(ds: xr.Dataset) -> xr.Dataset:

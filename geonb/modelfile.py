@@ -5,7 +5,7 @@ Written with plain tensors, numbers, strings, lists and dicts only, so it loads 
 
 =============  ==============================================================
 ``format``     ``geonb-model/2``
-``task``       inpaint, downscale, clouds, generate, translate
+``task``       inpaint, downscale, clouds, generate, translate, segment
 ``arch``       the registered arch (``geonb archs``); its networks and method
 ``arch_args``  the generator's build arguments, exactly (checked against the builder)
 ``method_args``  what the method needs to predict (``residual``, ``average``…)

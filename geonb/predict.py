@@ -132,11 +132,14 @@ def predict_command(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="apply a trained model to a file (downscale, fill gaps, photo → map)")
+    p = subparsers.add_parser("predict", help="apply a trained model to a file (downscale, fill gaps, photo → map, "
+                                                  "image → land-cover classes)")
     p.add_argument("--model", required=True, help="a geonb model file (.pt)")
-    p.add_argument("--input", required=True, help="NetCDF/zarr file or embedded dataset name")
+    p.add_argument("--input", required=True,
+                   help="NetCDF/zarr file or embedded dataset name (image models: also JPEG/PNG/(Geo)TIFF)")
     p.add_argument("--var", default="", help="the variable to predict from")
-    p.add_argument("--out", required=True, help="output file, written atomically: .nc, or for image models .png/.jpg/.tif")
+    p.add_argument("--out", required=True, help="output file, written atomically: .nc or .zarr, or for image models "
+                   ".png/.jpg/.tif")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
     p.add_argument("--tile", type=int, help="tile size in input cells (downscaling: low-res cells, default 64; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")

@@ -25,7 +25,8 @@ standalone: a step whose inputs are missing or were made with other parameters i
 first. The architecture `arch` picks the task — `unet`/`ctxgan` fill simulated holes in
 complete fields (*inpaint*), `srcnn`/`rsrcnn`/`srgan` sharpen coarse grids (*downscale*),
 `dincae` fills real clouds (*clouds*), `acgan` draws digits of a requested class (*generate*),
-`pix2pix`/`pix2pix_l1` turn aerial photos into land-cover maps (*translate*); `geonb archs` lists them. Outputs go to
+`pix2pix`/`pix2pix_l1` turn aerial photos into land-cover maps (*translate*), `segnet`/`fcn`/`unet_seg`
+classify every pixel of aerial images (*segment*); `geonb archs` lists them. Outputs go to
 `<run_dir>/<task>/`, figures to `<run_dir>/<task>/figures/`."""
 
 STEPS = {
@@ -104,18 +105,34 @@ training digits judges the generated ones.
 
 **paired_gan, conditional** (`pix2pix`) — a PatchGAN $D$ sees (photo, map) pairs, one logit per
 70×70 patch: $L_G = \lambda\,\lVert G(x) - y\rVert_1 + \mathrm{BCE}(D(x, G(x)), 1)$ with
-$\lambda$ = `l1_weight` = 100; `pix2pix_l1` is the same U-Net with the L1 term only.""",
+$\lambda$ = `l1_weight` = 100; `pix2pix_l1` is the same U-Net with the L1 term only.
+
+**classification** (`segnet`, `fcn`, `unet_seg`) — class scores $z_i$ per pixel, softmax cross-entropy
+over the labelled pixels $\mathcal{L}$ only (unlabeled ones are `ignore_index`), each weighted by its
+true class (median-frequency balancing, `class_weights`: $w_c = \mathrm{median}(f)/f_c$, $f_c$ = pixels of
+class $c$ / pixels of the training images holding $c$):
+
+$$L = \frac{\sum_{i\in\mathcal{L}} w_{y_i}\,\bigl(-\log \mathrm{softmax}(z_i)_{y_i}\bigr)}{\sum_{i\in\mathcal{L}} w_{y_i}}$$
+
+SegNet upsamples with max-unpooling at the encoder's stored pooling indices, FCN-8s fuses class scores of
+the last three pooling levels, the U-Net concatenates encoder maps; all train on random crops with
+flips and 90° turns.""",
         []),
     "04_error_maps": ("error_maps", "Error maps and metrics", """
 Score every model trained in this run directory on the held-out test data, beside
 classical baselines on exactly the same pixels, and map inputs, truth, predictions and
 differences with coastlines.""",
-        """For gap filling the final image keeps every observed pixel and uses the prediction in
+        r"""For gap filling the final image keeps every observed pixel and uses the prediction in
 the holes only; the baselines are biharmonic inpainting (scikit-image) and a local mean.
 For downscaling the whole grid is predicted from its block means and scored on the valid cells
 of the test region: RMSE, MAE, bias, PSNR and SSIM (torchmetrics), RMSE ratios to bicubic and to
 the cubic spline (a model must beat both), consistency with the low-res input and the share of
-fine-scale power (above the low-res Nyquist) restored.""",
+fine-scale power (above the low-res Nyquist) restored.
+For segmentation the maps are image / labels / prediction / errors (red: wrong, grey: no label), and
+the scores come from `torchmetrics` on the labelled test pixels: the confusion matrix $C_{jk}$ (true $j$,
+predicted $k$) as counts and row-normalised, overall accuracy $\sum_k C_{kk}/\sum_{jk} C_{jk}$, per
+class $\mathrm{IoU}_k = C_{kk}/(\sum_j C_{jk} + \sum_j C_{kj} - C_{kk})$ and their mean, beside
+per-pixel baselines on the same pixels (random forest and nearest class mean on RGB, majority class).""",
         ["explore_predictions"]),
     "05_scatter_plots": ("scatter_plots", "Scatter plots", """
 Predicted against true values on the test pixels that matter (the holes, the

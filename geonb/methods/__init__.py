@@ -10,7 +10,7 @@ import inspect
 import torch
 
 from ..registry import METHODS, Arch
-from . import acgan, gaussian_nll, masked, paired_gan, regression  # noqa: F401
+from . import acgan, classification, gaussian_nll, masked, paired_gan, regression  # noqa: F401
 
 
 def build(arch: Arch, arch_args: dict, *, lr: float, seed: int, device, role_args: dict | None = None, **settings):

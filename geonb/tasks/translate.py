@@ -24,9 +24,9 @@ import xarray as xr
 
 from .. import aerial, ganplots, methods
 from ..errors import GeonbError
-from ..io import open_dataset, write_netcdf
+from ..io import write_netcdf
 from ..modelfile import TrainedModel
-from ..params import COMMON, Param
+from ..params import Param
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
@@ -36,17 +36,14 @@ from . import Task
 NORM = aerial.RANGE  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike; kept in the model file
 VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
 
-PARAMS = COMMON.override(
-    data={"default": "dubai", "help": "'dubai': the aerial photos and maps of <shared data>/dubai_aerial "
-                                      "(or a folder with the same tile_N/images|masks layout)"},
+PARAMS = aerial.task_params(
+    "'dubai': the aerial photos and maps of <shared data>/dubai_aerial "
+    "(or a folder with the same tile_N/images|masks layout)",
     epochs={"default": 15, "quick": 1},
     patience={"default": 20, "help": "stop after this many epochs without a lower validation L1"},
     batch_size={"default": 4, "quick": 2},
     lr={"help": "learning rate; None: the arch's (pix2pix 2e-4 with Adam β1 0.5)"},
 ) + (
-    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
-    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
-    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1),
     Param("patch", int, 256, "tile size in px (a multiple of 2^depth)", quick=64),
     Param("steps_per_epoch", int, 50, "batches per epoch", quick=2),
     Param("ngf", int, 16, "generator width (pix2pix: 64; 16 is CPU-sized)", quick=4),
@@ -83,7 +80,7 @@ def data_prep(run) -> Report:
     """Read every photo and map (sizes and colours checked), split by location, show one pair per location."""
     split = aerial.split_locations(run["val_location"], run["test_location"])
     rows, thumbs = {}, []
-    field = []
+    field = {}
     for name, locations in split.items():
         for loc in locations:
             pairs = aerial.load_location(loc, aerial.PARTS[:run["parts"]], _root(run))
@@ -94,13 +91,10 @@ def data_prep(run) -> Report:
                                    **{n: s for n, s in zip(aerial.NAMES, shares)},
                                    "unlabeled": float((labels == aerial.IGNORE).mean())}
             thumbs.append((f"tile_{loc} ({name})", [("photo", pairs[0].photo[::4, ::4]), ("map", pairs[0].map[::4, ::4])]))
-            field.append(pairs[0].photo[:504, :504].mean(-1)[::-1])
+            field[loc] = pairs[0].photo
     table = pd.DataFrame(rows).T
     run.path("split.json").write_text(json.dumps(split))
-    da = xr.DataArray(np.stack(field).astype("float32"), dims=("time", "lat", "lon"), name="field",
-                      coords={"time": [int(k[5:]) for k in rows], "lat": np.arange(504), "lon": np.arange(504)},
-                      attrs={"units": "grey level", "long_name": "photo brightness, part 1 (time = location)"})
-    write_netcdf(da.to_dataset(), run.path("field.nc"))
+    write_netcdf(aerial.brightness_field(field), run.path("field.nc"))
     fig = ganplots.triptychs(thumbs, run.figure("01_pairs"), title="one photo and its map per location (¼ scale)")
     return Report(f"01 data: Dubai aerial, {len(rows)} locations × {run['parts']} parts",
                   f"Source: {aerial.SOURCE}. Split by whole location: train {split['train']}, val {split['val']}, "
@@ -270,40 +264,10 @@ def error_maps(run) -> Report:
 
 
 # ---------------------------------------------------------------- command line: geonb predict
-GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # GeoTIFF: pixel scale, tie points, transform, keys
-
-
-def _read_input(path: str, var: str) -> tuple[np.ndarray, dict]:
-    """An RGB photo from an image file (JPEG/PNG/TIFF, GeoTIFF tags kept) or a NetCDF/zarr variable with
-    a dimension of size 3 (bands)."""
-    p = Path(path)
-    if p.suffix.lower() in (".nc", ".nc4", ".zarr") or p.is_dir():
-        ds = open_dataset(p, var or None)
-        names = [var] if var else [v for v in ds.data_vars if 3 in ds[v].shape and ds[v].ndim == 3]
-        if len(names) != 1:
-            raise GeonbError(f"{path}: give --var, the RGB variable (3 dims, one of size 3); it has "
-                             f"{', '.join(f'{v}{ds[v].dims}' for v in ds.data_vars)}.")
-        da = ds[names[0]]
-        band = next((d for d in da.dims if da.sizes[d] == 3), None)
-        if band is None or da.ndim != 3:
-            raise GeonbError(f"{path}:{names[0]} has dims {dict(da.sizes)}; an RGB photo needs 3 dims, one of size 3.")
-        rgb = da.transpose(*[d for d in da.dims if d != band], band).values
-        rgb = rgb if rgb.dtype == np.uint8 else np.clip(rgb, 0, 255).astype(np.uint8)
-        return rgb, {}
-    photo = aerial.read_rgb(p)
-    tags = {}
-    if p.suffix.lower() in (".tif", ".tiff"):
-        from PIL import Image
-
-        with Image.open(p) as im:
-            tags = dict(getattr(im, "tag_v2", {}) or {})
-    return photo, tags
-
-
 def predict_file(model: TrainedModel, args):
     """``geonb predict`` for a translate model: an aerial photo in (JPEG/PNG/TIFF/NetCDF), its colour map out
     in the format of ``--out`` (.png, .tif, .nc); ``--tile`` px per tile (a multiple of 2^depth)."""
-    photo, tags = _read_input(args.input, args.var)
+    photo, tags, _ = aerial.read_photo(args.input, args.var)
     pred = Predictor(model)
     rgb = translate_image(pred, photo, tile=args.tile)
     attrs = {"title": f"geonb {model.arch} colour map of {args.input}",
@@ -317,7 +281,7 @@ def predict_file(model: TrainedModel, args):
                                                           "flag_meanings": " ".join(aerial.NAMES)})},
         coords={"y": np.arange(h), "x": np.arange(w), "rgb": ["red", "green", "blue"]},
         attrs={**attrs, "image_variable": "map"})
-    ds.encoding["tiff_tags"] = {k: v for k, v in tags.items() if k in GEO_TAGS}  # a GeoTIFF's georeferencing
+    ds.encoding["tiff_tags"] = tags  # a GeoTIFF's georeferencing
     return ds
 
 

@@ -1,0 +1,39 @@
+"""``classification``: per-pixel cross-entropy over class logits (segmentation: SegNet, FCN, U-Net).
+
+A batch is ``(x, y, None)``: images (B, C, H, W) and class indices (B, H, W); pixels whose class is
+``ignore_index`` (unlabeled) count neither in the loss nor in its mean. ``class_weights`` (one per
+class, e.g. median-frequency balancing as SegNet did) weight each pixel's term by its true class:
+
+    L = Σ_i w_{y_i} · (−log softmax(z_i)_{y_i}) / Σ_i w_{y_i}   over labelled pixels i.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..registry import METHODS
+from .base import Method
+
+
+@METHODS.register("classification")
+class Classification(Method):
+    loss_name = "cross-entropy"
+
+    def __init__(self, nets, *, lr: float, class_weights: list | None = None, ignore_index: int = 255,
+                 betas: list | None = None):
+        super().__init__(nets, lr=lr, betas=betas)
+        device = next(self.generator.parameters()).device
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32,
+                                                                             device=device)
+        self.ignore_index = int(ignore_index)
+
+    def loss(self, pred, y, w) -> torch.Tensor:
+        return F.cross_entropy(pred, y.long(), weight=self.class_weights, ignore_index=self.ignore_index)
+
+    @staticmethod
+    def combine(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Logits (N, C, H, W) of one or several snapshots → ``{"mean": class probabilities (N, C, H, W),
+        "classes": (N, H, W) uint8 argmax}`` (snapshots averaged by probability)."""
+        probs = np.stack([torch.softmax(torch.as_tensor(o), 1).numpy() for o in outputs]).mean(0)
+        return {"mean": probs, "classes": probs.argmax(1).astype(np.uint8)}

@@ -1,0 +1,536 @@
+"""The ``segment`` task: a land-cover class for every pixel of an aerial image (segnet, fcn, unet_seg).
+
+Data: the Dubai aerial images and their hand-drawn maps (``geonb.aerial``: 7 locations × 9 parts),
+decoded through the one class table; unlabeled grey and black pixels are ``aerial.IGNORE``, left out
+of the loss (``ignore_index``) and of every metric. Whole locations go to train / val / test. Or one
+image (``data``: GeoTIFF/PNG/JPEG/NetCDF/zarr) with a label raster of the same shape (``labels``:
+class ids or class colours), split into row bands: top 60 % train, 20 % val, bottom 20 % test.
+``scheme`` picks the five classes or one class against the rest (the source work's forest vs rest).
+
+03 trains ``arch`` on random ``patch``×``patch`` crops of the training images (flips, 90° turns),
+cross-entropy with ``ignore_index`` and median-frequency class weights (SegNet's balancing).
+04 predicts each test image whole through the one predictor (tiles with a cropped halo) and scores
+every model of the run beside per-pixel baselines on the same pixels (a random forest and the
+nearest class mean on RGB, the majority class) with torchmetrics: confusion matrix (counts and
+row-normalised), per-class precision, recall and IoU, overall accuracy, mean IoU.
+``predict_lazy`` runs a model over an image of any size chunk by chunk with dask (out of core).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from .. import aerial, ganplots, methods
+from ..errors import GeonbError
+from ..io import write_netcdf
+from ..modelfile import TrainedModel
+from ..params import Param
+from ..plots import loss_curves, save_figure
+from ..predict import Predictor
+from ..registry import get_arch
+from ..report import Report
+from ..training import pick_device
+from . import Task
+
+NORM = aerial.RANGE  # photo grey levels 0–255 ↔ [−1, 1]; kept in the model file
+VAL_TILES = 16  # validation crops of the val images (fixed), per epoch
+BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # row bands of a single image
+
+PARAMS = aerial.task_params(
+    "'dubai': <shared data>/dubai_aerial (or a folder with its tile_N layout); "
+    "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`",
+    epochs={"default": 10, "quick": 1}, patience={"default": 5}, batch_size={"default": 4, "quick": 2},
+) + (
+    Param("labels", str, "", "with an image file as `data`: its label raster of the same shape (class ids "
+                             "0 to 4 and 255 for no label, or a map in the class colours)", "data_prep"),
+    Param("scheme", str, "all", "'all': the five classes; a class name (e.g. 'vegetation'): it against the rest",
+          "data_prep"),
+    Param("class_weights", bool, True, "weight the loss by median-frequency balancing of the training pixels"),
+    Param("patch", int, 256, "training crop size in px (a multiple of 2^depth)", quick=64),
+    Param("steps_per_epoch", int, 25, "batches per epoch", quick=2),
+    Param("width", int, 16, "network width: channels of the first level (VGG and U-Net: 64; 16 is CPU-sized)",
+          quick=4),
+    Param("depth", int, 4, "pooling levels; inputs padded to 2^depth (fcn needs 3 or more)", quick=3),
+    Param("baseline_pixels", int, 200000, "training pixels the random-forest baseline learns from", "error_maps",
+          quick=20000),
+    Param("n_examples", int, 3, "test images shown as error maps in 04", None),
+)
+
+
+# ---------------------------------------------------------------- data
+def _is_image(run) -> bool:
+    return run["data"] not in ("", "dubai") and not Path(run["data"]).is_dir()
+
+
+def _names(run) -> tuple[str, ...]:
+    return aerial.scheme_names(run["scheme"])
+
+
+def _with_scheme(pair: aerial.Pair, scheme: str) -> aerial.Pair:
+    return aerial.Pair(pair.photo, pair.map, aerial.apply_scheme(pair.classes, scheme), pair.name)
+
+
+def image_pairs(photo: np.ndarray, labels: np.ndarray, valid: np.ndarray, name: str) -> dict[str, aerial.Pair]:
+    """One image and its class ids (same shape) → train / val / test row bands (no-data pixels unlabeled)."""
+    if photo.shape[:2] != labels.shape:
+        raise GeonbError(f"{name}: the image is {photo.shape[0]}×{photo.shape[1]} px but its labels are "
+                         f"{labels.shape[0]}×{labels.shape[1]} px; give a label raster of the same shape.")
+    labels = np.where(valid, labels, aerial.IGNORE).astype(np.uint8)
+    h = photo.shape[0]
+    out = {}
+    for split, (a, b) in BANDS.items():
+        rows = slice(int(round(a * h)), int(round(b * h)))
+        out[split] = aerial.Pair(photo[rows], aerial.colourise(labels[rows]), labels[rows],
+                                 f"{name} rows {rows.start}–{rows.stop}")
+    return out
+
+
+def _pairs(run, split: str) -> list[aerial.Pair]:
+    """The split's images with their classes in the run's scheme."""
+    if _is_image(run):
+        if not run["labels"]:
+            raise GeonbError(f"data={run['data']!r} is one image: give its label raster with `labels` "
+                             "(same shape; class ids or class colours).")
+        photo, _, valid = aerial.read_photo(run["data"], run["var"])
+        labels = aerial.read_labels(run["labels"], n=len(aerial.NAMES))
+        pairs = [image_pairs(photo, labels, valid, Path(run["data"]).name)[split]]
+    else:
+        if run["labels"]:
+            raise GeonbError(f"labels={run['labels']!r} goes with one image file as `data`; data={run['data']!r} "
+                             "brings its own labels. Drop `labels`, or give the image as `data`.")
+        if not 1 <= run["parts"] <= 9:
+            raise GeonbError(f"parts={run['parts']}: use 1 to 9 image parts per location.")
+        root = None if run["data"] in ("", "dubai") else run["data"]
+        locations = aerial.split_locations(run["val_location"], run["test_location"])[split]
+        pairs = [p for loc in locations for p in aerial.load_location(loc, aerial.PARTS[:run["parts"]], root)]
+    return [_with_scheme(p, run["scheme"]) for p in pairs]
+
+
+def _check_patch(run) -> int:
+    patch, multiple = run["patch"], 2 ** run["depth"]
+    try:  # the network says which depths it takes (fcn fuses three pooling levels: 3 or more)
+        get_arch(run["arch"]).build("generator", width=1, depth=run["depth"])
+    except ValueError as exc:
+        raise GeonbError(f"depth={run['depth']}: {exc}; give another depth.") from None
+    if patch % multiple:
+        raise GeonbError(f"patch={patch} is not a multiple of 2^depth = {multiple}: the network halves the crop "
+                         f"{run['depth']} times. Use e.g. patch={max(multiple, patch // multiple * multiple)}.")
+    return patch
+
+
+def class_weights(pairs: list[aerial.Pair], n: int) -> np.ndarray:
+    return aerial.median_frequency_weights([p.classes for p in pairs], n)
+
+
+def data_prep(run) -> Report:
+    """Read every image and map (sizes and colours checked), split, class shares per split, the weights."""
+    names = _names(run)
+    rows, thumbs, field = {}, [], {}
+    colours = aerial.scheme_colours(run["scheme"])
+    patch = _check_patch(run)
+    for split in BANDS:
+        pairs = _pairs(run, split)
+        for p in pairs:  # every image must hold a training crop (and a validation crop)
+            aerial.check_size(p, patch)
+        groups: dict[str, list] = {}
+        for p in pairs:
+            groups.setdefault(p.name.split("/")[0] if not _is_image(run) else split, []).append(p)
+        for group, members in groups.items():
+            labels = np.concatenate([p.classes.ravel() for p in members])
+            shares = np.bincount(labels[labels != aerial.IGNORE], minlength=len(names))[:len(names)] / labels.size
+            rows[group] = {"split": split, "images": len(members),
+                           "size (px)": f"{members[0].classes.shape[0]}×{members[0].classes.shape[1]}",
+                           **dict(zip(names, shares)), "no label": float((labels == aerial.IGNORE).mean())}
+            photo = members[0].photo
+            step = max(1, max(photo.shape[:2]) // 400)
+            thumbs.append((f"{group} ({split})", [("photo", photo[::step, ::step]),
+                                                  ("classes", aerial.colourise(members[0].classes, colours)[::step, ::step])]))
+            field[len(field) + 1] = photo
+        if split == "train":
+            weights = class_weights(pairs, len(names))
+    table = pd.DataFrame(rows).T
+    table.index.name = "location"
+    balance = pd.DataFrame({"median-frequency weight": weights}, index=list(names))
+    run.path("class_weights.json").write_text(json.dumps(dict(zip(names, weights.tolist()))))
+    run.path("split.json").write_text(json.dumps({s: [k for k, r in rows.items() if r["split"] == s] for s in BANDS}))
+    size = min(min(p.shape[0], p.shape[1]) for p in field.values())
+    write_netcdf(aerial.brightness_field(field, min(size, 504)), run.path("field.nc"))
+    fig = ganplots.triptychs(thumbs, run.figure("01_split"), title="the split: one image and its classes per "
+                             "location (grey: no label)")
+    return Report(f"01 data: {len(rows)} {'bands' if _is_image(run) else 'locations'}, classes {', '.join(names)}",
+                  f"Source: {aerial.SOURCE if not _is_image(run) else run['data']}. Split by whole "
+                  f"{'row band' if _is_image(run) else 'location'} (no test pixel is seen in training). Class "
+                  "shares of all pixels per location below; *no label* (grey and black) is left out of the loss "
+                  "and every metric. Median-frequency weights w_c = median(f)/f_c from the training images.",
+                  {"split and class shares": table, "class weights (training pixels)": balance}, [fig])
+
+
+def simulate(run) -> Report:
+    """What 03 trains on: random augmented crops (flips, 90° turns) and their class balance."""
+    names, patch = _names(run), _check_patch(run)
+    colours = aerial.scheme_colours(run["scheme"])
+    rng = np.random.default_rng(run["seed"])
+    photos, classes = aerial.random_tiles(_pairs(run, "train"), patch, 4 * run["batch_size"], rng,
+                                          layers=("photo", "classes"), rotate=True)
+    counts = np.bincount(classes[classes != aerial.IGNORE].ravel(), minlength=len(names))[:len(names)]
+    table = pd.DataFrame({"share of crop pixels": counts / classes.size}, index=list(names))
+    table.loc["no label"] = float((classes == aerial.IGNORE).mean())
+    rows = [(f"crop {k}", [("photo", photos[k]), ("classes", aerial.colourise(classes[k], colours))])
+            for k in range(min(4, len(photos)))]
+    fig = ganplots.triptychs(rows, run.figure("02_crops"), title=f"random {patch}×{patch} training crops")
+    return Report("02 training crops", f"{len(photos)} random crops of the training images, flipped and turned "
+                  "by 90° at random, as 03 draws them (no simulation: the hand-drawn labels are the targets).",
+                  {"class balance of the crops": table}, [fig])
+
+
+# ---------------------------------------------------------------- 03
+def _batch(photos, classes, device):
+    return (torch.as_tensor(aerial.to_tensor_range(photos)).to(device),
+            torch.as_tensor(classes.astype(np.int64)).to(device))
+
+
+def confusion_scores(truth, pred, n: int) -> dict:
+    """torchmetrics on the labelled pixels (``aerial.IGNORE`` left out): confusion counts [true, predicted],
+    overall accuracy, per-class precision, recall and IoU, and the mean IoU over classes present in the truth."""
+    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_confusion_matrix,
+                                                        multiclass_jaccard_index, multiclass_precision,
+                                                        multiclass_recall)
+
+    t = torch.as_tensor(np.asarray(truth).ravel().astype(np.int64))
+    p = torch.as_tensor(np.asarray(pred).ravel().astype(np.int64))
+    p = torch.where(p == aerial.IGNORE, (t + 1) % n, p)  # a pixel left unpredicted counts as wrong
+    kw = {"num_classes": n, "ignore_index": aerial.IGNORE}
+    cm = multiclass_confusion_matrix(p, t, **kw).numpy()
+    iou = multiclass_jaccard_index(p, t, average=None, **kw).numpy()
+    present = cm.sum(1) > 0
+    return {"confusion": cm, "accuracy": float(multiclass_accuracy(p, t, average="micro", **kw)),
+            "mean IoU": float(iou[present].mean()) if present.any() else float("nan"), "IoU": iou,
+            "precision": multiclass_precision(p, t, average=None, **kw).numpy(),
+            "recall": multiclass_recall(p, t, average=None, **kw).numpy()}
+
+
+def train(run) -> Report:
+    """Train ``arch`` on random augmented crops of the training images; loss curves and val scores."""
+    arch_name, names, patch = run["arch"], _names(run), _check_patch(run)
+    train_pairs, val_pairs = _pairs(run, "train"), _pairs(run, "val")
+    device = pick_device(run["device"])
+    weights = class_weights(train_pairs, len(names)) if run["class_weights"] else None
+    arch_args = {"in_channels": 3, "n_classes": len(names), "width": run["width"], "depth": run["depth"]}
+    method = methods.build(get_arch(arch_name), arch_args, lr=run["lr"], seed=run["seed"], device=device,
+                           class_weights=None if weights is None else weights.tolist(), ignore_index=aerial.IGNORE)
+    val_x, val_y = _batch(*aerial.random_tiles(val_pairs, patch, VAL_TILES, np.random.default_rng(run["seed"]),
+                                               layers=("photo", "classes")), device)
+
+    def batches(epoch):
+        rng = np.random.default_rng([run["seed"], epoch])  # the same crops for every arch of the run
+        for _ in range(run["steps_per_epoch"]):
+            yield (*_batch(*aerial.random_tiles(train_pairs, patch, run["batch_size"], rng,
+                                                layers=("photo", "classes"), rotate=True), device), None)
+
+    def validate():
+        logits = torch.cat([method.predict(x) for x in val_x.split(4)])
+        scores = confusion_scores(val_y.cpu().numpy(), logits.argmax(1).cpu().numpy(), len(names))
+        return {"val_loss": float(method.loss(logits, val_y, None)), "val_accuracy": scores["accuracy"],
+                "val_mean_IoU": scores["mean IoU"]}
+
+    history = method.fit(batches, validate, run.checkpoint_dir(arch_name), epochs=run["epochs"],
+                         patience=run["patience"], seed=run["seed"], desc=arch_name)
+    split = "rows 0–60 % of " + run["data"] if _is_image(run) else "Dubai aerial tile_" + ",".join(
+        str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
+    colours = aerial.scheme_colours(run["scheme"])
+    model = TrainedModel("segment", arch_name, arch_args, method.weights(), {"photo": NORM},
+                         inputs={"classes": list(names), "colours": ["#%02X%02X%02X" % tuple(c) for c in colours],
+                                 "scheme": run["scheme"], "patch": patch},
+                         info={"trained_on": split, "history": history,
+                               "class_weights": None if weights is None else weights.tolist()})
+    path = model.save(run.model_path(arch_name))
+    fig = loss_curves(history, run.figure(f"03_curves_{arch_name}"),
+                      title=f"{arch_name}: cross-entropy (val: {VAL_TILES} fixed val crops)")
+    n = run["epochs"] * run["steps_per_epoch"] * run["batch_size"]
+    wtext = ", ".join(f"{k} {w:.2f}" for k, w in zip(names, weights)) if weights is not None else "none"
+    return Report(f"03 train {arch_name}",
+                  f"Up to {n} random {patch}×{patch} crops (flips, 90° turns); width {run['width']}, depth "
+                  f"{run['depth']}; class weights: {wtext}. Early stopping on the validation loss; the best "
+                  f"epoch's weights are kept. Model file: `{path}`.",
+                  {f"{arch_name}: history (last epochs)": pd.DataFrame(history).set_index("epoch").tail(5)}, [fig])
+
+
+# ---------------------------------------------------------------- prediction
+def _check_tile(pred: Predictor, tile: int | None, shape) -> int | None:
+    if tile is None:
+        return None
+    if tile % pred.multiple:
+        raise GeonbError(f"tile={tile} is not a multiple of {pred.multiple} (2^depth of this network): tiles must "
+                         f"start on its pooling grid. Use e.g. --tile {max(pred.multiple, tile // pred.multiple * pred.multiple)}.")
+    if tile > max(shape):
+        raise GeonbError(f"tile={tile} is larger than the {shape[0]}×{shape[1]} px image; give a tile of at most "
+                         f"{max(shape)} px, or none (one pass).")
+    return tile
+
+
+def segment_image(pred: Predictor, photo: np.ndarray, tile: int | None = None, valid=None, halo: int | None = None,
+                  probabilities: bool = False):
+    """(H, W, 3) uint8 image of any size → (H, W) uint8 class ids (``aerial.IGNORE`` where ``valid`` is False),
+    through the one predictor: tiles of ``tile`` px (a multiple of 2^depth) with the network's halo cropped,
+    so tiled = one-shot. With ``probabilities`` also the (C, H, W) class probabilities."""
+    photo = np.asarray(photo)
+    if photo.ndim != 3 or photo.shape[-1] != 3:
+        raise GeonbError(f"the image has shape {photo.shape}; give an RGB image (height, width, 3).")
+    tile = _check_tile(pred, tile, photo.shape[:2])
+    x = pred.tensor(aerial.to_tensor_range(photo[None], pred.model.norms["photo"]))
+    out = pred(x, tile=tile, halo=halo, batch=1)
+    classes = out["classes"][0]
+    if valid is not None:
+        classes = np.where(valid, classes, aerial.IGNORE).astype(np.uint8)
+    return (classes, out["mean"][0]) if probabilities else classes
+
+
+def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = False) -> xr.DataArray:
+    """A (y, x, band) RGB DataArray backed by dask (e.g. ``xr.open_zarr(...)``) → lazy (y, x) uint8 class ids,
+    chunk by chunk: each chunk is predicted with ``net.halo`` px of its neighbours (replicated at the image's
+    edge) and cropped, so the result equals a one-shot prediction and memory is bounded by the chunk size.
+    Chunks must be multiples of 2^depth along y and x (the last one excepted) and whole along band.
+    Compute it with any dask scheduler, e.g. a ``dask.distributed.Client`` given by address."""
+    import dask.array as dsa
+
+    pred = Predictor(model, float64=float64)
+    halo, multiple = pred.halo, pred.multiple
+    data = photo.data if isinstance(photo.data, dsa.Array) else dsa.from_array(photo.values, chunks=(1024, 1024, 3))
+    if photo.ndim != 3 or photo.shape[-1] != 3:
+        raise GeonbError(f"photo has dims {dict(photo.sizes)}; give (y, x, band) with 3 bands.")
+    data = data.rechunk({2: 3})
+    for axis, name in ((0, "y"), (1, "x")):
+        chunks = list(data.chunks[axis])
+        if any(c % multiple for c in chunks[:-1]):
+            raise GeonbError(f"chunks along {name} {tuple(chunks[:3])}… are not multiples of {multiple} (2^depth "
+                             f"of this network); rechunk to e.g. {multiple * max(1, 1024 // multiple)}.")
+        if len(chunks) > 1 and chunks[-1] < halo:  # a thin last chunk joins the one before it
+            tail = chunks.pop()
+            chunks[-1] += tail
+        if len(chunks) > 1 and min(chunks) < halo:
+            raise GeonbError(f"chunks along {name} of {min(chunks)} px are thinner than the halo ({halo} px) the "
+                             f"network needs; use chunks of at least {halo} px (e.g. 1024).")
+        data = data.rechunk({axis: tuple(chunks)})
+    norm = model.norms["photo"]
+
+    def block(b):
+        x = pred.tensor(aerial.to_tensor_range(b[None], norm))
+        classes = pred(x, tile=None, halo=0, batch=1)["classes"][0]
+        return classes[halo:classes.shape[0] - halo, halo:classes.shape[1] - halo]
+
+    out = data.map_overlap(block, depth={0: halo, 1: halo, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
+                           trim=False, drop_axis=2,
+                           chunks=data.chunks[:2], dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
+    names = model.inputs.get("classes", list(aerial.NAMES))
+    return xr.DataArray(out, dims=photo.dims[:2], coords={d: photo[d] for d in photo.dims[:2] if d in photo.coords},
+                        name="class", attrs={"long_name": "land-cover class", "flag_values": list(range(len(names))),
+                                             "flag_meanings": " ".join(names), "no_label": aerial.IGNORE})
+
+
+# ---------------------------------------------------------------- 04
+RANDOM_FOREST, NEAREST_MEAN, MAJORITY = "random_forest_rgb", "nearest_mean_rgb", "majority_class"
+
+
+def _baselines(run, n: int):
+    """Per-pixel classifiers fitted on RGB of training pixels: a random forest, the nearest class mean,
+    the majority class. Returns name → function (H, W, 3) uint8 → (H, W) class ids."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    pairs = _pairs(run, "train")
+    rgb = np.concatenate([p.photo.reshape(-1, 3) for p in pairs])
+    cls = np.concatenate([p.classes.ravel() for p in pairs])
+    labelled = np.flatnonzero(cls != aerial.IGNORE)
+    rng = np.random.default_rng(run["seed"])
+    pick = rng.choice(labelled, min(run["baseline_pixels"], len(labelled)), replace=False)
+    forest = RandomForestClassifier(n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=run["seed"])
+    forest.fit(rgb[pick].astype(np.float32), cls[pick])
+    means = aerial.class_mean_colours(rgb[labelled[::10]], cls[labelled[::10]], n)
+    majority = int(np.bincount(cls[labelled], minlength=n).argmax())
+
+    def forest_predict(photo):
+        return forest.predict(photo.reshape(-1, 3).astype(np.float32)).reshape(photo.shape[:2]).astype(np.uint8)
+
+    return {RANDOM_FOREST: forest_predict, NEAREST_MEAN: lambda photo: aerial.nearest_mean_classes(photo, means),
+            MAJORITY: lambda photo: np.full(photo.shape[:2], majority, np.uint8)}
+
+
+def error_panel(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """RGB error map: right pixels white, wrong ones red, no-label pixels grey."""
+    out = np.full((*truth.shape, 3), 255, np.uint8)
+    out[pred != truth] = (220, 30, 30)
+    out[truth == aerial.IGNORE] = aerial.UNLABELED_COLOURS[0]
+    return out
+
+
+def error_maps(run) -> Report:
+    """Every segment model of this run and the per-pixel baselines on the test images, whole."""
+    names = _names(run)
+    n, colours = len(names), aerial.scheme_colours(run["scheme"])
+    models = run.trained()
+    if not models:
+        raise GeonbError(f"no model in {run.path('models')}; run 03_train first.")
+    preds = {k: Predictor(TrainedModel.load(p, task="segment")) for k, p in models.items()}
+    for k, pr in preds.items():
+        if pr.model.inputs.get("classes") != list(names):
+            raise GeonbError(f"model {k} ({models[k]}) predicts {pr.model.inputs.get('classes')}, this run's scheme "
+                             f"is {list(names)}; use another run_dir or retrain it (03).")
+    methods_ = {k: (lambda photo, pr=pr: segment_image(pr, photo, tile=_tile(pr, photo))) for k, pr in preds.items()}
+    methods_.update(_baselines(run, n))
+    test_pairs = _pairs(run, "test")
+    outputs = {k: [f(p.photo) for p in test_pairs] for k, f in methods_.items()}
+    truth = np.concatenate([p.classes.ravel() for p in test_pairs])
+    scores = {k: confusion_scores(truth, np.concatenate([o.ravel() for o in outs]), n) for k, outs in outputs.items()}
+    table = pd.DataFrame({k: {"overall accuracy": s["accuracy"], "mean IoU": s["mean IoU"],
+                              **{f"IoU {c}": v for c, v in zip(names, s["IoU"])}} for k, s in scores.items()}).T
+    table.index.name = "method"
+    table["test pixels"] = int((truth != aerial.IGNORE).sum())
+    table.to_csv(run.metrics_path("test"))
+    per_class = pd.concat({k: pd.DataFrame({"precision": s["precision"], "recall": s["recall"], "IoU": s["IoU"]},
+                                           index=list(names)) for k, s in scores.items()}, names=["method", "class"])
+    per_class.to_csv(run.metrics_path("per_class"))
+    best = max(preds, key=lambda k: scores[k]["mean IoU"])
+    cm = scores[best]["confusion"]
+    counts = pd.DataFrame(cm, index=[f"true {c}" for c in names], columns=[f"pred {c}" for c in names])
+    shares = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)
+    conf = ganplots.confusion_panels({k: scores[k]["confusion"] for k in [*preds, RANDOM_FOREST, MAJORITY]},
+                                     list(names), run.figure("04_confusion"),
+                                     title="confusion on the test pixels, row-normalised (rows: true class)")
+    k = min(run["n_examples"], len(test_pairs))
+    rows = []
+    for i in range(k):
+        p = test_pairs[i]
+        rows.append((p.name, [("image", p.photo), ("labels", aerial.colourise(p.classes, colours)),
+                              (f"{best}", aerial.colourise(outputs[best][i], colours)),
+                              (f"{best} errors", error_panel(p.classes, outputs[best][i])),
+                              (RANDOM_FOREST, aerial.colourise(outputs[RANDOM_FOREST][i], colours)),
+                              (f"{RANDOM_FOREST} errors", error_panel(p.classes, outputs[RANDOM_FOREST][i]))]))
+    maps = ganplots.triptychs(rows, run.figure("04_error_maps"),
+                              title="test images: labels, predictions and errors (red: wrong; grey: no label)")
+    _write_predictions(run, test_pairs, outputs, names)
+    where = "the held-out " + ("band" if _is_image(run) else f"location tile_{run['test_location']}")
+    return Report(f"04 {where}: {len(test_pairs)} images, {int((truth != aerial.IGNORE).sum())} labelled px",
+                  "Each test image is predicted whole through the one predictor (tiles with a cropped halo). "
+                  "Scores by torchmetrics on the labelled pixels only (no-label pixels left out): overall accuracy "
+                  "= correct / labelled pixels; IoU_c = TP/(TP+FP+FN); mean IoU over the classes in the test truth. "
+                  f"Baselines on the same pixels: `{RANDOM_FOREST}` (50 trees on the RGB of "
+                  f"{run['baseline_pixels']} training pixels), `{NEAREST_MEAN}` (nearest class-mean colour), "
+                  f"`{MAJORITY}`. Confusion matrices of the best model (`{best}`, by mean IoU) below.",
+                  {"test scores": table, f"{best}: confusion (counts)": counts,
+                   f"{best}: confusion (row-normalised)": shares}, [maps, conf])
+
+
+def _tile(pred: Predictor, photo: np.ndarray) -> int | None:
+    """Whole images up to ~1 Mpx in one pass, larger ones in 1024-px-ish tiles (memory)."""
+    tile = pred.multiple * max(1, 1024 // pred.multiple)
+    return None if max(photo.shape[:2]) <= tile else tile
+
+
+def _write_predictions(run, pairs, outputs, names) -> None:
+    """04's predictions for ``geonb.explore``: the top-left common window of each test image."""
+    h, w = min(p.classes.shape[0] for p in pairs), min(p.classes.shape[1] for p in pairs)
+
+    def cut(c):
+        return np.where(c[:h, :w] == aerial.IGNORE, np.nan, c[:h, :w]).astype("float32")
+
+    ds = xr.Dataset({"truth": (("sample", "y", "x"), np.stack([cut(p.classes) for p in pairs]),
+                               {"long_name": "true class id"})},
+                    coords={"lat": ("y", np.arange(h)[::-1]), "lon": ("x", np.arange(w))})
+    for k, outs in outputs.items():
+        ds[k] = (("sample", "y", "x"), np.stack([cut(o) for o in outs]), {"long_name": f"{k} class id"})
+    ds.attrs.update(methods=",".join(outputs), classes=",".join(names))
+    write_netcdf(ds, run.prediction_path("test"))
+
+
+# ---------------------------------------------------------------- 05, 06
+def scatter_plots(run) -> Report:
+    """Per-class precision, recall and IoU of every method (from 04) as bars."""
+    import matplotlib.pyplot as plt
+
+    run.require("error_maps")
+    table = pd.read_csv(run.metrics_path("per_class"), index_col=[0, 1])
+    methods_ = list(dict.fromkeys(table.index.get_level_values(0)))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
+    for ax, score in zip(axes, ("precision", "recall", "IoU")):
+        wide = table[score].unstack(0)[methods_]
+        wide.plot.bar(ax=ax, width=0.8, legend=score == "IoU", rot=30)
+        ax.set(title=score, ylim=(0, 1), xlabel="")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle("per-class scores on the test pixels")
+    return Report("05 per-class precision, recall and IoU",
+                  "Precision: the share of pixels predicted as a class that are that class; recall: the share of "
+                  "a class's pixels found; IoU both at once. Test pixels of 04.",
+                  {"per-class scores": table.unstack(1).round(3)}, [save_figure(fig, run.figure("05_per_class"))])
+
+
+def transects(run) -> Report:
+    """The class along a line across the first test image: truth, each model, the baselines."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    run.require("error_maps")
+    ds = xr.load_dataset(run.prediction_path("test"))
+    h, w = ds.sizes["y"], ds.sizes["x"]
+    start = run["transect_start"] or [h // 2, 0]
+    end = run["transect_end"] or [h // 2, w - 1]
+    for name, point in (("transect_start", start), ("transect_end", end)):
+        if len(point) != 2 or not (0 <= point[0] < h and 0 <= point[1] < w):
+            raise GeonbError(f"{name}={point}: give [row, column] inside the {h}×{w} px test image.")
+    n = int(max(abs(end[0] - start[0]), abs(end[1] - start[1]))) + 1
+    r = np.round(np.linspace(start[0], end[0], n)).astype(int)
+    c = np.round(np.linspace(start[1], end[1], n)).astype(int)
+    names = ds.attrs["classes"].split(",")
+    layers = ["truth", *ds.attrs["methods"].split(",")]
+    strips = np.stack([ds[k].values[0][r, c] for k in layers])
+    colours = np.vstack([aerial.scheme_colours(run["scheme"]), aerial.UNLABELED_COLOURS[:1]]) / 255
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(layers) + 1.2))
+    ax.imshow(np.where(np.isnan(strips), len(names), strips), aspect="auto", interpolation="nearest",
+              cmap=ListedColormap(colours), vmin=-0.5, vmax=len(names) + 0.5)
+    ax.set_yticks(range(len(layers)), labels=layers, fontsize=8)
+    ax.set(xlabel=f"px along the line from (row, col) {tuple(start)} to {tuple(end)}",
+           title="class along the line (" + ", ".join(names) + "; grey: no label)")
+    labelled = ~np.isnan(strips[0])
+    agree = {k: float((strips[i][labelled] == strips[0][labelled]).mean()) for i, k in enumerate(layers) if i}
+    return Report("06 class along a line across the first test image",
+                  "Each row is one method's class at each pixel of the line (class colours); the share of labelled "
+                  "line pixels where it agrees with the truth below.",
+                  {"agreement with the truth along the line": pd.DataFrame({"agreement": agree})},
+                  [save_figure(fig, run.figure("06_transect"))])
+
+
+# ---------------------------------------------------------------- command line: geonb predict
+def predict_file(model: TrainedModel, args):
+    """``geonb predict`` for a segment model: an RGB image in (GeoTIFF/PNG/JPEG/NetCDF/zarr), class ids out
+    (uint8; 255 where the input has no data) in the format of ``--out`` (.tif/.png, .nc, .zarr), a GeoTIFF's
+    georeferencing kept; ``--tile`` px per tile (a multiple of 2^depth; default ~1024)."""
+    photo, tags, valid = aerial.read_photo(args.input, args.var)
+    pred = Predictor(model)
+    classes = segment_image(pred, photo, tile=args.tile if args.tile else _tile(pred, photo), valid=valid)
+    names = model.inputs.get("classes", list(aerial.NAMES))
+    h, w = classes.shape
+    ds = xr.Dataset({"class": (("y", "x"), classes, {"long_name": "land-cover class",
+                                                       "flag_values": " ".join(map(str, range(len(names)))),
+                                                       "flag_meanings": " ".join(names),
+                                                       "no_label": aerial.IGNORE})},
+                    coords={"y": np.arange(h), "x": np.arange(w)},
+                    attrs={"title": f"geonb {model.arch} classes of {args.input}", "image_variable": "class",
+                           "source": f"geonb model {args.model} ({model.arch}, trained on "
+                                     f"{model.info.get('trained_on', '?')})"})
+    ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
+    geo = aerial.georeference(args.input)
+    if geo is not None:  # NetCDF/zarr out: CF grid mapping (rioxarray's spatial_ref) and map coordinates
+        ds = ds.assign_coords(geo)
+        ds["class"].attrs["grid_mapping"] = "spatial_ref"
+    return ds
+
+
+TASK = Task(
+    "segment", "aerial image → land-cover class per pixel (Dubai aerial imagery, or any image + labels)", PARAMS,
+    {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
+     "scatter_plots": scatter_plots, "transects": transects},
+    predict_file=predict_file,
+)

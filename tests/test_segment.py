@@ -1,0 +1,219 @@
+"""The segment task: the networks' receptive fields, tiled = one-shot (and the seam of too small a halo),
+the classification loss with ignored pixels and class weights, schemes, the documented errors, lazy
+chunk-by-chunk prediction (also on a dask.distributed cluster), `geonb predict` with GeoTIFF/PNG in and
+GeoTIFF/NetCDF/zarr out, and a short training that beats the per-pixel baselines on held-out rows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from PIL import Image
+
+from geonb import Run, aerial, methods
+from geonb.cli import main
+from geonb.errors import GeonbError
+from geonb.modelfile import TrainedModel
+from geonb.predict import Predictor
+from geonb.registry import NETWORKS, get_arch
+from geonb.tasks.segment import NORM, image_pairs, predict_lazy, segment_image
+
+torch.set_num_threads(1)  # small tensors: one thread is fastest, and CI shares its cores
+ARCHS = ("segnet", "fcn", "unet_seg")
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_receptive_field_is_inside_the_halo(name):
+    net = NETWORKS.build(name, width=2, depth=3).eval()
+    for p in net.parameters():
+        p.data = p.data.abs() * 0.3  # positive weights: no cancellation hides a dependence
+    n = 8 * 14
+    x = torch.rand(1, 3, n, n, requires_grad=True)  # varied input: max-pooling picks varied positions
+    out = net(x)
+    assert out.shape == (1, 5, n, n)
+    out[0, :, n // 2, n // 2].sum().backward()
+    support = torch.nonzero(x.grad[0].abs().sum(0))
+    assert net.multiple == 8 and net.halo % net.multiple == 0
+    assert int((support - n // 2).abs().max()) <= net.halo
+
+
+def _model(name, n_classes=5, depth=3, seed=0) -> TrainedModel:
+    torch.manual_seed(seed)
+    net = NETWORKS.build(name, n_classes=n_classes, width=4, depth=depth)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        net.train()
+        net(torch.randn(4, 3, 64, 64))
+    args = {"in_channels": 3, "n_classes": n_classes, "width": 4, "depth": depth}
+    return TrainedModel("segment", name, args, [net.state_dict()], {"photo": NORM},
+                        inputs={"classes": list(aerial.NAMES[:n_classes])})
+
+
+def _photo(h=75, w=91, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_tiled_equals_one_shot_and_too_small_a_halo_shows_the_seam(name):
+    pred = Predictor(_model(name), float64=True)
+    photo = _photo()
+    one, p_one = segment_image(pred, photo, probabilities=True)
+    tiled, p_tiled = segment_image(pred, photo, tile=32, probabilities=True)
+    assert one.shape == photo.shape[:2] and one.dtype == np.uint8
+    exact = np.abs(p_one - p_tiled).max()
+    assert exact < 1e-12 and np.array_equal(one, tiled)
+    _, p_seam = segment_image(pred, photo, tile=32, halo=pred.multiple, probabilities=True)
+    diff = np.abs(p_one - p_seam).max(0)
+    # the control: a halo smaller than the receptive field changes the output (random weights: small
+    # probabilities' changes, but a million times the float64 round-off of the exact tiling) …
+    assert diff.max() > max(1e6 * exact, 1e-7)
+    border = np.zeros_like(diff, bool)
+    border[[31, 32, 63, 64]] = border[:, [31, 32, 63, 64]] = True
+    assert diff[border].mean() > diff[~border].mean()  # … most at the tile borders: a seam
+
+
+def test_tile_must_fit_the_pooling_grid_and_the_image():
+    pred = Predictor(_model("segnet"))
+    with pytest.raises(GeonbError, match="tile=12 is not a multiple of 8"):
+        segment_image(pred, _photo(), tile=12)
+    with pytest.raises(GeonbError, match=r"tile=128 is larger than the 75×91 px image"):
+        segment_image(pred, _photo(), tile=128)
+
+
+def test_cross_entropy_ignores_unlabeled_pixels_and_weights_classes():
+    arch = get_arch("segnet")
+    m = methods.build(arch, {"n_classes": 3, "width": 2, "depth": 2}, lr=1e-3, seed=0, device="cpu",
+                      class_weights=[1.0, 2.0, 0.5], ignore_index=aerial.IGNORE)
+    logits = torch.randn(2, 3, 8, 8)
+    y = torch.randint(0, 3, (2, 8, 8))
+    y[:, :4] = aerial.IGNORE
+    changed = logits.clone()
+    changed[:, :, :4] += 100 * torch.randn(2, 3, 4, 8)  # predictions on unlabeled pixels do not count
+    assert float(m.loss(logits, y, None)) == pytest.approx(float(m.loss(changed, y, None)))
+    w = torch.tensor([1.0, 2.0, 0.5])[y[:, 4:]]
+    nll = -torch.log_softmax(logits, 1)[:, :, 4:].gather(1, y[:, None, 4:].long())[:, 0]
+    assert float(m.loss(logits, y, None)) == pytest.approx(float((w * nll).sum() / w.sum()), rel=1e-5)
+    logs = m.train_step((torch.randn(2, 3, 8, 8), y, None))
+    assert np.isfinite(logs["loss"])
+
+
+def test_median_frequency_weights_and_one_against_the_rest():
+    a = np.array([[0, 0, 0, 1]], np.uint8)  # class 0: 3/4 of a; class 1 in a and b
+    b = np.array([[1, 1, 255, 255]], np.uint8)
+    w = aerial.median_frequency_weights([a, b], 3)
+    f0, f1 = 3 / 4, 3 / 6  # class pixels / labelled pixels of the images holding the class
+    med = np.median([f0, f1])
+    assert w == pytest.approx([med / f0, med / f1, 0.0])
+    classes = np.array([[3, 1, 255, 3]], np.uint8)
+    assert aerial.apply_scheme(classes, "vegetation").tolist() == [[0, 1, 255, 0]]
+    assert aerial.scheme_names("vegetation") == ("vegetation", "rest")
+    with pytest.raises(GeonbError, match="scheme='forest'.*'all'.*vegetation"):
+        aerial.scheme_names("forest")
+
+
+def test_label_errors_unknown_colours_shape_mismatch_and_bad_ids(tmp_path):
+    m = np.empty((6, 7, 3), np.uint8)
+    m[:] = aerial.COLOURS[1]
+    m[2, 3] = m[4, 4] = (1, 2, 3)
+    Image.fromarray(m).save(tmp_path / "labels.png")
+    with pytest.raises(GeonbError, match=r"2 pixels in 1 colour.*#010203 \(2 px, first at row 2, column 3\)"):
+        aerial.read_labels(tmp_path / "labels.png")
+    Image.fromarray(np.array([[0, 4, 255], [7, 7, 1]], np.uint8)).save(tmp_path / "ids.png")
+    with pytest.raises(GeonbError, match=r"2 pixels with values outside the class ids 0–4 .*7 \(2 px\)"):
+        aerial.read_labels(tmp_path / "ids.png")
+    with pytest.raises(GeonbError, match="the image is 6×8 px but its labels are 6×7 px"):
+        image_pairs(np.zeros((6, 8, 3), np.uint8), np.zeros((6, 7), np.uint8), np.ones((6, 8), bool), "x")
+
+
+def _texture_scene(tmp_path, h=320, w=256):
+    """Two classes of the same colour distribution: vertical 1-px stripes vs random black/white pixels.
+    No per-pixel classifier can tell them apart; a convolution can."""
+    rng = np.random.default_rng(0)
+    labels = ((np.arange(w)[None] // 32 + np.arange(h)[:, None] // 40) % 2).astype(np.uint8)
+    stripes = np.broadcast_to((np.arange(w) % 2)[None] * 255, (h, w))
+    noise = rng.integers(0, 2, (h, w)) * 255
+    grey = np.where(labels == 0, stripes, noise).astype(np.uint8)
+    labels[:3, :5] = aerial.IGNORE
+    Image.fromarray(np.repeat(grey[..., None], 3, -1)).save(tmp_path / "scene.png")
+    Image.fromarray(labels).save(tmp_path / "scene_labels.png")
+    return tmp_path / "scene.png", tmp_path / "scene_labels.png"
+
+
+def test_a_tile_larger_than_the_image_band_is_a_clear_error(tmp_path):
+    scene, labels = _texture_scene(tmp_path, h=100, w=96)
+    run = Run(tmp_path / "run", arch="segnet", quick=True, data=str(scene), labels=str(labels), patch=32)
+    with pytest.raises(GeonbError, match=r"rows 60–80 is 20×96 px, smaller than one 32×32 tile"):
+        run.step("data_prep")
+
+
+def test_bad_parameters_are_refused_before_training(tmp_path):
+    with pytest.raises(GeonbError, match="depth=2: fcn needs depth >= 3"):
+        Run(tmp_path, arch="fcn", quick=True, depth=2).step("data_prep")
+    with pytest.raises(GeonbError, match="patch=60 is not a multiple of 2\\^depth = 8"):
+        Run(tmp_path, arch="segnet", quick=True, patch=60).step("data_prep")
+    with pytest.raises(GeonbError, match="labels='x.png' goes with one image file"):
+        Run(tmp_path, arch="segnet", quick=True, labels="x.png").step("data_prep")
+
+
+@pytest.mark.slow
+def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path):
+    scene, labels = _texture_scene(tmp_path)
+    run = Run(tmp_path / "run", arch="fcn", quick=True, data=str(scene), labels=str(labels), patch=32, width=8,
+              epochs=2, steps_per_epoch=15, batch_size=8, lr=3e-3)
+    report = run.step("error_maps")
+    table = report.tables["test scores"]
+    assert table.loc["fcn", "mean IoU"] > table.loc["random_forest_rgb", "mean IoU"] + 0.2, table
+    assert table.loc["fcn", "overall accuracy"] > 0.75, table
+    assert table.loc["random_forest_rgb", "overall accuracy"] < 0.6, table  # no per-pixel clue: chance
+    assert table.loc["majority_class", "overall accuracy"] < 0.65
+
+
+def test_lazy_chunked_prediction_equals_one_shot_also_on_a_distributed_cluster():
+    distributed = pytest.importorskip("distributed")
+    model = _model("segnet")
+    photo = _photo(150, 170, seed=3)
+    one = segment_image(Predictor(model, float64=True), photo)
+    da = xr.DataArray(photo, dims=("y", "x", "band")).chunk({"y": 64, "x": 64, "band": 3})
+    lazy = predict_lazy(model, da, float64=True)
+    assert lazy.chunks == ((64, 86), (64, 106))  # thin last chunk joined; nothing computed yet
+    assert np.array_equal(lazy.compute(scheduler="threads").values, one)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster.scheduler_address) as client:
+        assert np.array_equal(client.compute(lazy.data).result(), one)
+    with pytest.raises(GeonbError, match="not multiples of 8"):
+        predict_lazy(model, da.chunk({"y": 60}))
+
+
+def test_geonb_predict_geotiff_keeps_crs_and_transform_png_netcdf_zarr(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    pytest.importorskip("rioxarray")
+    from rasterio.transform import from_origin
+
+    path = _model("unet_seg").save(tmp_path / "seg.pt")
+    photo = _photo(40, 56, seed=1)
+    photo[:5, :7] = 0  # nodata
+    transform = from_origin(55.2, 25.3, 1e-5, 1e-5)
+    with rasterio.open(tmp_path / "image.tif", "w", driver="GTiff", height=40, width=56, count=3, dtype="uint8",
+                       crs="EPSG:4326", transform=transform, nodata=0) as dst:
+        dst.write(photo.transpose(2, 0, 1))
+    assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.tif"), "--out",
+                 str(tmp_path / "classes.tif")]) == 0
+    with rasterio.open(tmp_path / "classes.tif") as src:
+        classes = src.read(1)
+        assert src.crs.to_epsg() == 4326 and src.transform.almost_equals(transform)
+        assert src.count == 1 and src.dtypes[0] == "uint8" and src.nodata == 255
+    assert classes.shape == (40, 56) and (classes[:5, :7] == 255).all() and (classes[5:] < 5).all()
+    assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.tif"), "--out",
+                 str(tmp_path / "geo.nc")]) == 0
+    geo = xr.load_dataset(tmp_path / "geo.nc", decode_coords="all")
+    assert geo["class"].rio.crs.to_epsg() == 4326 and geo["class"].rio.transform().almost_equals(transform)
+    assert np.array_equal(geo["class"].values, classes)
+    Image.fromarray(photo).save(tmp_path / "image.png")
+    for out in ("classes.png", "classes.nc", "classes.zarr"):
+        assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.png"), "--out",
+                     str(tmp_path / out), "--tile", "32"]) == 0
+    png = np.asarray(Image.open(tmp_path / "classes.png"))
+    assert png.dtype == np.uint8 and np.array_equal(png[5:], classes[5:])
+    assert np.array_equal(xr.load_dataset(tmp_path / "classes.nc")["class"].values, png)
+    assert np.array_equal(xr.open_zarr(tmp_path / "classes.zarr")["class"].values, png)
+    assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.png"), "--out",
+                 str(tmp_path / "image.png")]) == 2  # never overwrites an input
