@@ -684,9 +684,14 @@ def _line(run, pred):
     """(y, x, km) of the 06 line: from the user's [lat, lon] ends, or across the roughest test block."""
     crs = pred.attrs.get("crs", "")
     if run["transect_start"] is None or run["transect_end"] is None:
+        # across the roughest test block, along its row with the most valid test cells (a diagonal
+        # can run through ocean), from its first valid cell to its last
         y0, y1, x0, x1 = _map_box(pred.rename(truth="target"))
+        scored = _crop(((pred["split"] == 2) & (pred["valid"] == 1)).values, (y0, y1, x0, x1))
+        row = int(scored.sum(1).argmax())
+        cols = np.nonzero(scored[row])[0]
         ys, xs = pred.y.values, pred.x.values
-        start, end = (ys[y0 + (y1 - y0) // 10], xs[x0]), (ys[y1 - 1 - (y1 - y0) // 10], xs[x1 - 1])
+        start, end = (ys[y0 + row], xs[x0 + cols[0]]), (ys[y0 + row], xs[x0 + cols[-1]])
         n = 300
         y, x = np.linspace(start[0], end[0], n), np.linspace(start[1], end[1], n)
         if crs in ("", "EPSG:4326"):
@@ -713,7 +718,8 @@ def transects(run) -> Report:
     units = run_units(pred)
     fig = plots.transect_plot(km, values, rough, run.figure("06_transect"), units=units, shade=~scored,
                               shade_label="not scored (train/val or masked)",
-                              title=f"transect across a rough test block ({len(km)} points, {km[-1]:.0f} km)")
+                              title=f"transect across a rough test block ({len(km)} points, {km[-1]:.0f} km); "
+                              "shaded: not scored")
     table = pd.DataFrame({k: {"RMSE along line (scored cells)": rmse(v[scored], values["truth"][scored]),
                               "mean roughness": float(np.nanmean(rough[k][scored]))} for k, v in values.items()}).T
     return Report("06 transect (test region)", "Top: the field; bottom: roughness = 5×5 moving std, which a model "
