@@ -30,6 +30,12 @@ def line_points_projected(start, end, crs: str, n: int = 300):
 
     to_grid = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     (x0, x1), (y0, y1) = to_grid.transform([start[1], end[1]], [start[0], end[0]])
-    y, x = np.linspace(y0, y1, n), np.linspace(x0, x1, n)
-    return y, x, np.hypot(y - y0, x - x0) / 1000.0
+    return straight_line((y0, x0), (y1, x1), n)
+
+
+def straight_line(start, end, n: int = 300):
+    """n points on the straight line between two (y, x) points of a projected grid (metres) and
+    their distance (km) from start."""
+    y, x = np.linspace(start[0], end[0], n), np.linspace(start[1], end[1], n)
+    return y, x, np.hypot(y - y[0], x - x[0]) / 1000.0
 

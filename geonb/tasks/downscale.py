@@ -34,9 +34,9 @@ from ..params import COMMON, Param
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
-from ..resample import block_mean, check_factor, check_finite, coarsen, crop_to_multiple, refine_coords
+from ..resample import block_mean, check_factor, check_finite, coarsen, refine_coords
 from ..training import pick_device
-from ..transect import line_points, line_points_projected, sample_line
+from ..transect import line_points, line_points_projected, sample_line, straight_line
 from . import Task
 
 PARAMS = COMMON.override(
@@ -198,9 +198,8 @@ def data_prep(run) -> Report:
         ny, nx = QUICK_CROP
         y0, x0 = max(0, (grid.sizes["y"] - ny) // 2), max(0, (grid.sizes["x"] - nx) // 2)
         grid = grid.isel(y=slice(y0, y0 + ny), x=slice(x0, x0 + nx))
-    # Multiples of 16 so every factor (2..16) tiles the grid and each region exactly.
-    ny, nx = crop_to_multiple(np.empty(grid[var].shape), 16).shape
-    grid = grid.isel(y=slice(0, ny), x=slice(0, nx))
+    grid = _crop16(grid)
+    ny, nx = grid.sizes["y"], grid.sizes["x"]
     hr = check_finite(grid[var].values.astype("float64"), f"the target grid {name}:{var}")
     block, above = setting(run, "block"), setting(run, "valid_above")
     if ny < 64 or nx < 96 or (block and min(ny, nx) < 3 * block):
@@ -247,6 +246,11 @@ def data_prep(run) -> Report:
                   ("Blocks" if block else "Column bands") + " train | val | test; the test region is never used "
                   "for training or tuning, and no training patch (with its halo) reaches a val or test cell. "
                   f"Layers: {', '.join(layers)} (+ coordinates x, y).", {"regions": pd.DataFrame(rows).T}, [fig])
+
+
+def _crop16(grid: xr.Dataset) -> xr.Dataset:
+    """The grid cut to multiples of 16 cells, so every factor (2..16) tiles it and each region exactly."""
+    return grid.isel(y=slice(0, grid.sizes["y"] // 16 * 16), x=slice(0, grid.sizes["x"] // 16 * 16))
 
 
 def _kind(ds) -> str:
@@ -454,26 +458,32 @@ def _synthetic_scenes(n, seed, cond) -> list[Scene]:
     return scenes
 
 
-def _training_data(run, ds, cond):
-    """The training scene (the whole grid, patches kept to the train region), the val scenes (each val
-    box with ``MARGIN`` cells of context, scored on its valid val cells) and the normalisers."""
+def region_scenes(ds, cond):
+    """From a grid with ``target``, ``valid``, ``split`` and its layers: the training scene (the whole
+    grid, patches kept to the train region and off the test region), the val scenes (each val box with
+    ``MARGIN`` cells of context, scored on its valid val cells) and the normalisers."""
     split, valid = ds["split"].values, ds["valid"].values.astype(bool)
     train = split == 0
     norm = Normaliser.fit(ds["target"].values[train & valid])
     cond_norms = [_layer_norm(ds, c, train) for c, _ in cond]
     hr, conds = norm(ds["target"].values.astype("float64")), [n(_layer(ds, c)) for (c, _), n in zip(cond, cond_norms)]
-    scenes = [Scene(hr, conds, "train region", valid.astype("float64"), train, split == 2)]
-    n_synth = setting(run, "synthetic")
-    if n_synth and any(c not in DERIVED for c, _ in cond):
-        raise GeonbError(f"synthetic terrain scenes have only {', '.join(DERIVED)} layers, not {run['cond']!r}; "
-                         "set synthetic to 0.")
-    scenes += _synthetic_scenes(n_synth, run["seed"], cond)
+    scene = Scene(hr, conds, "train region", valid.astype("float64"), train, split == 2)
     vals = []
     for box in _scored_boxes(split, valid, 1, int(ds.attrs["block"])):
         g = _grown(box, hr.shape, MARGIN)
         vals.append(Scene(_crop(hr, g), [_crop(c, g) for c in conds], f"val {g}",
                           _crop((split == 1) & valid, g).astype("float64")))
-    return scenes, vals, norm, cond_norms
+    return scene, vals, norm, cond_norms
+
+
+def _training_data(run, ds, cond):
+    """``region_scenes`` of 01's data, plus the run's synthetic terrain scenes."""
+    scene, vals, norm, cond_norms = region_scenes(ds, cond)
+    n_synth = setting(run, "synthetic")
+    if n_synth and any(c not in DERIVED for c, _ in cond):
+        raise GeonbError(f"synthetic terrain scenes have only {', '.join(DERIVED)} layers, not {run['cond']!r}; "
+                         "set synthetic to 0.")
+    return [scene, *_synthetic_scenes(n_synth, run["seed"], cond)], vals, norm, cond_norms
 
 
 def parse_cond(spec, factor: int) -> list[tuple[str, int]]:
@@ -624,7 +634,7 @@ def error_maps(run) -> Report:
                      "spectrum ratio": spectrum_ratio(_crop(values, box), _crop(truth, box), f)})
     table = pd.DataFrame(rows).set_index(["method", "factor", "inputs"])
     table.to_csv(run.metrics_path("test_region"))
-    crs, units, kind = pred.attrs.get("crs", ""), run_units(pred), _kind(pred.rename(truth="target"))
+    crs, units, kind = pred.attrs.get("crs", ""), pred.attrs.get("units", ""), _kind(pred.rename(truth="target"))
     y, x = _box_axes(pred, box)
     factors = sorted({f for _, f in _methods(pred)})
     figures = []
@@ -658,10 +668,6 @@ def error_maps(run) -> Report:
                   {"metrics": table}, figures)
 
 
-def run_units(ds) -> str:
-    return ds.attrs.get("units", "")
-
-
 # ---------------------------------------------------------------- 05
 def _predictions(run) -> xr.Dataset:
     run.require("error_maps")
@@ -673,7 +679,7 @@ def scatter_plots(run) -> Report:
     scored = (pred["split"].values == 2) & (pred["valid"].values == 1)
     truth = pred["truth"].values[scored]
     series = {_label(n): (truth, pred[n].values[scored]) for n, _ in _methods(pred)}
-    fig = plots.scatter_density(series, run.figure("05_scatter"), units=run_units(pred),
+    fig = plots.scatter_density(series, run.figure("05_scatter"), units=pred.attrs.get("units", ""),
                                 title="predicted vs true, valid cells of the test region")
     return Report("05 scatter (test region)", "Binned mean and 95 % interval of the prediction per true-value bin.",
                   {}, [fig])
@@ -692,11 +698,7 @@ def _line(run, pred):
         cols = np.nonzero(scored[row])[0]
         ys, xs = pred.y.values, pred.x.values
         start, end = (ys[y0 + row], xs[x0 + cols[0]]), (ys[y0 + row], xs[x0 + cols[-1]])
-        n = 300
-        y, x = np.linspace(start[0], end[0], n), np.linspace(start[1], end[1], n)
-        if crs in ("", "EPSG:4326"):
-            return line_points(start, end, n)
-        return y, x, np.hypot(y - y[0], x - x[0]) / 1000.0
+        return line_points(start, end) if crs in ("", "EPSG:4326") else straight_line(start, end)
     start, end = run["transect_start"], run["transect_end"]
     y, x, km = (line_points(start, end) if crs in ("", "EPSG:4326") else line_points_projected(start, end, crs))
     inside = lambda v, c: c.min() <= v <= c.max()  # noqa: E731
@@ -715,7 +717,7 @@ def transects(run) -> Report:
     rough = {("truth" if nm == "truth" else _label(nm)): sample_line(pred[nm].copy(data=roughness(pred[nm].values)), y, x)
              for nm in names}
     scored = sample_line(((pred["split"] == 2) & (pred["valid"] == 1)), y, x).astype(bool)
-    units = run_units(pred)
+    units = pred.attrs.get("units", "")
     fig = plots.transect_plot(km, values, rough, run.figure("06_transect"), units=units, shade=~scored,
                               shade_label="not scored (train/val or masked)",
                               title=f"transect across a rough test block ({len(km)} points, {km[-1]:.0f} km); "
@@ -762,8 +764,8 @@ def cli_train(args) -> int:
     f = check_factor(args.factor)
     grid = load_grid(args.data, args.var)
     var = grid.attrs["target"]
-    ny, nx = crop_to_multiple(np.empty(grid[var].shape), 16).shape
-    grid = grid.isel(y=slice(0, ny), x=slice(0, nx))
+    grid = _crop16(grid)
+    ny, nx = grid.sizes["y"], grid.sizes["x"]
     hr = check_finite(grid[var].values.astype("float64"), f"{args.data}:{var}")
     defaults = DATA_DEFAULTS.get(str(args.data), FALLBACK)
     above = args.valid_above if args.valid_above is not None else defaults.get("valid_above")
@@ -775,15 +777,10 @@ def cli_train(args) -> int:
                      **{n: (("y", "x"), v) for n, _, v in conds if n not in COORDS}},
                     coords={"y": grid.y, "x": grid.x}, attrs={"block": block})
     cond = [(n, r) for n, r, _ in conds]
-    train = ds["split"].values == 0
-    norm = Normaliser.fit(hr[train & valid])
-    cond_norms = [_layer_norm(ds, n, train) for n, _ in cond]
-    hrn, cs = norm(hr), [cn(v) for (_, _, v), cn in zip(conds, cond_norms)]
-    vals = [Scene(_crop(hrn, g), [_crop(c, g) for c in cs], "val", _crop((~train) & valid, g).astype("float64"))
-            for g in (_grown(b, hr.shape, MARGIN) for b in _boxes(~train, block))]
+    scene, vals, norm, cond_norms = region_scenes(ds, cond)
     hp = get_arch(args.arch).accepts("generator", {"n_blocks": args.n_blocks, "nf": args.nf, "beta": args.beta})
     method, history = train_model(
-        args.arch, f, [r for _, r in cond], hp, [Scene(hrn, cs, "train region", valid.astype("float64"), train)], vals,
+        args.arch, f, [r for _, r in cond], hp, [scene], vals,
         out.with_name(out.stem + "_checkpoints"), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr or get_arch(args.arch).lr, patch_lr=args.patch, patience=args.patience, seed=args.seed,
         units=float(norm.std), device=pick_device(args.device))
