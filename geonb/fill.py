@@ -32,7 +32,7 @@ from .modelfile import TrainedModel
 from .normalise import Normaliser
 from .predict import Predictor, pad_to_multiple
 from .registry import get_arch
-from .training import config_key, pick_device, resumed_epoch
+from .training import Accelerator, accelerator, config_key, resumed_epoch
 
 ARCHS = ("dincae", "dineof", "unet")
 CLASSICAL = ("dineof",)  # no network: nothing to train or save
@@ -111,7 +111,7 @@ PAD = 16  # training crops: a multiple of DINCAE's pooling
 
 
 def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=None, ckpt_dir, seed: int = 0,
-                  device: str = "auto", **options) -> TrainedModel:
+                  device: str | Accelerator = "auto", **options) -> TrainedModel:
     """Train self-supervised on the cloudy cube ``values`` (time, lat, lon; NaN = missing).
 
     ``arch``: dincae (window input, Gaussian NLL, σ), or unet (the seed's input and
@@ -153,8 +153,9 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     crop -= crop % PAD  # the U-Net halves the patch size (levels − 1) times
     if crop < PAD:
         raise GeonbError(f"the grid ({ny}×{nx}) is too small: {arch} needs at least {PAD}×{PAD} pixels.")
-    device = pick_device(device)
-    method = methods.build(spec, arch_args, lr=float(opt["lr"]), seed=seed, device=device,
+    acc = device if isinstance(device, Accelerator) else accelerator(device)
+    device = acc.device
+    method = methods.build(spec, arch_args, lr=float(opt["lr"]), seed=seed, device=acc,
                            n_average=int(opt["n_average"]))
 
     def batches(epoch):
@@ -177,10 +178,10 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
                 continue
             samples.append((x.copy(), target.copy()))
             if len(samples) == opt["batch_size"]:
-                yield _batch(samples, device)
+                yield _batch(samples)
                 samples = []
         if samples:
-            yield _batch(samples, device)
+            yield _batch(samples)
 
     # validation: the val pixels (never in any input) predicted from the whole cube
     val_days = [t for t in range(nt) if val_points[t].any()]
@@ -198,7 +199,8 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
         return {"val_loss": method.loss(method.predict(x.to(device))[:, :, :h, :w], y, torch.isfinite(y).float()).item()}
 
     history = method.fit(batches, validate, ckpt_dir, epochs=int(opt["epochs"]), patience=int(opt["patience"]),
-                         seed=seed, desc=f"{arch} (self-supervised)")
+                         seed=seed, desc=f"{arch} (self-supervised)",
+                         steps=-(-nt * int(opt["samples_per_day"]) // int(opt["batch_size"])))
     model = TrainedModel("clouds", arch, arch_args, method.weights(), norms,
                          method_args={"average": opt["average"], "sigma_scale": 1.0},
                          inputs={"window": encoding}, info={"history": history})
@@ -210,10 +212,10 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     return model
 
 
-def _batch(samples, device):
+def _batch(samples):
     xs, ys = zip(*samples)
-    y = torch.from_numpy(np.stack(ys))[:, None].to(device)
-    return torch.from_numpy(np.stack(xs)).to(device), y, torch.isfinite(y).float()
+    y = torch.from_numpy(np.stack(ys))[:, None]
+    return torch.from_numpy(np.stack(xs)), y, torch.isfinite(y).float()
 
 
 def fill_cube(model: TrainedModel, values, lat, lon, times, *, last: int | None = None, average: str | None = None):

@@ -79,7 +79,11 @@ COMMON = ParamSet((
     Param("patience", int, 5, "stop after this many epochs without a better validation score"),
     Param("batch_size", int, 10, "samples per optimisation step"),
     Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)"),
-    Param("device", str, "auto", "auto = cuda if present, else cpu", None),
+    Param("device", str, "auto", "auto = cuda if present, else cpu; cuda without a GPU is an error", None),
+    Param("amp", str, "auto", "bf16 autocast: auto (on GPUs that support bf16), bf16 or off"),
+    Param("compile", bool, False, "torch.compile the networks (faster steps after a compile pause)", None),
+    Param("workers", int, 0, "DataLoader processes making batches (0: the training process)", None),
+    Param("ddp", int, 0, "data-parallel processes (torchrun + DDP; one per GPU); 0: one process", None),
     Param("transect_start", list, None, "[lat, lon] start of the 06 line; None: set by the task", None),
     Param("transect_end", list, None, "[lat, lon] end of the 06 line; None: set by the task", None),
 ))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import distributed
 from .errors import GeonbError
 from .params import NOT_SET, STEPS
 from .registry import get_arch, list_archs
@@ -160,6 +161,8 @@ class Run:
         for earlier in STEPS[: STEPS.index(step)]:
             if earlier in MARKED and not isinstance(self.spec.steps.get(earlier, ""), str):
                 self.require(earlier)
+        if step == "train" and self["ddp"] > 1 and not distributed.active():
+            distributed.launch(self.given, self["ddp"])  # then the step below resumes the finished run
         report = what(self)
         if step in MARKED:
             self._marker(step).write_text(json.dumps(self.stamp(step), indent=1))

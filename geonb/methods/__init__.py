@@ -9,7 +9,9 @@ import inspect
 
 import torch
 
+from .. import distributed
 from ..registry import METHODS, Arch
+from ..training import Accelerator
 from . import acgan, classification, gaussian_nll, masked, paired_gan, regression  # noqa: F401
 
 
@@ -17,13 +19,27 @@ def build(arch: Arch, arch_args: dict, *, lr: float, seed: int, device, role_arg
     """The arch's method with its networks: generator from ``arch_args``, the others from
     ``role_args[role]`` (e.g. the discriminator's width) or their defaults.
 
+    ``device``: a ``training.Accelerator`` (or a device: default settings). The networks go
+    on its device, channels-last on a GPU, compiled when it asks (``nn.Module.compile``
+    keeps the state-dict keys), in DDP in a data-parallel run.
+
     ``settings`` are a task's settings for any of its archs (e.g. ``adv_weight``); each method
     gets those its constructor takes, on top of the arch's own ``method_args``.
     """
+    acc = device if isinstance(device, Accelerator) else Accelerator(torch.device(device))
     torch.manual_seed(seed)
     args = {**(role_args or {}), "generator": arch_args}
-    nets = {role: arch.build(role, **args.get(role, {})).to(device) for role in arch.networks}
+    nets = {}
+    for role in arch.networks:
+        net = arch.build(role, **args.get(role, {})).to(acc.device)
+        if acc.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if acc.compile:
+            net.compile()
+        nets[role] = distributed.wrap(net, acc.device)
     cls = METHODS.get(arch.method)
     takes = inspect.signature(cls.__init__).parameters
     options = {**{k: v for k, v in settings.items() if k in takes}, **arch.method_args}
-    return cls(nets, lr=lr, **options)
+    method = cls(nets, lr=lr, **options)
+    method.acc = acc
+    return method

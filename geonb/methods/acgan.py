@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..distributed import frozen
 from ..registry import METHODS
 from .base import Method
 
@@ -43,11 +44,10 @@ class ACGAN(Method):
         d_loss = 0.5 * (bce(real_s, torch.ones_like(real_s)) + bce(fake_s, torch.zeros_like(fake_s))) \
             + 0.5 * (ce(real_c, labels) + ce(fake_c, asked))
         self.step("discriminator", d_loss)
-        disc.requires_grad_(False)
-        gen_s, gen_c = disc(fake)
-        g_loss = bce(gen_s, torch.ones_like(gen_s)) + ce(gen_c, asked)
-        self.step("generator", g_loss)
-        disc.requires_grad_(True)
+        with frozen(disc):
+            gen_s, gen_c = disc(fake)
+            g_loss = bce(gen_s, torch.ones_like(gen_s)) + ce(gen_c, asked)
+            self.step("generator", g_loss)
         acc_real, acc_fake = (real_s > 0).float().mean().item(), (fake_s < 0).float().mean().item()
         return {"g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_acc": (acc_real + acc_fake) / 2,
                 "d_acc_real": acc_real, "d_acc_fake": acc_fake,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..io import load_checkpoint, save_checkpoint
-from ..training import fit, resumed_epoch
+from ..training import Accelerator, fit, resumed_epoch
 
 
 def forward(net: nn.Module, x, residual: bool = False):
@@ -38,6 +38,7 @@ class Method:
         self.optimizers = {role: torch.optim.Adam(nets[role].parameters(), lr=lr, betas=betas) for role in self.roles}
         self.n_average = int(n_average)  # > 0: keep the generator of the last n epochs (snapshots)
         self.snapshots: list[dict] = []
+        self.acc = Accelerator(next(nets["generator"].parameters()).device)  # methods.build sets the run's
 
     @property
     def generator(self) -> nn.Module:
@@ -56,8 +57,9 @@ class Method:
     def step(self, role: str, loss: torch.Tensor) -> None:
         opt = self.optimizers[role]
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        with torch.autocast(self.acc.device.type, enabled=False):  # autocast covers forward passes only
+            loss.backward()
+            opt.step()
 
     def loss(self, pred, y, w) -> torch.Tensor:
         raise NotImplementedError
@@ -69,13 +71,15 @@ class Method:
         self.step("generator", loss)
         return {"loss": loss.item()}
 
-    def fit(self, batches, validate, ckpt_dir, *, epochs: int, patience: int, seed: int, desc: str) -> list[dict]:
-        """Train with ``training.fit`` (the best epoch's weights restored at the end); with
-        ``n_average`` the generator of every epoch is saved too and the last n kept."""
+    def fit(self, batches, validate, ckpt_dir, *, epochs: int, patience: int, seed: int, desc: str,
+            steps: int | None = None) -> list[dict]:
+        """Train with ``training.fit`` on this method's accelerator (the best epoch's weights restored
+        at the end); with ``n_average`` the generator of every epoch is saved too and the last n kept.
+        ``steps``: batches per epoch, for the duration estimate."""
         if self.n_average > 0:
             validate = self._snapshotting(validate, Path(ckpt_dir))
         history = fit({r: self.nets[r] for r in self.roles}, self.optimizers, batches, self.train_step, validate,
-                      ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=desc)
+                      ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=desc, acc=self.acc, steps=steps)
         if self.n_average > 0:
             kept = sorted((Path(ckpt_dir) / "snapshots").glob("epoch_*.pt"))[-self.n_average:]
             self.snapshots = [load_checkpoint(p) for p in kept]

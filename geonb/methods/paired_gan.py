@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from ..distributed import frozen
 from ..losses import ADVERSARIAL, CONTENT
 from ..registry import METHODS
 from .base import Method
@@ -50,10 +51,8 @@ class PairedGAN(Method):
             real, seen = torch.cat([x, real], dim=1), torch.cat([x, seen], dim=1)
         d_loss, d_logs = self.adversarial.discriminator(real, seen.detach())
         self.step("discriminator", d_loss)
-        disc = self.nets["discriminator"]
-        disc.requires_grad_(False)  # the generator step moves the generator only
-        adv = self.adversarial.generator(real, seen)
-        loss = content + self.adv_weight * adv
-        self.step("generator", loss)
-        disc.requires_grad_(True)
+        with frozen(self.nets["discriminator"]):  # the generator step moves the generator only
+            adv = self.adversarial.generator(real, seen)
+            loss = content + self.adv_weight * adv
+            self.step("generator", loss)
         return {"loss": loss.item(), **logs, "adversarial": adv.item(), **d_logs}

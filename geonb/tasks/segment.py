@@ -34,7 +34,7 @@ from ..plots import loss_curves, save_figure
 from ..predict import Predictor
 from ..registry import get_arch
 from ..report import Report
-from ..training import pick_device
+from ..training import run_accelerator
 from . import Task
 
 NORM = aerial.RANGE  # photo grey levels 0–255 ↔ [−1, 1]; kept in the model file
@@ -189,9 +189,8 @@ def simulate(run) -> Report:
 
 
 # ---------------------------------------------------------------- 03
-def _batch(photos, classes, device):
-    return (torch.as_tensor(aerial.to_tensor_range(photos)).to(device),
-            torch.as_tensor(classes.astype(np.int64)).to(device))
+def _batch(photos, classes):
+    return torch.as_tensor(aerial.to_tensor_range(photos)), torch.as_tensor(classes.astype(np.int64))
 
 
 def confusion_scores(truth, pred, n: int) -> dict:
@@ -218,19 +217,19 @@ def train(run) -> Report:
     """Train ``arch`` on random augmented crops of the training images; loss curves and val scores."""
     arch_name, names, patch = run["arch"], _names(run), _check_patch(run)
     train_pairs, val_pairs = _pairs(run, "train"), _pairs(run, "val")
-    device = pick_device(run["device"])
+    acc = run_accelerator(run)
     weights = class_weights(train_pairs, len(names)) if run["class_weights"] else None
     arch_args = {"in_channels": 3, "n_classes": len(names), "width": run["width"], "depth": run["depth"]}
-    method = methods.build(get_arch(arch_name), arch_args, lr=run["lr"], seed=run["seed"], device=device,
+    method = methods.build(get_arch(arch_name), arch_args, lr=run["lr"], seed=run["seed"], device=acc,
                            class_weights=None if weights is None else weights.tolist(), ignore_index=aerial.IGNORE)
-    val_x, val_y = _batch(*aerial.random_tiles(val_pairs, patch, VAL_TILES, np.random.default_rng(run["seed"]),
-                                               layers=("photo", "classes")), device)
+    val_x, val_y = acc.to_device(_batch(*aerial.random_tiles(val_pairs, patch, VAL_TILES, np.random.default_rng(
+        run["seed"]), layers=("photo", "classes"))))
 
     def batches(epoch):
         rng = np.random.default_rng([run["seed"], epoch])  # the same crops for every arch of the run
         for _ in range(run["steps_per_epoch"]):
             yield (*_batch(*aerial.random_tiles(train_pairs, patch, run["batch_size"], rng,
-                                                layers=("photo", "classes"), rotate=True), device), None)
+                                                layers=("photo", "classes"), rotate=True)), None)
 
     def validate():
         logits = torch.cat([method.predict(x) for x in val_x.split(4)])
@@ -239,7 +238,7 @@ def train(run) -> Report:
                 "val_mean_IoU": scores["mean IoU"]}
 
     history = method.fit(batches, validate, run.checkpoint_dir(arch_name), epochs=run["epochs"],
-                         patience=run["patience"], seed=run["seed"], desc=arch_name)
+                         patience=run["patience"], seed=run["seed"], desc=arch_name, steps=run["steps_per_epoch"])
     split = "rows 0–60 % of " + run["data"] if _is_image(run) else "Dubai aerial tile_" + ",".join(
         str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
     colours = aerial.scheme_colours(run["scheme"])

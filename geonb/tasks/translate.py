@@ -30,7 +30,7 @@ from ..params import Param
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
-from ..training import pick_device
+from ..training import run_accelerator
 from . import Task
 
 NORM = aerial.RANGE  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike; kept in the model file
@@ -103,35 +103,33 @@ def data_prep(run) -> Report:
 
 
 # ---------------------------------------------------------------- 03
-def _tiles_tensor(photos, maps, device):
-    return (torch.as_tensor(aerial.to_tensor_range(photos)).to(device),
-            torch.as_tensor(aerial.to_tensor_range(maps)).to(device))
+def _tiles_tensor(photos, maps):
+    return torch.as_tensor(aerial.to_tensor_range(photos)), torch.as_tensor(aerial.to_tensor_range(maps))
 
 
-def train_one(run, arch_name: str, train_pairs, val_pairs, device) -> tuple[Path, list[dict]]:
+def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, list[dict]]:
     arch = get_arch(arch_name)
     patch = _check_patch(run)
     arch_args = {"in_channels": 3, "out_channels": 3, "ngf": run["ngf"], "depth": run["depth"]}
     method = methods.build(arch, arch_args, lr=run["lr"] if arch_name == run["arch"] else arch.lr, seed=run["seed"],
-                           device=device, role_args={"discriminator": {"in_channels": 6, "ndf": run["ndf"]}},
+                           device=acc, role_args={"discriminator": {"in_channels": 6, "ndf": run["ndf"]}},
                            adv_weight=1.0, content_args={"weight": run["l1_weight"]})
     vp, vm, _ = aerial.grid_tiles(val_pairs, patch)
     pick = np.random.default_rng(run["seed"]).permutation(len(vp))[:VAL_TILES]
-    val_x, val_y = _tiles_tensor(vp[pick], vm[pick], device)
+    val_x, val_y = acc.to_device(_tiles_tensor(vp[pick], vm[pick]))
 
     def batches(epoch):
         rng = np.random.default_rng([run["seed"], epoch])  # the same tiles for every arch of the run
         for _ in range(run["steps_per_epoch"]):
             photos, maps = aerial.random_tiles(train_pairs, patch, run["batch_size"], rng)
-            x, y = _tiles_tensor(photos, maps, device)
-            yield x, y, None
+            yield (*_tiles_tensor(photos, maps), None)
 
     def validate():
         pred = torch.cat([method.predict(x) for x in val_x.split(4)])
         return {"val_loss": float(torch.nn.functional.l1_loss(pred, val_y))}
 
     history = method.fit(batches, validate, run.checkpoint_dir(arch_name), epochs=run["epochs"],
-                         patience=run["patience"], seed=run["seed"], desc=arch_name)
+                         patience=run["patience"], seed=run["seed"], desc=arch_name, steps=run["steps_per_epoch"])
     model = TrainedModel("translate", arch_name, arch_args, method.weights(), {"photo": NORM, "map": NORM},
                          inputs={"classes": aerial.CLASSES, "patch": patch},
                          info={"trained_on": "Dubai aerial tile_" + ",".join(
@@ -144,7 +142,7 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, device) -> tuple[Path
 def train(run) -> Report:
     """Train ``arch`` (and ``baseline``) on random tiles of the training locations; curves per arch."""
     train_pairs, val_pairs = _pairs(run, "train"), _pairs(run, "val")
-    device = pick_device(run["device"])
+    acc = run_accelerator(run)
     names = [run["arch"]]
     if run["baseline"] and run["baseline"] != run["arch"]:
         if get_arch(run["baseline"]).task != "translate":
@@ -153,7 +151,7 @@ def train(run) -> Report:
         names.append(run["baseline"])
     figures, tables, paths = [], {}, []
     for name in names:
-        path, history = train_one(run, name, train_pairs, val_pairs, device)
+        path, history = train_one(run, name, train_pairs, val_pairs, acc)
         paths.append(f"`{path}`")
         figures.append(ganplots.gan_curves(history, run.figure(f"03_curves_{name}"),
                                            title=f"{name}: losses (val = L1 on val tiles, [−1, 1] units)",

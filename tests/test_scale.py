@@ -1,0 +1,141 @@
+"""Training on the hardware: data-parallel (torchrun/DDP, gloo on CPU), bf16 autocast, DataLoader
+workers, the device check and the up-front duration estimate."""
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from geonb import methods
+from geonb.errors import GeonbError
+from geonb.losses import DEEPBEDMAP_WEIGHTS
+from geonb.registry import get_arch
+from geonb.training import Accelerator, accelerator, pick_device
+
+GLOBAL_BATCH = 4
+CONTENT_WEIGHTS = {k: v for k, v in DEEPBEDMAP_WEIGHTS.items() if k != "w_adversarial"}
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    hr = torch.randn(16, 1, 16, 16, generator=g).cumsum(-1).cumsum(-2) / 8  # smooth fields
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    return lr, hr
+
+
+def _train(ckpt, arch="srcnn", epochs=2, acc=None, arch_args=None):
+    lr, hr = _data()
+    method = methods.build(get_arch(arch), {"factor": 4, "cond_res": (), **(arch_args or {})}, lr=1e-3, seed=0,
+                           device=acc or Accelerator(torch.device("cpu")), adv_weight=0.1,
+                           content_args={"factor": 4, "units": 1.0, **CONTENT_WEIGHTS})
+
+    def batches(epoch):
+        order = torch.randperm(len(lr), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(lr), GLOBAL_BATCH):
+            idx = order[i:i + GLOBAL_BATCH]
+            yield (lr[idx], []), hr[idx], None
+
+    def validate():
+        return {"val_loss": float(((method.predict((lr, [])) - hr) ** 2).mean())}
+
+    history = method.fit(batches, validate, ckpt, epochs=epochs, patience=10, seed=0, desc=arch, steps=4)
+    return method, history
+
+
+def _ddp_worker(rank, world, store, out, arch, arch_args):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        method, history = _train(out / "ckpt", arch, arch_args=arch_args)
+        if rank == 0:
+            torch.save({"weights": method.nets["generator"].state_dict(), "history": history}, out / "ddp.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _ddp(tmp_path, arch, arch_args=None):
+    mp.spawn(_ddp_worker, args=(2, tmp_path / "store", tmp_path, arch, arch_args), nprocs=2, join=True)
+    return torch.load(tmp_path / "ddp.pt", weights_only=True)
+
+
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
+    """DDP (gloo, 2 CPU processes, 2 samples each) = one process on the 4-sample batch, to float tolerance."""
+    ddp = _ddp(tmp_path, "srcnn")
+    single, history = _train(tmp_path / "single")
+    weights = single.nets["generator"].state_dict()
+    assert ddp["weights"].keys() == weights.keys()  # no DDP "module." prefix in what is saved
+    initial = methods.build(get_arch("srcnn"), {"factor": 4, "cond_res": ()}, lr=1e-3, seed=0, device="cpu")
+    moved = max(float((w - w0).abs().max()) for w, w0 in zip(weights.values(), initial.generator.state_dict().values()))
+    assert moved > 1e-3  # training moved the weights, so equality below means something
+    for name, w in weights.items():
+        torch.testing.assert_close(ddp["weights"][name], w, rtol=1e-4, atol=1e-6, msg=name)
+    # the logged train loss is the global batch's (averaged over processes)
+    assert ddp["history"][-1]["loss"] == pytest.approx(history[-1]["loss"], rel=1e-4)
+
+
+def test_gan_trains_under_ddp(tmp_path):
+    """A GAN step (discriminator, then generator with the discriminator frozen) runs data-parallel."""
+    out = _ddp(tmp_path, "srgan", {"n_blocks": 1, "nf": 8})
+    assert all(torch.isfinite(w).all() for w in out["weights"].values())
+    assert np.isfinite(out["history"][-1]["adversarial"])
+
+
+def test_gan_steps_under_bf16_autocast_keep_float32_weights_and_learn(tmp_path):
+    """bf16 autocast (CPU supports it): forward passes in bf16, weights, gradients and optimiser in float32."""
+    acc = Accelerator(torch.device("cpu"), amp=True)
+    conv_dtypes = set()
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: conv_dtypes.add(o.dtype) if isinstance(m, torch.nn.Conv2d) else None)
+    try:
+        method, history = _train(tmp_path / "amp", "srgan", epochs=2, acc=acc, arch_args={"n_blocks": 1, "nf": 8})
+    finally:
+        hook.remove()
+    assert torch.bfloat16 in conv_dtypes  # autocast was really on in the training steps
+    for net in method.nets.values():
+        assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert all(np.isfinite(v) for h in history for v in h.values())
+    _, plain = _train(tmp_path / "fp32", "srgan", epochs=2, arch_args={"n_blocks": 1, "nf": 8})
+    assert history[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=0.05)  # bf16 stays close to fp32
+
+
+def test_dataloader_workers_give_the_same_training(tmp_path):
+    """Batches made by 2 DataLoader worker processes arrive in the same order: the same trained weights."""
+    one, _ = _train(tmp_path / "w0")
+    two, _ = _train(tmp_path / "w2", acc=Accelerator(torch.device("cpu"), workers=2))
+    for a, b in zip(one.generator.state_dict().values(), two.generator.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:7", "banana"])
+def test_unusable_device_is_an_error_not_a_silent_cpu(device):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises(GeonbError, match="device"):
+        pick_device(device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_without_gpu_says_so():
+    with pytest.raises(GeonbError, match="no CUDA GPU"):
+        accelerator("cuda")
+    with pytest.raises(GeonbError, match="amp"):
+        accelerator("cpu", amp="fp8")
+    assert accelerator("cpu").amp is False  # auto: no bf16 on a CPU (slower there)
+
+
+def test_training_says_up_front_how_long_it_will_take(tmp_path, capsys):
+    _train(tmp_path / "eta", epochs=3)
+    err = capsys.readouterr().err
+    assert "per epoch on cpu" in err and "for 3 epoch(s)" in err
+    assert err.count("[geonb] srcnn epoch") == 3
+
+
+def test_run_with_ddp_trains_in_two_processes_then_writes_its_model(tmp_path, capfd):
+    """``-p ddp 2``: torchrun trains, the notebook's step resumes the finished run and writes the model file."""
+    from geonb.workflow import Run
+
+    run = Run(tmp_path, quick=True, ddp=2, arch="srcnn")
+    report = run.step("train")
+    out = capfd.readouterr()
+    assert "data-parallel training in 2 processes" in out.out
+    assert "resuming srcnn from epoch" in out.out + out.err  # the step itself did not train again
+    assert run.trained() and "Model file" in report.text
