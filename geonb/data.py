@@ -131,13 +131,14 @@ GRIDS = {"antarctica": (_antarctica, "Antarctic ice thickness + log10 beta, 1120
 _PROJECTED = {"y": ("y", "northing", "projection_y_coordinate", "rlat"), "x": ("x", "easting", "projection_x_coordinate", "rlon")}
 
 
-def load_grid(source: str | Path, var: str = "") -> xr.Dataset:
+def load_grid(source: str | Path, var: str = "", lazy: bool = False) -> xr.Dataset:
     """A 2-D grid: the Dataset of every variable on it with dims renamed to (y, x).
 
     The target variable's name is ``attrs["target"]``; the original dimension names and the
     coordinate reference (``crs``: an EPSG code or WKT; ``EPSG:4326`` for lat/lon) are kept in
     attrs, so outputs can be written back with the input's own names. Embedded grids:
-    ``antarctica`` and every ``load_field`` dataset (first time step).
+    ``antarctica`` and every ``load_field`` dataset (first time step). ``lazy``: a file's variables
+    stay on disk as dask arrays (its own chunks) until computed.
     """
     key = str(source)
     if key in GRIDS:
@@ -151,7 +152,7 @@ def load_grid(source: str | Path, var: str = "") -> xr.Dataset:
         if not Path(key).exists():
             raise GeonbError(f"{key!r} is neither an embedded grid ({', '.join([*GRIDS, *EMBEDDED])}) nor an existing "
                              "file. Give a grid name or a NetCDF/zarr path.")
-        ds = open_dataset(key)
+        ds = open_dataset(key, lazy=lazy)
     names = {}
     for axis in ("y", "x"):
         found = [d for d in ds.dims if str(d).lower() in _COORD_NAMES["lat" if axis == "y" else "lon"] + _PROJECTED[axis]]

@@ -106,8 +106,9 @@ def match_fill_values(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def open_dataset(path, var: str | None = None) -> xr.Dataset:
-    """Open a NetCDF or zarr file read-only and load it; check ``var`` is in it."""
+def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset:
+    """Open a NetCDF or zarr file read-only and load it (``lazy``: as dask arrays in the file's own
+    chunks, read when computed); check ``var`` is in it."""
     path = Path(path).expanduser()
     if not path.exists():
         raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc) or zarr file.")
@@ -115,8 +116,11 @@ def open_dataset(path, var: str | None = None) -> xr.Dataset:
         if path.is_dir() or path.suffix == ".zarr":
             ds = xr.open_zarr(path)
         else:
-            with xr.open_dataset(path, mode="r") as opened:
-                ds = opened.load()
+            if lazy:
+                ds = xr.open_dataset(path, mode="r", chunks={})
+            else:
+                with xr.open_dataset(path, mode="r") as opened:
+                    ds = opened.load()
     except (OSError, ValueError, TypeError) as exc:
         raise GeonbError(
             f"{path} is not a readable NetCDF or zarr file ({type(exc).__name__}: {exc}). "

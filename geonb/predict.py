@@ -15,6 +15,7 @@ The task modules turn data into ``x`` and the outputs back into physical units a
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -34,8 +35,19 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return F.pad(x, (0, -w % multiple, 0, -h % multiple)), (h, w)
 
 
-def _replicate(x: torch.Tensor, p: int) -> torch.Tensor:
-    return F.pad(x, (p, p, p, p), mode="replicate") if p else x
+def _replicate(x: torch.Tensor, p: int, r: int = 1) -> torch.Tensor:
+    """Replicate-pad (…, H·r, W·r) by ``p`` cells of the coarse grid: whole r×r blocks of a finer
+    (conditioning) grid are repeated, so a grid cut into chunks pads the same way (``lazy_map``)."""
+    if not p:
+        return x
+    if r == 1:
+        return F.pad(x, (p, p, p, p), mode="replicate")
+    b, c, hr, wr = x.shape
+    h, w = hr // r, wr // r
+    coarse = x.reshape(b, c, h, r, w, r).permute(0, 1, 3, 5, 2, 4).reshape(b, c * r * r, h, w)
+    padded = F.pad(coarse, (p, p, p, p), mode="replicate")
+    return padded.reshape(b, c, r, r, h + 2 * p, w + 2 * p).permute(0, 1, 4, 2, 5, 3).reshape(
+        b, c, (h + 2 * p) * r, (w + 2 * p) * r)
 
 
 class Predictor:
@@ -84,7 +96,7 @@ class Predictor:
         _, _, h, w = grid.shape
         scales = [e.shape[-1] // w for e in extras or []]
         grid_p = _replicate(grid.to(self.device, self.dtype), halo)
-        extras_p = [_replicate(e.to(self.device, self.dtype), halo * r) for e, r in zip(extras or [], scales)]
+        extras_p = [_replicate(e.to(self.device, self.dtype), halo, r) for e, r in zip(extras or [], scales)]
         tile = max(h, w) if tile is None else int(tile)
         out = None
         for i in range(0, h, tile):
@@ -114,6 +126,81 @@ def _split(x, batch: int):
     return list(x.split(batch))
 
 
+# ---------------------------------------------------------------- out of core: dask
+def fine_to_channels(grid, r: int):
+    """A (H·r, W·r) array (numpy or dask) → (H, W, r·r): each coarse cell's r×r fine cells as channels,
+    so a conditioning grid is chunked and overlapped with the coarse grid it belongs to."""
+    h, w = grid.shape[0] // r, grid.shape[1] // r
+    return grid.reshape(h, r, w, r).transpose(0, 2, 1, 3).reshape(h, w, r * r)
+
+
+def channels_to_fine(block: np.ndarray, r: int) -> np.ndarray:
+    """The inverse of ``fine_to_channels`` for one block."""
+    h, w = block.shape[:2]
+    return block.reshape(h, w, r, r).transpose(0, 2, 1, 3).reshape(h * r, w * r)
+
+
+def lazy_map(fn, data, *, halo: int, factor: int = 1, multiple: int = 1, dtype=np.float32):
+    """Apply ``fn`` to a dask array ``data`` (y, x, channel) chunk by chunk: each chunk gets ``halo``
+    cells of its neighbours (replicated at the array's edge, as the one-shot ``Predictor`` pads),
+    ``fn(block) → (factor·h, factor·w)`` and the halo is cropped, so the result equals a
+    one-shot prediction and memory is bounded by the chunk size. Returns a lazy (y·f, x·f) array
+    for any dask scheduler (threads, or a ``dask.distributed`` cluster). Chunks along y, x must
+    be multiples of ``multiple`` (a network's pooling; the last one excepted)."""
+    data = data.rechunk({2: -1})
+    for axis, name in ((0, "y"), (1, "x")):
+        chunks = list(data.chunks[axis])
+        if any(c % multiple for c in chunks[:-1]):
+            raise GeonbError(f"chunks along {name} {tuple(chunks[:3])}… are not multiples of {multiple} (the "
+                             f"network's pooling); rechunk to e.g. {multiple * max(1, 1024 // multiple)}.")
+        if len(chunks) > 1 and chunks[-1] < halo:  # a thin last chunk joins the one before it
+            chunks[-2:] = [chunks[-2] + chunks[-1]]
+        if len(chunks) > 1 and min(chunks) < halo:
+            raise GeonbError(f"chunks along {name} of {min(chunks)} cells are thinner than the halo ({halo}) the "
+                             f"network needs; use chunks of at least {halo} (e.g. 512).")
+        data = data.rechunk({axis: tuple(chunks)})
+    crop = halo * factor
+
+    def block(b):
+        out = fn(b)
+        return out[crop:out.shape[0] - crop, crop:out.shape[1] - crop]
+
+    out = data.map_overlap(block, depth={0: halo, 1: halo, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
+                           trim=False, drop_axis=2, dtype=dtype, meta=np.empty((0, 0), dtype),
+                           chunks=tuple(tuple(c * factor for c in data.chunks[a]) for a in (0, 1)))
+    return out.rechunk(tuple(c[0] for c in out.chunks))  # regular chunks (zarr): a joined last chunk is split
+
+
+@contextlib.contextmanager
+def dask_scheduler(address: str | None = None):
+    """Inside: dask computes (``.compute()``, lazy writes) on the cluster at ``address`` (e.g.
+    ``tcp://host:8786``, a ``dask.distributed`` scheduler; its dashboard shows progress), or
+    without one on this machine's threads with a tqdm bar of finished tasks."""
+    if address:
+        from distributed import Client
+
+        with Client(address) as client:
+            print(f"[geonb] dask cluster {address}: dashboard {client.dashboard_link}", flush=True)
+            yield client
+        return
+    from dask.callbacks import Callback
+    from tqdm.auto import tqdm
+
+    class Bar(Callback):  # tqdm, so the bar also shows in notebooks
+        def _start_state(self, dsk, state):
+            self.bar = tqdm(total=sum(len(state[k]) for k in ("ready", "waiting", "running")), unit="task",
+                            desc="dask")
+
+        def _posttask(self, key, result, dsk, state, worker_id):
+            self.bar.update()
+
+        def _finish(self, dsk, state, errored):
+            self.bar.close()
+
+    with Bar():
+        yield None
+
+
 # ---------------------------------------------------------------- command line: geonb predict
 def predict_command(args) -> int:
     """``geonb predict``: apply any model file to a NetCDF/zarr file; what it does is the model's task's."""
@@ -125,8 +212,9 @@ def predict_command(args) -> int:
     task = get_task(model.task)
     if task.predict_file is None:
         raise GeonbError(f"{args.model} is a {model.task} model; `geonb predict` does not apply it to files.")
-    ds = task.predict_file(model, args)
-    write_output(ds, out, f"geonb predict --model {args.model} --input {args.input} --var {args.var}")
+    with dask_scheduler(args.scheduler):
+        ds = task.predict_file(model, args)
+        write_output(ds, out, f"geonb predict --model {args.model} --input {args.input} --var {args.var}")
     print(f"wrote {out} ({model.task} model {model.arch})")
     return 0
 
@@ -144,4 +232,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--tile", type=int, help="tile size in input cells (downscaling: low-res cells, default 64; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
+    p.add_argument("--chunk", type=int, default=512, help="downscaling: input cells per dask chunk side (memory is "
+                   "bounded by the chunk, not the grid)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler address (tcp://host:8786) to "
+                   "predict on; default: this machine's threads")
     p.set_defaults(func=predict_command)

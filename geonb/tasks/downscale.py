@@ -31,7 +31,7 @@ from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, t
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
 from ..params import COMMON, Param
-from ..predict import Predictor
+from ..predict import Predictor, channels_to_fine, fine_to_channels, lazy_map
 from ..registry import get_arch, list_archs
 from ..report import Report
 from ..resample import block_mean, check_factor, check_finite, coarsen, refine_coords
@@ -590,6 +590,32 @@ def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, t
     return hr
 
 
+def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int = 512, tile: int | None = 64):
+    """``predict_grid`` out of core: a low-res grid (numpy or dask, e.g. from ``xr.open_zarr``) in
+    chunks of ``chunk`` cells, each with the network's halo of neighbours (``predict.lazy_map``)
+    and predicted in ``tile``-cell tiles → a lazy (y·f, x·f) float32 dask array equal to the
+    in-memory prediction; memory is bounded by the chunk size, not the grid's. Conditioning grids
+    (numpy/dask, at their resolutions) travel with the chunks as channels."""
+    import dask.array as dsa
+
+    model = predictor.model
+    rs = model.arch_args["cond_res"]
+    if len(conds) != len(rs):
+        raise GeonbError(f"this model needs {len(rs)} conditioning grid(s) ({', '.join(model.inputs['cond']) or 'none'}); "
+                         f"got {len(conds)}. Pass them with --cond FILE:VAR.")
+    lr = lr if isinstance(lr, dsa.Array) else dsa.from_array(np.asarray(lr), chunks=chunk)
+    lr = lr.rechunk(chunk)
+    parts = [lr[..., None]] + [fine_to_channels(dsa.asarray(c).rechunk(tuple(tuple(k * r for k in ks) for ks in lr.chunks)), r)
+                               for c, r in zip(conds, rs)]
+    edges = np.cumsum([0] + [r * r for r in rs])
+
+    def block(b):
+        cs = [channels_to_fine(b[..., 1 + edges[k]:1 + edges[k + 1]], r) for k, r in enumerate(rs)]
+        return predict_grid(predictor, b[..., 0], cs, tile=tile).astype(np.float32)
+
+    return lazy_map(block, dsa.concatenate(parts, axis=2), halo=predictor.halo, factor=model.arch_args["factor"])
+
+
 # ---------------------------------------------------------------- 04
 def _evaluate(run) -> xr.Dataset:
     """Predict the whole grid from its block means with every model of this run trained on this data,
@@ -793,11 +819,17 @@ def cli_train(args) -> int:
 
 def predict_file(model: TrainedModel, args) -> xr.Dataset:
     """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF)
-    with the input's coordinate names and attributes and its CRS."""
+    with the input's coordinate names and attributes and its CRS; lazy (``predict_lazy``), so the
+    writer streams it chunk by chunk."""
     f = model.arch_args["factor"]
-    grid = load_grid(args.input, args.var or model.inputs["variable"])
+    grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True)
     da = grid[grid.attrs["target"]]
-    lr = check_finite(da.values.astype("float64"), f"{args.input}:{da.name}")
+    if args.chunk < 1:
+        raise GeonbError(f"--chunk {args.chunk}: give the chunk side in input cells, e.g. 512.")
+    bad = int((~np.isfinite(da.data)).sum())  # one pass over the input before any prediction
+    if bad:
+        raise GeonbError(f"{args.input}:{da.name} has {bad} NaN/inf cells (of {da.size}); downscaling needs a complete "
+                         "grid. Fill the gaps first (e.g. the inpaint task) or crop to a complete region.")
     specs = list(args.cond or [])
     if len(specs) != len(model.inputs["cond"]):
         raise GeonbError(f"this model needs {len(model.inputs['cond'])} conditioning grid(s) "
@@ -805,14 +837,15 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     conds = []
     for spec, r in zip(specs, model.arch_args["cond_res"]):
         conds.append(_cond_on_grid(spec, _refined(grid, r), r)[2])
-    hr = predict_grid(Predictor(model), lr, conds, tile=args.tile or 64)
+    hr = predict_lazy(Predictor(model), da.data if da.chunks else da.values, conds, chunk=args.chunk,
+                      tile=args.tile or 64)
     y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
     fine = _refined(grid, f)
     crs = grid.attrs["crs"]
     cf = ({"units": "degrees_north", "standard_name": "latitude"}, {"units": "degrees_east", "standard_name": "longitude"}) \
         if crs == "EPSG:4326" else ({}, {})
     out = xr.DataArray(
-        hr.astype("float32"), dims=(y_name, x_name), name=str(da.name),
+        hr, dims=(y_name, x_name), name=str(da.name),
         coords={y_name: (y_name, fine.y.values, {**cf[0], **grid.y.attrs}),
                 x_name: (x_name, fine.x.values, {**cf[1], **grid.x.attrs})},
         attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},

@@ -31,7 +31,7 @@ from ..io import write_netcdf
 from ..modelfile import TrainedModel
 from ..params import Param
 from ..plots import loss_curves, save_figure
-from ..predict import Predictor
+from ..predict import Predictor, lazy_map
 from ..registry import get_arch
 from ..report import Report
 from ..training import run_accelerator
@@ -291,40 +291,21 @@ def segment_image(pred: Predictor, photo: np.ndarray, tile: int | None = None, v
 
 def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = False) -> xr.DataArray:
     """A (y, x, band) RGB DataArray backed by dask (e.g. ``xr.open_zarr(...)``) → lazy (y, x) uint8 class ids,
-    chunk by chunk: each chunk is predicted with ``net.halo`` px of its neighbours (replicated at the image's
-    edge) and cropped, so the result equals a one-shot prediction and memory is bounded by the chunk size.
-    Chunks must be multiples of 2^depth along y and x (the last one excepted) and whole along band.
-    Compute it with any dask scheduler, e.g. a ``dask.distributed.Client`` given by address."""
+    chunk by chunk with ``predict.lazy_map`` (the network's halo, cropped): equal to a one-shot prediction,
+    memory bounded by the chunk size. Chunks must be multiples of 2^depth along y and x (the last one
+    excepted). Compute it with any dask scheduler, e.g. a ``dask.distributed.Client`` given by address."""
     import dask.array as dsa
 
     pred = Predictor(model, float64=float64)
-    halo, multiple = pred.halo, pred.multiple
-    data = photo.data if isinstance(photo.data, dsa.Array) else dsa.from_array(photo.values, chunks=(1024, 1024, 3))
     if photo.ndim != 3 or photo.shape[-1] != 3:
         raise GeonbError(f"photo has dims {dict(photo.sizes)}; give (y, x, band) with 3 bands.")
-    data = data.rechunk({2: 3})
-    for axis, name in ((0, "y"), (1, "x")):
-        chunks = list(data.chunks[axis])
-        if any(c % multiple for c in chunks[:-1]):
-            raise GeonbError(f"chunks along {name} {tuple(chunks[:3])}… are not multiples of {multiple} (2^depth "
-                             f"of this network); rechunk to e.g. {multiple * max(1, 1024 // multiple)}.")
-        if len(chunks) > 1 and chunks[-1] < halo:  # a thin last chunk joins the one before it
-            tail = chunks.pop()
-            chunks[-1] += tail
-        if len(chunks) > 1 and min(chunks) < halo:
-            raise GeonbError(f"chunks along {name} of {min(chunks)} px are thinner than the halo ({halo} px) the "
-                             f"network needs; use chunks of at least {halo} px (e.g. 1024).")
-        data = data.rechunk({axis: tuple(chunks)})
+    data = photo.data if isinstance(photo.data, dsa.Array) else dsa.from_array(photo.values, chunks=(1024, 1024, 3))
     norm = model.norms["photo"]
 
     def block(b):
-        x = pred.tensor(aerial.to_tensor_range(b[None], norm))
-        classes = pred(x, tile=None, halo=0, batch=1)["classes"][0]
-        return classes[halo:classes.shape[0] - halo, halo:classes.shape[1] - halo]
+        return pred(pred.tensor(aerial.to_tensor_range(b[None], norm)), tile=None, halo=0, batch=1)["classes"][0]
 
-    out = data.map_overlap(block, depth={0: halo, 1: halo, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
-                           trim=False, drop_axis=2,
-                           chunks=data.chunks[:2], dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
+    out = lazy_map(block, data, halo=pred.halo, multiple=pred.multiple, dtype=np.uint8)
     names = model.inputs.get("classes", list(aerial.NAMES))
     return xr.DataArray(out, dims=photo.dims[:2], coords={d: photo[d] for d in photo.dims[:2] if d in photo.coords},
                         name="class", attrs={"long_name": "land-cover class", "flag_values": list(range(len(names))),
