@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import statistics
 import sys
+import time
 from pathlib import Path
 
+from . import progress
 from .errors import GeonbError
 from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
@@ -35,15 +38,28 @@ def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, note
     notebook_dir = Path(notebook_dir or REPO_ROOT / "notebooks")
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in notebooks:
+    written, seconds, start = [], [], time.perf_counter()
+    for k, name in enumerate(notebooks, 1):
         source = notebook_dir / f"{name}.ipynb"
         if not source.exists():
             raise GeonbError(f"notebook {source} not found; run from a geonb checkout (notebooks/ beside geonb/).")
         target = out_dir / f"{name}.ipynb"
-        print(f"[geonb run] {name} → {target}", flush=True)
-        papermill.execute_notebook(str(source), str(target), cwd=str(REPO_ROOT), progress_bar=False,
-                                   parameters={**params, "run_dir": str(run_dir), "quick": quick})
+        progress.say(f"[geonb run] {k}/{len(notebooks)} {name} → {target}")
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(source), str(target), cwd=str(REPO_ROOT), progress_bar=False,
+                                       parameters={**params, "run_dir": str(run_dir), "quick": quick})
+        except papermill.PapermillExecutionError as exc:  # the cell's error in one line; the notebook shows the rest
+            error = " ".join(str(exc.evalue).split())
+            raise GeonbError(f"{name} failed in cell [{exc.exec_count}]: {exc.ename}: {error} — the executed notebook "
+                             f"with the full error: {target}") from None
+        seconds.append(time.perf_counter() - t0)
+        left = len(notebooks) - k
+        # the training notebook dominates; the others take about as long as each other
+        pace = statistics.median([s for n, s in zip(notebooks, seconds) if "train" not in n] or seconds)
+        progress.say(f"[geonb run] {k}/{len(notebooks)} {name} done in {progress.duration(seconds[-1])} · elapsed "
+                     f"{progress.duration(time.perf_counter() - start)}"
+                     + (f" · about {progress.duration(pace * left)} left" if left else ""))
         written.append(target)
     return written
 

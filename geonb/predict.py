@@ -186,6 +186,8 @@ def dask_scheduler(address: str | None = None):
     from dask.callbacks import Callback
     from tqdm.auto import tqdm
 
+    threads = torch.get_num_threads()
+
     class Bar(Callback):  # tqdm, so the bar also shows in notebooks
         def _start_state(self, dsk, state):
             self.bar = tqdm(total=sum(len(state[k]) for k in ("ready", "waiting", "running")), unit="task",
@@ -197,8 +199,12 @@ def dask_scheduler(address: str | None = None):
         def _finish(self, dsk, state, errored):
             self.bar.close()
 
-    with Bar():
-        yield None
+    torch.set_num_threads(1)  # dask's threads each run one chunk: parallel chunks, not threads fighting in each
+    try:
+        with Bar():
+            yield None
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- command line: geonb predict

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import distributed
+from . import distributed, progress
 from .errors import GeonbError
 from .params import NOT_SET, STEPS
 from .registry import get_arch, list_archs
@@ -148,7 +148,7 @@ class Run:
     def require(self, step: str) -> None:
         """Make sure ``step``'s outputs exist and match the current parameters."""
         if not self.is_current(step):
-            print(f"[geonb] building step {step!r} for {self}", flush=True)
+            progress.say(f"[geonb] building step {step!r} for {self}")
             self.step(step)
 
     def step(self, step: str) -> Report:
