@@ -189,14 +189,14 @@ def dask_scheduler(address: str | None = None):
     threads = torch.get_num_threads()
 
     class Bar(Callback):  # tqdm, so the bar also shows in notebooks
-        def _start_state(self, dsk, state):
+        def _start_state(self, _dsk, state):
             self.bar = tqdm(total=sum(len(state[k]) for k in ("ready", "waiting", "running")), unit="task",
                             desc="dask")
 
-        def _posttask(self, key, result, dsk, state, worker_id):
+        def _posttask(self, *_):
             self.bar.update()
 
-        def _finish(self, dsk, state, errored):
+        def _finish(self, *_):
             self.bar.close()
 
     torch.set_num_threads(1)  # dask's threads each run one chunk: parallel chunks, not threads fighting in each
