@@ -177,9 +177,9 @@ def test_dask_prediction_equals_in_memory_prediction(arch, cond_res, args):
 
 
 @pytest.mark.parametrize("suffix", [".zarr", ".nc"])
-def test_geonb_predict_streams_zarr_and_netcdf_on_a_dask_cluster(tmp_path, suffix):
+def test_geonb_predict_streams_zarr_and_netcdf_on_dask(tmp_path, suffix):
     """``geonb predict`` opens the input lazily and writes the output chunk by chunk, on a LocalCluster
-    given by address; the file equals the in-memory prediction."""
+    given by address or on local threads; the file equals the in-memory prediction."""
     import xarray as xr
     from distributed import LocalCluster
 
@@ -194,9 +194,13 @@ def test_geonb_predict_streams_zarr_and_netcdf_on_a_dask_cluster(tmp_path, suffi
     source = tmp_path / f"in{suffix}"
     grid.to_zarr(source) if suffix == ".zarr" else grid.to_netcdf(source)
     out = tmp_path / f"out{suffix}"
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
-        assert main(["predict", "--model", str(tmp_path / "m.pt"), "--input", str(source), "--var", "z",
-                     "--out", str(out), "--chunk", "16", "--scheduler", cluster.scheduler_address]) == 0
+    command = ["predict", "--model", str(tmp_path / "m.pt"), "--input", str(source), "--var", "z", "--out", str(out),
+               "--chunk", "16"]
+    if suffix == ".zarr":  # on a cluster given by address
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+            assert main([*command, "--scheduler", cluster.scheduler_address]) == 0
+    else:  # on this machine's threads
+        assert main(command) == 0
     result = (xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out))["z"]
     assert result.shape == (200, 160) and result.dims == ("y", "x")
     np.testing.assert_allclose(result.values, predict_grid(Predictor(model), lr), atol=1e-3)
