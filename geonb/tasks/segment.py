@@ -28,6 +28,7 @@ import xarray as xr
 from .. import aerial, ganplots, methods
 from ..errors import GeonbError
 from ..io import write_netcdf
+from ..metrics.classification import confusion_scores
 from ..modelfile import TrainedModel
 from ..params import Param
 from ..plots import loss_curves, save_figure
@@ -194,26 +195,6 @@ def _batch(photos, classes, device):
             torch.as_tensor(classes.astype(np.int64)).to(device))
 
 
-def confusion_scores(truth, pred, n: int) -> dict:
-    """torchmetrics on the labelled pixels (``aerial.IGNORE`` left out): confusion counts [true, predicted],
-    overall accuracy, per-class precision, recall and IoU, and the mean IoU over classes present in the truth."""
-    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_confusion_matrix,
-                                                        multiclass_jaccard_index, multiclass_precision,
-                                                        multiclass_recall)
-
-    t = torch.as_tensor(np.asarray(truth).ravel().astype(np.int64))
-    p = torch.as_tensor(np.asarray(pred).ravel().astype(np.int64))
-    p = torch.where(p == aerial.IGNORE, (t + 1) % n, p)  # a pixel left unpredicted counts as wrong
-    kw = {"num_classes": n, "ignore_index": aerial.IGNORE}
-    cm = multiclass_confusion_matrix(p, t, **kw).numpy()
-    iou = multiclass_jaccard_index(p, t, average=None, **kw).numpy()
-    present = cm.sum(1) > 0
-    return {"confusion": cm, "accuracy": float(multiclass_accuracy(p, t, average="micro", **kw)),
-            "mean IoU": float(iou[present].mean()) if present.any() else float("nan"), "IoU": iou,
-            "precision": multiclass_precision(p, t, average=None, **kw).numpy(),
-            "recall": multiclass_recall(p, t, average=None, **kw).numpy()}
-
-
 def train(run) -> Report:
     """Train ``arch`` on random augmented crops of the training images; loss curves and val scores."""
     arch_name, names, patch = run["arch"], _names(run), _check_patch(run)
@@ -234,7 +215,8 @@ def train(run) -> Report:
 
     def validate():
         logits = torch.cat([method.predict(x) for x in val_x.split(4)])
-        scores = confusion_scores(val_y.cpu().numpy(), logits.argmax(1).cpu().numpy(), len(names))
+        scores = confusion_scores(val_y.cpu().numpy(), logits.argmax(1).cpu().numpy(), len(names),
+                                  ignore_index=aerial.IGNORE)
         return {"val_loss": float(method.loss(logits, val_y, None)), "val_accuracy": scores["accuracy"],
                 "val_mean_IoU": scores["mean IoU"]}
 
@@ -384,7 +366,8 @@ def error_maps(run) -> Report:
     test_pairs = _pairs(run, "test")
     outputs = {k: [f(p.photo) for p in test_pairs] for k, f in methods_.items()}
     truth = np.concatenate([p.classes.ravel() for p in test_pairs])
-    scores = {k: confusion_scores(truth, np.concatenate([o.ravel() for o in outs]), n) for k, outs in outputs.items()}
+    scores = {k: confusion_scores(truth, np.concatenate([o.ravel() for o in outs]), n, ignore_index=aerial.IGNORE)
+              for k, outs in outputs.items()}
     table = pd.DataFrame({k: {"overall accuracy": s["accuracy"], "mean IoU": s["mean IoU"],
                               **{f"IoU {c}": v for c, v in zip(names, s["IoU"])}} for k, s in scores.items()}).T
     table.index.name = "method"
