@@ -200,7 +200,7 @@ def _scores(maps: np.ndarray, truth_maps: np.ndarray, truth_classes: np.ndarray)
     from torchmetrics.functional import mean_absolute_error
 
     scores = confusion_scores(truth_classes, aerial.nearest_class(maps), len(aerial.NAMES), ignore_index=aerial.IGNORE)
-    l1 = float(mean_absolute_error(*(torch.as_tensor(np.ravel(m), dtype=torch.float64) for m in (maps, truth_maps))))
+    l1 = float(mean_absolute_error(*(torch.as_tensor(np.asarray(m, np.float64).ravel()) for m in (maps, truth_maps))))
     return {"class accuracy": scores["accuracy"], "balanced accuracy": scores["balanced accuracy"],
             "L1 (0-255)": l1}, scores["confusion"]
 
