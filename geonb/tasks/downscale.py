@@ -791,20 +791,31 @@ def cli_train(args) -> int:
 
 
 def predict_file(model: TrainedModel, args) -> xr.Dataset:
-    """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF)
-    with the input's coordinate names and attributes and its CRS."""
-    f = model.arch_args["factor"]
+    """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF, zarr or
+    GeoTIFF) with the input's coordinate names and attributes and its CRS."""
     grid = load_grid(args.input, args.var or model.inputs["variable"])
     da = grid[grid.attrs["target"]]
     lr = check_finite(da.values.astype("float64"), f"{args.input}:{da.name}")
-    specs = list(args.cond or [])
+    hr = predict_grid(Predictor(model), lr, conditioning(model, grid, args.cond), tile=args.tile or 64)
+    return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
+
+
+def conditioning(model: TrainedModel, grid: xr.Dataset, specs) -> list[np.ndarray]:
+    """The model's conditioning grids (``FILE:VAR[@r]`` or ``x``/``y`` specs) on ``grid``'s cells refined ×r."""
+    specs = list(specs or [])
     if len(specs) != len(model.inputs["cond"]):
         raise GeonbError(f"this model needs {len(model.inputs['cond'])} conditioning grid(s) "
                          f"({', '.join(model.inputs['cond']) or 'none'}); got {len(specs)}. Pass them with --cond.")
-    conds = []
-    for spec, r in zip(specs, model.arch_args["cond_res"]):
-        conds.append(_cond_on_grid(spec, _refined(grid, r), r)[2])
-    hr = predict_grid(Predictor(model), lr, conds, tile=args.tile or 64)
+    return [_cond_on_grid(spec, _refined(grid, r), r)[2] for spec, r in zip(specs, model.arch_args["cond_res"])]
+
+
+def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source: str) -> xr.Dataset:
+    """The high-res grid ``hr`` (numpy or dask) as a CF Dataset on ``grid``'s refined cells, with the input's
+    coordinate names and attributes and its CRS (a grid-mapping coordinate, via rioxarray)."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    f = model.arch_args["factor"]
+    da = grid[grid.attrs["target"]]
     y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
     fine = _refined(grid, f)
     crs = grid.attrs["crs"]
@@ -817,13 +828,10 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
         attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},
                "long_name": f"{da.attrs.get('long_name', da.name)}, super-resolved ×{f}"},
     ).to_dataset()
-    if crs and crs != "EPSG:4326":  # the CRS as a CF grid-mapping variable
-        from pyproj import CRS
-
-        out["spatial_ref"] = xr.DataArray(0, attrs=CRS.from_user_input(crs).to_cf())
-        out[str(da.name)].attrs["grid_mapping"] = "spatial_ref"
-    out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {args.input}",
-                     source=f"geonb model {args.model} ({model.arch}, trained on {model.info['trained_on']})")
+    if crs:  # a CF grid-mapping coordinate: NetCDF, zarr and GeoTIFF readers all find the CRS
+        out = out.rio.write_crs(crs)
+    out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {what}",
+                     source=f"{source} ({model.arch}, trained on {model.info['trained_on']})")
     return out
 
 

@@ -308,10 +308,15 @@ def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = Fa
     out = data.map_overlap(block, depth={0: halo, 1: halo, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
                            trim=False, drop_axis=2,
                            chunks=data.chunks[:2], dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
-    names = model.inputs.get("classes", list(aerial.NAMES))
     return xr.DataArray(out, dims=photo.dims[:2], coords={d: photo[d] for d in photo.dims[:2] if d in photo.coords},
-                        name="class", attrs={"long_name": "land-cover class", "flag_values": list(range(len(names))),
-                                             "flag_meanings": " ".join(names), "no_label": aerial.IGNORE})
+                        name="class", attrs=class_attrs(model))
+
+
+def class_attrs(model: TrainedModel) -> dict:
+    """CF attributes of a model's class map: ``flag_values`` (uint8, the map's own type), ``flag_meanings``."""
+    names = model.inputs.get("classes", list(aerial.NAMES))
+    return {"long_name": "land-cover class", "flag_values": np.arange(len(names), dtype=np.uint8),
+            "flag_meanings": " ".join(names), "no_label": aerial.IGNORE}
 
 
 # ---------------------------------------------------------------- 04
@@ -493,19 +498,15 @@ def predict_file(model: TrainedModel, args):
     photo, tags, valid = aerial.read_photo(args.input, args.var)
     pred = Predictor(model)
     classes = segment_image(pred, photo, tile=args.tile if args.tile else _tile(pred, photo), valid=valid)
-    names = model.inputs.get("classes", list(aerial.NAMES))
     h, w = classes.shape
-    ds = xr.Dataset({"class": (("y", "x"), classes, {"long_name": "land-cover class",
-                                                       "flag_values": " ".join(map(str, range(len(names)))),
-                                                       "flag_meanings": " ".join(names),
-                                                       "no_label": aerial.IGNORE})},
+    ds = xr.Dataset({"class": (("y", "x"), classes, class_attrs(model))},
                     coords={"y": np.arange(h), "x": np.arange(w)},
                     attrs={"title": f"geonb {model.arch} classes of {args.input}", "image_variable": "class",
                            "source": f"geonb model {args.model} ({model.arch}, trained on "
                                      f"{model.info.get('trained_on', '?')})"})
     ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
     geo = aerial.georeference(args.input)
-    if geo is not None:  # NetCDF/zarr out: CF grid mapping (rioxarray's spatial_ref) and map coordinates
+    if geo is not None:  # map coordinates and the CF grid mapping (rioxarray's spatial_ref): GeoTIFF/NetCDF/zarr out
         ds = ds.assign_coords(geo)
         ds["class"].attrs["grid_mapping"] = "spatial_ref"
     return ds
