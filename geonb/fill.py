@@ -369,7 +369,8 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
     if da.attrs.get("standard_name"):
         err.attrs["standard_name"] = f"{da.attrs['standard_name']} standard_error"
     err.encoding = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
-    return xr.Dataset({name: out, f"{name}_error": err}, attrs=add_history({"Conventions": "CF-1.8"}, f"filled by geonb fill ({info['arch']})"))
+    attrs = add_history({"Conventions": "CF-1.8"}, f"filled by geonb fill ({info['arch']})")
+    return xr.Dataset({name: out, f"{name}_error": err}, attrs=attrs)
 
 
 def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) -> xr.Dataset:

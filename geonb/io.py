@@ -132,9 +132,9 @@ def write_geotiff(da: xr.DataArray, path) -> Path:
 
 # The layout of the file a variable was read from (netCDF4 compression and chunks, zarr chunks), which zarr
 # refuses or which would clash with the new chunks; the rest (dtype, fill value, scale/offset, time units) is kept.
-_SOURCE_LAYOUT = ("chunks", "zlib", "complevel", "shuffle", "fletcher32", "contiguous", "chunksizes", "source", "original_shape",
-                "szip_coding", "szip_pixels_per_block", "blosc_shuffle", "quantize_mode", "significant_digits",
-                "least_significant_digit", "endian", "compression", "preferred_chunks")
+_SOURCE_LAYOUT = ("chunks", "preferred_chunks", "chunksizes", "contiguous", "zlib", "complevel", "shuffle",
+                  "fletcher32", "szip_coding", "szip_pixels_per_block", "blosc_shuffle", "compression", "endian",
+                  "quantize_mode", "significant_digits", "least_significant_digit", "source", "original_shape")
 
 
 def write_zarr(ds, path, **kwargs) -> Path:

@@ -97,3 +97,17 @@ def test_the_ssim_loss_is_differentiable_and_one_for_identical_fields(dem):
     value = ssim_loss(p, t, peak)
     value.backward()
     assert value < 1 and p.grad.abs().sum() > 0
+
+
+def test_the_closed_form_gaussian_crps_matches_torchmetrics_ensemble_crps():
+    """geonb keeps the closed-form CRPS of N(mean, σ²) (torchmetrics has only the ensemble CRPS); an ensemble
+    of 400 draws from that Gaussian gives the same mean score."""
+    from torchmetrics.functional.regression import continuous_ranked_probability_score
+
+    from geonb.metrics.probabilistic import gaussian_crps
+
+    rng = np.random.default_rng(0)
+    error, sigma = rng.normal(0, 0.6, 200), rng.uniform(0.2, 1.0, 200)  # mean − truth, and σ, per point
+    members = torch.as_tensor(error[:, None] + sigma[:, None] * rng.standard_normal((200, 400)))
+    ensemble = float(continuous_ranked_probability_score(members, torch.zeros(200, dtype=torch.float64)))
+    assert float(np.mean(gaussian_crps(error, sigma))) == pytest.approx(ensemble, rel=0.02)
