@@ -1,10 +1,12 @@
 """geonb: deep learning on gridded earth data, notebook first.
 
 ``Run`` ties a run directory to parameters and dispatches the six notebook steps;
-``load_field`` opens data; ``list_archs`` lists the registered architectures.
+``load_field`` opens data; ``list_archs`` lists the registered architectures; ``da.geonb.fill``,
+``.downscale`` and ``.segment`` apply the tasks to xarray objects.
 """
 import importlib
 
+from . import accessor  # noqa: F401  (registers the ``da.geonb`` xarray accessor)
 from .data import load_field, synthetic_sst
 from .errors import GeonbError
 from .fill import fill  # geonb.fill(dataarray); `from geonb.fill import …` still reaches the module

@@ -395,13 +395,7 @@ def from_tensor_range(x: np.ndarray, norm: Normaliser = RANGE) -> np.ndarray:
     return np.clip(np.round(norm.inverse(np.asarray(x).transpose(0, 2, 3, 1))), 0, 255).astype(np.uint8)
 
 
-# ---------------------------------------------------------------- scores
-def confusion(truth: np.ndarray, pred: np.ndarray, n: int = len(NAMES)) -> np.ndarray:
-    """Counts [true class, predicted class] over pixels whose truth is labelled."""
-    ok = truth != IGNORE
-    return np.bincount(truth[ok].astype(np.int64) * n + pred[ok], minlength=n * n).reshape(n, n)
-
-
+# ---------------------------------------------------------------- the per-pixel colour classifier
 def class_mean_colours(photos: np.ndarray, classes: np.ndarray, n: int = len(NAMES)) -> np.ndarray:
     """The per-pixel colour classifier's fit: mean photo RGB of each of ``n`` classes (labelled pixels only)."""
     px, cl = photos.reshape(-1, 3).astype(np.float64), classes.reshape(-1)

@@ -1,4 +1,4 @@
-"""Command line: ``geonb run`` (the main job), ``geonb archs`` and the batch commands."""
+"""Command line: ``geonb run`` (the main job), ``geonb archs``, ``geonb --version`` and the batch commands."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale", "geonb.generate")
+COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale", "geonb.generate", "geonb.doctor")
 
 
 def parse_value(text: str):
@@ -82,7 +82,10 @@ def _cmd_archs(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="geonb", description="Deep learning on gridded earth data.")
+    parser.add_argument("--version", action="version", version=f"geonb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the main job: execute notebooks 01→06 with papermill")
     run.add_argument("--quick", action="store_true", help="tiny data and few epochs (seconds on a CPU)")

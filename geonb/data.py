@@ -131,17 +131,25 @@ GRIDS = {"antarctica": (_antarctica, "Antarctic ice thickness + log10 beta, 1120
 _PROJECTED = {"y": ("y", "northing", "projection_y_coordinate", "rlat"), "x": ("x", "easting", "projection_x_coordinate", "rlon")}
 
 
-def load_grid(source: str | Path, var: str = "", lazy: bool = False) -> xr.Dataset:
+def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = False) -> xr.Dataset:
     """A 2-D grid: the Dataset of every variable on it with dims renamed to (y, x).
 
     The target variable's name is ``attrs["target"]``; the original dimension names and the
     coordinate reference (``crs``: an EPSG code or WKT; ``EPSG:4326`` for lat/lon) are kept in
     attrs, so outputs can be written back with the input's own names. Embedded grids:
-    ``antarctica`` and every ``load_field`` dataset (first time step). ``lazy``: a file's variables
-    stay on disk as dask arrays (its own chunks) until computed.
+    ``antarctica`` and every ``load_field`` dataset (first time step); or a DataArray (its CRS from a
+    CF/rioxarray grid-mapping coordinate). ``lazy``: a file's variables stay on disk as dask arrays
+    (its own chunks) until computed.
     """
-    key = str(source)
-    if key in GRIDS:
+    key = f"the DataArray {source.name!r}" if isinstance(source, xr.DataArray) else str(source)
+    if isinstance(source, xr.DataArray):
+        var = str(source.name or "field")
+        mapping = source.attrs.get("grid_mapping") or source.encoding.get("grid_mapping")
+        if mapping and mapping not in source.coords:
+            raise GeonbError(f"{key} names its grid mapping {mapping!r} but does not carry it, so its CRS would be lost; "
+                             "open the file with xr.open_dataset(path, decode_coords='all').")
+        ds = source.to_dataset(name=var)
+    elif key in GRIDS:
         ds = GRIDS[key][0]()
         var = var or "thickness"
     elif key in EMBEDDED:

@@ -27,7 +27,7 @@ from .cv import cloud_cv_mask
 from .data import _COORD_NAMES, standardise
 from .dineof import dineof
 from .errors import GeonbError
-from .io import match_fill_values, open_dataset, refuse_input_as_output, write_netcdf
+from .io import NETCDF, add_history, match_fill_values, open_dataset, refuse_input_as_output, write_output
 from .modelfile import TrainedModel
 from .normalise import Normaliser
 from .predict import Predictor, pad_to_multiple
@@ -360,6 +360,8 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
     given = np.asarray(da.values)
     # observed values exactly as read (not via the float32 working copy)
     out = da.copy(data=np.where(np.isfinite(given), given, filled.transpose(order)).astype(dtype))
+    out.attrs["long_name"] = f"{da.attrs.get('long_name', name)}, gaps filled by geonb ({info['arch']})"
+    out.attrs["ancillary_variables"] = f"{name}_error"  # CF: the σ belongs to this variable
     out.attrs["geonb_fill"] = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
     out.encoding = {k: v for k, v in da.encoding.items() if k not in ("source", "original_shape", "chunksizes")}
     err = da.copy(data=sigma.transpose(order)).rename(f"{name}_error")
@@ -369,7 +371,8 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
     if da.attrs.get("standard_name"):
         err.attrs["standard_name"] = f"{da.attrs['standard_name']} standard_error"
     err.encoding = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
-    return xr.Dataset({name: out, f"{name}_error": err}, attrs={"history": f"filled by geonb fill ({info['arch']})"})
+    attrs = add_history({"Conventions": "CF-1.8"}, f"filled by geonb fill ({info['arch']})")
+    return xr.Dataset({name: out, f"{name}_error": err}, attrs=attrs)
 
 
 def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) -> xr.Dataset:
@@ -380,8 +383,10 @@ def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) ->
         refuse_input_as_output(saved, [path, options.get("model")], "--save-model")
         if Path(saved).resolve() == out.resolve():
             raise GeonbError(f"--save-model {saved} is the output file; give the model its own path (.pt).")
+    if out.suffix.lower() not in (*NETCDF, ".zarr"):  # checked before any training
+        raise GeonbError(f"--out {out}: a filled cube is written as NetCDF (.nc) or zarr (.zarr); give --out such a name.")
     written = fill_dataset(open_dataset(path, var), var, mask_var, **options)
-    write_netcdf(match_fill_values(written), out)
+    write_output(match_fill_values(written), out)
     return written
 
 
@@ -414,7 +419,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--window", type=int, default=DEFAULTS["window"], help="days per input (odd)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", help="keep training checkpoints here: a killed fill resumes where it stopped")
-    p.add_argument("--out", required=True, help="output NetCDF (written atomically)")
+    p.add_argument("--out", required=True, help="output file, written atomically: NetCDF (.nc) or zarr (.zarr)")
     p.set_defaults(func=_cmd_fill)
 
 

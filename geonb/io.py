@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import xarray as xr
 
@@ -51,17 +52,26 @@ def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:
 
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+NETCDF = (".nc", ".nc4", ".netcdf")
 
 
 def write_output(ds: xr.Dataset, path, command: str = "") -> Path:
-    """Write a result in the format its file name asks for, atomically: NetCDF (``.nc``) or, for a
-    Dataset naming an ``image_variable`` (y, x, band; uint8), a PNG/JPEG/TIFF image (a GeoTIFF
-    input's georeferencing tags travel in ``ds.encoding["tiff_tags"]``). ``command``, the geonb
-    command line that made it, is added to the ``history`` attribute (CF)."""
+    """Write a result in the format its file name asks for, atomically: NetCDF (``.nc``), zarr (``.zarr``),
+    GeoTIFF (``.tif``, a Cloud Optimized GeoTIFF with the CRS and transform, for a 2-D grid or image that has
+    a CRS) or, for a Dataset naming an ``image_variable`` (y, x[, band]; uint8) without a CRS, a PNG/JPEG/TIFF
+    image (a TIFF input's tags travel in ``ds.encoding["tiff_tags"]``). ``command``, the geonb command line
+    that made it, is added to the ``history`` attribute (CF)."""
     path = Path(path)
     if command:
-        ds.attrs["history"] = (ds.attrs.get("history", "") + f"\n{command}").strip()
+        add_history(ds.attrs, command)
     suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        return write_zarr(ds, path)
+    if suffix in NETCDF:
+        return write_netcdf(ds, path)
+    raster = _raster_variable(ds)
+    if suffix in (".tif", ".tiff") and raster is not None and raster.rio.crs is not None:
+        return write_geotiff(raster, path)
     if suffix in IMAGE_FORMATS and "image_variable" in ds.attrs:
         from PIL import Image
 
@@ -70,13 +80,61 @@ def write_output(ds: xr.Dataset, path, command: str = "") -> Path:
                 tmp, format=IMAGE_FORMATS[suffix], tiffinfo=ds.encoding.get("tiff_tags", {}),
                 **({"quality": 95} if IMAGE_FORMATS[suffix] == "JPEG" else {}))
         return path
-    if suffix == ".zarr":
-        return write_zarr(ds, path)
-    if suffix not in (".nc", ".nc4", ".netcdf"):
-        kinds = "NetCDF (.nc), zarr (.zarr) or an image (.png, .jpg, .tif)" if "image_variable" in ds.attrs \
-            else "NetCDF (.nc) or zarr (.zarr)"
-        raise GeonbError(f"{path}: this result is written as {kinds}; give --out such a name.")
-    return write_netcdf(ds, path)
+    kinds = ["NetCDF (.nc)", "zarr (.zarr)"]
+    if raster is not None and raster.rio.crs is not None:
+        kinds.append("GeoTIFF (.tif)")
+    if "image_variable" in ds.attrs:
+        kinds.append("an image (.png, .jpg, .tif)")
+    why = "" if suffix not in (".tif", ".tiff") else \
+        " (GeoTIFF holds one 2-D grid or image with a CRS; this result has none, or several variables or dims)"
+    raise GeonbError(f"{path}: this result is written as {', '.join(kinds[:-1])} or {kinds[-1]}{why}; "
+                     "give --out such a name.")
+
+
+def add_history(attrs: dict, line: str) -> dict:
+    """Append a timestamped line to the CF ``history`` attribute."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    attrs["history"] = (attrs.get("history", "") + f"\n{stamp} {line}").strip()
+    return attrs
+
+
+def _raster_variable(ds: xr.Dataset):
+    """The one variable a GeoTIFF can hold — the ``image_variable``, or the only data variable; 2-D (y, x)
+    or 3-D with a band dim — north up, with the Dataset's attributes; None when there is no such variable."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    names = [ds.attrs["image_variable"]] if "image_variable" in ds.attrs else list(ds.data_vars)
+    if len(names) != 1 or ds[names[0]].ndim not in (2, 3):
+        return None
+    da = ds[names[0]]
+    if da.ndim == 3:  # bands last (an RGB image) → first, as rasterio wants
+        da = da.transpose(da.dims[2], *da.dims[:2])
+    y, x = da.dims[-2:]
+    if da[y].size > 1 and da[y].values[1] > da[y].values[0]:  # GeoTIFF rows run north to south
+        da = da.isel({y: slice(None, None, -1)})
+    da = da.assign_attrs({**{k: v for k, v in ds.attrs.items() if k != "image_variable"}, **da.attrs})
+    return da.rio.set_spatial_dims(y_dim=y, x_dim=x)
+
+
+def write_geotiff(da: xr.DataArray, path) -> Path:
+    """A (band,) y, x DataArray with a CRS → a Cloud Optimized GeoTIFF (rioxarray; DEFLATE), atomically.
+    Its attributes become tags; nodata is ``no_label`` for class maps, NaN for floats."""
+    path = Path(path)
+    nodata = da.attrs.get("no_label", np.nan if da.dtype.kind == "f" else None)
+    if nodata is not None:
+        da = da.rio.write_nodata(nodata, encoded=False)
+    with atomic_path(path) as tmp:
+        da.rio.to_raster(tmp, driver="COG", compress="DEFLATE")
+    return path
+
+
+# The layout of the file a variable was read from (netCDF4 compression and chunks, zarr chunks), which zarr
+# refuses or which would clash with the new chunks; the rest (dtype, fill value, scale/offset, time units) is kept.
+_SOURCE_LAYOUT = ("chunks", "preferred_chunks", "chunksizes", "contiguous", "zlib", "complevel", "shuffle",
+                  "fletcher32", "szip_coding", "szip_pixels_per_block", "blosc_shuffle", "compression", "endian",
+                  "quantize_mode", "significant_digits", "least_significant_digit", "source", "original_shape")
 
 
 def write_zarr(ds, path, **kwargs) -> Path:
@@ -86,6 +144,9 @@ def write_zarr(ds, path, **kwargs) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ds = ds.copy()
+    for var in ds.variables.values():
+        var.encoding = {k: v for k, v in var.encoding.items() if k not in _SOURCE_LAYOUT}
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         ds.to_zarr(tmp, mode="w", **kwargs)

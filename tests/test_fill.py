@@ -66,6 +66,14 @@ def test_cli_fill_keeps_observed_and_input(tmp_path):
     assert cli.main(["fill", str(src), "--var", "SST", "--mask-var", "mask", "--model", str(tmp_path / "m.pt"),
                      "--out", str(out2)]) == 0
     np.testing.assert_allclose(xr.open_dataset(out2).SST.values, b.SST.values, atol=2e-3, equal_nan=True)
+    # the output format follows the extension: zarr reads back the same values and CF attributes
+    assert cli.main(["fill", str(src), "--var", "SST", "--mask-var", "mask", "--model", str(tmp_path / "m.pt"),
+                     "--out", str(tmp_path / "out2.zarr")]) == 0
+    z = xr.open_zarr(tmp_path / "out2.zarr")
+    np.testing.assert_array_equal(z.SST.values, xr.open_dataset(out2).SST.values)
+    assert z.SST.attrs["ancillary_variables"] == "SST_error" and z.SST_error.attrs["units"] == "degree_Celsius"
+    assert cli.main(["fill", str(src), "--var", "SST", "--quick", "--out", str(tmp_path / "x.tif")]) == 2
+    assert not (tmp_path / "x.tif").exists()  # refused before any training: a cube is no GeoTIFF
     saved = TrainedModel.load(tmp_path / "m.pt", task="clouds")
     assert saved.arch == "dincae" and saved.method_args["average"] == "weights" and saved.method_args["sigma_scale"] > 0
 

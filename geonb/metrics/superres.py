@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..losses import ssim as ssim_torch
 from ..resample import coarsen
 from . import rmse
-
-
-def ssim(pred, truth) -> float:
-    truth = np.asarray(truth, float)
-    t = torch.as_tensor(truth)[None, None]
-    p = torch.as_tensor(np.asarray(pred, float))[None, None]
-    return float(ssim_torch(p, t, float(truth.max() - truth.min()) or 1.0))
 
 
 def topographic_consistency(pred, lr, factor: int, mask=None) -> float:

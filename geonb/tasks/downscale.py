@@ -590,9 +590,9 @@ def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, t
     return hr
 
 
-def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int = 512, tile: int | None = 64):
+def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int | None = 512, tile: int | None = 64):
     """``predict_grid`` out of core: a low-res grid (numpy or dask, e.g. from ``xr.open_zarr``) in
-    chunks of ``chunk`` cells, each with the network's halo of neighbours (``predict.lazy_map``)
+    chunks of ``chunk`` cells (None: a dask grid's own chunks), each with the network's halo of neighbours (``predict.lazy_map``)
     and predicted in ``tile``-cell tiles → a lazy (y·f, x·f) float32 dask array equal to the
     in-memory prediction; memory is bounded by the chunk size, not the grid's. Conditioning grids
     (numpy/dask, at their resolutions) travel with the chunks as channels."""
@@ -603,8 +603,8 @@ def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int = 512, tile: 
     if len(conds) != len(rs):
         raise GeonbError(f"this model needs {len(rs)} conditioning grid(s) ({', '.join(model.inputs['cond']) or 'none'}); "
                          f"got {len(conds)}. Pass them with --cond FILE:VAR.")
-    lr = lr if isinstance(lr, dsa.Array) else dsa.from_array(np.asarray(lr), chunks=chunk)
-    lr = lr.rechunk(chunk)
+    lr = lr if isinstance(lr, dsa.Array) else dsa.from_array(np.asarray(lr), chunks=chunk or 512)
+    lr = lr.rechunk(chunk) if chunk else lr
     parts = [lr[..., None]] + [fine_to_channels(dsa.asarray(c).rechunk(tuple(tuple(k * r for k in ks) for ks in lr.chunks)), r)
                                for c, r in zip(conds, rs)]
     edges = np.cumsum([0] + [r * r for r in rs])
@@ -818,10 +818,9 @@ def cli_train(args) -> int:
 
 
 def predict_file(model: TrainedModel, args) -> xr.Dataset:
-    """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF)
-    with the input's coordinate names and attributes and its CRS; lazy (``predict_lazy``), so the
+    """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF, zarr or
+    GeoTIFF) with the input's coordinate names and attributes and its CRS; lazy (``predict_lazy``), so the
     writer streams it chunk by chunk."""
-    f = model.arch_args["factor"]
     grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True)
     da = grid[grid.attrs["target"]]
     if args.chunk < 1:
@@ -830,15 +829,27 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     if bad:
         raise GeonbError(f"{args.input}:{da.name} has {bad} NaN/inf cells (of {da.size}); downscaling needs a complete "
                          "grid. Fill the gaps first (e.g. the inpaint task) or crop to a complete region.")
-    specs = list(args.cond or [])
+    hr = predict_lazy(Predictor(model), da.data, conditioning(model, grid, args.cond), chunk=args.chunk,
+                      tile=args.tile or 64)
+    return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
+
+
+def conditioning(model: TrainedModel, grid: xr.Dataset, specs) -> list[np.ndarray]:
+    """The model's conditioning grids (``FILE:VAR[@r]`` or ``x``/``y`` specs) on ``grid``'s cells refined ×r."""
+    specs = list(specs or [])
     if len(specs) != len(model.inputs["cond"]):
         raise GeonbError(f"this model needs {len(model.inputs['cond'])} conditioning grid(s) "
                          f"({', '.join(model.inputs['cond']) or 'none'}); got {len(specs)}. Pass them with --cond.")
-    conds = []
-    for spec, r in zip(specs, model.arch_args["cond_res"]):
-        conds.append(_cond_on_grid(spec, _refined(grid, r), r)[2])
-    hr = predict_lazy(Predictor(model), da.data if da.chunks else da.values, conds, chunk=args.chunk,
-                      tile=args.tile or 64)
+    return [_cond_on_grid(spec, _refined(grid, r), r)[2] for spec, r in zip(specs, model.arch_args["cond_res"])]
+
+
+def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source: str) -> xr.Dataset:
+    """The high-res grid ``hr`` (numpy or dask) as a CF Dataset on ``grid``'s refined cells, with the input's
+    coordinate names and attributes and its CRS (a grid-mapping coordinate, via rioxarray)."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    f = model.arch_args["factor"]
+    da = grid[grid.attrs["target"]]
     y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
     fine = _refined(grid, f)
     crs = grid.attrs["crs"]
@@ -851,13 +862,10 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
         attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},
                "long_name": f"{da.attrs.get('long_name', da.name)}, super-resolved ×{f}"},
     ).to_dataset()
-    if crs and crs != "EPSG:4326":  # the CRS as a CF grid-mapping variable
-        from pyproj import CRS
-
-        out["spatial_ref"] = xr.DataArray(0, attrs=CRS.from_user_input(crs).to_cf())
-        out[str(da.name)].attrs["grid_mapping"] = "spatial_ref"
-    out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {args.input}",
-                     source=f"geonb model {args.model} ({model.arch}, trained on {model.info['trained_on']})")
+    if crs:  # a CF grid-mapping coordinate: NetCDF, zarr and GeoTIFF readers all find the CRS
+        out = out.rio.write_crs(crs)
+    out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {what}",
+                     source=f"{source} ({model.arch}, trained on {model.info['trained_on']})")
     return out
 
 

@@ -26,6 +26,7 @@ import xarray as xr
 from .. import distributed, ganplots, methods
 from ..errors import GeonbError
 from ..io import load_checkpoint, open_dataset, save_checkpoint, write_netcdf
+from ..metrics.classification import confusion
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
 from ..params import COMMON, Param
@@ -304,7 +305,7 @@ def error_maps(run) -> Report:
     fig_grid = ganplots.digit_grids({f"generated (seed {seed})": grid,
                                      "held-out real": grid_digits(test_x, test_y, n_show)},
                                     run.figure("04_generated_vs_real"))
-    cm = np.bincount(labels * N_CLASSES + recognised, minlength=N_CLASSES ** 2).reshape(N_CLASSES, N_CLASSES)
+    cm = confusion(labels, recognised, N_CLASSES)
     fig_cm = ganplots.confusion_plot(cm, [str(c) for c in range(N_CLASSES)], run.figure("04_confusion"),
                                      title="generated digits: judge's class vs asked-for class",
                                      xlabel="judge's class", ylabel="asked-for class")

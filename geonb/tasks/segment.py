@@ -28,6 +28,7 @@ import xarray as xr
 from .. import aerial, ganplots, methods
 from ..errors import GeonbError
 from ..io import write_netcdf
+from ..metrics.classification import confusion_scores
 from ..modelfile import TrainedModel
 from ..params import Param
 from ..plots import loss_curves, save_figure
@@ -193,26 +194,6 @@ def _batch(photos, classes):
     return torch.as_tensor(aerial.to_tensor_range(photos)), torch.as_tensor(classes.astype(np.int64))
 
 
-def confusion_scores(truth, pred, n: int) -> dict:
-    """torchmetrics on the labelled pixels (``aerial.IGNORE`` left out): confusion counts [true, predicted],
-    overall accuracy, per-class precision, recall and IoU, and the mean IoU over classes present in the truth."""
-    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_confusion_matrix,
-                                                        multiclass_jaccard_index, multiclass_precision,
-                                                        multiclass_recall)
-
-    t = torch.as_tensor(np.asarray(truth).ravel().astype(np.int64))
-    p = torch.as_tensor(np.asarray(pred).ravel().astype(np.int64))
-    p = torch.where(p == aerial.IGNORE, (t + 1) % n, p)  # a pixel left unpredicted counts as wrong
-    kw = {"num_classes": n, "ignore_index": aerial.IGNORE}
-    cm = multiclass_confusion_matrix(p, t, **kw).numpy()
-    iou = multiclass_jaccard_index(p, t, average=None, **kw).numpy()
-    present = cm.sum(1) > 0
-    return {"confusion": cm, "accuracy": float(multiclass_accuracy(p, t, average="micro", **kw)),
-            "mean IoU": float(iou[present].mean()) if present.any() else float("nan"), "IoU": iou,
-            "precision": multiclass_precision(p, t, average=None, **kw).numpy(),
-            "recall": multiclass_recall(p, t, average=None, **kw).numpy()}
-
-
 def train(run) -> Report:
     """Train ``arch`` on random augmented crops of the training images; loss curves and val scores."""
     arch_name, names, patch = run["arch"], _names(run), _check_patch(run)
@@ -233,7 +214,8 @@ def train(run) -> Report:
 
     def validate():
         logits = torch.cat([method.predict(x) for x in val_x.split(4)])
-        scores = confusion_scores(val_y.cpu().numpy(), logits.argmax(1).cpu().numpy(), len(names))
+        scores = confusion_scores(val_y.cpu().numpy(), logits.argmax(1).cpu().numpy(), len(names),
+                                  ignore_index=aerial.IGNORE)
         return {"val_loss": float(method.loss(logits, val_y, None)), "val_accuracy": scores["accuracy"],
                 "val_mean_IoU": scores["mean IoU"]}
 
@@ -306,10 +288,15 @@ def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = Fa
         return pred(pred.tensor(aerial.to_tensor_range(b[None], norm)), tile=None, halo=0, batch=1)["classes"][0]
 
     out = lazy_map(block, data, halo=pred.halo, multiple=pred.multiple, dtype=np.uint8)
-    names = model.inputs.get("classes", list(aerial.NAMES))
     return xr.DataArray(out, dims=photo.dims[:2], coords={d: photo[d] for d in photo.dims[:2] if d in photo.coords},
-                        name="class", attrs={"long_name": "land-cover class", "flag_values": list(range(len(names))),
-                                             "flag_meanings": " ".join(names), "no_label": aerial.IGNORE})
+                        name="class", attrs=class_attrs(model))
+
+
+def class_attrs(model: TrainedModel) -> dict:
+    """CF attributes of a model's class map: ``flag_values`` (uint8, the map's own type), ``flag_meanings``."""
+    names = model.inputs.get("classes", list(aerial.NAMES))
+    return {"long_name": "land-cover class", "flag_values": np.arange(len(names), dtype=np.uint8),
+            "flag_meanings": " ".join(names), "no_label": aerial.IGNORE}
 
 
 # ---------------------------------------------------------------- 04
@@ -364,7 +351,8 @@ def error_maps(run) -> Report:
     test_pairs = _pairs(run, "test")
     outputs = {k: [f(p.photo) for p in test_pairs] for k, f in methods_.items()}
     truth = np.concatenate([p.classes.ravel() for p in test_pairs])
-    scores = {k: confusion_scores(truth, np.concatenate([o.ravel() for o in outs]), n) for k, outs in outputs.items()}
+    scores = {k: confusion_scores(truth, np.concatenate([o.ravel() for o in outs]), n, ignore_index=aerial.IGNORE)
+              for k, outs in outputs.items()}
     table = pd.DataFrame({k: {"overall accuracy": s["accuracy"], "mean IoU": s["mean IoU"],
                               **{f"IoU {c}": v for c, v in zip(names, s["IoU"])}} for k, s in scores.items()}).T
     table.index.name = "method"
@@ -490,19 +478,15 @@ def predict_file(model: TrainedModel, args):
     photo, tags, valid = aerial.read_photo(args.input, args.var)
     pred = Predictor(model)
     classes = segment_image(pred, photo, tile=args.tile if args.tile else _tile(pred, photo), valid=valid)
-    names = model.inputs.get("classes", list(aerial.NAMES))
     h, w = classes.shape
-    ds = xr.Dataset({"class": (("y", "x"), classes, {"long_name": "land-cover class",
-                                                       "flag_values": " ".join(map(str, range(len(names)))),
-                                                       "flag_meanings": " ".join(names),
-                                                       "no_label": aerial.IGNORE})},
+    ds = xr.Dataset({"class": (("y", "x"), classes, class_attrs(model))},
                     coords={"y": np.arange(h), "x": np.arange(w)},
                     attrs={"title": f"geonb {model.arch} classes of {args.input}", "image_variable": "class",
                            "source": f"geonb model {args.model} ({model.arch}, trained on "
                                      f"{model.info.get('trained_on', '?')})"})
     ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
     geo = aerial.georeference(args.input)
-    if geo is not None:  # NetCDF/zarr out: CF grid mapping (rioxarray's spatial_ref) and map coordinates
+    if geo is not None:  # map coordinates and the CF grid mapping (rioxarray's spatial_ref): GeoTIFF/NetCDF/zarr out
         ds = ds.assign_coords(geo)
         ds["class"].attrs["grid_mapping"] = "spatial_ref"
     return ds

@@ -25,6 +25,7 @@ import xarray as xr
 from .. import aerial, ganplots, methods
 from ..errors import GeonbError
 from ..io import write_netcdf
+from ..metrics.classification import confusion_scores
 from ..modelfile import TrainedModel
 from ..params import Param
 from ..predict import Predictor
@@ -194,13 +195,12 @@ def _colour_means(run) -> np.ndarray:
 
 
 def _scores(maps: np.ndarray, truth_maps: np.ndarray, truth_classes: np.ndarray) -> tuple[dict, np.ndarray]:
-    pred_classes = aerial.nearest_class(maps)
-    cm = aerial.confusion(truth_classes, pred_classes)
-    recall = np.diag(cm) / np.maximum(cm.sum(1), 1)
-    l1 = float(np.abs(maps.astype(np.float64) - truth_maps).mean())
-    return {"class accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
-            "balanced accuracy": float(recall[cm.sum(1) > 0].mean()),
-            "L1 (0-255)": l1}, cm
+    from torchmetrics.functional import mean_absolute_error
+
+    scores = confusion_scores(truth_classes, aerial.nearest_class(maps), len(aerial.NAMES), ignore_index=aerial.IGNORE)
+    l1 = float(mean_absolute_error(*(torch.as_tensor(np.asarray(m, np.float64).ravel()) for m in (maps, truth_maps))))
+    return {"class accuracy": scores["accuracy"], "balanced accuracy": scores["balanced accuracy"],
+            "L1 (0-255)": l1}, scores["confusion"]
 
 
 def error_maps(run) -> Report:

@@ -1,0 +1,86 @@
+"""``da.geonb``: geonb's tasks as xarray methods, registered on ``import geonb``.
+
+- ``da.geonb.fill(arch="dincae", epochs=…)`` → Dataset: ``da`` filled and ``<name>_error`` (σ), linked
+  by ``ancillary_variables`` (``geonb.fill``; the whole cube is read: training needs every day).
+- ``da.geonb.downscale(model=…)`` → the (y, x) grid × factor, its CRS as a grid-mapping coordinate.
+- ``da.geonb.segment(model=…)`` → (y, x) uint8 class ids with ``flag_values``/``flag_meanings``; lazy,
+  chunk by chunk, when ``da`` is dask-backed (``tasks.segment.predict_lazy``).
+
+Each result keeps the input's coordinates and gets a timestamped ``history`` line.
+"""
+from __future__ import annotations
+
+import xarray as xr
+
+from .errors import GeonbError
+from .io import add_history
+
+
+def _load(model, task: str):
+    from .modelfile import TrainedModel
+
+    if isinstance(model, TrainedModel):
+        if model.task != task:
+            raise GeonbError(f"this is a {model.task} model; .geonb.{task}() needs a {task} model.")
+        return model, f"a {model.arch} model"
+    return TrainedModel.load(model, task=task), f"model {model}"
+
+
+@xr.register_dataarray_accessor("geonb")
+class GeonbAccessor:
+    def __init__(self, da: xr.DataArray):
+        self._da = da
+
+    def _history(self, attrs: dict, call: str) -> dict:
+        from . import __version__
+
+        return add_history(attrs, f"geonb {__version__}: {self._da.name or 'DataArray'}.geonb.{call}")
+
+    def fill(self, arch: str = "dincae", **options) -> xr.Dataset:
+        """Fill the missing sea values (dims time/lat/lon in any naming) with ``arch`` (dincae, dineof,
+        unet); ``options`` as ``geonb.fill`` (``epochs``, ``mask``, ``model``, ``quick``, ``seed``, …)."""
+        from .fill import fill
+
+        ds = fill(self._da, arch=arch, **options)
+        self._history(ds.attrs, f"fill(arch={arch!r})")
+        return ds
+
+    def downscale(self, model, cond=(), tile: int = 64) -> xr.DataArray:
+        """Super-resolve this low-res (y, x) grid with a downscaling model (path or ``TrainedModel``);
+        ``cond``: the model's conditioning grids as ``geonb predict --cond`` takes them (``x``, ``y``,
+        ``FILE:VAR[@r]``); ``tile``: low-res cells per tile (the halo is added and cropped). Lazy when the
+        grid is dask-backed: chunk by chunk in its own chunks (each with the network's halo)."""
+        from .data import load_grid
+        from .predict import Predictor
+        from .tasks.downscale import conditioning, predict_grid, predict_lazy, super_resolved
+
+        model, source = _load(model, "downscale")
+        grid = load_grid(self._da)
+        lr, conds, predictor = grid[grid.attrs["target"]], conditioning(model, grid, cond), Predictor(model)
+        hr = predict_lazy(predictor, lr.data, conds, chunk=None, tile=tile) if lr.chunks else \
+            predict_grid(predictor, lr.values.astype("float64"), conds, tile=tile)
+        out = super_resolved(model, grid, hr, f"the DataArray {self._da.name!r}", source)
+        da = out[grid.attrs["target"]]
+        da.attrs.update({k: v for k, v in out.attrs.items() if k != "history"})
+        self._history(da.attrs, f"downscale(model={source!r})")
+        return da
+
+    def segment(self, model) -> xr.DataArray:
+        """Classify every pixel of this RGB image — dims (y, x, band) or rioxarray's (band, y, x) — with a
+        segment model (path or ``TrainedModel``): uint8 class ids, lazily when the image is dask-backed
+        (chunks: multiples of 2^depth along y and x)."""
+        from .tasks.segment import predict_lazy
+
+        photo = self._da
+        bands = [d for d in photo.dims if photo.sizes[d] == 3]
+        if photo.ndim != 3 or len(bands) != 1:
+            raise GeonbError(f"the image has dims {dict(photo.sizes)}; give an RGB image: 3 dims, one of them the "
+                             "3 bands, e.g. rioxarray.open_rasterio(path).")
+        photo = photo.transpose(*(d for d in photo.dims if d != bands[0]), bands[0])
+        model, source = _load(model, "segment")
+        out = predict_lazy(model, photo)
+        out = out.assign_coords({k: c for k, c in photo.coords.items() if bands[0] not in c.dims and k not in out.coords})
+        if photo.chunks is None:  # an in-memory image gives an in-memory map
+            out = out.compute()
+        self._history(out.attrs, f"segment(model={source!r})")
+        return out

@@ -1,0 +1,47 @@
+"""`geonb --version` and `geonb doctor`: what a bug report needs, read from the real environment."""
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+import torch
+
+import geonb
+from geonb.cli import COMMAND_MODULES, main
+from geonb.doctor import report
+
+
+def test_version_flag_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"geonb {geonb.__version__}"
+    assert geonb.__version__ == metadata.version("geonb")  # one version: the package metadata agrees
+
+
+def _doctor(capsys, run_dir) -> dict[str, str]:
+    rows = dict(report(run_dir))
+    assert main(["doctor", "--run-dir", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out and value in out for name, value in rows.items())  # the command prints every row
+    return rows
+
+
+def test_doctor_reports_versions_device_data_and_run_dir(capsys, monkeypatch, tmp_path):
+    assert "geonb.doctor" in COMMAND_MODULES
+    monkeypatch.setenv("GEONB_SHARED_DATA", str(tmp_path))
+    run_dir = tmp_path / "new" / "run"
+    rows = _doctor(capsys, run_dir)
+    assert rows["torch"] == torch.__version__ and rows["xarray"] == metadata.version("xarray")
+    assert rows["geonb"].startswith(geonb.__version__)
+    assert rows["device geonb trains on"].startswith("cuda" if torch.cuda.is_available() else "cpu")
+    assert rows["shared data"] == f"{tmp_path} ($GEONB_SHARED_DATA): found"
+    assert rows["coastlines (Natural Earth)"] == "found"
+    assert rows[f"run dir {run_dir} writable"] == f"yes (would be created inside {tmp_path})"
+    assert not (tmp_path / "new").exists()  # checked, not created
+
+    monkeypatch.setenv("GEONB_SHARED_DATA", str(tmp_path / "absent"))
+    (tmp_path / "a_file").write_text("")
+    rows = _doctor(capsys, tmp_path / "a_file" / "run")
+    assert "not found" in rows["shared data"]
+    assert rows[f"run dir {tmp_path / 'a_file' / 'run'} writable"] == f"no: {tmp_path / 'a_file'} is not a folder"
