@@ -23,7 +23,7 @@ from ..metrics.probabilistic import distance_to_observed, reliability, rmse_by_d
 from ..data import load_field
 from ..dineof import dineof
 from ..errors import GeonbError
-from ..io import match_fill_values, write_netcdf
+from ..io import write_netcdf
 from ..modelfile import TrainedModel
 from ..params import COMMON, Param
 from ..registry import METHODS, get_arch
@@ -39,14 +39,14 @@ PARAMS = COMMON.override(
     transect_start={"help": "[lat, lon] start of the 06 line; None: [35.2, -5.0], across the Alboran gyres"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: [36.8, -1.0]"},
 ) + (
-    Param("window", int, 3, "days per input: t−1, t, t+1"),
-    Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"]),
-    Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"]),
+    Param("window", int, 3, "days per input: t−1, t, t+1 (odd)", min=1),
+    Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"], min=1),
+    Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"], min=16),
     Param("samples_per_day", int, 4, "random other-day cloud masks per day and epoch",
-          quick=QUICK["samples_per_day"]),
-    Param("n_average", int, 5, "last epochs whose predictions are averaged", quick=QUICK["n_average"]),
-    Param("cv_fraction", float, 0.10, "observed pixels hidden for scoring", "simulate"),
-    Param("val_fraction", float, 0.05, "observed pixels hidden for early stopping and the σ scale", "simulate"),
+          quick=QUICK["samples_per_day"], min=1),
+    Param("n_average", int, 5, "last epochs whose predictions are averaged", quick=QUICK["n_average"], min=0),
+    Param("cv_fraction", float, 0.10, "observed pixels hidden for scoring", "simulate", above=0),
+    Param("val_fraction", float, 0.05, "observed pixels hidden for early stopping and the σ scale", "simulate", min=0),
     Param("compare", str, "dineof,unet", "comparison methods (comma list of dineof, unet)"),
     Param("show_day", int, -1, "day shown in maps/transects; -1 = the day with most CV points", None),
 )
@@ -71,7 +71,7 @@ def data_prep(run) -> Report:
     if field.sizes["time"] < 3:
         raise GeonbError(f"{run['data']}: {field.sizes['time']} day(s); cloud filling needs ≥ 3 days of a cloudy cube.")
     sea = obs.any(0)
-    write_netcdf(match_fill_values(xr.Dataset({"field": field})), run.path("field.nc"))
+    write_netcdf(xr.Dataset({"field": field}), run.path("field.nc"))
     cloud = 1 - obs[:, sea].mean(1)
     table = pd.DataFrame({"time": [str(t)[:10] for t in field.time.values], "cloud fraction": cloud}).set_index("time")
     step = max(1, field.sizes["time"] // 4)
