@@ -99,7 +99,10 @@ def _terminated(signum, frame):
 def main(argv=None) -> int:
     """Run a command: a ``GeonbError`` is one line (exit 2), any other error one line and the file with
     its traceback (exit 1); ``--debug`` shows the traceback instead."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line error (or --help): return its status
+        return exc.code
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminated)
     try:

@@ -73,7 +73,28 @@ EMBEDDED = {
 }
 
 
-OUTLIER_SPAN = 10  # values beyond the 1st–99th percentile range widened by this many times its span are refused
+OUTLIER_SPAN = 10  # values beyond the 1st–99th percentile range widened by 10 times its span are refused
+# No-data numbers that files use without declaring them as _FillValue: refused where they are the field's
+# minimum or maximum (then they are not data), however many cells hold them.
+SENTINELS = np.array([-99999, -9999, -999, 999, 9999, 99999, -32768, -32767, 32767, 65535, -1e20, 1e20, -1e30, 1e30,
+                      -9.96921e36, 9.96921e36, -3.4028235e38, 3.4028235e38])
+
+
+def outliers(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Where the finite ``values`` are not data, and why: a declared-nowhere no-data number (``SENTINELS``)
+    at the field's minimum or maximum, or a spike beyond the 1st–99th percentile range widened
+    ``OUTLIER_SPAN`` times (robust to 1 % of bad cells; legit tails and several clusters pass)."""
+    finite = np.isfinite(values)
+    data = values[finite].astype("float64")
+    ends = [v for v in (data.min(), data.max()) if np.isclose(v, SENTINELS, rtol=1e-6, atol=0).any()]
+    if ends:
+        return finite & np.isin(values, ends), f"equal to {ends[0]:g}, a no-data number at the field's end"
+    q01, q50, q99 = np.quantile(data, [0.01, 0.5, 0.99])
+    span = (q99 - q01) or max(abs(q50), 1.0)
+    lo, hi = q01 - OUTLIER_SPAN * span, q99 + OUTLIER_SPAN * span
+    return finite & ((values < lo) | (values > hi)), (
+        f"far outside the field's robust range {lo:.4g} … {hi:.4g} (1st–99th percentile {q01:.4g} … {q99:.4g} "
+        f"± {OUTLIER_SPAN} × their span)")
 
 
 def grid_dims(da: xr.DataArray) -> dict[str, str]:
@@ -117,28 +138,23 @@ def in_order(obj, dims, what: str):
 
 
 def check_values(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray:
-    """Refuse infinite values, and values far outside the field's robust range (the 1st–99th percentile
-    range widened ``OUTLIER_SPAN`` times its span: an unflagged fill value such as 1e30 or -999 would
-    otherwise set the normalisation and every output), naming the count and the first position."""
+    """Refuse infinite values, and unless ``allow_outliers`` values that are not data (``outliers``: an
+    unflagged fill value such as 1e30 or -999 would otherwise set the normalisation and every output),
+    naming the count and the first position."""
     values = np.asarray(da.values)
     if values.dtype.kind not in "fiu":
         return da
     finite = np.isfinite(values)
     bad, why = ~finite & ~np.isnan(values), "infinite"
     if not bad.any() and not allow_outliers and finite.any():
-        q01, q50, q99 = np.quantile(values[finite], [0.01, 0.5, 0.99])
-        span = (q99 - q01) or max(abs(q50), 1.0)
-        lo, hi = q01 - OUTLIER_SPAN * span, q99 + OUTLIER_SPAN * span
-        bad = finite & ((values < lo) | (values > hi))
-        why = (f"far outside the field's robust range {lo:.4g} … {hi:.4g} (1st–99th percentile {q01:.4g} … "
-               f"{q99:.4g}, ±{OUTLIER_SPAN}× its span)")
+        bad, why = outliers(values)
     if not bad.any():
         return da
     first = np.unravel_index(np.flatnonzero(bad)[0], values.shape)
     where = ", ".join(f"{d}={da[d].values[i]}" if d in da.coords else f"{d} index {i}" for d, i in zip(da.dims, first))
     fix = "mask them as missing (NaN or the _FillValue)" + ("" if why == "infinite" else
                                                             ", or allow them: allow_outliers=True / --allow-outliers")
-    raise GeonbError(f"variable {da.name!r} has {int(bad.sum())} value(s) {why}, e.g. {values[first]:.4g} at {where}; "
+    raise GeonbError(f"variable {da.name!r} has {int(bad.sum())} value(s) {why}, e.g. {values[first]:.6g} at {where}; "
                      f"{fix}.")
 
 

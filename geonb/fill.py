@@ -354,7 +354,7 @@ def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, wind
     with contextlib.ExitStack() as stack:
         if work_dir:  # a work dir resumes only the same cube with the same settings, one fill at a time
             key = config_key({"arch": arch, "seed": seed, **options, "data": hashlib.sha256(values.tobytes()).hexdigest()})
-            ckpt = stack.enter_context(locked(Path(work_dir) / key, "--work-dir"))
+            ckpt = stack.enter_context(locked(work_dir, "--work-dir")) / key
         else:
             ckpt = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=temp_prefix("geonb-fill"))))
         return train_on_cube(values, lat, lon, times, arch=arch, val_points=val, ckpt_dir=ckpt, seed=seed, **options)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pickle
+import re
 import shutil
 import tempfile
 import warnings
@@ -269,12 +271,21 @@ def save_checkpoint(path, state: dict) -> Path:
 
 
 def load_checkpoint(path) -> dict:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from model files)."""
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from model files); a file torch
+    cannot read that way is a GeonbError saying why, never torch's advice to load it unsafely."""
     path = Path(path)
     if not path.exists():
         raise GeonbError(f"{path}: no such model/checkpoint file. Train one first (03_train or `geonb train`).")
+    if path.is_dir() or path.stat().st_size == 0:
+        raise GeonbError(f"{path} is not a geonb model file: {'a folder' if path.is_dir() else 'empty'}. "
+                         "Give a .pt written by geonb, or train again.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, or objects weights_only refuses: never run them
-        raise GeonbError(f"{path} is not a readable geonb model/checkpoint file ({type(exc).__name__}); "
-                         "give a .pt written by geonb, or train again.") from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        reason = (f"it holds Python objects ({found[1]}), not only tensors, numbers and strings (refused unread: "
+                  "they could run code)" if found else "torch cannot read it (a bare pickle or another format, refused "
+                  "unread)")
+    except Exception as exc:  # truncated, or not a torch file at all
+        reason = f"torch cannot read it ({type(exc).__name__}; truncated, or another format)"
+    raise GeonbError(f"{path} is not a geonb model file: {reason}. Give a .pt written by geonb, or train again.")

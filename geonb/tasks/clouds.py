@@ -333,12 +333,13 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
 
     if not args.var:
         raise GeonbError("a cloud model fills one variable of the cube: name it with --var (e.g. --var SST).")
-    return fill_dataset(open_dataset(args.input, args.var), args.var, args.mask_var, arch=model.arch, model=model)
+    return fill_dataset(open_dataset(args.input, args.var), args.var, args.mask_var, arch=model.arch, model=model,
+                        allow_outliers=args.allow_outliers)
 
 
 TASK = Task(
     "clouds", "gap filling of real cloudy cubes, self-supervised, with error bars", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
-    predict_file=predict_file,
+    predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
 )

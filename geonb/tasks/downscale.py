@@ -12,8 +12,10 @@ variables (antarctica: log10 ``beta``), layers derived from an elevation grid (`
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,18 +26,18 @@ from .. import methods, plots, terrain
 from ..baselines import bicubic, cubic_spline
 from ..data import load_grid
 from ..errors import GeonbError
-from ..io import open_dataset, refuse_input_as_output, write_netcdf
+from ..io import check_outputs, locked, open_dataset, write_netcdf
 from ..losses import DEEPBEDMAP_WEIGHTS
 from ..metrics import rmse, roughness
 from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
-from ..params import COMMON, Param
+from ..params import COMMON, Param, cli_type
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
 from ..resample import block_mean, check_factor, check_finite, coarsen, refine_coords
-from ..training import pick_device
+from ..training import config_key, pick_device
 from ..transect import line_points, line_points_projected, sample_line, straight_line
 from . import Task
 
@@ -760,9 +762,12 @@ def cli_train(args) -> int:
     if get_arch(args.arch).task != "downscale":
         raise GeonbError(f"`geonb train` trains downscaling archs ({', '.join(_archs())}); {args.arch!r} is a "
                          f"{get_arch(args.arch).task} arch: use `geonb run -p arch {args.arch}` or the notebooks.")
-    out = refuse_input_as_output(args.model, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])], "--model")
+    out = Path(args.model)
+    checkpoints = out.with_name(out.stem + "_checkpoints")
+    check_outputs({"--model": out, "checkpoints": checkpoints}, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])],
+                  overwrite=args.overwrite, folders=("checkpoints",))
     f = check_factor(args.factor)
-    grid = load_grid(args.data, args.var)
+    grid = load_grid(args.data, args.var, args.allow_outliers)
     var = grid.attrs["target"]
     grid = _crop16(grid)
     ny, nx = grid.sizes["y"], grid.sizes["x"]
@@ -779,11 +784,14 @@ def cli_train(args) -> int:
     cond = [(n, r) for n, r, _ in conds]
     scene, vals, norm, cond_norms = region_scenes(ds, cond)
     hp = get_arch(args.arch).accepts("generator", {"n_blocks": args.n_blocks, "nf": args.nf, "beta": args.beta})
-    method, history = train_model(
-        args.arch, f, [r for _, r in cond], hp, [scene], vals,
-        out.with_name(out.stem + "_checkpoints"), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr or get_arch(args.arch).lr, patch_lr=args.patch, patience=args.patience, seed=args.seed,
-        units=float(norm.std), device=pick_device(args.device))
+    settings = dict(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr or get_arch(args.arch).lr,
+                    patch_lr=args.patch, patience=args.patience, seed=args.seed)
+    # checkpoints keyed by everything the training depends on, data included: another run never resumes them
+    key = config_key({"arch": args.arch, "factor": f, "hparams": hp, "cond": cond, "valid_above": above, **settings,
+                      "data": hashlib.sha256(b"".join(ds[v].values.tobytes() for v in sorted(ds.data_vars))).hexdigest()})
+    with locked(checkpoints / key, "the checkpoint folder"):
+        method, history = train_model(args.arch, f, [r for _, r in cond], hp, [scene], vals, checkpoints / key,
+                                      units=float(norm.std), device=pick_device(args.device), **settings)
     save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {ny}x{nx}", history, above,
                grid.attrs["crs"])
     print(f"wrote {out}")
@@ -794,13 +802,15 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF)
     with the input's coordinate names and attributes and its CRS."""
     f = model.arch_args["factor"]
-    grid = load_grid(args.input, args.var or model.inputs["variable"])
+    grid = load_grid(args.input, args.var or model.inputs["variable"], args.allow_outliers)
     da = grid[grid.attrs["target"]]
     lr = check_finite(da.values.astype("float64"), f"{args.input}:{da.name}")
     specs = list(args.cond or [])
+    if specs and not model.inputs["cond"]:
+        raise GeonbError(f"{args.model} was trained without conditioning grids; drop --cond ({' '.join(specs)}).")
     if len(specs) != len(model.inputs["cond"]):
         raise GeonbError(f"this model needs {len(model.inputs['cond'])} conditioning grid(s) "
-                         f"({', '.join(model.inputs['cond']) or 'none'}); got {len(specs)}. Pass them with --cond.")
+                         f"({', '.join(model.inputs['cond'])}); got {len(specs)}. Pass them with --cond FILE:VAR.")
     conds = []
     for spec, r in zip(specs, model.arch_args["cond_res"]):
         conds.append(_cond_on_grid(spec, _refined(grid, r), r)[2])
@@ -823,7 +833,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
         out["spatial_ref"] = xr.DataArray(0, attrs=CRS.from_user_input(crs).to_cf())
         out[str(da.name)].attrs["grid_mapping"] = "spatial_ref"
     out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {args.input}",
-                     source=f"geonb model {args.model} ({model.arch}, trained on {model.info['trained_on']})")
+                     source=f"geonb model {args.model} ({model.arch}, trained on {model.info.get('trained_on', '?')})")
     return out
 
 
@@ -843,22 +853,25 @@ def add_cli(subparsers) -> None:
     t.add_argument("--arch", required=True, help=f"one of {', '.join(_archs())}")
     t.add_argument("--data", required=True, help="high-res NetCDF/zarr file or embedded grid name (e.g. antarctica)")
     t.add_argument("--var", default="", help="variable in --data")
-    t.add_argument("--factor", type=int, default=4, help="2, 4, 8 or 16")
-    t.add_argument("--model", required=True, help="output model file (.pt)")
+    t.add_argument("--factor", type=cli_type(PARAMS["factor"]), default=4, help="2, 4, 8 or 16")
+    t.add_argument("--model", required=True, help="output model file (.pt); its checkpoints go to <name>_checkpoints/")
+    t.add_argument("--overwrite", action="store_true", help="replace --model if it exists")
+    t.add_argument("--allow-outliers", action="store_true", help="keep values far outside the grid's robust range")
     t.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]",
                    help="conditioning grids covering the target (x, y: the coordinates)")
-    t.add_argument("--valid-above", type=float, help="cells at or below are masked (default: the data's; antarctica 0)")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--steps", type=int, default=40, help="batches per epoch")
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, help="learning rate (default: the arch's)")
-    t.add_argument("--patch", type=int, default=16, help="training tile in low-res px")
-    t.add_argument("--patience", type=int, default=5)
-    t.add_argument("--n-blocks", type=int, default=12, help="srgan RRDBs")
-    t.add_argument("--nf", type=int, default=64, help="srgan feature maps")
-    t.add_argument("--beta", type=float, default=0.2, help="srgan residual scaling")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
+    t.add_argument("--valid-above", type=cli_type(PARAMS["valid_above"]),
+                   help="cells at or below are masked (default: the data's; antarctica 0)")
+    t.add_argument("--epochs", type=cli_type(PARAMS["epochs"]), default=30)
+    t.add_argument("--steps", type=cli_type(PARAMS["steps_per_epoch"], "steps"), default=40, help="batches per epoch")
+    t.add_argument("--batch-size", type=cli_type(PARAMS["batch_size"]), default=16)
+    t.add_argument("--lr", type=cli_type(PARAMS["lr"]), help="learning rate (default: the arch's)")
+    t.add_argument("--patch", type=cli_type(PARAMS["patch_lr"], "patch"), default=16, help="training tile in low-res px")
+    t.add_argument("--patience", type=cli_type(PARAMS["patience"]), default=5)
+    t.add_argument("--n-blocks", type=cli_type(PARAMS["n_blocks"]), default=12, help="srgan RRDBs")
+    t.add_argument("--nf", type=cli_type(PARAMS["nf"]), default=64, help="srgan feature maps")
+    t.add_argument("--beta", type=cli_type(PARAMS["beta"]), default=0.2, help="srgan residual scaling")
+    t.add_argument("--seed", type=cli_type(PARAMS["seed"]), default=0)
+    t.add_argument("--device", type=cli_type(PARAMS["device"]), default="auto", help="auto (cuda if present), cpu or cuda")
     t.set_defaults(func=cli_train)
 
 
@@ -866,5 +879,5 @@ TASK = Task(
     "downscale", "super-resolution of coarsened grids (elevation, ice thickness)", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
-    predict_file=predict_file,
+    predict_file=predict_file, predict_options=("cond", "tile", "allow_outliers"),
 )

@@ -384,7 +384,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
                          "(1 = sea), so land is not taken for holes.")
     var = args.var or model.inputs["variable"]  # the variable the model was trained on, unless told
     ds = open_dataset(args.input, var)
-    field = load_field(ds[var])
+    field = load_field(ds[var], allow_outliers=args.allow_outliers)
     sea = np.nan_to_num(load_field(ds[args.mask_var].astype("float32")).values[0]) > 0
     if sea.shape != field.shape[1:]:
         raise GeonbError(f"--mask-var {args.mask_var!r} is {sea.shape}; the field's grid is {field.shape[1:]}.")
@@ -401,5 +401,5 @@ TASK = Task(
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
     step_files={"simulate": ("drawn_mask.nc",)},  # saving a new drawn mask re-runs 02 and what follows
-    predict_file=predict_file,
+    predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
 )

@@ -298,5 +298,5 @@ NOT_APPLICABLE = {
 TASK = Task(
     "translate", "aerial photo → land-cover colour map (Dubai aerial imagery)", PARAMS,
     {"data_prep": data_prep, "train": train, "error_maps": error_maps, **NOT_APPLICABLE},
-    predict_file=predict_file,
+    predict_file=predict_file, predict_options=("tile",),
 )
