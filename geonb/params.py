@@ -116,6 +116,10 @@ def device_problem(name: str) -> str | None:
     return f"torch cannot train on {device.type!r} here; use auto, cpu, cuda or mps"
 
 
+# Tasks that read gridded fields take it: values that are not data (no-data numbers, spikes) are refused unless set.
+ALLOW_OUTLIERS = Param("allow_outliers", bool, False, "keep no-data numbers and values far outside the field's "
+                       "robust range (else refused)", "data_prep")
+
 # What every task takes; a task overrides defaults (``COMMON.override``) and adds its own.
 COMMON = ParamSet((
     Param("arch", str, "unet", "architecture name (`geonb archs`); it picks the task"),
@@ -123,8 +127,6 @@ COMMON = ParamSet((
     Param("quick", bool, False, "tiny data and few epochs: seconds on a CPU", "data_prep"),
     Param("data", str, "", "embedded dataset name or NetCDF/zarr path", "data_prep"),
     Param("var", str, "", "variable in `data`; '' = the only/default one", "data_prep"),
-    Param("allow_outliers", bool, False, "keep values far outside the field's robust range (else refused)",
-          "data_prep"),
     Param("seed", int, 0, "random seed of splits, holes and weights", "data_prep", min=0),
     Param("epochs", int, 100, "maximum training epochs", min=1),
     Param("patience", int, 5, "stop after this many epochs without a better validation score", min=1),

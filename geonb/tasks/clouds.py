@@ -25,7 +25,7 @@ from ..dineof import dineof
 from ..errors import GeonbError
 from ..io import write_netcdf
 from ..modelfile import TrainedModel
-from ..params import COMMON, Param
+from ..params import ALLOW_OUTLIERS, COMMON, Param
 from ..registry import METHODS, get_arch
 from ..report import Report
 from ..transect import line_points, sample_line
@@ -39,6 +39,7 @@ PARAMS = COMMON.override(
     transect_start={"help": "[lat, lon] start of the 06 line; None: [35.2, -5.0], across the Alboran gyres"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: [36.8, -1.0]"},
 ) + (
+    ALLOW_OUTLIERS,
     Param("window", int, 3, "days per input: t−1, t, t+1 (odd)", min=1),
     Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"], min=1),
     Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"], min=16),
@@ -64,7 +65,7 @@ def _compare(run) -> list[str]:
 
 # ---------------------------------------------------------------- 01 data prep
 def data_prep(run) -> Report:
-    field = load_field(run["data"], run["var"])
+    field = load_field(run["data"], run["var"], run["allow_outliers"])
     if run["quick"]:
         field = field.isel(lat=QUICK_BOX[0], lon=QUICK_BOX[1])
     obs = np.isfinite(field.values)

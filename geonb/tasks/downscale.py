@@ -32,7 +32,7 @@ from ..metrics import rmse, roughness
 from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
-from ..params import COMMON, Param, cli_type
+from ..params import ALLOW_OUTLIERS, COMMON, Param, cli_type
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
@@ -49,6 +49,7 @@ PARAMS = COMMON.override(
     transect_start={"help": "[lat, lon] start of the 06 line; None: across the roughest test region"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: across the roughest test region"},
 ) + (
+    ALLOW_OUTLIERS,
     Param("factor", int, 4, "scale factor: 2, 4, 8 or 16", "simulate", allowed=(2, 4, 8, 16)),
     Param("cond", str, "", "conditioning layers, e.g. 'beta' or 'surface,velocity@2' or 'beta,x,y' "
           "(x, y: coordinates; @r: resolution × low-res grid)"),
@@ -194,7 +195,7 @@ def data_prep(run) -> Report:
         grid = t[["elevation"]].rename(lat="y", lon="x")
         grid.attrs = {"target": "elevation", "crs": "", "y_name": "lat", "x_name": "lon"}
     else:
-        grid = load_grid(name, run["var"])
+        grid = load_grid(name, run["var"], run["allow_outliers"])
     var = grid.attrs["target"]
     if run["quick"]:
         ny, nx = QUICK_CROP
@@ -731,7 +732,7 @@ def transects(run) -> Report:
 
 
 # ---------------------------------------------------------------- command line: geonb train, geonb predict
-def _cond_on_grid(spec: str, target: xr.Dataset, factor: int):
+def _cond_on_grid(spec: str, target: xr.Dataset, factor: int, allow_outliers: bool):
     """``FILE:VAR[@r]`` (or ``x``/``y``: a coordinate) → (name, r, values on the target's cells)."""
     if spec in COORDS:
         return spec, factor, _layer(target, spec)
@@ -740,7 +741,7 @@ def _cond_on_grid(spec: str, target: xr.Dataset, factor: int):
         raise GeonbError(f"--cond {spec!r}: write FILE:VAR (e.g. surface.nc:elevation), optionally FILE:VAR@r, "
                          "or x / y for a coordinate.")
     [(var, r)] = parse_cond(var, factor)
-    grid = load_grid(path, var)
+    grid = load_grid(path, var, allow_outliers)
     if grid.attrs["crs"] != target.attrs["crs"]:
         raise GeonbError(f"conditioning grid {spec!r} is in {grid.attrs['crs'] or 'no declared CRS'} but the target "
                          f"in {target.attrs['crs'] or 'none'}; reproject it onto the target's grid first.")
@@ -776,7 +777,7 @@ def cli_train(args) -> int:
     above = args.valid_above if args.valid_above is not None else defaults.get("valid_above")
     block = defaults.get("block", 0) if min(ny, nx) >= 3 * defaults.get("block", 0) else 0
     valid = hr > above if above is not None else np.ones(hr.shape, bool)
-    conds = [_cond_on_grid(spec, grid, f) for spec in args.cond or []]
+    conds = [_cond_on_grid(spec, grid, f, args.allow_outliers) for spec in args.cond or []]
     ds = xr.Dataset({"target": (("y", "x"), hr), "valid": (("y", "x"), valid.astype("uint8")),
                      "split": (("y", "x"), split_map(hr.shape, block, test=False)),
                      **{n: (("y", "x"), v) for n, _, v in conds if n not in COORDS}},
@@ -813,7 +814,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
                          f"({', '.join(model.inputs['cond'])}); got {len(specs)}. Pass them with --cond FILE:VAR.")
     conds = []
     for spec, r in zip(specs, model.arch_args["cond_res"]):
-        conds.append(_cond_on_grid(spec, _refined(grid, r), r)[2])
+        conds.append(_cond_on_grid(spec, _refined(grid, r), r, args.allow_outliers)[2])
     hr = predict_grid(Predictor(model), lr, conds, tile=args.tile or 64)
     y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
     fine = _refined(grid, f)

@@ -19,7 +19,7 @@ from ..losses import masked_mse
 from ..methods.masked import loss_weights
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
-from ..params import COMMON, Param
+from ..params import ALLOW_OUTLIERS, COMMON, Param
 from ..predict import Predictor
 from ..report import Report
 from . import Task
@@ -33,6 +33,7 @@ PARAMS = COMMON.override(
     transect_start={"help": "[lat, lon] start of the 06 line; None: [30.5, -79.5], across the Gulf Stream"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: [45.5, -40.5]"},
 ) + (
+    ALLOW_OUTLIERS,
     Param("patch", int, 64, "patch size in grid cells", "data_prep", min=16),
     Param("overlap", int, 56, "overlap of neighbouring patches (cells)", "data_prep", min=0),
     Param("cut", str, "grid", "grid (sliding, xbatcher) or corners (the four corners, as the seed cut)", "data_prep",
@@ -55,7 +56,7 @@ QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
 
 # ---------------------------------------------------------------- 01 data prep
 def data_prep(run) -> Report:
-    field = load_field(run["data"], run["var"])
+    field = load_field(run["data"], run["var"], run["allow_outliers"])
     split = split_blocks(field, run["patch"], run["seed"], run["split_by"])
     patches = cut_patches(field, split, run["patch"], run["overlap"], run["cut"])
     if run["quick"]:
