@@ -266,6 +266,13 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
         raise GeonbError(f"fill() takes an xarray.DataArray, not {type(da).__name__}; e.g. ds['SST'].")
     if arch not in ARCHS:
         raise GeonbError(f"unknown fill arch {arch!r}; choose one of {', '.join(ARCHS)}.")
+    unused = {"dineof (no network)": {"model": model, "save_model": save_model, "work_dir": work_dir, "epochs": epochs}
+              if arch in CLASSICAL else {}, "a saved model (no training)": {"epochs": epochs, "work_dir": work_dir}
+              if model is not None else {}}
+    for what, options in unused.items():
+        given = [f"{name} (--{name.replace('_', '-')})" for name, value in options.items() if value is not None]
+        if given:
+            raise GeonbError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {what}; drop it.")
     check_outputs({"save_model": save_model, "work_dir": work_dir},
                   [None if isinstance(model, TrainedModel) else model], overwrite=overwrite, folders=("work_dir",))
     name = str(da.name or "field")

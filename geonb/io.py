@@ -81,7 +81,9 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _inside(a: Path, folder: Path) -> bool:
-    return folder.is_dir() and a.resolve().is_relative_to(folder.resolve())
+    """``a`` lies in the data store ``folder`` (a zarr input), where writing would change the input."""
+    store = folder.suffix == ".zarr" or any((folder / name).exists() for name in ("zarr.json", ".zgroup", ".zarray"))
+    return store and folder.is_dir() and a.resolve().is_relative_to(folder.resolve())
 
 
 def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:

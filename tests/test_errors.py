@@ -170,43 +170,38 @@ def test_save_model_and_out_must_differ_and_work_dir_must_be_a_folder(files, tmp
     assert status == 2 and "is a file, not a folder" in one_error(err)
 
 
-def test_a_killed_write_leaves_a_temp_file_that_the_next_write_removes(tmp_path):
-    out = tmp_path / "out.nc"
-    code = textwrap.dedent(f"""
-        import time
-        from geonb.io import atomic_path
-        with atomic_path({str(out)!r}) as tmp:
-            print(tmp, flush=True)
-            time.sleep(60)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    tmp = proc.stdout.readline().strip()
-    os.kill(proc.pid, signal.SIGKILL)  # no finally clause runs
-    proc.wait()
-    assert os.path.exists(tmp)
-    with locked(tmp_path / "busy", "test"):  # another live writer's temp file is kept
-        mine = tmp_path / f".out.nc.geonb-{os.getpid()}-x.tmp"
-        mine.touch()
-    write_netcdf(xr.Dataset({"a": ("x", [1.0])}), out)
-    assert not os.path.exists(tmp) and mine.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "out.nc", "busy"])
-
-
-def test_sigterm_cleans_up_like_an_exception(tmp_path):
-    out = tmp_path / "out.nc"
+def _writer(out, setup=""):
+    """A process in the middle of writing ``out`` (``setup`` runs first); returns it and its temp file."""
     code = textwrap.dedent(f"""
         import signal, time
         from geonb import cli
         from geonb.io import atomic_path
-        signal.signal(signal.SIGTERM, cli._terminated)
+        {setup}
         with atomic_path({str(out)!r}) as tmp:
             print(tmp, flush=True)
             time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    tmp = proc.stdout.readline().strip()
+    return proc, proc.stdout.readline().strip()
+
+
+def test_a_killed_write_leaves_a_temp_file_that_the_next_write_removes(tmp_path):
+    out = tmp_path / "out.nc"
+    proc, tmp = _writer(out)
+    os.kill(proc.pid, signal.SIGKILL)  # no finally clause runs
+    proc.wait()
+    assert os.path.exists(tmp)
+    live = tmp_path / f".out.nc.geonb-{os.getpid()}-x.tmp"  # a live writer's temp file is kept
+    live.touch()
+    write_netcdf(xr.Dataset({"a": ("x", [1.0])}), out)
+    assert not os.path.exists(tmp) and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out.nc"])
+
+
+def test_sigterm_cleans_up_like_an_exception(tmp_path):
+    out = tmp_path / "out.nc"
+    proc, tmp = _writer(out, "signal.signal(signal.SIGTERM, cli._terminated)")
     proc.terminate()
     assert proc.wait() == 128 + signal.SIGTERM
     assert not os.path.exists(tmp) and not out.exists()
@@ -359,6 +354,15 @@ def test_options_a_model_does_not_use_are_refused(files, tmp_path, capsys, flag,
                           "--out", tmp_path / "o.nc", flag, value)
     line = one_error(err)
     assert status == 2 and (f"{flag} does not apply" in line or "drop --cond" in line)
+
+
+def test_fill_options_that_do_not_apply_are_refused(files, tmp_path, capsys):
+    status, err = run_cli(capsys, "fill", files["cube"], "--var", "SST", "--arch", "dineof", "--out", tmp_path / "o.nc",
+                          "--save-model", tmp_path / "m.pt")
+    assert status == 2 and "save_model (--save-model) does not apply to dineof (no network)" in one_error(err)
+    status, err = run_cli(capsys, *fill_args(files, tmp_path / "o.nc", "--epochs", 3))
+    assert status == 2 and "epochs (--epochs) does not apply to a saved model" in one_error(err)
+    assert not list(tmp_path.glob("o.nc")) and not list(tmp_path.glob("m.pt"))
 
 
 def test_a_variable_name_that_embedded_data_does_not_have_is_refused(tmp_path, capsys):
