@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import signal
 import statistics
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from . import progress
@@ -97,13 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
     archs.set_defaults(func=_cmd_archs)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_cli(sub)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    for command in sub.choices.values():  # also after the command; SUPPRESS keeps a --debug given before it
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the full traceback of an error")
     return parser
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like an exception: temp files and locks are released
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command: a ``GeonbError`` is one line (exit 2), any other error one line and the file with
+    its traceback (exit 1); ``--debug`` shows the traceback instead."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line error (or --help): return its status
+        return exc.code
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
     except GeonbError as exc:
+        if args.debug:
+            raise
         print(f"geonb: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("geonb: interrupted; outputs are written atomically, so none is half-written.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        log = Path(tempfile.gettempdir()) / f"geonb-traceback-{time.strftime('%Y%m%d-%H%M%S')}-{id(exc):x}.txt"
+        log.write_text(traceback.format_exc())
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"geonb: unexpected error: {type(exc).__name__}: {first} (a bug in geonb or an input it does not "
+              f"check; full traceback in {log}; rerun with --debug to see it)", file=sys.stderr)
+        return 1

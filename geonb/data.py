@@ -73,9 +73,39 @@ EMBEDDED = {
 }
 
 
-def standardise(da: xr.DataArray) -> xr.DataArray:
-    """Rename coordinates to (time, lat, lon), add a time axis if absent, float32."""
-    renames = {}
+OUTLIER_SPAN = 10  # values beyond the 1st–99th percentile range widened by 10 times its span are refused
+# No-data numbers that files use without declaring them as _FillValue: refused where they are the field's
+# minimum or maximum (then they are not data), however many cells hold them.
+SENTINELS = np.array([-99999, -9999, -999, 999, 9999, 99999, -32768, -32767, 32767, 65535, -1e20, 1e20, -1e30, 1e30,
+                      -9.96921e36, 9.96921e36, -3.4028235e38, 3.4028235e38])
+
+
+def outlier_rule(data: np.ndarray, low: float, high: float):
+    """``(is_bad(values) → bool mask, why)`` from the finite values ``data`` (or a sample of them) and the
+    field's exact minimum and maximum: a declared-nowhere no-data number (``SENTINELS``) at the field's
+    minimum or maximum, or a spike beyond the 1st–99th percentile range widened ``OUTLIER_SPAN`` times
+    (robust to 1 % of bad cells; legit tails and several clusters pass)."""
+    ends = [v for v in (low, high) if np.isclose(v, SENTINELS, rtol=1e-6, atol=0).any()]
+    if ends:
+        return (lambda v: np.isin(v, ends)), f"equal to {ends[0]:g}, a no-data number at the field's end"
+    q01, q50, q99 = np.quantile(data.astype("float64"), [0.01, 0.5, 0.99])
+    span = (q99 - q01) or max(abs(q50), 1.0)
+    lo, hi = q01 - OUTLIER_SPAN * span, q99 + OUTLIER_SPAN * span
+    return (lambda v: np.isfinite(v) & ((v < lo) | (v > hi))), (
+        f"far outside the field's robust range {lo:.4g} … {hi:.4g} (1st–99th percentile {q01:.4g} … {q99:.4g} "
+        f"± {OUTLIER_SPAN} × their span)")
+
+
+def outliers(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Where the finite ``values`` are not data, and why (``outlier_rule`` on all of them)."""
+    data = values[np.isfinite(values)]
+    is_bad, why = outlier_rule(data, data.min(), data.max())
+    return is_bad(values), why
+
+
+def grid_dims(da: xr.DataArray) -> dict[str, str]:
+    """The variable's own names of its lat, lon (and time, if any) dimensions, by standard name."""
+    dims = {}
     for std, names in _COORD_NAMES.items():
         found = [d for d in da.dims if str(d).lower() in names]
         if not found:
@@ -83,26 +113,118 @@ def standardise(da: xr.DataArray) -> xr.DataArray:
                 f"variable {da.name!r} has dims {da.dims}; no {std} dimension "
                 f"(looked for {', '.join(names)}). Give a gridded (lat, lon) variable."
             )
-        renames[found[0]] = std
-    da = da.rename(renames)
+        dims[std] = found[0]
+    if "time" in da.dims:
+        dims["time"] = "time"
+    return dims
+
+
+def in_order(obj, dims, what: str):
+    """``obj`` with each of ``dims`` monotonic: an unsorted coordinate (rows or days shuffled, which
+    scrambles every neighbourhood a network sees) is sorted ascending, with a warning; NaN or repeated
+    coordinate values are refused."""
+    for dim in dims:
+        if dim not in obj.coords or obj.sizes[dim] < 2:
+            continue
+        index = obj.indexes[dim]
+        if index.hasnans:
+            raise GeonbError(f"{what}: coordinate {dim!r} has missing (NaN/NaT) values; give a file with every "
+                             f"{dim} set.")
+        if index.is_monotonic_increasing or index.is_monotonic_decreasing:
+            if not index.is_unique:
+                raise GeonbError(f"{what}: coordinate {dim!r} repeats values ({index[index.duplicated()][:3].tolist()}); "
+                                 "each row/step must appear once: drop the duplicates.")
+            continue
+        if not index.is_unique:
+            raise GeonbError(f"{what}: coordinate {dim!r} is unsorted and repeats values; drop the duplicates.")
+        warnings.warn(f"{what}: coordinate {dim!r} was not in order; sorted it ascending (the output follows this "
+                      "order where geonb writes a new grid).", stacklevel=3)
+        obj = obj.sortby(dim)
+    return obj
+
+
+def check_values(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray:
+    """Refuse infinite values, and unless ``allow_outliers`` values that are not data (``outliers``: an
+    unflagged fill value such as 1e30 or -999 would otherwise set the normalisation and every output),
+    naming the count and the first position."""
+    if da.chunks is not None:
+        return _check_lazy(da, allow_outliers)
+    values = np.asarray(da.values)
+    if values.dtype.kind not in "fiu":
+        return da
+    finite = np.isfinite(values)
+    bad, why = ~finite & ~np.isnan(values), "infinite"
+    if not bad.any() and not allow_outliers and finite.any():
+        bad, why = outliers(values)
+    if not bad.any():
+        return da
+    _refuse(da, int(bad.sum()), np.unravel_index(np.flatnonzero(bad)[0], values.shape), why)
+
+
+def _refuse(da: xr.DataArray, count: int, first: tuple, why: str):
+    where = ", ".join(f"{d}={da[d].values[i]}" if d in da.coords else f"{d} index {i}" for d, i in zip(da.dims, first))
+    fix = "mask them as missing (NaN or the _FillValue)" + ("" if why == "infinite" else
+                                                            ", or allow them: allow_outliers=True / --allow-outliers")
+    raise GeonbError(f"variable {da.name!r} has {count} value(s) {why}, e.g. {float(da.data[first]):.6g} at {where}; "
+                     f"{fix}.")
+
+
+def _check_lazy(da: xr.DataArray, allow_outliers: bool) -> xr.DataArray:
+    """``check_values`` on a dask-backed grid without loading it: exact minimum and maximum, percentiles
+    from a regular sample of about 4 million cells, bad cells counted chunk by chunk."""
+    import dask
+    import dask.array as dsa
+
+    x = da.data
+    if x.dtype.kind not in "fiu":
+        return da
+    step = max(1, int(np.ceil((x.size / 4e6) ** (1 / x.ndim))))
+    sample, low, high = dask.compute(x[(slice(None, None, step),) * x.ndim], dsa.nanmin(x), dsa.nanmax(x))
+    sample = sample[np.isfinite(sample)]
+    checks = [(dsa.isinf, "infinite")]
+    if not allow_outliers and sample.size:
+        checks.append(outlier_rule(sample, low, high))
+    for is_bad, why in checks:
+        bad = x.map_blocks(is_bad, dtype=bool)
+        count, first = dask.compute(bad.sum(), dsa.argmax(bad.ravel()))
+        if count:
+            _refuse(da, int(count), np.unravel_index(int(first), x.shape), why)
+    return da
+
+
+def standardise(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray:
+    """Rename coordinates to (time, lat, lon), add a time axis if absent, float32; coordinates in order and
+    values checked (``in_order``, ``check_values``)."""
+    da = da.rename({orig: std for std, orig in grid_dims(da).items()})
     if "time" not in da.dims:
         da = da.expand_dims(time=[0])
     extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
     if extra:
         raise GeonbError(f"variable {da.name!r} has extra dims {extra}; select one level first (da.isel(...)).")
-    da = da.transpose("time", "lat", "lon").astype("float32")
+    da = in_order(da.transpose("time", "lat", "lon"), ("time", "lat", "lon"), f"variable {da.name!r}")
+    da = check_values(da, allow_outliers).astype("float32")
     if not np.isfinite(da.values).any():
         raise GeonbError(f"variable {da.name!r} is all NaN/missing: nothing to learn from. Check the file and variable.")
     return da
 
 
-def load_field(source: str | Path | xr.DataArray, var: str = "") -> xr.DataArray:
+def _embedded_var(key: str, da: xr.DataArray, var: str) -> str:
+    """An embedded dataset holds one variable: a ``var`` naming another is a mistake, not something to ignore."""
+    if var and var != da.name:
+        raise GeonbError(f"{key!r} is an embedded dataset with the one variable {da.name!r}, not {var!r}; "
+                         f"drop var or give var={da.name!r}.")
+    return str(da.name)
+
+
+def load_field(source: str | Path | xr.DataArray, var: str = "", allow_outliers: bool = False) -> xr.DataArray:
     """An embedded dataset by name, a NetCDF/zarr path + variable, or a DataArray."""
     if isinstance(source, xr.DataArray):
-        return standardise(source)
+        return standardise(source, allow_outliers)
     key = str(source)
     if key in EMBEDDED:
-        return standardise(EMBEDDED[key][0]())
+        da = EMBEDDED[key][0]()
+        _embedded_var(key, da, var)
+        return standardise(da, allow_outliers)
     path = Path(key)
     if not path.exists():
         raise GeonbError(
@@ -115,7 +237,7 @@ def load_field(source: str | Path | xr.DataArray, var: str = "") -> xr.DataArray
         if len(candidates) != 1:
             raise GeonbError(f"{path} has variables {list(ds.data_vars)}; say which one with var=...")
         var = candidates[0]
-    return standardise(ds[var])
+    return standardise(ds[var], allow_outliers)
 
 
 def _antarctica() -> xr.Dataset:
@@ -131,14 +253,17 @@ GRIDS = {"antarctica": (_antarctica, "Antarctic ice thickness + log10 beta, 1120
 _PROJECTED = {"y": ("y", "northing", "projection_y_coordinate", "rlat"), "x": ("x", "easting", "projection_x_coordinate", "rlon")}
 
 
-def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = False) -> xr.Dataset:
+def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = False,
+              allow_outliers: bool = False) -> xr.Dataset:
     """A 2-D grid: the Dataset of every variable on it with dims renamed to (y, x).
 
     The target variable's name is ``attrs["target"]``; the original dimension names and the
     coordinate reference (``crs``: an EPSG code or WKT; ``EPSG:4326`` for lat/lon) are kept in
     attrs, so outputs can be written back with the input's own names. Embedded grids:
-    ``antarctica`` and every ``load_field`` dataset (first time step); or a DataArray (its CRS from a
-    CF/rioxarray grid-mapping coordinate). ``lazy``: a file's variables stay on disk as dask arrays
+    ``antarctica`` and every single-time ``load_field`` dataset; or a DataArray (its CRS from a
+    CF/rioxarray grid-mapping coordinate). A grid with more than one step along another dimension
+    (time, depth) is refused; coordinates are put in order and the target's values checked
+    (``in_order``, ``check_values``). ``lazy``: a file's variables stay on disk as dask arrays
     (its own chunks) until computed.
     """
     key = f"the DataArray {source.name!r}" if isinstance(source, xr.DataArray) else str(source)
@@ -153,8 +278,8 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
         ds = GRIDS[key][0]()
         var = var or "thickness"
     elif key in EMBEDDED:
-        da = EMBEDDED[key][0]().isel(time=0, drop=True)
-        var = var or str(da.name)
+        da = EMBEDDED[key][0]()
+        var = _embedded_var(key, da, var)
         ds = da.to_dataset(name=var)
     else:
         if not Path(key).exists():
@@ -176,7 +301,12 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
     if var not in ds:
         raise GeonbError(f"{key} has no variable {var!r}; it has {list(ds.data_vars)}.")
     ds = ds.rename({names["y"]: "y", names["x"]: "x"})
-    ds = ds.isel({d: 0 for d in ds[var].dims if d not in ("y", "x")}, drop=True)
+    steps = {d: n for d, n in ds[var].sizes.items() if d not in ("y", "x") and n > 1}
+    if steps:
+        raise GeonbError(f"{key}:{var} has {', '.join(f'{n} steps along {d!r}' for d, n in steps.items())}; this "
+                         "takes one 2-D grid. Select one first, e.g. xarray ds.isel(time=0).to_netcdf(...).")
+    ds = in_order(ds.isel({d: 0 for d in ds[var].dims if d not in ("y", "x")}, drop=True), ("y", "x"), f"{key}:{var}")
+    check_values(ds[var], allow_outliers)
     geographic = names["y"].lower() in ("lat", "latitude", "nav_lat") or \
         str(ds["y"].attrs.get("units", "")).startswith("degree")
     crs = ds.attrs.get("crs") or _file_crs(ds) or ("EPSG:4326" if geographic else "")

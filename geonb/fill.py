@@ -12,6 +12,7 @@ renamed at the end), so IN.nc is never touched, even with ``--out`` pointing at 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 import time
@@ -24,10 +25,10 @@ import xarray as xr
 
 from . import methods
 from .cv import cloud_cv_mask
-from .data import _COORD_NAMES, standardise
+from .data import grid_dims, in_order, standardise
 from .dineof import dineof
 from .errors import GeonbError
-from .io import NETCDF, add_history, match_fill_values, open_dataset, refuse_input_as_output, write_output
+from .io import NETCDF, add_history, check_outputs, locked, match_fill_values, open_dataset, remove_stale, temp_prefix, write_output
 from .modelfile import TrainedModel
 from .normalise import Normaliser
 from .predict import Predictor, pad_to_multiple
@@ -124,10 +125,12 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     (A cosine decay of the learning rate over 60 epochs was tried and gave a worse CV
     RMSE on Alboran: 0.330 vs 0.277.)
     """
+    from .tasks.clouds import PARAMS  # the same names and bounds as the clouds task's parameters
+
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise GeonbError(f"unknown cloud-model option(s) {sorted(unknown)}; valid: {', '.join(DEFAULTS)}.")
-    opt = {**DEFAULTS, **options}
+    opt = {k: PARAMS[k].check(v) if k in PARAMS else v for k, v in {**DEFAULTS, **options}.items()}
     truth = np.asarray(values, "float32")
     if truth.ndim != 3:
         raise GeonbError(f"need a (time, lat, lon) cube; got shape {truth.shape}.")
@@ -250,20 +253,33 @@ def _sea_mask(std: xr.DataArray, mask) -> np.ndarray:
 
 def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | None = None, quick: bool = False,
          model=None, save_model=None, seed: int = 0, window: int = 3, work_dir=None,
-         progress: bool = True) -> xr.Dataset:
+         progress: bool = True, allow_outliers: bool = False, overwrite: bool = False) -> xr.Dataset:
     """Fill the missing sea values of ``da`` (dims time/lat/lon, in any order and naming).
 
     ``arch``: dincae (trained here, self-supervised, unless ``model`` = a saved model
     path), dineof, or unet (the seed U-Net trained the same masked way, no σ).
     Returns a Dataset with ``da.name`` filled and ``<name>_error`` (σ of the error of
-    each filled value; 0 where the value is an observation; NaN on land).
+    each filled value; 0 where the value is an observation; NaN on land), with the
+    coordinates sorted ascending where they were not in order. Values far outside the
+    field's robust range are refused unless ``allow_outliers``; an existing ``save_model``
+    is replaced only with ``overwrite``.
     """
     if not isinstance(da, xr.DataArray):
         raise GeonbError(f"fill() takes an xarray.DataArray, not {type(da).__name__}; e.g. ds['SST'].")
     if arch not in ARCHS:
         raise GeonbError(f"unknown fill arch {arch!r}; choose one of {', '.join(ARCHS)}.")
+    unused = {"dineof (no network)": {"model": model, "save_model": save_model, "work_dir": work_dir, "epochs": epochs}
+              if arch in CLASSICAL else {}, "a saved model (no training)": {"epochs": epochs, "work_dir": work_dir}
+              if model is not None else {}}
+    for what, options in unused.items():
+        given = [f"{name} (--{name.replace('_', '-')})" for name, value in options.items() if value is not None]
+        if given:
+            raise GeonbError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {what}; drop it.")
+    check_outputs({"save_model": save_model, "work_dir": work_dir},
+                  [None if isinstance(model, TrainedModel) else model], overwrite=overwrite, folders=("work_dir",))
     name = str(da.name or "field")
-    std = standardise(da.rename(name))
+    da = in_order(da.rename(name), grid_dims(da).values(), f"variable {name!r}")
+    std = standardise(da, allow_outliers)
     sea = _sea_mask(std, mask)
     values = np.where(sea, std.values, np.nan).astype("float32")
     obs = np.isfinite(values)
@@ -343,16 +359,20 @@ def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, wind
             val = cloud_cv_mask(obs, n_val, seed=seed + 7919)
         except GeonbError as exc:  # e.g. identical clouds every day: train without a held-out set
             warnings.warn(f"no validation points ({exc}); training for all epochs, σ not rescaled.", stacklevel=3)
-    with tempfile.TemporaryDirectory(prefix="geonb-fill-") as tmp:
-        # a work dir resumes only the same cube with the same settings
-        key = config_key({"arch": arch, "seed": seed, **options, "data": hashlib.sha256(values.tobytes()).hexdigest()})
-        ckpt = Path(work_dir) / key if work_dir else Path(tmp)
+    remove_stale(tempfile.gettempdir(), "geonb-fill")  # left by killed fills
+    with contextlib.ExitStack() as stack:
+        if work_dir:  # a work dir resumes only the same cube with the same settings, one fill at a time
+            key = config_key({"arch": arch, "seed": seed, **options, "data": hashlib.sha256(values.tobytes()).hexdigest()})
+            ckpt = stack.enter_context(locked(work_dir, "--work-dir")) / key
+        else:
+            ckpt = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=temp_prefix("geonb-fill"))))
         return train_on_cube(values, lat, lon, times, arch=arch, val_points=val, ckpt_dir=ckpt, seed=seed, **options)
 
 
 def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
     """Put the (time, lat, lon) results back on ``da``'s own dims, coords and attributes."""
-    lat_dim, lon_dim = (next(d for d in da.dims if str(d).lower() in names) for names in _COORD_NAMES.values())
+    dims = grid_dims(da)
+    lat_dim, lon_dim = dims["lat"], dims["lon"]
     order = [(lat_dim, lon_dim).index(d) + 1 if d in (lat_dim, lon_dim) else 0 for d in da.dims]
     if da.ndim == 2:  # no time axis in the input: standardise added one
         filled, sigma, order = filled[0], sigma[0], [o - 1 for o in order]
@@ -376,14 +396,14 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
 
 
 def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) -> xr.Dataset:
-    """Fill ``var`` of the NetCDF/zarr file ``path`` into ``out`` (every other variable kept)."""
-    out = refuse_input_as_output(out, [path, options.get("model")])
-    saved = options.get("save_model")
-    if saved:
-        refuse_input_as_output(saved, [path, options.get("model")], "--save-model")
-        if Path(saved).resolve() == out.resolve():
-            raise GeonbError(f"--save-model {saved} is the output file; give the model its own path (.pt).")
-    if out.suffix.lower() not in (*NETCDF, ".zarr"):  # checked before any training
+    """Fill ``var`` of the NetCDF/zarr file ``path`` into ``out`` (every other variable kept). Every output
+    path is checked first (``io.check_outputs``): none may be an input, an existing ``out``/``save_model``
+    is replaced only with ``overwrite=True``."""
+    model = options.get("model")
+    check_outputs({"--out": out, "--save-model": options.get("save_model"), "--work-dir": options.get("work_dir")},
+                  [path, None if isinstance(model, TrainedModel) else model],
+                  overwrite=options.get("overwrite", False), folders=("--work-dir",))
+    if Path(out).suffix.lower() not in (*NETCDF, ".zarr"):  # checked before any training
         raise GeonbError(f"--out {out}: a filled cube is written as NetCDF (.nc) or zarr (.zarr); give --out such a name.")
     written = fill_dataset(open_dataset(path, var), var, mask_var, **options)
     write_output(match_fill_values(written), out)
@@ -407,19 +427,25 @@ def fill_dataset(ds: xr.Dataset, var: str, mask_var: str | None = None, **option
 
 def add_cli(subparsers) -> None:
     """Add ``geonb fill`` to the command line."""
+    from .params import cli_type
+    from .tasks.clouds import PARAMS
+
     p = subparsers.add_parser("fill", help="fill clouds in a NetCDF cube (dincae, dineof or unet) with error σ")
     p.add_argument("input", help="NetCDF/zarr file with a (time, lat, lon) variable holding gaps (NaN/_FillValue)")
     p.add_argument("--var", required=True, help="the variable to fill, e.g. SST")
     p.add_argument("--mask-var", help="land/sea mask variable on the same grid (1 = sea)")
     p.add_argument("--arch", default="dincae", choices=ARCHS)
-    p.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--epochs", type=cli_type(PARAMS["epochs"]), help=f"training epochs (default {DEFAULT_EPOCHS})")
     p.add_argument("--quick", action="store_true", help="a tiny network and 2 epochs (smoke test)")
     p.add_argument("--model", help="a model saved earlier (--save-model): no training")
     p.add_argument("--save-model", help="save the trained model here, to fill other files fast")
-    p.add_argument("--window", type=int, default=DEFAULTS["window"], help="days per input (odd)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work-dir", help="keep training checkpoints here: a killed fill resumes where it stopped")
+    p.add_argument("--window", type=cli_type(PARAMS["window"]), default=DEFAULTS["window"], help="days per input (odd)")
+    p.add_argument("--seed", type=cli_type(PARAMS["seed"]), default=0)
+    p.add_argument("--work-dir", help="keep training checkpoints here: a killed fill resumes where it stopped "
+                   "(one fill at a time per work dir)")
     p.add_argument("--out", required=True, help="output file, written atomically: NetCDF (.nc) or zarr (.zarr)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out/--save-model if they exist")
+    p.add_argument("--allow-outliers", action="store_true", help="keep values far outside the field's robust range")
     p.set_defaults(func=_cmd_fill)
 
 
@@ -427,7 +453,8 @@ def _cmd_fill(args) -> int:
     t0 = time.perf_counter()
     ds = fill_file(args.input, args.var, args.out, mask_var=args.mask_var, arch=args.arch, epochs=args.epochs,
                    quick=args.quick, model=args.model, save_model=args.save_model, seed=args.seed,
-                   window=args.window, work_dir=args.work_dir)
+                   window=args.window, work_dir=args.work_dir, overwrite=args.overwrite,
+                   allow_outliers=args.allow_outliers)
     print(f"[geonb fill] {args.var} → {args.out} ({ds[args.var].attrs.get('geonb_fill', '')}; "
           f"{time.perf_counter() - t0:.1f} s)")
     return 0

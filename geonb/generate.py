@@ -7,17 +7,14 @@ the same model and seed give the same digits.
 """
 from __future__ import annotations
 
-from .errors import GeonbError
-from .io import refuse_input_as_output, write_output
+from .io import check_outputs, write_output
 from .modelfile import TrainedModel
 
 
 def generate_command(args) -> int:
     from .tasks.generate import digits_dataset, generate_digits
 
-    out = refuse_input_as_output(args.out, [args.model])
-    if args.per_class < 1:
-        raise GeonbError(f"--per-class {args.per_class}: ask for at least 1 digit per class.")
+    out = check_outputs({"--out": args.out}, [args.model], overwrite=args.overwrite)["--out"]
     model = TrainedModel.load(args.model, task="generate")
     images, labels = generate_digits(model.network(), args.per_class, args.seed)
     ds = digits_dataset(images, labels, {
@@ -29,9 +26,15 @@ def generate_command(args) -> int:
 
 
 def add_cli(subparsers) -> None:
+    from .params import cli_type
+    from .tasks.generate import PARAMS
+
     p = subparsers.add_parser("generate", help="generate digits with a trained acgan model (NetCDF out)")
     p.add_argument("--model", required=True, help="a geonb generate-task model file (.pt)")
-    p.add_argument("--per-class", type=int, default=100, help="digits per class")
-    p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same digits")
+    p.add_argument("--per-class", type=cli_type(PARAMS["per_class"]), default=100,
+                   help="digits per class")
+    p.add_argument("--seed", type=cli_type(PARAMS["seed"]), default=0,
+                   help="noise seed: the same seed gives the same digits")
     p.add_argument("--out", required=True, help="output NetCDF (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=generate_command)

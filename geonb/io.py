@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pickle
+import re
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +18,42 @@ import xarray as xr
 from .errors import GeonbError
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process (alive), or no pid at all
+        return pid > 0
+    return True
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of geonb's temporary files for ``name``: it holds the owner's pid, so that a later run
+    can tell a killed run's leftovers (owner gone) from another run's write in progress."""
+    return f"{name}.geonb-{os.getpid()}-"
+
+
+def remove_stale(folder, name: str, suffix: str = "") -> list[Path]:
+    """Remove the temporary files/folders ``<name>.geonb-<pid>-*<suffix>`` in ``folder`` whose owner
+    process is gone (killed mid-write); returns what was removed."""
+    removed = []
+    for found in Path(folder).glob(f"{glob.escape(name)}.geonb-*-*{suffix}"):
+        pid = found.name[len(name) + len(".geonb-"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(found, ignore_errors=True) if found.is_dir() else found.unlink(missing_ok=True)
+            removed.append(found)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success (killed writes leave a
+    temp file that the next write of ``path`` removes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale(path.parent, f".{path.name}", ".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(f".{path.name}"), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -34,21 +69,92 @@ def atomic_path(path):
 def write_netcdf(ds, path) -> Path:
     """Write a Dataset/DataArray to NetCDF atomically (a killed write leaves no half file)."""
     path = Path(path)
+    ds = ds.to_dataset(name=ds.name or "data") if isinstance(ds, xr.DataArray) else ds
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp)
+        match_fill_values(ds).to_netcdf(tmp)
     return path
+
+
+def _same(a: Path, b: Path) -> bool:
+    """The same file or folder: equal after resolving links, or one inode (hard links, bind mounts)."""
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def _inside(a: Path, folder: Path) -> bool:
+    """``a`` lies in the data store ``folder`` (a zarr input), where writing would change the input."""
+    store = folder.suffix == ".zarr" or any((folder / name).exists() for name in ("zarr.json", ".zgroup", ".zarray"))
+    return store and folder.is_dir() and a.resolve().is_relative_to(folder.resolve())
 
 
 def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:
     """``out`` as a Path, or a GeonbError when it is one of the ``inputs`` (same path after resolving
-    links, or the same file by inode): checked before any work, so no input is ever replaced."""
-    out = Path(out)
+    links, or the same file by inode) or inside an input folder (a zarr store): no input is ever replaced."""
+    out = Path(out).expanduser()
     for given in filter(None, inputs):
-        p = Path(given)
-        if p.exists() and (out.resolve() == p.resolve() or (out.exists() and os.path.samefile(out, p))):
+        p = Path(given).expanduser()
+        if p.exists() and (_same(out, p) or _inside(out, p)):
             raise GeonbError(f"{flag} {out} is an input of this command ({p}); geonb never overwrites its inputs. "
                              "Give another path.")
     return out
+
+
+def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=()) -> dict[str, Path]:
+    """Check every output path of a command before any work; returns them as Paths by flag.
+
+    ``outputs``: flag → path (None: not asked for); ``folders``: the flags that name a folder geonb
+    fills and reuses (a work dir). No output may be an input (``refuse_input_as_output``) or another
+    output; an output file must not be a folder, and replaces an existing file only with ``overwrite``;
+    the nearest existing parent must be a folder this user can write in.
+    """
+    checked: dict[str, Path] = {}
+    for flag, given in outputs.items():
+        if given is None or given == "":
+            continue
+        path = refuse_input_as_output(given, inputs, flag)
+        for other, seen in checked.items():
+            if _same(path, seen):
+                raise GeonbError(f"{flag} {path} is also {other}; give each output its own path.")
+        if flag in folders:
+            if path.exists() and not path.is_dir():
+                raise GeonbError(f"{flag} {path} is a file, not a folder; give a folder path.")
+        elif path.is_dir() and path.suffix != ".zarr":
+            raise GeonbError(f"{flag} {path} is a folder; give a file path.")
+        elif (path.exists() or path.is_symlink()) and not overwrite:
+            raise GeonbError(f"{flag} {path} exists; geonb does not replace it unless you pass --overwrite "
+                             "(overwrite=True), or give another path.")
+        parent = path.parent
+        while not parent.exists() and not parent.is_symlink():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise GeonbError(f"{flag} {path}: {parent} is a file, not a folder; give a path in a folder.")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise GeonbError(f"{flag} {path}: no permission to write in {parent}; give a path in a folder you can "
+                             "write to.")
+        checked[flag] = path
+    return checked
+
+
+@contextlib.contextmanager
+def locked(folder, what: str):
+    """Hold an exclusive lock on ``folder`` (created) while the block runs; a second process asking for
+    it gets a GeonbError at once. The lock dies with its process, so a killed run never leaves it held."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            raise GeonbError(f"{what} {folder} is in use by another geonb process (pid {owner}); wait for it to "
+                             "finish or give another folder.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield folder
 
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -140,14 +246,13 @@ _SOURCE_LAYOUT = ("chunks", "preferred_chunks", "chunksizes", "contiguous", "zli
 def write_zarr(ds, path, **kwargs) -> Path:
     """Write a Dataset (lazy dask variables chunk by chunk) to a zarr store in a temporary folder beside
     ``path``, renamed onto it when complete (a killed write leaves no half store)."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.copy()
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k not in _SOURCE_LAYOUT}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale(path.parent, f".{path.name}", ".tmp")
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(f".{path.name}"), suffix=".tmp", dir=path.parent))
     try:
         ds.to_zarr(tmp, mode="w", **kwargs)
         if path.exists():
@@ -159,12 +264,36 @@ def write_zarr(ds, path, **kwargs) -> Path:
 
 
 def match_fill_values(ds: xr.Dataset) -> xr.Dataset:
-    """Make each variable's ``_FillValue`` encoding equal its ``missing_value`` when only the
-    latter is set (real files do this: the Alboran ``time`` axis), so xarray can write it back."""
+    """Make each variable's ``_FillValue`` and ``missing_value`` encodings agree, so xarray can write
+    them back: only ``missing_value`` set (the Alboran ``time`` axis) → ``_FillValue`` too; both set
+    and different (a subset written by xarray adds ``_FillValue`` NaN to such a time axis) → the
+    ``_FillValue`` wins, as CF readers take it first."""
     for var in ds.variables.values():
-        if "missing_value" in var.encoding and "_FillValue" not in var.encoding:
-            var.encoding["_FillValue"] = var.encoding["missing_value"]
+        enc = var.encoding
+        if "missing_value" in enc and "_FillValue" not in enc:
+            enc["_FillValue"] = enc["missing_value"]
+        elif "missing_value" in enc and enc["_FillValue"] is not None and \
+                not np.array_equal(enc["missing_value"], enc["_FillValue"], equal_nan=True):
+            enc["missing_value"] = enc["_FillValue"]
     return ds
+
+
+def check_classic_netcdf(path: Path) -> None:
+    """A classic (CDF-1/2) NetCDF file must be as long as its header says: the netCDF library reads the
+    bytes of a truncated file as zeros (0 °C, lat/lon 0) without a word. scipy maps every variable onto
+    the file (no copy) and fails where the file is too short."""
+    from scipy.io import netcdf_file
+
+    with open(path, "rb") as handle:
+        if handle.read(4) not in (b"CDF\x01", b"CDF\x02"):
+            return
+    try:
+        with warnings.catch_warnings():  # scipy warns that the mapped arrays outlive the file: they do not matter
+            warnings.simplefilter("ignore", RuntimeWarning)
+            netcdf_file(path, mmap=True).close()  # opening maps every variable
+    except Exception:  # any failure to map it: the header and the bytes disagree
+        raise GeonbError(f"{path} is a truncated or corrupt NetCDF file ({path.stat().st_size} bytes, not what its "
+                         "header describes); copy it again from its source.") from None
 
 
 def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset:
@@ -175,18 +304,22 @@ def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset
         raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc) or zarr file.")
     try:
         if path.is_dir() or path.suffix == ".zarr":
-            ds = xr.open_zarr(path)
+            ds = xr.open_zarr(path).load()  # loaded here: a damaged chunk fails now, not deep in a step
         else:
+            check_classic_netcdf(path)
             if lazy:
                 ds = xr.open_dataset(path, mode="r", chunks={})
             else:
                 with xr.open_dataset(path, mode="r") as opened:
                     ds = opened.load()
-    except (OSError, ValueError, TypeError) as exc:
+    except GeonbError:
+        raise
+    except Exception as exc:  # HDF5/zarr/codec errors have no common base class
         raise GeonbError(
-            f"{path} is not a readable NetCDF or zarr file ({type(exc).__name__}: {exc}). "
-            "Give a NetCDF (.nc) or zarr path, or an embedded dataset name."
-        ) from exc
+            f"{path} is not a readable NetCDF or zarr file, or it is truncated or corrupt ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Give a complete NetCDF (.nc) or zarr path, or an "
+            "embedded dataset name."
+        ) from None
     if var is not None and var not in ds.data_vars:
         raise GeonbError(
             f"variable {var!r} is not in {path}; it has: {', '.join(map(str, ds.data_vars))}. "
@@ -204,12 +337,21 @@ def save_checkpoint(path, state: dict) -> Path:
 
 
 def load_checkpoint(path) -> dict:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from model files)."""
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from model files); a file torch
+    cannot read that way is a GeonbError saying why, never torch's advice to load it unsafely."""
     path = Path(path)
     if not path.exists():
         raise GeonbError(f"{path}: no such model/checkpoint file. Train one first (03_train or `geonb train`).")
+    if path.is_dir() or path.stat().st_size == 0:
+        raise GeonbError(f"{path} is not a geonb model file: {'a folder' if path.is_dir() else 'empty'}. "
+                         "Give a .pt written by geonb, or train again.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, or objects weights_only refuses: never run them
-        raise GeonbError(f"{path} is not a readable geonb model/checkpoint file ({type(exc).__name__}); "
-                         "give a .pt written by geonb, or train again.") from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        reason = (f"it holds Python objects ({found[1]}), not only tensors, numbers and strings (refused unread: "
+                  "they could run code)" if found else "torch cannot read it (a bare pickle or another format, refused "
+                  "unread)")
+    except Exception as exc:  # truncated, or not a torch file at all
+        reason = f"torch cannot read it ({type(exc).__name__}; truncated, or another format)"
+    raise GeonbError(f"{path} is not a geonb model file: {reason}. Give a .pt written by geonb, or train again.")

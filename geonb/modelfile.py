@@ -18,8 +18,12 @@ Written with plain tensors, numbers, strings, lists and dicts only, so it loads 
 """
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import torch
 
 from .errors import GeonbError
 from .io import load_checkpoint, save_checkpoint
@@ -34,6 +38,34 @@ OLD_FORMATS = {
     "a geonb 0.1 cloud-filling model": {"arch", "params", "norm", "states"},
     "a geonb 0.1 downscaling model": {"format", "factor", "cond_res", "state"},
 }
+# What each task reads from a model file besides the weights: normalisers, and ``inputs`` entries with their type.
+NEEDS = {
+    "inpaint": ({"field"}, {"variable": str, "prefill": str}),
+    "downscale": ({"target"}, {"variable": str, "cond": list}),
+    "clouds": ({"field", "lat", "lon"}, {"window": int}),
+    "generate": ({"image"}, {"latent": int}),
+    "translate": ({"photo", "map"}, {}),
+    "segment": ({"photo"}, {}),
+}
+MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights: far above any geonb network, far below a crafted size
+MAX_SNAPSHOTS = 100
+
+
+def _argument_problem(builder, args: dict) -> str | None:
+    """A network argument of the wrong type for the builder's annotation (a string where an int belongs
+    builds fine and fails deep in a prediction): ints and tuple items ≥ 1, floats finite."""
+    def count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    hints = typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder)
+    for name, value in args.items():
+        kind = hints.get(name)
+        ok = {int: count, float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+              tuple: lambda v: isinstance(v, (list, tuple)) and all(map(count, v))}.get(kind, lambda v: True)(value)
+        if not ok:
+            return f"network argument {name}={value!r} is not a {'positive int' if kind is int else kind.__name__}" + (
+                " of positive ints" if kind is tuple else "")
+    return None
 
 
 @dataclass
@@ -63,31 +95,77 @@ class TrainedModel:
 
     @classmethod
     def load(cls, path, task: str | None = None) -> "TrainedModel":
-        """Read and check a model file (``weights_only``); ``task``: refuse a model of another task."""
+        """Read and check a model file (``weights_only``); ``task``: refuse a model of another task.
+
+        Every field is checked for its type and range, and the network is first built on torch's
+        ``meta`` device (no memory) to cap its size and to match the weights' names and shapes, so a
+        damaged or crafted file is a GeonbError ("not a geonb model file: <reason>") before anything is
+        allocated."""
         saved = load_checkpoint(path)
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
             keys = set(saved) if isinstance(saved, dict) else set()
             what = next((name for name, need in OLD_FORMATS.items() if need <= keys), "not a geonb model file")
             raise GeonbError(f"{path} is {what} (format {saved.get('format') if keys else None!r}, need {FORMAT!r}); "
                              "retrain it with this geonb (notebook 03, `geonb train` or `geonb fill --save-model`).")
+
+        def refuse(reason: str):
+            raise GeonbError(f"{path} is not a geonb model file: {reason}. Retrain it (or give the file geonb wrote).")
+
         missing = [k for k in KEYS if k not in saved]
         if missing:
-            raise GeonbError(f"{path} is a damaged geonb model file: no {missing}. Retrain it.")
-        arch = get_arch(saved["arch"])  # the task in the file is where it was trained (clouds also trains a unet)
+            refuse(f"no {missing}")
+        for key, kind in (("task", str), ("arch", str), ("arch_args", dict), ("method_args", dict), ("inputs", dict),
+                          ("norms", dict), ("weights", list), ("info", dict)):
+            if not isinstance(saved[key], kind):
+                refuse(f"{key} is a {type(saved[key]).__name__}, not a {kind.__name__}")
+        if saved["task"] not in NEEDS:
+            refuse(f"unknown task {saved['task']!r}")
+        try:
+            arch = get_arch(saved["arch"])  # the task in the file is where it was trained (clouds also trains a unet)
+        except GeonbError as exc:
+            refuse(str(exc))
         if task is not None and saved["task"] != task:
             raise GeonbError(f"{path} is a {saved['task']} model ({saved['arch']}); this needs a {task} model.")
-        check_arguments(NETWORKS.get(arch.networks["generator"]), saved["arch_args"], f"the network of {path}")
-        if not saved["weights"] or not all(isinstance(w, dict) for w in saved["weights"]):
-            raise GeonbError(f"{path} holds no weights; retrain it.")
+        builder = NETWORKS.get(arch.networks["generator"])
+        check_arguments(builder, saved["arch_args"], f"the network of {path}")
+        problem = _argument_problem(builder, saved["arch_args"])
+        if problem:
+            refuse(problem)
+        norm_names, input_types = NEEDS[saved["task"]]
+        norms = {}
+        for name, pair in saved["norms"].items():
+            ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+            if not ok or pair[1] <= 0:
+                refuse(f"normalisation {name!r} is {pair!r}; it needs a finite mean and a finite std above 0")
+            norms[name] = Normaliser(float(pair[0]), float(pair[1]))
+        lacking = sorted(norm_names - set(norms))
+        if lacking:
+            refuse(f"no normalisation {lacking}")
+        for name, kind in input_types.items():
+            if not isinstance(saved["inputs"].get(name), kind) or isinstance(saved["inputs"].get(name), bool):
+                refuse(f"inputs[{name!r}] is {saved['inputs'].get(name)!r}, not a {kind.__name__}")
+        weights = saved["weights"]
+        if not weights or len(weights) > MAX_SNAPSHOTS or not all(
+                isinstance(w, dict) and all(isinstance(t, torch.Tensor) for t in w.values()) for w in weights):
+            refuse(f"weights must be 1 to {MAX_SNAPSHOTS} state dicts of tensors")
         try:
-            norms = {k: Normaliser(float(m), float(s)) for k, (m, s) in saved["norms"].items()}
-        except (TypeError, ValueError, AttributeError):
-            raise GeonbError(f"{path} is a damaged geonb model file (normalisation); retrain it.") from None
-        model = cls(saved["task"], saved["arch"], saved["arch_args"], saved["weights"], norms, saved["method_args"],
-                    saved["inputs"], saved["info"])
-        try:
-            model.network()  # the weights must fit the network the arguments describe
-        except RuntimeError as exc:
-            raise GeonbError(f"{path}: its weights do not fit a {saved['arch']} network with {saved['arch_args']} "
-                             f"({str(exc).splitlines()[0]}); the file is damaged, retrain it.") from None
-        return model
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                shapes = get_arch(saved["arch"]).build("generator", **saved["arch_args"]).state_dict()
+        except GeonbError:
+            raise
+        except Exception as exc:  # a string where a number belongs, a negative width…
+            refuse(f"its network arguments {saved['arch_args']} do not build a {saved['arch']} network "
+                   f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        size = sum(t.numel() for t in shapes.values())
+        if size > MAX_PARAMETERS:
+            refuse(f"its network arguments {saved['arch_args']} ask for {size:,} parameters "
+                   f"({size * 4 / 1e9:.1f} GB), more than the {MAX_PARAMETERS:,} geonb allows")
+        for k, state in enumerate(weights):
+            wrong = sorted(set(state) ^ set(shapes)) or [n for n in shapes if state[n].shape != shapes[n].shape]
+            if wrong:
+                refuse(f"weights {k} do not fit a {saved['arch']} network with {saved['arch_args']} (e.g. {wrong[:3]})")
+            if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+                refuse(f"weights {k} hold NaN or infinite values")
+        return cls(saved["task"], saved["arch"], saved["arch_args"], weights, norms, saved["method_args"],
+                   saved["inputs"], saved["info"])

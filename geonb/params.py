@@ -5,8 +5,9 @@ another task is refused with the name of its owner (``Run`` does both before any
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from .errors import GeonbError
 
@@ -25,19 +26,43 @@ class Param:
     help: str
     step: str | None = "train"
     quick: Any = NOT_SET
+    # Allowed values: numbers (a list's items) at least ``min`` / above ``above`` (floats must be finite),
+    # one of ``allowed``, or what ``valid(value)`` accepts (it returns the reason a value is refused, or None).
+    min: float | None = None
+    above: float | None = None
+    allowed: tuple | None = None
+    valid: Callable[[Any], str | None] | None = None
 
     def check(self, value):
-        """``value`` as this parameter's type, or a GeonbError naming the parameter and its type."""
+        """``value`` as this parameter's type, or a GeonbError naming the parameter, the value and what is allowed."""
         if value is None and self.default is None:
             return None
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            value = float(value)
         if self.type is list and isinstance(value, tuple):
-            return list(value)
+            value = list(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             raise GeonbError(f"parameter {self.name!r} must be {self.type.__name__} ({self.help}); "
                              f"got {value!r} ({type(value).__name__}).")
+        problem = self.problem(value)
+        if problem:
+            raise GeonbError(f"parameter {self.name!r} = {value!r}: {problem} ({self.help}).")
         return value
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` (of the right type) is not allowed, or None."""
+        if self.allowed is not None and value not in self.allowed:
+            return f"use one of {', '.join(map(repr, self.allowed))}"
+        for item in value if self.type is list else [value]:
+            if self.min is None and self.above is None and self.type is not float:
+                break
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+                return "must be a finite number" + ("" if self.type is not list else " in every item")
+            if self.min is not None and item < self.min:
+                return f"must be at least {self.min:g}" + ("" if self.type is not list else " in every item")
+            if self.above is not None and item <= self.above:
+                return f"must be above {self.above:g}" + ("" if self.type is not list else " in every item")
+        return self.valid(value) if self.valid else None
 
 
 @dataclass(frozen=True)
@@ -67,6 +92,34 @@ class ParamSet:
         return ParamSet(self.params + tuple(more))
 
 
+def device_problem(name: str) -> str | None:
+    """Why torch cannot train on ``name`` here (unknown device, or no such GPU on this machine), or None."""
+    import torch
+
+    if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return "unknown device; use auto, cpu, cuda, cuda:N or mps"
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            return "this machine has no CUDA GPU that torch can use; use auto or cpu"
+        if (device.index or 0) >= count:
+            return f"this machine has {count} CUDA GPU(s): use cuda:0 … cuda:{count - 1}"
+        return None
+    if device.type == "mps":
+        return None if torch.backends.mps.is_available() else "MPS (Apple GPU) is not available here; use auto or cpu"
+    return f"torch cannot train on {device.type!r} here; use auto, cpu, cuda or mps"
+
+
+# Tasks that read gridded fields take it: values that are not data (no-data numbers, spikes) are refused unless set.
+ALLOW_OUTLIERS = Param("allow_outliers", bool, False, "keep no-data numbers and values far outside the field's "
+                       "robust range (else refused)", "data_prep")
+
 # What every task takes; a task overrides defaults (``COMMON.override``) and adds its own.
 COMMON = ParamSet((
     Param("arch", str, "unet", "architecture name (`geonb archs`); it picks the task"),
@@ -74,16 +127,36 @@ COMMON = ParamSet((
     Param("quick", bool, False, "tiny data and few epochs: seconds on a CPU", "data_prep"),
     Param("data", str, "", "embedded dataset name or NetCDF/zarr path", "data_prep"),
     Param("var", str, "", "variable in `data`; '' = the only/default one", "data_prep"),
-    Param("seed", int, 0, "random seed of splits, holes and weights", "data_prep"),
-    Param("epochs", int, 100, "maximum training epochs"),
-    Param("patience", int, 5, "stop after this many epochs without a better validation score"),
-    Param("batch_size", int, 10, "samples per optimisation step"),
-    Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)"),
-    Param("device", str, "auto", "auto = cuda if present, else cpu; cuda without a GPU is an error", None),
-    Param("amp", str, "auto", "bf16 autocast: auto (on GPUs that support bf16), bf16 or off"),
+    Param("seed", int, 0, "random seed of splits, holes and weights", "data_prep", min=0),
+    Param("epochs", int, 100, "maximum training epochs", min=1),
+    Param("patience", int, 5, "stop after this many epochs without a better validation score", min=1),
+    Param("batch_size", int, 10, "samples per optimisation step", min=1),
+    Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)",
+          above=0),
+    Param("device", str, "auto", "auto = cuda if present, else cpu", None, valid=device_problem),
+    Param("amp", str, "auto", "bf16 autocast: auto (on GPUs that support bf16), bf16 or off", allowed=("auto", "bf16", "off")),
     Param("compile", bool, False, "torch.compile the networks (faster steps after a compile pause)", None),
-    Param("workers", int, 0, "DataLoader processes making batches (0: the training process)", None),
-    Param("ddp", int, 0, "data-parallel processes (torchrun + DDP; one per GPU); 0: one process", None),
+    Param("workers", int, 0, "DataLoader processes making batches (0: the training process)", None, min=0),
+    Param("ddp", int, 0, "data-parallel processes (torchrun + DDP; one per GPU); 0: one process", None, min=0),
     Param("transect_start", list, None, "[lat, lon] start of the 06 line; None: set by the task", None),
     Param("transect_end", list, None, "[lat, lon] end of the 06 line; None: set by the task", None),
 ))
+
+
+def cli_type(param: Param, name: str | None = None):
+    """An argparse ``type`` that converts and checks a command-line value as ``param`` (bounds included),
+    so a flag and the run parameter it stands for accept the same values."""
+    import argparse
+
+    def convert(text: str):
+        try:
+            value = param.type(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {param.type.__name__}") from None
+        try:
+            return param.check(value)
+        except GeonbError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name or param.name  # argparse names the type in its messages
+    return convert

@@ -208,16 +208,27 @@ def dask_scheduler(address: str | None = None):
 
 
 # ---------------------------------------------------------------- command line: geonb predict
+OPTIONS = {"cond": "--cond", "tile": "--tile", "chunk": "--chunk", "mask_var": "--mask-var",
+           "allow_outliers": "--allow-outliers"}
+
+
 def predict_command(args) -> int:
     """``geonb predict``: apply any model file to a NetCDF/zarr file; what it does is the model's task's."""
-    from .io import refuse_input_as_output, write_output
+    from .io import check_outputs, write_output
     from .tasks import get_task
 
-    out = refuse_input_as_output(args.out, [args.input, args.model, *(c.rpartition(":")[0] for c in args.cond or [])])
+    out = check_outputs({"--out": args.out},
+                        [args.input, args.model, *(c.rpartition(":")[0] for c in args.cond or [])],
+                        overwrite=args.overwrite)["--out"]
     model = TrainedModel.load(args.model)
     task = get_task(model.task)
     if task.predict_file is None:
         raise GeonbError(f"{args.model} is a {model.task} model; `geonb predict` does not apply it to files.")
+    ignored = [flag for name, flag in OPTIONS.items() if getattr(args, name) and name not in task.predict_options]
+    if ignored:
+        raise GeonbError(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to a {model.task} "
+                         f"model ({model.arch}); drop {'it' if len(ignored) == 1 else 'them'} "
+                         f"({model.task} takes {', '.join(OPTIONS[o] for o in task.predict_options) or 'none of them'}).")
     with dask_scheduler(args.scheduler):
         ds = task.predict_file(model, args)
         write_output(ds, out, f"geonb predict --model {args.model} --input {args.input} --var {args.var}")
@@ -226,6 +237,8 @@ def predict_command(args) -> int:
 
 
 def add_cli(subparsers) -> None:
+    from .params import Param, cli_type
+
     p = subparsers.add_parser("predict", help="apply a trained model to a file (downscale, fill gaps, photo → map, "
                                                   "image → land-cover classes)")
     p.add_argument("--model", required=True, help="a geonb model file (.pt)")
@@ -234,12 +247,16 @@ def add_cli(subparsers) -> None:
     p.add_argument("--var", default="", help="the variable to predict from")
     p.add_argument("--out", required=True, help="output file, written atomically, in the format of its extension: .nc, "
                    ".zarr, .tif (a COG GeoTIFF with the CRS, for a 2-D result that has one), or for image models .png/.jpg")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
-    p.add_argument("--tile", type=int, help="tile size in input cells (downscaling: low-res cells, default 64; "
+    p.add_argument("--tile", type=cli_type(Param("tile", int, None, "tile size in input cells", min=1)),
+                   help="tile size in input cells (downscaling: low-res cells, default 64; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
-    p.add_argument("--chunk", type=int, default=512, help="downscaling: input cells per dask chunk side (memory is "
+    p.add_argument("--chunk", type=int, help="downscaling: input cells per dask chunk side (default 512; memory is "
                    "bounded by the chunk, not the grid)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler address (tcp://host:8786) to "
                    "predict on; default: this machine's threads")
+    p.add_argument("--allow-outliers", action="store_true",
+                   help="gridded inputs: keep values far outside the field's robust range (else refused)")
     p.set_defaults(func=predict_command)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import distributed, progress
 from .errors import GeonbError
+from .io import check_outputs
 from .params import NOT_SET, STEPS
 from .registry import get_arch, list_archs
 from .report import Report
@@ -75,7 +76,7 @@ class Run:
                 self.params[p.name] = p.default
         if self.params["lr"] is None:
             self.params["lr"] = arch.lr
-        self.dir = Path(self.params["run_dir"])
+        self.dir = check_outputs({"run_dir": self.params["run_dir"]}, folders=("run_dir",))["run_dir"]
 
     @classmethod
     def from_namespace(cls, namespace: dict) -> "Run":

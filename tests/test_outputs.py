@@ -4,7 +4,6 @@ segmentation model on a georeferenced image."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import rasterio
 import rioxarray
 import xarray as xr

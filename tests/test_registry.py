@@ -108,10 +108,10 @@ def test_damaged_or_empty_model_files(tmp_path):
     path = _model().save(tmp_path / "m.pt")
     raw = torch.load(path, weights_only=True)
     torch.save({k: v for k, v in raw.items() if k != "norms"}, tmp_path / "damaged.pt")
-    with pytest.raises(GeonbError, match=r"damaged geonb model file: no \['norms'\]"):
+    with pytest.raises(GeonbError, match=r"not a geonb model file: no \['norms'\]"):
         TrainedModel.load(tmp_path / "damaged.pt")
     torch.save({**raw, "weights": []}, tmp_path / "empty.pt")
-    with pytest.raises(GeonbError, match="holds no weights"):
+    with pytest.raises(GeonbError, match="weights must be 1 to 100 state dicts"):
         TrainedModel.load(tmp_path / "empty.pt")
     with pytest.raises(GeonbError, match="no such model"):
         TrainedModel.load(tmp_path / "missing.pt")

@@ -20,6 +20,7 @@ class Task:
     steps: dict[str, Callable | str]
     step_files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # inputs that make a step stale
     predict_file: Callable | None = None  # ``geonb predict`` with a model of this task: (model, args) → Dataset
+    predict_options: tuple[str, ...] = ()  # the ``geonb predict`` options its predict_file reads (others are refused)
 
 
 def get_task(name: str) -> Task:

@@ -23,9 +23,9 @@ from ..metrics.probabilistic import distance_to_observed, reliability, rmse_by_d
 from ..data import load_field
 from ..dineof import dineof
 from ..errors import GeonbError
-from ..io import match_fill_values, write_netcdf
+from ..io import write_netcdf
 from ..modelfile import TrainedModel
-from ..params import COMMON, Param
+from ..params import ALLOW_OUTLIERS, COMMON, Param
 from ..registry import METHODS, get_arch
 from ..report import Report
 from ..training import run_accelerator
@@ -40,14 +40,15 @@ PARAMS = COMMON.override(
     transect_start={"help": "[lat, lon] start of the 06 line; None: [35.2, -5.0], across the Alboran gyres"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: [36.8, -1.0]"},
 ) + (
-    Param("window", int, 3, "days per input: t−1, t, t+1"),
-    Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"]),
-    Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"]),
+    ALLOW_OUTLIERS,
+    Param("window", int, 3, "days per input: t−1, t, t+1 (odd)", min=1),
+    Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"], min=1),
+    Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"], min=16),
     Param("samples_per_day", int, 4, "random other-day cloud masks per day and epoch",
-          quick=QUICK["samples_per_day"]),
-    Param("n_average", int, 5, "last epochs whose predictions are averaged", quick=QUICK["n_average"]),
-    Param("cv_fraction", float, 0.10, "observed pixels hidden for scoring", "simulate"),
-    Param("val_fraction", float, 0.05, "observed pixels hidden for early stopping and the σ scale", "simulate"),
+          quick=QUICK["samples_per_day"], min=1),
+    Param("n_average", int, 5, "last epochs whose predictions are averaged", quick=QUICK["n_average"], min=0),
+    Param("cv_fraction", float, 0.10, "observed pixels hidden for scoring", "simulate", above=0),
+    Param("val_fraction", float, 0.05, "observed pixels hidden for early stopping and the σ scale", "simulate", min=0),
     Param("compare", str, "dineof,unet", "comparison methods (comma list of dineof, unet)"),
     Param("show_day", int, -1, "day shown in maps/transects; -1 = the day with most CV points", None),
 )
@@ -65,14 +66,14 @@ def _compare(run) -> list[str]:
 
 # ---------------------------------------------------------------- 01 data prep
 def data_prep(run) -> Report:
-    field = load_field(run["data"], run["var"])
+    field = load_field(run["data"], run["var"], run["allow_outliers"])
     if run["quick"]:
         field = field.isel(lat=QUICK_BOX[0], lon=QUICK_BOX[1])
     obs = np.isfinite(field.values)
     if field.sizes["time"] < 3:
         raise GeonbError(f"{run['data']}: {field.sizes['time']} day(s); cloud filling needs ≥ 3 days of a cloudy cube.")
     sea = obs.any(0)
-    write_netcdf(match_fill_values(xr.Dataset({"field": field})), run.path("field.nc"))
+    write_netcdf(xr.Dataset({"field": field}), run.path("field.nc"))
     cloud = 1 - obs[:, sea].mean(1)
     table = pd.DataFrame({"time": [str(t)[:10] for t in field.time.values], "cloud fraction": cloud}).set_index("time")
     step = max(1, field.sizes["time"] // 4)
@@ -334,12 +335,13 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
 
     if not args.var:
         raise GeonbError("a cloud model fills one variable of the cube: name it with --var (e.g. --var SST).")
-    return fill_dataset(open_dataset(args.input, args.var), args.var, args.mask_var, arch=model.arch, model=model)
+    return fill_dataset(open_dataset(args.input, args.var), args.var, args.mask_var, arch=model.arch, model=model,
+                        allow_outliers=args.allow_outliers)
 
 
 TASK = Task(
     "clouds", "gap filling of real cloudy cubes, self-supervised, with error bars", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
-    predict_file=predict_file,
+    predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
 )

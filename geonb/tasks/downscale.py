@@ -12,8 +12,10 @@ variables (antarctica: log10 ``beta``), layers derived from an elevation grid (`
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,18 +26,18 @@ from .. import methods, plots, terrain
 from ..baselines import bicubic, cubic_spline
 from ..data import load_grid
 from ..errors import GeonbError
-from ..io import open_dataset, refuse_input_as_output, write_netcdf
+from ..io import check_outputs, locked, open_dataset, write_netcdf
 from ..losses import DEEPBEDMAP_WEIGHTS
 from ..metrics import rmse, roughness
 from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
-from ..params import COMMON, Param
+from ..params import ALLOW_OUTLIERS, COMMON, Param, cli_type
 from ..predict import Predictor, channels_to_fine, fine_to_channels, lazy_map
 from ..registry import get_arch, list_archs
 from ..report import Report
 from ..resample import block_mean, check_factor, check_finite, coarsen, refine_coords
-from ..training import AMP, Accelerator, accelerator, run_accelerator
+from ..training import AMP, Accelerator, accelerator, config_key, run_accelerator
 from ..transect import line_points, line_points_projected, sample_line, straight_line
 from . import Task
 
@@ -47,26 +49,27 @@ PARAMS = COMMON.override(
     transect_start={"help": "[lat, lon] start of the 06 line; None: across the roughest test region"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: across the roughest test region"},
 ) + (
-    Param("factor", int, 4, "scale factor: 2, 4, 8 or 16", "simulate"),
+    ALLOW_OUTLIERS,
+    Param("factor", int, 4, "scale factor: 2, 4, 8 or 16", "simulate", allowed=(2, 4, 8, 16)),
     Param("cond", str, "", "conditioning layers, e.g. 'beta' or 'surface,velocity@2' or 'beta,x,y' "
           "(x, y: coordinates; @r: resolution × low-res grid)"),
     Param("block", int, None, "split blocks in high-res cells; 0: column bands train | val | test; "
-          "None: the data's (antarctica 256, others 0)", "data_prep", quick=0),
+          "None: the data's (antarctica 256, others 0)", "data_prep", quick=0, min=0),
     Param("valid_above", float, None, "cells at or below this value are masked out of loss and metrics and "
           "kept in the output; None: the data's (antarctica 0 m of ice, others none)", "data_prep"),
     Param("synthetic", int, None, "extra 256×256 synthetic terrain scenes mixed into training; "
-          "None: 8 for elevation grids, 0 for antarctica", quick=0),
-    Param("patch_lr", int, 16, "training tile in low-res cells", quick=8),
-    Param("steps_per_epoch", int, 40, "batches per epoch", quick=4),
-    Param("n_blocks", int, 12, "srgan: residual-in-residual dense blocks (DeepBedMap: 12)", quick=1),
-    Param("nf", int, 64, "srgan: feature maps", quick=16),
+          "None: 8 for elevation grids, 0 for antarctica", quick=0, min=0),
+    Param("patch_lr", int, 16, "training tile in low-res cells", quick=8, min=1),
+    Param("steps_per_epoch", int, 40, "batches per epoch", quick=4, min=1),
+    Param("n_blocks", int, 12, "srgan: residual-in-residual dense blocks (DeepBedMap: 12)", quick=1, min=1),
+    Param("nf", int, 64, "srgan: feature maps", quick=16, min=1),
     Param("beta", float, 0.2, "srgan: residual scaling"),
-    Param("w_content", float, DEEPBEDMAP_WEIGHTS["w_content"], "srgan: weight of the L1 content loss (DeepBedMap)"),
-    Param("w_adversarial", float, DEEPBEDMAP_WEIGHTS["w_adversarial"], "srgan: weight of the adversarial loss"),
-    Param("w_topographic", float, DEEPBEDMAP_WEIGHTS["w_topographic"], "srgan: weight of the topographic loss"),
-    Param("w_structural", float, DEEPBEDMAP_WEIGHTS["w_structural"], "srgan: weight of 1 − SSIM (DeepBedMap)"),
-    Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val region before training"),
-    Param("tune_epochs", int, 6, "epochs per optuna trial at most"),
+    Param("w_content", float, DEEPBEDMAP_WEIGHTS["w_content"], "srgan: weight of the L1 content loss (DeepBedMap)", min=0),
+    Param("w_adversarial", float, DEEPBEDMAP_WEIGHTS["w_adversarial"], "srgan: weight of the adversarial loss", min=0),
+    Param("w_topographic", float, DEEPBEDMAP_WEIGHTS["w_topographic"], "srgan: weight of the topographic loss", min=0),
+    Param("w_structural", float, DEEPBEDMAP_WEIGHTS["w_structural"], "srgan: weight of 1 − SSIM (DeepBedMap)", min=0),
+    Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val region before training", min=0),
+    Param("tune_epochs", int, 6, "epochs per optuna trial at most", min=1),
 )
 DERIVED = ("surface", "velocity")  # layers geonb.terrain derives from an elevation grid
 COORDS = ("x", "y")
@@ -192,7 +195,7 @@ def data_prep(run) -> Report:
         grid = t[["elevation"]].rename(lat="y", lon="x")
         grid.attrs = {"target": "elevation", "crs": "", "y_name": "lat", "x_name": "lon"}
     else:
-        grid = load_grid(name, run["var"])
+        grid = load_grid(name, run["var"], run["allow_outliers"])
     var = grid.attrs["target"]
     if run["quick"]:
         ny, nx = QUICK_CROP
@@ -756,7 +759,7 @@ def transects(run) -> Report:
 
 
 # ---------------------------------------------------------------- command line: geonb train, geonb predict
-def _cond_on_grid(spec: str, target: xr.Dataset, factor: int):
+def _cond_on_grid(spec: str, target: xr.Dataset, factor: int, allow_outliers: bool):
     """``FILE:VAR[@r]`` (or ``x``/``y``: a coordinate) → (name, r, values on the target's cells)."""
     if spec in COORDS:
         return spec, factor, _layer(target, spec)
@@ -765,7 +768,7 @@ def _cond_on_grid(spec: str, target: xr.Dataset, factor: int):
         raise GeonbError(f"--cond {spec!r}: write FILE:VAR (e.g. surface.nc:elevation), optionally FILE:VAR@r, "
                          "or x / y for a coordinate.")
     [(var, r)] = parse_cond(var, factor)
-    grid = load_grid(path, var)
+    grid = load_grid(path, var, allow_outliers)
     if grid.attrs["crs"] != target.attrs["crs"]:
         raise GeonbError(f"conditioning grid {spec!r} is in {grid.attrs['crs'] or 'no declared CRS'} but the target "
                          f"in {target.attrs['crs'] or 'none'}; reproject it onto the target's grid first.")
@@ -787,9 +790,12 @@ def cli_train(args) -> int:
     if get_arch(args.arch).task != "downscale":
         raise GeonbError(f"`geonb train` trains downscaling archs ({', '.join(_archs())}); {args.arch!r} is a "
                          f"{get_arch(args.arch).task} arch: use `geonb run -p arch {args.arch}` or the notebooks.")
-    out = refuse_input_as_output(args.model, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])], "--model")
+    out = Path(args.model)
+    checkpoints = out.with_name(out.stem + "_checkpoints")
+    check_outputs({"--model": out, "checkpoints": checkpoints}, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])],
+                  overwrite=args.overwrite, folders=("checkpoints",))
     f = check_factor(args.factor)
-    grid = load_grid(args.data, args.var)
+    grid = load_grid(args.data, args.var, args.allow_outliers)
     var = grid.attrs["target"]
     grid = _crop16(grid)
     ny, nx = grid.sizes["y"], grid.sizes["x"]
@@ -798,7 +804,7 @@ def cli_train(args) -> int:
     above = args.valid_above if args.valid_above is not None else defaults.get("valid_above")
     block = defaults.get("block", 0) if min(ny, nx) >= 3 * defaults.get("block", 0) else 0
     valid = hr > above if above is not None else np.ones(hr.shape, bool)
-    conds = [_cond_on_grid(spec, grid, f) for spec in args.cond or []]
+    conds = [_cond_on_grid(spec, grid, f, args.allow_outliers) for spec in args.cond or []]
     ds = xr.Dataset({"target": (("y", "x"), hr), "valid": (("y", "x"), valid.astype("uint8")),
                      "split": (("y", "x"), split_map(hr.shape, block, test=False)),
                      **{n: (("y", "x"), v) for n, _, v in conds if n not in COORDS}},
@@ -806,11 +812,14 @@ def cli_train(args) -> int:
     cond = [(n, r) for n, r, _ in conds]
     scene, vals, norm, cond_norms = region_scenes(ds, cond)
     hp = get_arch(args.arch).accepts("generator", {"n_blocks": args.n_blocks, "nf": args.nf, "beta": args.beta})
-    method, history = train_model(
-        args.arch, f, [r for _, r in cond], hp, [scene], vals,
-        out.with_name(out.stem + "_checkpoints"), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr or get_arch(args.arch).lr, patch_lr=args.patch, patience=args.patience, seed=args.seed,
-        units=float(norm.std), device=accelerator(args.device, args.amp, args.compile, args.workers))
+    settings = dict(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr or get_arch(args.arch).lr,
+                    patch_lr=args.patch, patience=args.patience, seed=args.seed)
+    # checkpoints keyed by everything the training depends on, data included: another run never resumes them
+    key = config_key({"arch": args.arch, "factor": f, "hparams": hp, "cond": cond, "valid_above": above, **settings,
+                      "data": hashlib.sha256(b"".join(ds[v].values.tobytes() for v in sorted(ds.data_vars))).hexdigest()})
+    with locked(checkpoints / key, "the checkpoint folder"):
+        method, history = train_model(args.arch, f, [r for _, r in cond], hp, [scene], vals, checkpoints / key,
+                                      units=float(norm.std), device=accelerator(args.device, args.amp, args.compile, args.workers), **settings)
     save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {ny}x{nx}", history, above,
                grid.attrs["crs"])
     print(f"wrote {out}")
@@ -821,26 +830,27 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF, zarr or
     GeoTIFF) with the input's coordinate names and attributes and its CRS; lazy (``predict_lazy``), so the
     writer streams it chunk by chunk."""
-    grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True)
+    grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True, allow_outliers=args.allow_outliers)
     da = grid[grid.attrs["target"]]
-    if args.chunk < 1:
-        raise GeonbError(f"--chunk {args.chunk}: give the chunk side in input cells, e.g. 512.")
     bad = int((~np.isfinite(da.data)).sum())  # one pass over the input before any prediction
     if bad:
         raise GeonbError(f"{args.input}:{da.name} has {bad} NaN/inf cells (of {da.size}); downscaling needs a complete "
                          "grid. Fill the gaps first (e.g. the inpaint task) or crop to a complete region.")
-    hr = predict_lazy(Predictor(model), da.data, conditioning(model, grid, args.cond), chunk=args.chunk,
-                      tile=args.tile or 64)
+    conds = conditioning(model, grid, args.cond, args.allow_outliers)
+    hr = predict_lazy(Predictor(model), da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
     return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
 
 
-def conditioning(model: TrainedModel, grid: xr.Dataset, specs) -> list[np.ndarray]:
+def conditioning(model: TrainedModel, grid: xr.Dataset, specs, allow_outliers: bool = False) -> list[np.ndarray]:
     """The model's conditioning grids (``FILE:VAR[@r]`` or ``x``/``y`` specs) on ``grid``'s cells refined ×r."""
     specs = list(specs or [])
+    if specs and not model.inputs["cond"]:
+        raise GeonbError(f"this model was trained without conditioning grids; drop --cond ({' '.join(specs)}).")
     if len(specs) != len(model.inputs["cond"]):
         raise GeonbError(f"this model needs {len(model.inputs['cond'])} conditioning grid(s) "
-                         f"({', '.join(model.inputs['cond']) or 'none'}); got {len(specs)}. Pass them with --cond.")
-    return [_cond_on_grid(spec, _refined(grid, r), r)[2] for spec, r in zip(specs, model.arch_args["cond_res"])]
+                         f"({', '.join(model.inputs['cond'])}); got {len(specs)}. Pass them with --cond FILE:VAR.")
+    return [_cond_on_grid(spec, _refined(grid, r), r, allow_outliers)[2]
+            for spec, r in zip(specs, model.arch_args["cond_res"])]
 
 
 def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source: str) -> xr.Dataset:
@@ -865,7 +875,7 @@ def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source:
     if crs:  # a CF grid-mapping coordinate: NetCDF, zarr and GeoTIFF readers all find the CRS
         out = out.rio.write_crs(crs)
     out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {what}",
-                     source=f"{source} ({model.arch}, trained on {model.info['trained_on']})")
+                     source=f"{source} ({model.arch}, trained on {model.info.get('trained_on', '?')})")
     return out
 
 
@@ -885,25 +895,28 @@ def add_cli(subparsers) -> None:
     t.add_argument("--arch", required=True, help=f"one of {', '.join(_archs())}")
     t.add_argument("--data", required=True, help="high-res NetCDF/zarr file or embedded grid name (e.g. antarctica)")
     t.add_argument("--var", default="", help="variable in --data")
-    t.add_argument("--factor", type=int, default=4, help="2, 4, 8 or 16")
-    t.add_argument("--model", required=True, help="output model file (.pt)")
+    t.add_argument("--factor", type=cli_type(PARAMS["factor"]), default=4, help="2, 4, 8 or 16")
+    t.add_argument("--model", required=True, help="output model file (.pt); its checkpoints go to <name>_checkpoints/")
+    t.add_argument("--overwrite", action="store_true", help="replace --model if it exists")
+    t.add_argument("--allow-outliers", action="store_true", help="keep values far outside the grid's robust range")
     t.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]",
                    help="conditioning grids covering the target (x, y: the coordinates)")
-    t.add_argument("--valid-above", type=float, help="cells at or below are masked (default: the data's; antarctica 0)")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--steps", type=int, default=40, help="batches per epoch")
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, help="learning rate (default: the arch's)")
-    t.add_argument("--patch", type=int, default=16, help="training tile in low-res px")
-    t.add_argument("--patience", type=int, default=5)
-    t.add_argument("--n-blocks", type=int, default=12, help="srgan RRDBs")
-    t.add_argument("--nf", type=int, default=64, help="srgan feature maps")
-    t.add_argument("--beta", type=float, default=0.2, help="srgan residual scaling")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
+    t.add_argument("--valid-above", type=cli_type(PARAMS["valid_above"]),
+                   help="cells at or below are masked (default: the data's; antarctica 0)")
+    t.add_argument("--epochs", type=cli_type(PARAMS["epochs"]), default=30)
+    t.add_argument("--steps", type=cli_type(PARAMS["steps_per_epoch"], "steps"), default=40, help="batches per epoch")
+    t.add_argument("--batch-size", type=cli_type(PARAMS["batch_size"]), default=16)
+    t.add_argument("--lr", type=cli_type(PARAMS["lr"]), help="learning rate (default: the arch's)")
+    t.add_argument("--patch", type=cli_type(PARAMS["patch_lr"], "patch"), default=16, help="training tile in low-res px")
+    t.add_argument("--patience", type=cli_type(PARAMS["patience"]), default=5)
+    t.add_argument("--n-blocks", type=cli_type(PARAMS["n_blocks"]), default=12, help="srgan RRDBs")
+    t.add_argument("--nf", type=cli_type(PARAMS["nf"]), default=64, help="srgan feature maps")
+    t.add_argument("--beta", type=cli_type(PARAMS["beta"]), default=0.2, help="srgan residual scaling")
+    t.add_argument("--seed", type=cli_type(PARAMS["seed"]), default=0)
+    t.add_argument("--device", type=cli_type(PARAMS["device"]), default="auto", help="auto (cuda if present), cpu or cuda")
     t.add_argument("--amp", default="auto", choices=AMP, help="bf16 autocast (auto: on GPUs that support it)")
     t.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader processes making batches")
+    t.add_argument("--workers", type=cli_type(PARAMS["workers"]), default=0, help="DataLoader processes making batches")
     t.set_defaults(func=cli_train)
 
 
@@ -911,5 +924,5 @@ TASK = Task(
     "downscale", "super-resolution of coarsened grids (elevation, ice thickness)", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
-    predict_file=predict_file,
+    predict_file=predict_file, predict_options=("cond", "tile", "chunk", "allow_outliers"),
 )

@@ -19,7 +19,7 @@ from ..losses import masked_mse
 from ..methods.masked import loss_weights
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
-from ..params import COMMON, Param
+from ..params import ALLOW_OUTLIERS, COMMON, Param
 from ..predict import Predictor
 from ..report import Report
 from ..tiling import SPLITS, cut_patches, split_blocks
@@ -33,19 +33,22 @@ PARAMS = COMMON.override(
     transect_start={"help": "[lat, lon] start of the 06 line; None: [30.5, -79.5], across the Gulf Stream"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: [45.5, -40.5]"},
 ) + (
-    Param("patch", int, 64, "patch size in grid cells", "data_prep"),
-    Param("overlap", int, 56, "overlap of neighbouring patches (cells)", "data_prep"),
-    Param("cut", str, "grid", "grid (sliding, xbatcher) or corners (the four corners, as the seed cut)", "data_prep"),
-    Param("split_by", str, "auto", "time, region or auto (time when ≥ 5 time steps)", "data_prep"),
+    ALLOW_OUTLIERS,
+    Param("patch", int, 64, "patch size in grid cells", "data_prep", min=16),
+    Param("overlap", int, 56, "overlap of neighbouring patches (cells)", "data_prep", min=0),
+    Param("cut", str, "grid", "grid (sliding, xbatcher) or corners (the four corners, as the seed cut)", "data_prep",
+          allowed=("grid", "corners")),
+    Param("split_by", str, "auto", "time, region or auto (time when ≥ 5 time steps)", "data_prep",
+          allowed=("time", "region", "auto")),
     Param("hole_sets", str, "square,many,varied,clouds", "comma list of square, many, varied, clouds", "simulate"),
     Param("cloud_source", str, "alboran", "cloudy cube for the 'clouds' set: embedded name or NetCDF path", "simulate"),
-    Param("hole_weight", float, 0.1, "loss weight on hole pixels (0.1 as in the seed)"),
-    Param("ring_weight", float, 1.0, "loss weight on the ring around holes"),
-    Param("ring_width", int, 3, "width of that ring (cells)"),
-    Param("adv_weight", float, 1e-3, "ctxgan: weight of the adversarial term"),
+    Param("hole_weight", float, 0.1, "loss weight on hole pixels (0.1 as in the seed)", min=0),
+    Param("ring_weight", float, 1.0, "loss weight on the ring around holes", min=0),
+    Param("ring_width", int, 3, "width of that ring (cells)", min=0),
+    Param("adv_weight", float, 1e-3, "ctxgan: weight of the adversarial term", min=0),
     Param("prefill", str, "biharmonic", "holes in the input: biharmonic or local_mean (+ learned residual), "
-          "or zero (the seed)"),
-    Param("n_examples", int, 2, "test patches mapped per hole set in 04", None),
+          "or zero (the seed)", allowed=("biharmonic", "local_mean", "zero")),
+    Param("n_examples", int, 2, "test patches mapped per hole set in 04", None, min=0),
 )
 TRANSECT = ([30.5, -79.5], [45.5, -40.5])  # lat, lon: across the Gulf Stream
 QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
@@ -53,7 +56,7 @@ QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
 
 # ---------------------------------------------------------------- 01 data prep
 def data_prep(run) -> Report:
-    field = load_field(run["data"], run["var"])
+    field = load_field(run["data"], run["var"], run["allow_outliers"])
     split = split_blocks(field, run["patch"], run["seed"], run["split_by"])
     patches = cut_patches(field, split, run["patch"], run["overlap"], run["cut"])
     if run["quick"]:
@@ -383,7 +386,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
                          "(1 = sea), so land is not taken for holes.")
     var = args.var or model.inputs["variable"]  # the variable the model was trained on, unless told
     ds = open_dataset(args.input, var)
-    field = load_field(ds[var])
+    field = load_field(ds[var], allow_outliers=args.allow_outliers)
     sea = np.nan_to_num(load_field(ds[args.mask_var].astype("float32")).values[0]) > 0
     if sea.shape != field.shape[1:]:
         raise GeonbError(f"--mask-var {args.mask_var!r} is {sea.shape}; the field's grid is {field.shape[1:]}.")
@@ -400,5 +403,5 @@ TASK = Task(
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
     step_files={"simulate": ("drawn_mask.nc",)},  # saving a new drawn mask re-runs 02 and what follows
-    predict_file=predict_file,
+    predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
 )
