@@ -527,7 +527,7 @@ def test_geonb_run_shows_the_geonb_error_line_not_a_traceback(tmp_path, capsys):
     assert status == 2 and "unknown arch 'nope'; valid names" in one_error(err)
     status, err = run_cli(capsys, "run", "--quick", "--run-dir", tmp_path, "-p", "data", str(tmp_path / "none.nc"))
     line = one_error(err)
-    assert status == 2 and "01_data_prep stopped: GeonbError" in line and "01_data_prep.ipynb" in line
+    assert status == 2 and "01_data_prep failed in cell" in line and "GeonbError" in line and "01_data_prep.ipynb" in line
 
 
 def test_main_reports_an_unexpected_error_in_one_line_with_the_traceback_file(monkeypatch, capsys):
