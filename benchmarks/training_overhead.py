@@ -6,8 +6,9 @@ and `srcnn`.
     python benchmarks/training_overhead.py                    # unet srcnn srgan unet_seg dincae
     python benchmarks/training_overhead.py --archs unet --repeats 5
 
-Both loops run alternately ``repeats`` times (so a busy machine slows both alike); the table
-gives samples/s of each (median) and the ratio of the medians of their times.
+After one untimed warm-up of each, both loops run alternately ``repeats`` times (so a busy
+machine slows both alike); the table gives samples/s of each (median) and the ratio of the
+medians of their times.
 """
 from __future__ import annotations
 
@@ -81,6 +82,8 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         data = [make(batch, g) for _ in range(args.steps)]
         times = {"bare": [], "geonb": []}
+        bare_loop(arch, net_args, data[:3], 1)  # warm-up (allocator, oneDNN kernels): not timed
+        geonb_loop(arch, net_args, data[:3], 1)
         for _ in range(args.repeats):
             times["bare"].append(bare_loop(arch, net_args, data, args.epochs))
             times["geonb"].append(geonb_loop(arch, net_args, data, args.epochs))
