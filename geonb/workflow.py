@@ -163,6 +163,9 @@ class Run:
             if earlier in MARKED and not isinstance(self.spec.steps.get(earlier, ""), str):
                 self.require(earlier)
         if step == "train" and self["ddp"] > 1 and not distributed.active():
+            if self.arch.method == "stagewise":  # its stages train outside the network's (DDP's) forward pass
+                raise GeonbError(f"{self['arch']} trains stage by stage, which data-parallel training does not "
+                                 "synchronise; use -p ddp 0 (or srcnn/srgan on several GPUs).")
             distributed.launch(self.given, self["ddp"])  # then the step below resumes the finished run
         report = what(self)
         if step in MARKED:

@@ -204,3 +204,10 @@ def test_geonb_predict_streams_zarr_and_netcdf_on_dask(tmp_path, suffix):
     result = (xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out))["z"]
     assert result.shape == (200, 160) and result.dims == ("y", "x")
     np.testing.assert_allclose(result.values, predict_grid(Predictor(model), lr), atol=1e-3)
+
+
+def test_stagewise_training_refuses_data_parallel(tmp_path):
+    from geonb.workflow import Run
+
+    with pytest.raises(GeonbError, match="stage by stage"):
+        Run(tmp_path, quick=True, ddp=2, arch="rsrcnn").step("train")
