@@ -26,8 +26,8 @@ import torch
 # case → (arch, generator arguments, input shape (C, H, W) of the whole raster, tile in input cells)
 CASES = {
     "unet": ("unet", {"in_channels": 2}, (2, 2048, 2048), 256),
-    "srgan_x4": ("srgan", {"factor": 4, "cond_res": ()}, (1, 512, 512), 64),
-    "unet_seg": ("unet_seg", {"in_channels": 3, "n_classes": 5, "width": 16, "depth": 4}, (3, 2048, 2048), 512),
+    "srgan_x4": ("srgan", {"factor": 4, "cond_res": ()}, (1, 128, 128), 64),
+    "unet_seg": ("unet_seg", {"in_channels": 3, "n_classes": 5, "width": 16, "depth": 4}, (3, 1024, 1024), 512),
 }
 
 
