@@ -61,7 +61,8 @@ def run_case(name: str, mode: str, device: str, flops: bool) -> dict:
         torch.set_num_threads(1)  # one torch thread per dask thread
 
         def block(b):
-            return pred(torch.from_numpy(np.ascontiguousarray(np.moveaxis(b, -1, 0)))[None], tile=None, halo=0)["mean"][0]
+            out = pred(torch.from_numpy(np.ascontiguousarray(np.moveaxis(b, -1, 0)))[None], tile=None, halo=0)
+            return out.get("classes", out["mean"])[0]  # a class map, or the one-channel field
 
         result = lazy_map(block, data, halo=pred.halo, factor=pred.factor, multiple=pred.multiple).compute()
     if device.startswith("cuda"):
