@@ -179,7 +179,12 @@ def dask_scheduler(address: str | None = None):
     if address:
         from distributed import Client
 
-        with Client(address) as client:
+        try:
+            client = Client(address, timeout="20s")
+        except OSError as exc:
+            raise GeonbError(f"--scheduler {address}: no dask scheduler answers there ({exc}); start one "
+                             "(`dask scheduler`, then workers) or drop --scheduler to use this machine.") from None
+        with client:
             print(f"[geonb] dask cluster {address}: dashboard {client.dashboard_link}", flush=True)
             yield client
         return
@@ -253,8 +258,9 @@ def add_cli(subparsers) -> None:
                    help="tile size in input cells (downscaling: low-res cells, default 64; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
-    p.add_argument("--chunk", type=int, help="downscaling: input cells per dask chunk side (default 512; memory is "
-                   "bounded by the chunk, not the grid)")
+    p.add_argument("--chunk", type=cli_type(Param("chunk", int, None, "chunk side in input cells", min=1)),
+                   help="downscaling: input cells per dask chunk side (default 512; memory is bounded by the chunk, "
+                   "not the grid)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler address (tcp://host:8786) to "
                    "predict on; default: this machine's threads")
     p.add_argument("--allow-outliers", action="store_true",

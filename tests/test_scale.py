@@ -211,3 +211,13 @@ def test_stagewise_training_refuses_data_parallel(tmp_path):
 
     with pytest.raises(GeonbError, match="stage by stage"):
         Run(tmp_path, quick=True, ddp=2, arch="rsrcnn").step("train")
+
+
+def test_a_chunk_below_one_is_refused_before_any_work(tmp_path, capsys):
+    from geonb.cli import main
+
+    model = _downscale_model("srcnn")
+    model.save(tmp_path / "m.pt")
+    assert main(["predict", "--model", str(tmp_path / "m.pt"), "--input", "jacksboro", "--out",
+                 str(tmp_path / "o.nc"), "--chunk", "-3"]) == 2
+    assert "must be at least 1" in capsys.readouterr().err and not (tmp_path / "o.nc").exists()
