@@ -166,6 +166,9 @@ class Run:
             if self.arch.method == "stagewise":  # its stages train outside the network's (DDP's) forward pass
                 raise GeonbError(f"{self['arch']} trains stage by stage, which data-parallel training does not "
                                  "synchronise; use -p ddp 0 (or srcnn/srgan on several GPUs).")
+            if self["batch_size"] < self["ddp"]:
+                raise GeonbError(f"batch_size {self['batch_size']} cannot be shared by ddp {self['ddp']} processes; use a "
+                                 f"batch_size of at least {self['ddp']} (a multiple of it for steps equal to one process's).")
             distributed.launch(self.given, self["ddp"])  # then the step below resumes the finished run
         report = what(self)
         if step in MARKED:

@@ -206,11 +206,13 @@ def test_geonb_predict_streams_zarr_and_netcdf_on_dask(tmp_path, suffix):
     np.testing.assert_allclose(result.values, predict_grid(Predictor(model), lr), atol=1e-3)
 
 
-def test_stagewise_training_refuses_data_parallel(tmp_path):
+def test_data_parallel_runs_it_cannot_do_are_refused_before_training(tmp_path):
     from geonb.workflow import Run
 
     with pytest.raises(GeonbError, match="stage by stage"):
         Run(tmp_path, quick=True, ddp=2, arch="rsrcnn").step("train")
+    with pytest.raises(GeonbError, match="batch_size 1 cannot be shared by ddp 2"):
+        Run(tmp_path, quick=True, ddp=2, arch="srcnn", batch_size=1).step("train")
 
 
 def test_a_chunk_below_one_is_refused_before_any_work(tmp_path, capsys):
