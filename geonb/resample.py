@@ -24,11 +24,12 @@ def check_factor(factor) -> int:
     return f
 
 
-def check_finite(grid: np.ndarray, what: str) -> np.ndarray:
-    grid = np.asarray(grid)
-    bad = ~np.isfinite(grid)
-    if bad.any():
-        raise GeonbError(f"{what} has {int(bad.sum())} NaN/inf cells (of {grid.size}); downscaling needs a "
+def check_finite(grid, what: str):
+    """``grid`` (numpy, or dask: counted chunk by chunk, not loaded) when every cell is finite."""
+    grid = grid if hasattr(grid, "dask") else np.asarray(grid)
+    bad = int((~np.isfinite(grid)).sum())
+    if bad:
+        raise GeonbError(f"{what} has {bad} NaN/inf cells (of {grid.size}); downscaling needs a "
                          "complete grid. Fill the gaps first (e.g. the inpaint task) or crop to a complete region.")
     return grid
 

@@ -77,6 +77,13 @@ class Run:
         if self.params["lr"] is None:
             self.params["lr"] = arch.lr
         self.dir = check_outputs({"run_dir": self.params["run_dir"]}, folders=("run_dir",))["run_dir"]
+        if self.params["ddp"] > 1:  # what data-parallel training cannot do, refused with the other parameters
+            if arch.method == "stagewise":  # its stages train outside the network's (DDP's) forward pass
+                raise GeonbError(f"{arch.name} trains stage by stage, which data-parallel training does not "
+                                 "synchronise; use -p ddp 0 (or srcnn/srgan on several GPUs).")
+            if self.params["batch_size"] < self.params["ddp"]:
+                raise GeonbError(f"batch_size {self['batch_size']} cannot be shared by ddp {self['ddp']} processes; use a "
+                                 f"batch_size of at least {self['ddp']} (a multiple of it for steps equal to one process's).")
 
     @classmethod
     def from_namespace(cls, namespace: dict) -> "Run":
@@ -163,12 +170,6 @@ class Run:
             if earlier in MARKED and not isinstance(self.spec.steps.get(earlier, ""), str):
                 self.require(earlier)
         if step == "train" and self["ddp"] > 1 and not distributed.active():
-            if self.arch.method == "stagewise":  # its stages train outside the network's (DDP's) forward pass
-                raise GeonbError(f"{self['arch']} trains stage by stage, which data-parallel training does not "
-                                 "synchronise; use -p ddp 0 (or srcnn/srgan on several GPUs).")
-            if self["batch_size"] < self["ddp"]:
-                raise GeonbError(f"batch_size {self['batch_size']} cannot be shared by ddp {self['ddp']} processes; use a "
-                                 f"batch_size of at least {self['ddp']} (a multiple of it for steps equal to one process's).")
             distributed.launch(self.given, self["ddp"])  # then the step below resumes the finished run
         report = what(self)
         if step in MARKED:

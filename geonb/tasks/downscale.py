@@ -832,10 +832,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     writer streams it chunk by chunk."""
     grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True, allow_outliers=args.allow_outliers)
     da = grid[grid.attrs["target"]]
-    bad = int((~np.isfinite(da.data)).sum())  # one pass over the input before any prediction
-    if bad:
-        raise GeonbError(f"{args.input}:{da.name} has {bad} NaN/inf cells (of {da.size}); downscaling needs a complete "
-                         "grid. Fill the gaps first (e.g. the inpaint task) or crop to a complete region.")
+    check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
     conds = conditioning(model, grid, args.cond, args.allow_outliers)
     hr = predict_lazy(Predictor(model), da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
     return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
