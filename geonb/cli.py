@@ -84,10 +84,17 @@ def _cmd_archs(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, like geonb's own: the usage is one ``--help`` away."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="geonb", description="Deep learning on gridded earth data.")
+    parser = _Parser(prog="geonb", description="Deep learning on gridded earth data.")
     parser.add_argument("--version", action="version", version=f"geonb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the main job: execute notebooks 01→06 with papermill")

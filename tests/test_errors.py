@@ -46,9 +46,9 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
 
 
 def one_error(err: str) -> str:
-    """The one ``geonb: error:`` line of stderr (argparse adds its usage line above its own)."""
+    """The one ``geonb: error:`` line of stderr (argparse's errors too: no usage block above them)."""
     lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1 and "Traceback" not in err, err
+    assert len(lines) == 1 and "Traceback" not in err and "usage:" not in err, err
     return lines[0]
 
 
