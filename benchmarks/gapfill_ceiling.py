@@ -50,7 +50,8 @@ from geonb import Run, baselines
 from geonb import holes as holesets
 from geonb.data import load_field
 from geonb.losses import gaussian_nll
-from geonb.metrics.probabilistic import score
+from geonb.methods.gaussian_nll import GaussianNLL
+from geonb.metrics.probabilistic import distance_to_observed, score
 from geonb.registry import NETWORKS
 from geonb.tasks import inpaint
 from geonb.tiling import cut_patches
@@ -61,9 +62,9 @@ TARGET = 0.90  # the issue's ratio to biharmonic
 
 # ---------------------------------------------------------------- samples and their biharmonic fill
 def fill(args):
-    """Biharmonic composite of one (truth, hidden) pair: observed kept, holes filled, land NaN."""
+    """Biharmonic fill of one (truth, hidden) pair (observed pixels kept, land NaN), in a worker process."""
     truth, hidden = args
-    return np.where(hidden, baselines.biharmonic(np.where(hidden, np.nan, truth), hidden), truth)
+    return baselines.biharmonic(np.where(hidden, np.nan, truth), hidden)
 
 
 def samples(patches, sets, split, pool) -> dict:
@@ -71,7 +72,7 @@ def samples(patches, sets, split, pool) -> dict:
     out = {}
     for kind, (index, masks) in sets.items():
         sel = patches.split.values[index] == split
-        truth, hidden = patches.field.values[index[sel]], masks[sel] & np.isfinite(patches.field.values[index[sel]])
+        truth, hidden = patches.field.values[index[sel]], masks[sel]  # holes lie on finite cells only
         out[kind] = {"truth": truth, "hidden": hidden, "lat": patches.lat.values[index[sel]],
                      "bh": np.stack(pool.map(fill, list(zip(truth, hidden))))}
     return out
@@ -90,7 +91,7 @@ def pixel_features(s: dict) -> tuple[np.ndarray, np.ndarray]:
     far = max(bh.shape[1:])  # no land in the patch: as far as the patch is wide
     to_land = np.stack([np.minimum(distance_transform_edt(~x), far) if x.any() else np.full(x.shape, far)
                         for x in land])[hidden]
-    to_data = np.stack([distance_transform_edt(x) for x in hidden | land])[hidden]
+    to_data = distance_to_observed(~hidden & ~land)[hidden]
     lat = np.broadcast_to(s["lat"][:, :, None], bh.shape)[hidden]
     x = np.column_stack([diffs.reshape(len(diffs), -1), lands.mean((1, 2)), to_land, to_data, lat, bh[hidden]])
     return x, (truth - bh)[hidden]
@@ -126,7 +127,7 @@ def net_inputs(norm, bh, hidden, lat) -> np.ndarray:
     """(N, 6, H, W): biharmonic composite (normalised, land 0), data, hole and land masks,
     distance to data / 10 cells, latitude / 90°."""
     land = ~np.isfinite(bh) & ~hidden
-    to_data = np.stack([distance_transform_edt(x) for x in hidden | land]) / 10
+    to_data = distance_to_observed(~hidden & ~land) / 10
     lat = np.broadcast_to(lat[:, :, None] / 90, bh.shape)
     return np.stack([np.nan_to_num(norm(bh)), ~hidden & ~land, hidden, to_data, land, lat], 1).astype("float32")
 
@@ -139,9 +140,9 @@ def training_pool(run, patches, sets, n: int, seed: int, pool) -> tuple[np.ndarr
     crops = crops.isel(patch=np.nonzero(crops.split.values == "train")[0])
     rng = np.random.default_rng(10_000 + seed)
     kinds = list(sets)
-    cube = load_field(run["cloud_source"]) if "clouds" in kinds else None
-    clouds = (holesets.cloud_library(cube, np.isfinite(cube.values).any(0), run["patch"], 200, rng)
-              if cube is not None else None)
+    if "clouds" in kinds:
+        cube = load_field(run["cloud_source"])
+        clouds = holesets.cloud_library(cube, np.isfinite(cube.values).any(0), run["patch"], 200, rng)
     pick = rng.integers(crops.sizes["patch"], size=n)
     truth = crops.field.values[pick]
     valid = np.isfinite(truth)
@@ -163,13 +164,12 @@ def undo(t: torch.Tensor, k: int) -> torch.Tensor:
     return t.transpose(-1, -2) if k & 4 else t
 
 
-def predict_tta(net, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance (normalised) averaged over the eight flips/rotations."""
+def predict_tta(net, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Mean and variance (normalised) over the eight flips/rotations, combined as geonb combines a
+    Gaussian model's snapshots (mean of means; mean of variances + variance of means)."""
     with torch.no_grad():
         outs = [undo(net(dihedral(x, k)), k) for k in range(8)]
-    means = torch.stack([x[:, 0] + o[:, 0] for o in outs])
-    variances = torch.stack([o[:, 1].exp() for o in outs])
-    return means.mean(0), variances.mean(0) + means.var(0, unbiased=False)
+    return GaussianNLL.combine([torch.cat([x[:, :1] + o[:, :1], o[:, 1:]], 1).numpy() for o in outs])
 
 
 def train_cnn(norm, pool_data, val, steps: int, batch: int, seed: int, loss_name: str):
@@ -255,10 +255,10 @@ def run_seed(root: Path, seed: int, args, pool) -> list[dict]:
         notes[name] = f"best step {best_step}"
         filled[name] = {}
         for k, s in test.items():
-            mean, var = predict_tta(net, torch.from_numpy(net_inputs(norm, s["bh"], s["hidden"], s["lat"])))
-            filled[name][k] = inpaint.composite(s["truth"], s["hidden"], norm.inverse(mean.numpy()))
+            pred = predict_tta(net, torch.from_numpy(net_inputs(norm, s["bh"], s["hidden"], s["lat"])))
+            filled[name][k] = inpaint.composite(s["truth"], s["hidden"], norm.inverse(pred["mean"]))
             if loss_name == "nll":
-                sigma[k] = np.sqrt(var.numpy()) * norm.std
+                sigma[k] = np.sqrt(pred["variance"]) * norm.std
     rows = []
     for kind, s in test.items():
         base = score(s["truth"], filled["biharmonic"][kind], s["hidden"])["rmse"]
