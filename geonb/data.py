@@ -179,9 +179,15 @@ def _check_lazy(da: xr.DataArray, allow_outliers: bool) -> xr.DataArray:
     if x.dtype.kind not in "fiu":
         return da
     step = max(1, int(np.ceil((x.size / 4e6) ** (1 / x.ndim))))
-    sample, low, high = dask.compute(x[(slice(None, None, step),) * x.ndim], dsa.nanmin(x), dsa.nanmax(x))
+    try:  # the first pass over every chunk: a damaged one fails here, before any work
+        sample, low, high = dask.compute(x[(slice(None, None, step),) * x.ndim], dsa.nanmin(x), dsa.nanmax(x))
+    except Exception as exc:  # zarr/HDF5/codec errors have no common base class
+        raise GeonbError(f"variable {da.name!r} could not be read whole ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}): a damaged chunk or file; copy it again "
+                         "from its source.") from None
     sample = sample[np.isfinite(sample)]
-    checks = [(dsa.isinf, "infinite")]
+    # exact min and max are finite: no infinite cell, no pass to count them
+    checks = [] if np.isfinite([low, high]).all() else [(dsa.isinf, "infinite")]
     if not allow_outliers and sample.size:
         checks.append(outlier_rule(sample, low, high))
     for is_bad, why in checks:

@@ -251,6 +251,12 @@ def _sea_mask(std: xr.DataArray, mask) -> np.ndarray:
     return np.nan_to_num(values.astype(float)) > 0
 
 
+def _refuse_unused(what: str, **options):
+    given = [f"{name} (--{name.replace('_', '-')})" for name, value in options.items() if value is not None]
+    if given:
+        raise GeonbError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {what}; drop it.")
+
+
 def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | None = None, quick: bool = False,
          model=None, save_model=None, seed: int = 0, window: int = 3, work_dir=None,
          progress: bool = True, allow_outliers: bool = False, overwrite: bool = False) -> xr.Dataset:
@@ -268,13 +274,10 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
         raise GeonbError(f"fill() takes an xarray.DataArray, not {type(da).__name__}; e.g. ds['SST'].")
     if arch not in ARCHS:
         raise GeonbError(f"unknown fill arch {arch!r}; choose one of {', '.join(ARCHS)}.")
-    unused = {"dineof (no network)": {"model": model, "save_model": save_model, "work_dir": work_dir, "epochs": epochs}
-              if arch in CLASSICAL else {}, "a saved model (no training)": {"epochs": epochs, "work_dir": work_dir}
-              if model is not None else {}}
-    for what, options in unused.items():
-        given = [f"{name} (--{name.replace('_', '-')})" for name, value in options.items() if value is not None]
-        if given:
-            raise GeonbError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {what}; drop it.")
+    if arch in CLASSICAL:
+        _refuse_unused("dineof (no network)", model=model, save_model=save_model, work_dir=work_dir, epochs=epochs)
+    if model is not None:
+        _refuse_unused("a saved model (no training)", epochs=epochs, work_dir=work_dir)
     check_outputs({"save_model": save_model, "work_dir": work_dir},
                   [None if isinstance(model, TrainedModel) else model], overwrite=overwrite, folders=("work_dir",))
     name = str(da.name or "field")
@@ -324,7 +327,7 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
     given = np.isfinite(std.values)
     filled = np.where(given, std.values, filled)
     sigma = np.where(given, 0.0, sigma)
-    return _to_dataset(da.rename(name), name, filled.astype("float32"), sigma.astype("float32"), info)
+    return _to_dataset(da, name, filled.astype("float32"), sigma.astype("float32"), info)
 
 
 def _numeric_time(times) -> np.ndarray:
@@ -400,10 +403,10 @@ def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) ->
     path is checked first (``io.check_outputs``): none may be an input, an existing ``out``/``save_model``
     is replaced only with ``overwrite=True``."""
     model = options.get("model")
-    check_outputs({"--out": out, "--save-model": options.get("save_model"), "--work-dir": options.get("work_dir")},
-                  [path, None if isinstance(model, TrainedModel) else model],
-                  overwrite=options.get("overwrite", False), folders=("--work-dir",))
-    if Path(out).suffix.lower() not in (*NETCDF, ".zarr"):  # checked before any training
+    out = check_outputs({"--out": out, "--save-model": options.get("save_model"), "--work-dir": options.get("work_dir")},
+                        [path, None if isinstance(model, TrainedModel) else model],
+                        overwrite=options.get("overwrite", False), folders=("--work-dir",))["--out"]  # ~ expanded
+    if out.suffix.lower() not in (*NETCDF, ".zarr"):  # checked before any training
         raise GeonbError(f"--out {out}: a filled cube is written as NetCDF (.nc) or zarr (.zarr); give --out such a name.")
     written = fill_dataset(open_dataset(path, var), var, mask_var, **options)
     write_output(match_fill_values(written), out)

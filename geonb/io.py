@@ -304,7 +304,8 @@ def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset
         raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc) or zarr file.")
     try:
         if path.is_dir() or path.suffix == ".zarr":
-            ds = xr.open_zarr(path).load()  # loaded here: a damaged chunk fails now, not deep in a step
+            ds = xr.open_zarr(path)
+            ds = ds if lazy else ds.load()  # loaded here: a damaged chunk fails now, not deep in a step
         else:
             check_classic_netcdf(path)
             if lazy:

@@ -151,7 +151,7 @@ class TrainedModel:
             refuse(f"weights must be 1 to {MAX_SNAPSHOTS} state dicts of tensors")
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated
-                shapes = get_arch(saved["arch"]).build("generator", **saved["arch_args"]).state_dict()
+                shapes = arch.build("generator", **saved["arch_args"]).state_dict()
         except GeonbError:
             raise
         except Exception as exc:  # a string where a number belongs, a negative width…

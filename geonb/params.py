@@ -92,6 +92,9 @@ class ParamSet:
         return ParamSet(self.params + tuple(more))
 
 
+AMP = ("auto", "bf16", "off")  # bf16 autocast settings (training.Accelerator)
+
+
 def device_problem(name: str) -> str | None:
     """Why torch cannot train on ``name`` here (unknown device, or no such GPU on this machine), or None."""
     import torch
@@ -101,7 +104,7 @@ def device_problem(name: str) -> str | None:
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        return "unknown device; use auto, cpu, cuda, cuda:N or mps"
+        return "unknown device; use auto, cpu, cuda or cuda:N"
     if device.type == "cpu":
         return None
     if device.type == "cuda":
@@ -111,9 +114,7 @@ def device_problem(name: str) -> str | None:
         if (device.index or 0) >= count:
             return f"this machine has {count} CUDA GPU(s): use cuda:0 … cuda:{count - 1}"
         return None
-    if device.type == "mps":
-        return None if torch.backends.mps.is_available() else "MPS (Apple GPU) is not available here; use auto or cpu"
-    return f"torch cannot train on {device.type!r} here; use auto, cpu, cuda or mps"
+    return f"geonb trains on cpu or cuda, not {device.type!r}; use auto, cpu or cuda"  # as training.pick_device
 
 
 # Tasks that read gridded fields take it: values that are not data (no-data numbers, spikes) are refused unless set.
@@ -134,7 +135,7 @@ COMMON = ParamSet((
     Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)",
           above=0),
     Param("device", str, "auto", "auto = cuda if present, else cpu", None, valid=device_problem),
-    Param("amp", str, "auto", "bf16 autocast: auto (on GPUs that support bf16), bf16 or off", allowed=("auto", "bf16", "off")),
+    Param("amp", str, "auto", "bf16 autocast: auto (on GPUs that support bf16), bf16 or off", allowed=AMP),
     Param("compile", bool, False, "torch.compile the networks (faster steps after a compile pause)", None),
     Param("workers", int, 0, "DataLoader processes making batches (0: the training process)", None, min=0),
     Param("ddp", int, 0, "data-parallel processes (torchrun + DDP; one per GPU); 0: one process", None, min=0),

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from . import distributed, progress
 from .errors import GeonbError
 from .io import load_checkpoint, save_checkpoint
+from .params import AMP
 
 
 def config_key(config: dict) -> str:
@@ -60,7 +61,6 @@ def pick_device(prefer: str = "auto") -> torch.device:
     return device
 
 
-AMP = ("auto", "bf16", "off")
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,16 @@ def test_a_damaged_zarr_chunk_is_refused(files, tmp_path, capsys):
     assert status == 2 and "truncated or corrupt" in one_error(err)
 
 
+def test_a_damaged_zarr_chunk_is_refused_before_a_lazy_prediction(files, tmp_path, capsys):
+    store = tmp_path / "g.zarr"
+    xr.open_dataset(files["grid"]).chunk(8).to_zarr(store)  # geonb predict reads it lazily, chunk by chunk
+    chunk = next(p for p in (store / "elevation").rglob("*") if p.is_file() and not p.name.startswith(("zarr", ".z")))
+    chunk.write_bytes(chunk.read_bytes()[:7])
+    status, err = run_cli(capsys, "predict", "--model", files["srcnn"], "--input", store, "--out", tmp_path / "o.nc")
+    assert status == 2 and "a damaged chunk" in one_error(err)
+    assert not (tmp_path / "o.nc").exists()
+
+
 @pytest.mark.parametrize("bad", [1e30, -999.0, 99999.0, 4.2e7, np.inf, -np.inf])
 def test_outliers_and_infinities_are_refused_with_count_and_position(files, tmp_path, capsys, bad):
     def poison(ds):

@@ -32,12 +32,12 @@ from ..metrics import rmse, roughness
 from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
-from ..params import ALLOW_OUTLIERS, COMMON, Param, cli_type
+from ..params import ALLOW_OUTLIERS, AMP, COMMON, Param, cli_type
 from ..predict import Predictor, channels_to_fine, fine_to_channels, lazy_map
 from ..registry import get_arch, list_archs
 from ..report import Report
 from ..resample import block_mean, check_factor, check_finite, coarsen, refine_coords
-from ..training import AMP, Accelerator, accelerator, config_key, run_accelerator
+from ..training import Accelerator, accelerator, config_key, run_accelerator
 from ..transect import line_points, line_points_projected, sample_line, straight_line
 from . import Task
 
@@ -790,7 +790,7 @@ def cli_train(args) -> int:
     if get_arch(args.arch).task != "downscale":
         raise GeonbError(f"`geonb train` trains downscaling archs ({', '.join(_archs())}); {args.arch!r} is a "
                          f"{get_arch(args.arch).task} arch: use `geonb run -p arch {args.arch}` or the notebooks.")
-    out = Path(args.model)
+    out = Path(args.model).expanduser()  # the path checked is the path written
     checkpoints = out.with_name(out.stem + "_checkpoints")
     check_outputs({"--model": out, "checkpoints": checkpoints}, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])],
                   overwrite=args.overwrite, folders=("checkpoints",))
