@@ -27,7 +27,7 @@ from geonb.cv import cloud_cv_mask
 from geonb.dineof import dineof
 from geonb.fill import fill_cube, train_on_cube
 from geonb.metrics.probabilistic import score
-from geonb.paths import shared_data_dir
+from geonb import datasets
 
 
 def run_seed(seed: int, truth, sea, lat, lon, times, methods, options) -> list[dict]:
@@ -61,7 +61,7 @@ def run_seed(seed: int, truth, sea, lat, lon, times, methods, options) -> list[d
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="results CSV path (a .md summary is written beside it)")
-    parser.add_argument("--data", default=str(shared_data_dir() / "alboranSST_small.nc"))
+    parser.add_argument("--data", default=str(datasets.path("alboran")))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed … first-seed+seeds−1")
     parser.add_argument("--append", action="store_true", help="add to the rows already in OUT (other seeds)")

@@ -1,7 +1,8 @@
 """The Dubai aerial images and their hand-drawn maps: one class table, the location split, tiles.
 
-Data: ``<shared data>/dubai_aerial/tile_N/{images/image_part_00K.jpg, masks/image_part_00K.png}``
-(7 locations × 9 parts, Humans in the Loop / MBRSC, CC0; see the shared data README). A mask
+Data: the ``dubai`` dataset shipped in the package (``geonb.datasets``; ``geonb/data/dubai_aerial/``),
+``tile_N/{images/image_part_00K.jpg, masks/image_part_00K.png}`` (7 locations × 9 parts, Humans in the
+Loop / MBRSC, CC0; see its README), or a folder of the same layout. A mask
 is a colour-coded map; the colours are decoded through ``CLASSES`` here and nowhere else
 (pix2pix translation scores with it, segmentation trains on it).
 
@@ -29,9 +30,9 @@ import numpy as np
 from .errors import GeonbError
 from .normalise import Normaliser
 from .params import COMMON, Param, ParamSet
-from .paths import shared_data_dir
+from . import datasets
 
-# Class table (shared data README; the source's classes.json pairs colours with wrong names).
+# Class table (the dataset's README; the source's classes.json pairs colours with wrong names).
 CLASSES = {
     "building": "#3C1098",
     "land": "#8429F6",
@@ -43,9 +44,8 @@ UNLABELED = {"unlabeled": "#9B9B9B", "black (no label)": "#000000"}
 IGNORE = 255  # class index of unlabeled pixels
 LOCATIONS = tuple(range(1, 8))
 PARTS = tuple(range(1, 10))
-SOURCE = ("Dubai aerial imagery (MBRSC) with hand-drawn maps by Humans in the Loop, CC0; expected in "
-          "<shared data>/dubai_aerial/ (set GEONB_SHARED_DATA), from github.com/Bandit15/"
-          "Deep-Learning-Satellite-Image-Segmentation `data/`, folders renamed `Tile N` → `tile_N`")
+SOURCE = ("Dubai aerial imagery (MBRSC) with hand-drawn maps by Humans in the Loop, CC0, shipped with geonb "
+          "(`geonb data dubai`), from github.com/Bandit15/Deep-Learning-Satellite-Image-Segmentation `data/`")
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
@@ -151,9 +151,11 @@ def median_frequency_weights(label_images: list[np.ndarray], n: int) -> np.ndarr
 
 # ---------------------------------------------------------------- files
 def data_dir(root=None) -> Path:
-    path = Path(root) if root else shared_data_dir() / "dubai_aerial"
+    if root is None:
+        return datasets.path("dubai")
+    path = Path(root)
     if not path.is_dir():
-        raise GeonbError(f"{path} not found: the {SOURCE}.")
+        raise GeonbError(f"{path} is not a folder of aerial images; give a folder laid out as tile_N/images, tile_N/masks.")
     return path
 
 

@@ -18,7 +18,8 @@ from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale", "geonb.generate", "geonb.doctor")
+COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale", "geonb.generate", "geonb.doctor",
+                   "geonb.datasets")
 
 
 def parse_value(text: str):

@@ -2,11 +2,11 @@
 
 Embedded datasets need nothing beyond ``pip install``: ``hadisst`` (HadISST monthly
 SST, cartopy package data) and ``topobathy`` (matplotlib sample elevation grid).
-``alboran`` is the real cloudy AVHRR cube in the shared data folder. Any NetCDF or
+``alboran`` is the real cloudy AVHRR cube shipped in the package (``geonb.datasets``). Any NetCDF or
 zarr path works too, given the variable name.
 
 ``load_grid`` opens one 2-D grid (downscaling) with its coordinates as they are, projected
-(x, y in metres: ``antarctica``, the shared 5 km ice-thickness grid) or geographic.
+(x, y in metres: ``antarctica``, the shipped 5 km ice-thickness grid) or geographic.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import xarray as xr
 
 from .errors import GeonbError
 from .io import open_dataset
-from .paths import cartopy_data, shared_data_dir
+from . import datasets
+from .paths import cartopy_data
 
 _COORD_NAMES = {"lat": ("lat", "latitude", "y", "nav_lat"), "lon": ("lon", "longitude", "x", "nav_lon")}
 
@@ -61,7 +62,7 @@ def _jacksboro() -> xr.DataArray:
 
 
 def _alboran() -> xr.DataArray:
-    ds = open_dataset(shared_data_dir() / "alboranSST_small.nc", "SST")
+    ds = open_dataset(datasets.path("alboran"), "SST")
     return ds["SST"].where(ds["mask"] > 0)
 
 
@@ -69,7 +70,7 @@ EMBEDDED = {
     "hadisst": (_hadisst, "HadISST1 monthly SST, Aug 2012, 1° global (cartopy package data)"),
     "topobathy": (_topobathy, "topography/bathymetry, 91×120, matplotlib sample data"),
     "jacksboro": (_jacksboro, "SRTM land elevation, 344×403, 3\" (~90 m), matplotlib sample data"),
-    "alboran": (_alboran, "AVHRR SST with real clouds, 10 days, 0.02°, Alboran Sea (shared data)"),
+    "alboran": (_alboran, "AVHRR SST with real clouds, 10 days, 0.02°, Alboran Sea (shipped with geonb)"),
 }
 
 
@@ -247,7 +248,7 @@ def load_field(source: str | Path | xr.DataArray, var: str = "", allow_outliers:
 
 
 def _antarctica() -> xr.Dataset:
-    ds = open_dataset(shared_data_dir() / "antarctica_thickness_5km.nc")
+    ds = open_dataset(datasets.path("antarctica"))
     # beta spans 17 orders of magnitude: its logarithm is the layer a network can use
     ds["beta"] = np.log10(ds["beta"]).astype("float32").assign_attrs(
         units="log10(Pa s m-1)", long_name="log10 basal sliding coefficient (an inversion that used the ice geometry)")
@@ -255,7 +256,7 @@ def _antarctica() -> xr.Dataset:
     return ds
 
 
-GRIDS = {"antarctica": (_antarctica, "Antarctic ice thickness + log10 beta, 1120×1160 cells of 5 km, EPSG:3031 (shared data)")}
+GRIDS = {"antarctica": (_antarctica, "Antarctic ice thickness + log10 beta, 1120×1160 cells of 5 km, EPSG:3031 (shipped with geonb)")}
 _PROJECTED = {"y": ("y", "northing", "projection_y_coordinate", "rlat"), "x": ("x", "easting", "projection_x_coordinate", "rlon")}
 
 

@@ -1,7 +1,7 @@
-"""``geonb doctor``: what a bug report needs — versions, device, data found, a writable run dir."""
+"""``geonb doctor``: what a bug report needs — versions (and whether they are the locked ones), device,
+shipped datasets checked, a writable run dir."""
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import tempfile
@@ -11,7 +11,8 @@ from pathlib import Path
 # The stack geonb runs on, as pip names it (versions read from metadata: nothing heavy is imported).
 PACKAGES = ("torch", "numpy", "xarray", "dask", "zarr", "netCDF4", "rioxarray", "rasterio", "pyproj", "cartopy",
             "torchmetrics", "xbatcher", "matplotlib", "papermill", "nbval", "jupyterlab")
-SHARED_FILES = ("alboranSST_small.nc", "antarctica_thickness_5km.nc", "dubai_aerial")
+# The exact versions the tests pass with (scripts/lock.sh writes it, scripts/setup.sh installs it).
+LOCK = Path(__file__).resolve().parent / "requirements.lock"
 
 
 def _version(name: str) -> str:
@@ -34,6 +35,29 @@ def _device() -> list[tuple[str, str]]:
     return rows
 
 
+def lock_mismatches(lock: Path = LOCK) -> tuple[int, list[str]]:
+    """How many packages ``lock`` pins, and 'name installed (lock version)' for each installed version
+    that differs: the stack the tests passed with versus this one."""
+    from packaging.requirements import Requirement
+
+    pins = [Requirement(line) for line in lock.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    differ = []
+    for pin in pins:
+        installed = _version(pin.name)
+        # the specifier, not string equality: ==2.13.0 accepts the local build 2.13.0+cpu
+        if installed == "not installed" or not pin.specifier.contains(installed, prereleases=True):
+            differ.append(f"{pin.name} {installed} (lock {str(pin.specifier).lstrip('=')})")
+    return len(pins), differ
+
+
+def _lock_row() -> tuple[str, str]:
+    n, differ = lock_mismatches()
+    if not differ:
+        return "versions vs lock", f"match all {n} pins of {LOCK.name}"
+    return "versions vs lock", (f"{len(differ)} of {n} differ: {', '.join(differ)}; install the tested versions "
+                                f"with pip install -c {LOCK} geonb (or bash scripts/setup.sh)")
+
+
 def writable(run_dir) -> str:
     """'yes' when a file can be created under ``run_dir`` (or under the nearest folder that exists and
     would hold it), else what stops it; nothing is left behind."""
@@ -52,19 +76,21 @@ def writable(run_dir) -> str:
 def report(run_dir="runs/default") -> list[tuple[str, str]]:
     """(name, value) rows: geonb, Python, the packages, the device, the data and the run dir."""
     from . import __version__
-    from .paths import natural_earth_dir, shared_data_dir
+    from .datasets import DATASETS, path
+    from .errors import GeonbError
+    from .paths import natural_earth_dir
 
     rows = [("geonb", f"{__version__} ({Path(__file__).resolve().parent})"),
             ("python", f"{platform.python_version()} ({sys.executable})"),
             ("platform", platform.platform())]
     rows += [(name, _version(name)) for name in PACKAGES]
+    rows.append(_lock_row())
     rows += _device()
-    shared = shared_data_dir()
-    env = " ($GEONB_SHARED_DATA)" if "GEONB_SHARED_DATA" in os.environ else ""
-    rows.append(("shared data", f"{shared}{env}: " + ("found" if shared.is_dir() else
-                                                       "not found (alboran, antarctica and Dubai runs need it)")))
-    if shared.is_dir():
-        rows += [(f"  {name}", "found" if (shared / name).exists() else "missing") for name in SHARED_FILES]
+    for name in DATASETS:
+        try:
+            rows.append((f"dataset {name}", f"checked ({path(name)})"))
+        except GeonbError as exc:
+            rows.append((f"dataset {name}", str(exc)))
     coast = natural_earth_dir() / "shapefiles" / "natural_earth" / "physical" / "ne_50m_coastline.shp"
     rows.append(("coastlines (Natural Earth)", "found" if coast.exists() else f"missing: {coast}"))
     rows.append((f"run dir {run_dir} writable", writable(run_dir)))

@@ -1,15 +1,9 @@
-"""Where things live: shared real data, package data, offline cartopy data."""
+"""Where things live: package data, cartopy's data, offline Natural Earth coastlines."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def shared_data_dir() -> Path:
-    """Real data beside the checkout: ``$GEONB_SHARED_DATA`` or ``../shared/data``."""
-    return Path(os.environ.get("GEONB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 def cartopy_data(*parts) -> Path:

@@ -19,6 +19,35 @@ class Report:
         parts = [f"{name}\n{table.round(decimals).to_string()}" for name, table in self.tables.items()]
         return "\n\n".join(parts) if parts else "(no tables)"
 
+    def numbers(self) -> dict[str, float | int | None]:
+        """Every cell of every table as ``{"table | row | column": value}`` (None for NaN; counts stay
+        integers): a reference run's numbers, kept to compare later runs with (``compare``)."""
+        out = {}
+        for name, table in self.tables.items():
+            for column, values in table.items():  # column by column: iterrows would make counts floats
+                cast = int if pd.api.types.is_integer_dtype(values) else float
+                for row, value in values.items():
+                    row = " / ".join(map(str, row)) if isinstance(row, tuple) else str(row)
+                    out[f"{name} | {row} | {column}"] = None if pd.isna(value) else cast(value)
+        return out
+
+    def compare(self, reference: dict[str, float | int | None], atol: float, rtol: float) -> str:
+        """Say whether every number equals ``reference`` (``numbers()`` of an earlier run) — counts
+        exactly, other numbers within ``|value − ref| ≤ atol + rtol·|ref|`` — naming each one that does
+        not. A tolerance well above the last-digit spread of a seeded run across library releases and
+        far below a real change: the printed text fails an nbval comparison exactly when a number moved."""
+        ours = self.numbers()
+        problems = [f"{key}: missing (reference {ref})" for key, ref in reference.items() if key not in ours]
+        problems += [f"{key}: {value} is new (not in the reference)" for key, value in ours.items() if key not in reference]
+        for key in reference.keys() & ours.keys():
+            ref, value = reference[key], ours[key]
+            if (ref is None) != (value is None) or (isinstance(ref, int) and value != ref):
+                problems.append(f"{key}: {value} where the reference has {ref}")
+            elif isinstance(ref, float) and abs(value - ref) > atol + rtol * abs(ref):
+                problems.append(f"{key}: {value:.4g} vs reference {ref:.4g} (beyond ±{atol + rtol * abs(ref):.3g})")
+        head = f"{len(reference)} numbers vs the reference (counts exact, others within {atol} + {rtol:.0%}):"
+        return "\n".join([head, *sorted(problems)] if problems else [f"{head} all within"])
+
     def _ipython_display_(self):
         from IPython.display import Image, Markdown, display
 

@@ -6,7 +6,7 @@ import xarray as xr
 from geonb.cv import cloud_cv_mask, dineof_cv_count
 from geonb.dineof import dineof
 from geonb.errors import GeonbError
-from geonb.paths import shared_data_dir
+from geonb import datasets
 
 
 def low_rank_cube(rank=3, n_time=30, ny=20, nx=25, seed=0):
@@ -61,10 +61,9 @@ def test_bad_inputs_and_all_cloud_day():
     assert np.isnan(result.filled[3]).all() and np.isfinite(result.filled[[0, 1, 2, 4]]).all()
 
 
-@pytest.mark.skipif(not (shared_data_dir() / "alboranSST_small.nc").exists(), reason="shared Alboran cube not present")
 def test_published_alboran_result():
     """DINEOF's SmallExample: 3 modes, CV RMS 0.4445 °C on 2258 random CV points (alpha 0.01, 3 filter steps)."""
-    ds = xr.open_dataset(shared_data_dir() / "alboranSST_small.nc")
+    ds = xr.open_dataset(datasets.path("alboran"))
     result = dineof(ds.SST.values, ds.time.values, sea=ds.mask.values > 0, cv="random", alpha=0.01,
                     filter_iter=3, seed=0, progress=False)
     assert result.n_cv == 2258

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from importlib import metadata
 
-import pytest
 import torch
 
 import geonb
 from geonb.cli import COMMAND_MODULES, main
+from geonb import datasets
 from geonb.doctor import report
 
 
@@ -27,19 +27,20 @@ def _doctor(capsys, run_dir) -> dict[str, str]:
 
 def test_doctor_reports_versions_device_data_and_run_dir(capsys, monkeypatch, tmp_path):
     assert "geonb.doctor" in COMMAND_MODULES
-    monkeypatch.setenv("GEONB_SHARED_DATA", str(tmp_path))
     run_dir = tmp_path / "new" / "run"
     rows = _doctor(capsys, run_dir)
     assert rows["torch"] == torch.__version__ and rows["xarray"] == metadata.version("xarray")
     assert rows["geonb"].startswith(geonb.__version__)
     assert rows["device geonb trains on"].startswith("cuda" if torch.cuda.is_available() else "cpu")
-    assert rows["shared data"] == f"{tmp_path} ($GEONB_SHARED_DATA): found"
+    assert all(rows[f"dataset {name}"] == f"checked ({datasets.DATA_DIR / d.path})" for name, d in datasets.DATASETS.items())
     assert rows["coastlines (Natural Earth)"] == "found"
     assert rows[f"run dir {run_dir} writable"] == f"yes (would be created inside {tmp_path})"
     assert not (tmp_path / "new").exists()  # checked, not created
 
-    monkeypatch.setenv("GEONB_SHARED_DATA", str(tmp_path / "absent"))
+    monkeypatch.setattr(datasets, "DATA_DIR", tmp_path)  # an install that lost its data
+    datasets.path.cache_clear()
     (tmp_path / "a_file").write_text("")
     rows = _doctor(capsys, tmp_path / "a_file" / "run")
-    assert "not found" in rows["shared data"]
+    assert "is missing from this install" in rows["dataset alboran"]
+    datasets.path.cache_clear()
     assert rows[f"run dir {tmp_path / 'a_file' / 'run'} writable"] == f"no: {tmp_path / 'a_file'} is not a folder"

@@ -13,7 +13,6 @@ from geonb.data import load_grid
 from geonb.losses import ssim as ssim_loss
 from geonb.metrics.classification import confusion, confusion_scores
 from geonb.metrics.superres import masked_scores
-from geonb.paths import shared_data_dir
 from geonb.resample import coarsen
 from geonb.tasks.translate import _scores as translate_scores
 
@@ -26,8 +25,6 @@ def old_confusion(truth, pred, n):
 
 @pytest.fixture(scope="module")
 def dubai():
-    if not (shared_data_dir() / "dubai_aerial").is_dir():
-        pytest.skip("Dubai aerial images not found (set GEONB_SHARED_DATA)")
     pair = aerial.load_pair(3, 1)
     pred = aerial.nearest_mean_classes(pair.photo, aerial.class_mean_colours(pair.photo, pair.classes))
     return pair, pred

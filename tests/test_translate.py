@@ -150,16 +150,7 @@ def test_conditional_patchgan_step_sees_pairs():
     assert logs["loss"] == pytest.approx(100 * logs["l1"] + logs["adversarial"], rel=1e-5)
 
 
-def _have_data():
-    try:
-        aerial.data_dir()
-        return True
-    except GeonbError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_data(), reason="Dubai aerial data not found (GEONB_SHARED_DATA)")
 def test_short_l1_training_beats_its_start_and_04_scores_it_beside_the_colour_classifier(tmp_path):
     run = Run(tmp_path, arch="pix2pix_l1", quick=True, epochs=4, steps_per_epoch=6, lr=2e-3, patience=10)
     report = run.step("train")

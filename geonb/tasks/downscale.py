@@ -2,7 +2,7 @@
 
 Data: a complete high-res grid with projected (x, y in metres) or geographic coordinates:
 ``jacksboro`` (a real SRTM DEM shipped with matplotlib, the default) or ``antarctica`` (ice
-thickness at 5 km, polar stereographic, shared data), or any NetCDF/zarr grid. Low-res inputs
+thickness at 5 km, polar stereographic, shipped with geonb), or any NetCDF/zarr grid. Low-res inputs
 are block means of the target. Cells at or below ``valid_above`` (ice-free ground) are a mask:
 out of the loss and the metrics, kept as they are in the output. The grid is split into
 regions — column bands train | val | test, or blocks in a lattice — and no training patch,

@@ -43,7 +43,7 @@ VAL_TILES = 16  # validation crops of the val images (fixed), per epoch
 BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # row bands of a single image
 
 PARAMS = aerial.task_params(
-    "'dubai': <shared data>/dubai_aerial (or a folder with its tile_N layout); "
+    "'dubai': the aerial photos and maps shipped with geonb (`geonb data dubai`), or a folder with its tile_N layout; "
     "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`",
     epochs={"default": 10, "quick": 1}, patience={"default": 5}, batch_size={"default": 4, "quick": 2},
 ) + (

@@ -38,7 +38,7 @@ NORM = aerial.RANGE  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alik
 VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
 
 PARAMS = aerial.task_params(
-    "'dubai': the aerial photos and maps of <shared data>/dubai_aerial "
+    "'dubai': the aerial photos and maps shipped with geonb (`geonb data dubai`) "
     "(or a folder with the same tile_N/images|masks layout)",
     epochs={"default": 15, "quick": 1},
     patience={"default": 20, "help": "stop after this many epochs without a lower validation L1"},
