@@ -292,7 +292,7 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
         if not Path(key).exists():
             raise GeonbError(f"{key!r} is neither an embedded grid ({', '.join([*GRIDS, *EMBEDDED])}) nor an existing "
                              "file. Give a grid name or a NetCDF/zarr path.")
-        ds = open_dataset(key, lazy=lazy)
+        ds = open_dataset(key, var or None, lazy=lazy)
     names = {}
     for axis in ("y", "x"):
         found = [d for d in ds.dims if str(d).lower() in _COORD_NAMES["lat" if axis == "y" else "lon"] + _PROJECTED[axis]]

@@ -296,14 +296,32 @@ def check_classic_netcdf(path: Path) -> None:
                          "header describes); copy it again from its source.") from None
 
 
+GEOTIFF = (".tif", ".tiff")
+
+
+def _open_geotiff(path: Path, var: str | None, lazy: bool) -> xr.Dataset:
+    """A GeoTIFF as a Dataset: one variable named ``var`` (else ``band_data``, as xarray's rasterio engine
+    names it), a single band squeezed, nodata and scale/offset applied (float with NaN), the CRS as the
+    CF grid mapping ``spatial_ref`` that ``data._file_crs`` reads: the same shape as a NetCDF grid."""
+    import rioxarray
+
+    da = rioxarray.open_rasterio(path, masked=True, chunks={} if lazy else None)
+    da = da.squeeze("band", drop=True) if da.sizes.get("band") == 1 else da
+    ds = (da if lazy else da.load()).to_dataset(name=var or "band_data")
+    ds[var or "band_data"].attrs["grid_mapping"] = "spatial_ref"
+    return ds
+
+
 def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset:
-    """Open a NetCDF or zarr file read-only and load it (``lazy``: as dask arrays in the file's own
-    chunks, read when computed); check ``var`` is in it."""
+    """Open a NetCDF, zarr or GeoTIFF file read-only and load it (``lazy``: as dask arrays in the file's
+    own chunks, read when computed); check ``var`` is in it (a GeoTIFF's one variable takes its name)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc) or zarr file.")
+        raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc), zarr or GeoTIFF (.tif) file.")
     try:
-        if path.is_dir() or path.suffix == ".zarr":
+        if path.suffix.lower() in GEOTIFF:
+            ds = _open_geotiff(path, var, lazy)
+        elif path.is_dir() or path.suffix == ".zarr":
             ds = xr.open_zarr(path)
             ds = ds if lazy else ds.load()  # loaded here: a damaged chunk fails now, not deep in a step
         else:
@@ -317,8 +335,8 @@ def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset
         raise
     except Exception as exc:  # HDF5/zarr/codec errors have no common base class
         raise GeonbError(
-            f"{path} is not a readable NetCDF or zarr file, or it is truncated or corrupt ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Give a complete NetCDF (.nc) or zarr path, or an "
+            f"{path} is not a readable NetCDF, zarr or GeoTIFF file, or it is truncated or corrupt ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Give a complete NetCDF (.nc), zarr or GeoTIFF path, or an "
             "embedded dataset name."
         ) from None
     if var is not None and var not in ds.data_vars:

@@ -20,7 +20,7 @@ from geonb.normalise import Normaliser
 from geonb.predict import Predictor
 from geonb.registry import get_arch
 from geonb.resample import coarsen
-from geonb.tasks.downscale import Scene, _corners, predict_grid, split_map
+from geonb.tasks.downscale import Scene, _cond_on_grid, _corners, predict_grid, split_map
 
 torch.set_num_threads(1)
 
@@ -112,6 +112,33 @@ def test_cli_train_and_predict_keep_projected_coordinates_and_crs(tmp_path):
     assert res.x.attrs["standard_name"] == "projection_x_coordinate" and res["thickness"].attrs["units"] == "m"
     mapping = res["thickness"].attrs.get("grid_mapping") or res["thickness"].encoding["grid_mapping"]
     assert CRS.from_cf(res[mapping].attrs).to_epsg() == 3031
+
+
+def test_a_conditioning_grid_in_another_crs_is_matched_to_the_target(tmp_path):
+    """DeepBedMap's conditioning grids come in other projections: log10 beta warped to NSIDC's EPSG:3412 (by
+    rioxarray, independently of geonb) is matched back onto the EPSG:3031 target cells and trains a model; one
+    that does not cover the target is refused naming its coverage."""
+    ant = load_grid("antarctica")
+    target = ant.isel(y=slice(256, 384), x=slice(448, 576))  # 128² cells of 5 km
+    beta = ant["beta"].isel(y=slice(200, 440), x=slice(390, 640)).rio.write_crs("EPSG:3031").rio.reproject(
+        "EPSG:3412", resolution=5000)
+    beta.encoding = {}
+    beta.to_dataset(name="beta").to_netcdf(tmp_path / "beta_3412.nc")
+    name, r, values = _cond_on_grid(f"{tmp_path / 'beta_3412.nc'}:beta", target, 1, False)
+    error = np.abs(values - target["beta"].values)
+    assert name == "beta" and values.shape == (128, 128)
+    assert error.mean() < 0.1 * float(target["beta"].std())  # two bilinear warps: close, not identical
+    beta.isel(y=slice(0, 40), x=slice(0, 40)).to_dataset(name="beta").to_netcdf(tmp_path / "corner.nc")
+    with pytest.raises(GeonbError, match=r"'.*corner.nc:beta' \(in EPSG:3412\) covers only 0.0% of the target's cells"):
+        _cond_on_grid(f"{tmp_path / 'corner.nc'}:beta", target, 1, False)
+
+    hr = _projected(tmp_path / "hr.nc", target["thickness"].values, target.y.values, target.x.values)
+    args = build_parser().parse_args(
+        ["train", "--arch", "srcnn", "--data", str(hr), "--var", "thickness", "--factor", "4", "--model",
+         str(tmp_path / "sr.pt"), "--epochs", "1", "--steps", "2", "--batch-size", "2", "--patch", "8",
+         "--valid-above", "0", "--cond", f"{tmp_path / 'beta_3412.nc'}:beta"])
+    assert args.func(args) == 0
+    assert TrainedModel.load(tmp_path / "sr.pt", task="downscale").inputs["cond"] == ["beta"]
 
 
 def test_conditioning_grid_of_another_shape_is_refused():

@@ -63,3 +63,35 @@ def test_class_map_of_a_georeferenced_image_as_geotiff_and_zarr(tmp_path):
     assert z.rio.crs.to_epsg() == 32640
     np.testing.assert_array_equal(z.values, ref.values)
     np.testing.assert_array_equal(z.attrs["flag_values"], np.arange(5))
+
+
+def test_geotiff_grids_are_read_by_predict_and_train_with_their_crs(antarctic, tmp_path):
+    """Elevation and thickness grids come as GeoTIFF: one written by rioxarray and one written by geonb itself
+    are inputs of `geonb predict` and `geonb train`, CRS kept, values as from the NetCDF."""
+    from geonb.data import load_grid
+
+    model, coarse, ant = antarctic
+    low = xr.open_dataset(coarse)["thickness"]
+    low.encoding = {}
+    low.rio.write_crs("EPSG:3031").rio.to_raster(tmp_path / "coarse.tif")  # rioxarray's GeoTIFF, no CF attributes
+    _predict(model, coarse, tmp_path / "from_nc.nc", "--var", "thickness")
+    _predict(model, tmp_path / "coarse.tif", tmp_path / "from_tif.nc", "--var", "thickness")
+    ref = xr.open_dataset(tmp_path / "from_nc.nc", decode_coords="all")["thickness"]
+    got = xr.open_dataset(tmp_path / "from_tif.nc", decode_coords="all")["thickness"]
+    assert got.rio.crs.to_epsg() == 3031
+    np.testing.assert_allclose(got.values, ref.values, rtol=1e-6)
+    np.testing.assert_allclose(got.y.values, ref.y.values)
+
+    _predict(model, coarse, tmp_path / "fine.tif", "--var", "thickness")  # geonb's own COG, read back as input
+    again = load_grid(str(tmp_path / "fine.tif"), "thickness")
+    assert again.attrs["crs"] == "EPSG:3031" and again["thickness"].shape == ref.shape
+    np.testing.assert_array_equal(again["thickness"].sortby("y").values, ref.values)  # north up in the COG
+
+    big = load_grid("antarctica").isel(y=slice(256, 512), x=slice(448, 704))["thickness"]  # 256² cells, 5 km
+    big.rio.write_crs("EPSG:3031").rio.to_raster(tmp_path / "fine_grid.tif")
+    assert main(["train", "--arch", "srcnn", "--data", str(tmp_path / "fine_grid.tif"), "--var", "thickness",
+                 "--factor", "4", "--valid-above", "0", "--epochs", "1", "--steps", "2", "--batch-size", "2",
+                 "--model", str(tmp_path / "from_tif.pt")]) == 0
+    from geonb.modelfile import TrainedModel
+
+    assert TrainedModel.load(tmp_path / "from_tif.pt").inputs["crs"] == "EPSG:3031"

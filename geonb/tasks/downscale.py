@@ -770,8 +770,11 @@ def _cond_on_grid(spec: str, target: xr.Dataset, factor: int, allow_outliers: bo
     [(var, r)] = parse_cond(var, factor)
     grid = load_grid(path, var, allow_outliers)
     if grid.attrs["crs"] != target.attrs["crs"]:
-        raise GeonbError(f"conditioning grid {spec!r} is in {grid.attrs['crs'] or 'no declared CRS'} but the target "
-                         f"in {target.attrs['crs'] or 'none'}; reproject it onto the target's grid first.")
+        if not (grid.attrs["crs"] and target.attrs["crs"]):
+            raise GeonbError(f"conditioning grid {spec!r} is in {grid.attrs['crs'] or 'no declared CRS'} but the target "
+                             f"in {target.attrs['crs'] or 'none'}; declare both CRS (a CF grid mapping) so geonb can match them.")
+        return var, r, check_finite(_reprojected(grid[var], grid.attrs["crs"], target, spec),
+                                    f"conditioning grid {spec!r} on the target grid")
     da = grid[var]
     for axis in ("y", "x"):
         have, want = da[axis].values, target[axis].values
@@ -783,6 +786,24 @@ def _cond_on_grid(spec: str, target: xr.Dataset, factor: int, allow_outliers: bo
     values = da.interp(y=np.clip(target.y.values, da.y.min().item(), da.y.max().item()),
                        x=np.clip(target.x.values, da.x.min().item(), da.x.max().item())).values
     return var, r, check_finite(values, f"conditioning grid {spec!r} on the target grid")
+
+
+def _reprojected(da: xr.DataArray, crs: str, target: xr.Dataset, spec: str) -> np.ndarray:
+    """``da`` (in ``crs``) resampled bilinearly onto the target's cells in the target's CRS (rioxarray's
+    reproject_match, GDAL warp); refused when it leaves any target cell uncovered."""
+    import rioxarray  # noqa: F401  (registers .rio)
+    from rasterio.enums import Resampling
+
+    template = xr.DataArray(np.zeros((target.sizes["y"], target.sizes["x"]), "float32"), dims=("y", "x"),
+                            coords={"y": target.y.values, "x": target.x.values}).rio.write_crs(target.attrs["crs"])
+    source = da.astype("float32").rio.write_crs(crs).rio.write_nodata(np.nan, encoded=False)
+    # warping a field of ones marks the target cells the source grid reaches (NaN outside it)
+    reach = xr.ones_like(source).rio.write_nodata(np.nan, encoded=False)
+    covered = np.isfinite(reach.rio.reproject_match(template, resampling=Resampling.nearest).values)
+    if not covered.all():
+        raise GeonbError(f"conditioning grid {spec!r} (in {crs}) covers only {covered.mean():.1%} of the target's "
+                         f"cells once matched to {target.attrs['crs']}; give a grid that covers the target's extent.")
+    return source.rio.reproject_match(template, resampling=Resampling.bilinear).values
 
 
 def cli_train(args) -> int:
