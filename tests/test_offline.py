@@ -1,4 +1,5 @@
-"""The quick main job (`geonb run --quick`) passes with every non-loopback connection refused."""
+"""The quick main job (`geonb run --quick`) passes with every non-loopback connection refused and every
+file beside the checkout (a data folder only our machines have) unreadable."""
 from __future__ import annotations
 
 import os
@@ -18,13 +19,19 @@ OFFLINE = REPO / "tests" / "offline"  # its sitecustomize refuses the network in
 
 def _env(tmp_path):
     path = os.pathsep.join([str(OFFLINE), str(REPO), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "GEONB_REFUSED_LOG": str(tmp_path / "refused.log")}
+    return {**os.environ, "PYTHONPATH": path, "GEONB_REFUSED_LOG": str(tmp_path / "refused.log"), "GEONB_CHECKOUT": str(REPO)}
 
 
 def test_the_network_is_really_refused(tmp_path):
     code = "import socket; socket.create_connection(('93.184.216.34', 80), timeout=5)"
     done = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True)
     assert done.returncode != 0 and "network refused by the geonb offline test" in done.stderr
+
+
+def test_reads_beside_the_checkout_are_really_refused(tmp_path):
+    code = f"open({str(REPO.parent / 'shared' / 'data' / 'README.md')!r})"
+    done = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True)
+    assert done.returncode != 0 and "read beside the checkout refused" in done.stderr
 
 
 def test_quick_main_job_passes_offline(tmp_path):
