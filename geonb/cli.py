@@ -32,13 +32,17 @@ def parse_value(text: str):
 def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, notebooks=NOTEBOOKS,
                   notebook_dir=None) -> list[Path]:
     """Execute the numbered notebooks with papermill into ``<run_dir>/notebooks/``."""
-    import papermill
-
     params = dict(params or {})
     quick = bool(quick or params.pop("quick", False))  # --quick or -p quick True
     run_dir = Path(run_dir).resolve()
-    Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs
-    notebook_dir = Path(notebook_dir or REPO_ROOT / "notebooks")
+    run = Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs
+    with run.hold():  # one run at a time in a run dir, for all six notebooks
+        return _run_notebooks(run_dir, quick, params, notebooks, Path(notebook_dir or REPO_ROOT / "notebooks"))
+
+
+def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook_dir: Path) -> list[Path]:
+    import papermill
+
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     written, seconds, start = [], [], time.perf_counter()

@@ -278,8 +278,9 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
         _refuse_unused("dineof (no network)", model=model, save_model=save_model, work_dir=work_dir, epochs=epochs)
     if model is not None:
         _refuse_unused("a saved model (no training)", epochs=epochs, work_dir=work_dir)
-    check_outputs({"save_model": save_model, "work_dir": work_dir},
-                  [None if isinstance(model, TrainedModel) else model], overwrite=overwrite, folders=("work_dir",))
+    check_outputs({"save_model": save_model, "work_dir": work_dir},  # the file da was read from is an input too
+                  [da.encoding.get("source"), None if isinstance(model, TrainedModel) else model], overwrite=overwrite,
+                  folders=("work_dir",))
     name = str(da.name or "field")
     da = in_order(da.rename(name), grid_dims(da).values(), f"variable {name!r}")
     std = standardise(da, allow_outliers)
