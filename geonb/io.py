@@ -123,15 +123,15 @@ def check_space(path: Path, size: int | None) -> None:
                          f"{_size(size)}); free some space or give a path on another disk.")
 
 
-def _disk_full(exc: BaseException, tmp: Path) -> bool:
-    """The write failed because the disk is full: ENOSPC/EDQUOT, or a library's own error for it (netCDF's
-    "HDF error", torch's "enforce fail … inline_container") while the disk has no room left."""
+def disk_full(exc: BaseException, folder: Path | None = None) -> bool:
+    """The write failed because the disk is full: ENOSPC/EDQUOT, or (given the ``folder`` written in) a library's
+    own error for it (netCDF's "HDF error", torch's "enforce fail … inline_container") while it has no room left."""
     for cause in (exc, exc.__cause__, exc.__context__):
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
     said = str(exc)
-    return ("HDF error" in said or "inline_container" in said or "No space left" in said) and \
-        shutil.disk_usage(tmp.parent).free < 2**20
+    return folder is not None and any(text in said for text in ("HDF error", "inline_container", "No space left")) \
+        and shutil.disk_usage(folder).free < 2**20
 
 
 def _bytes(path: Path) -> int:
@@ -164,7 +164,7 @@ def atomic_path(path, *, folder: bool = False, size: int | None = None):
         tmp.chmod((0o777 if folder else 0o666) & ~umask)  # mkstemp/mkdtemp make them private
         replace(tmp, path)
     except Exception as exc:
-        if not _disk_full(exc, tmp):
+        if not disk_full(exc, path.parent):
             raise
         written, free = _bytes(tmp), shutil.disk_usage(path.parent).free
         needs = f"about {_size(size)}" if size else f"more than the {_size(written)} written when it filled"
@@ -172,6 +172,14 @@ def atomic_path(path, *, folder: bool = False, size: int | None = None):
                          "written. Free some space or give a path on another disk.") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True) if folder else tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> Path:
+    """Write a small text file (a table, a JSON record) atomically."""
+    path = Path(path)
+    with atomic_path(path, size=len(text.encode())) as tmp:
+        tmp.write_text(text)
+    return path
 
 
 def write_netcdf(ds, path) -> Path:
@@ -259,8 +267,8 @@ def _check_replace(flag: str, path: Path, inputs, overwrite: bool) -> None:
                                  "inputs. Give another path.")
     why = not_replaceable(path)
     if why:
-        raise GeonbError(f"{flag} {path} {why}; --overwrite replaces only a file or a zarr store geonb wrote. "
-                         "Give another path, or move it away yourself.")
+        raise GeonbError(f"{flag} {path} {why}; --overwrite replaces only a regular file or a folder holding "
+                         "nothing but a zarr store. Give another path, or move it away yourself.")
 
 
 @contextlib.contextmanager

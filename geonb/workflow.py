@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import distributed, progress
 from .errors import GeonbError
-from .io import check_outputs, locked
+from .io import check_outputs, locked, write_text
 from .params import NOT_SET, STEPS
 from .registry import get_arch, list_archs
 from .report import Report
@@ -198,5 +198,5 @@ class Run:
             distributed.launch(self.given, self["ddp"])  # then the step below resumes the finished run
         report = what(self)
         if step in MARKED:
-            self._marker(step).write_text(json.dumps(self.stamp(step), indent=1))
+            write_text(self._marker(step), json.dumps(self.stamp(step), indent=1))
         return report

@@ -302,3 +302,12 @@ def test_a_full_disk_while_saving_a_model_is_one_line(files, tmp_path, capsys, m
     line = one_error(err)
     assert status == 2 and "the disk is full" in line and "this output needs about" in line
     assert not model.exists() and [p for p in tmp_path.rglob("*.geonb-*")] == []
+
+
+def test_a_full_disk_anywhere_else_is_one_line_not_a_bug_report(files, tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(sys.modules["geonb.fill"], "open_dataset", full)  # any write outside io.atomic_path
+    status, err = run_cli(capsys, *fill_out(files, tmp_path / "o.nc"))
+    assert status == 2 and f"the disk is full ([Errno 28] No space left on device: '{tmp_path / 'x'}')" in one_error(err)
