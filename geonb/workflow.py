@@ -174,11 +174,11 @@ class Run:
             yield
             return
         with locked(self.dir, "run dir"):
-            os.environ[HELD] = mine
+            before, os.environ[HELD] = os.environ.get(HELD), mine
             try:
                 yield
-            finally:
-                del os.environ[HELD]
+            finally:  # back to the hold of an enclosing run in another folder, if any
+                os.environ.pop(HELD) if before is None else os.environ.update({HELD: before})
 
     def step(self, step: str) -> Report:
         """Run one step (earlier ones first if needed) and return its report; the run dir is locked meanwhile."""

@@ -311,3 +311,17 @@ def test_a_full_disk_anywhere_else_is_one_line_not_a_bug_report(files, tmp_path,
     monkeypatch.setattr(sys.modules["geonb.fill"], "open_dataset", full)  # any write outside io.atomic_path
     status, err = run_cli(capsys, *fill_out(files, tmp_path / "o.nc"))
     assert status == 2 and f"the disk is full ([Errno 28] No space left on device: '{tmp_path / 'x'}')" in one_error(err)
+
+
+def test_the_notebooks_of_a_geonb_run_share_its_hold(tmp_path):
+    import nbformat
+
+    from geonb.cli import run_notebooks
+
+    cell = "from geonb.workflow import Run\nwith Run(run_dir, quick=True).hold():\n    print('shared')"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)],
+                                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                 "language": "python"}})
+    nbformat.write(notebook, tmp_path / "tiny.ipynb")
+    (written,) = run_notebooks(tmp_path / "run", quick=True, notebooks=("tiny",), notebook_dir=tmp_path)
+    assert "shared" in written.read_text()
