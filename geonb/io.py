@@ -112,7 +112,13 @@ def replace(new: Path, path: Path) -> None:
 
 
 def _size(nbytes: float) -> str:
-    return f"{nbytes / 2**20:.1f} MB"
+    """Bytes as people read them: 512 bytes, 44.0 kB, 3.7 MB, 1.2 GB."""
+    if nbytes < 1024:
+        return f"{nbytes:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
+        nbytes /= 1024
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.1f} {unit}"
 
 
 def check_space(path: Path, size: int | None) -> None:
@@ -216,13 +222,15 @@ def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:
     return out
 
 
-def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=()) -> dict[str, Path]:
+def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=(),
+                  stores=("--out",)) -> dict[str, Path]:
     """Check every output path of a command before any work; returns them as Paths by flag.
 
     ``outputs``: flag → path (None: not asked for); ``folders``: the flags that name a folder geonb
-    fills and reuses (a work dir). No output may be an input (``refuse_input_as_output``) or another
-    output; an output file must not be a folder, and replaces an existing file only with ``overwrite``;
-    the nearest existing parent must be a folder this user can write in.
+    fills and reuses (a work dir); ``stores``: those that may name a zarr store (a model file never replaces
+    one). No output may be an input (``refuse_input_as_output``) or another output; an output file must not
+    be a folder, and replaces an existing one only with ``overwrite`` and only when ``not_replaceable``
+    allows; the nearest existing parent must be a folder this user can write in.
     """
     checked: dict[str, Path] = {}
     for flag, given in outputs.items():
@@ -235,7 +243,7 @@ def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=
         if flag in folders:
             if path.exists() and not path.is_dir():
                 raise GeonbError(f"{flag} {path} is a file, not a folder; give a folder path.")
-        elif path.is_dir() and path.suffix != ".zarr":
+        elif path.is_dir() and not (flag in stores and path.suffix == ".zarr"):
             raise GeonbError(f"{flag} {path} is a folder; give a file path.")
         else:
             if path.parent.is_dir():

@@ -73,7 +73,7 @@ def test_predict_into_the_folder_of_its_input_is_refused(files, tmp_path, capsys
 
 @pytest.mark.parametrize("case", ["only_user_files", "zarr_plus_a_note", "zarr_with_a_symlink", "hidden_folder"])
 def test_overwrite_never_replaces_a_folder_holding_anything_but_a_zarr_store(files, tmp_path, capsys, case):
-    box = tmp_path / "X.zarr"
+    box, hidden = tmp_path / "X.zarr", tmp_path / "X.zarr" / ".ipynb_checkpoints"
     if case == "only_user_files":
         box.mkdir()
         (box / "thesis.tex").write_text("years of work")
@@ -81,7 +81,7 @@ def test_overwrite_never_replaces_a_folder_holding_anything_but_a_zarr_store(fil
         small().to_zarr(box)
         {"zarr_plus_a_note": lambda: (box / "NOTES.md").write_text("mine"),
          "zarr_with_a_symlink": lambda: (box / "a" / "0").symlink_to(files["cube"]),
-         "hidden_folder": lambda: (box / ".ipynb_checkpoints").mkdir() or (box / ".ipynb_checkpoints" / "a").touch()}[case]()
+         "hidden_folder": lambda: (hidden.mkdir(), (hidden / "x-checkpoint.ipynb").touch())}[case]()
     before = tree_digest(box)
     status, err = run_cli(capsys, *fill_out(files, box))
     assert status == 2 and "holds more than a zarr store" in one_error(err) and "--overwrite replaces only" in err
@@ -145,6 +145,18 @@ def test_the_python_api_never_replaces_the_file_a_dataarray_came_from(files, tmp
         geonb.fill(ds.SST.load(), quick=True, save_model=target, overwrite=True)
     ds.close()
     assert tree_digest(source) == before
+
+
+def test_a_model_file_never_replaces_a_zarr_store(files, tmp_path, capsys):
+    store = tmp_path / "cube.zarr"
+    xr.open_dataset(files["cube"]).to_zarr(store)
+    before = tree_digest(store)
+    da = xr.open_zarr(store).SST  # a DataArray from zarr does not name its store: the rule still holds
+    with pytest.raises(GeonbError, match="cube.zarr is a folder; give a file path"):
+        da.geonb.fill(quick=True, save_model=store, overwrite=True)
+    status, err = run_cli(capsys, "fill", files["cube"], "--var", "SST", "--quick", "--out", tmp_path / "o.nc",
+                          "--save-model", store, "--overwrite")
+    assert status == 2 and "is a folder; give a file path" in one_error(err) and tree_digest(store) == before
 
 
 def test_the_python_api_refuses_what_the_cli_refuses(files, tmp_path):
@@ -275,7 +287,7 @@ def test_a_full_disk_while_writing_is_one_line_and_keeps_the_old_output(files, t
     monkeypatch.setattr(xr.Dataset, "to_zarr" if kind == "zarr" else "to_netcdf", fills_up)
     status, err = run_cli(capsys, *fill_out(files, out))
     line = one_error(err)
-    assert status == 2 and f"{out}: the disk is full (0.0 MB free; this output needs" in line and "nothing" in line
+    assert status == 2 and f"{out}: the disk is full (0 bytes free; this output needs" in line and "nothing" in line
     assert tree_digest(out) == before and [p for p in tmp_path.iterdir() if ".geonb-" in p.name] == []
 
 
@@ -310,7 +322,8 @@ def test_a_full_disk_anywhere_else_is_one_line_not_a_bug_report(files, tmp_path,
 
     monkeypatch.setattr(sys.modules["geonb.fill"], "open_dataset", full)  # any write outside io.atomic_path
     status, err = run_cli(capsys, *fill_out(files, tmp_path / "o.nc"))
-    assert status == 2 and f"the disk is full ([Errno 28] No space left on device: '{tmp_path / 'x'}')" in one_error(err)
+    line = one_error(err)
+    assert status == 2 and f"the disk is full ([Errno 28] No space left on device: '{tmp_path / 'x'}')" in line
 
 
 def test_the_notebooks_of_a_geonb_run_share_its_hold(tmp_path):
