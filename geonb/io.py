@@ -188,13 +188,18 @@ def write_text(path, text: str) -> Path:
     return path
 
 
+def netcdf_size(ds: xr.Dataset) -> int | None:
+    """About the bytes of ``ds`` as a NetCDF file; None when its encodings compress it (unknown until written)."""
+    packed = any(v.encoding.get("zlib") or v.encoding.get("compression") for v in ds.variables.values())
+    return None if packed else ds.nbytes
+
+
 def write_netcdf(ds, path) -> Path:
     """Write a Dataset/DataArray to NetCDF atomically (a killed write leaves no half file); the free space is
     checked first when the file is not compressed (its size is then known)."""
     path = Path(path)
     ds = ds.to_dataset(name=ds.name or "data") if isinstance(ds, xr.DataArray) else ds
-    packed = any(v.encoding.get("zlib") or v.encoding.get("compression") for v in ds.variables.values())
-    with atomic_path(path, size=None if packed else ds.nbytes) as tmp:
+    with atomic_path(path, size=netcdf_size(ds)) as tmp:
         match_fill_values(ds).to_netcdf(tmp)
     return path
 

@@ -20,6 +20,7 @@ import torch
 import xarray as xr
 
 import geonb
+from geonb import io
 from geonb.errors import GeonbError
 from geonb.io import check_outputs, write_netcdf, write_zarr
 from geonb.workflow import Run
@@ -261,13 +262,22 @@ def _full(monkeypatch, free=0):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9 - free, free=free))
 
 
-def test_not_enough_free_space_is_refused_before_writing(files, tmp_path, capsys, monkeypatch):
+def test_not_enough_free_space_is_refused_before_filling(files, tmp_path, capsys, monkeypatch):
     _full(monkeypatch, free=1000)
+    monkeypatch.setattr(sys.modules["geonb.fill"], "fill_dataset", lambda *a, **k: pytest.fail("filled first"))
     out = tmp_path / "o.nc"
-    status, err = run_cli(capsys, *fill_out(files, out))
+    status, err = run_cli(capsys, "fill", files["cube"], "--var", "SST", "--quick", "--out", out)
     line = one_error(err)
-    assert status == 2 and f"{out}: not enough free space" in line and "it needs about" in line
+    assert status == 2 and f"{out}: not enough free space (1000 bytes free on its disk, it needs about" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cube.nc", "dincae.pt", "grid.nc", "srcnn.pt"])
+
+
+def test_a_model_or_checkpoint_larger_than_the_free_space_is_refused_before_writing(tmp_path, monkeypatch):
+    _full(monkeypatch, free=1000)
+    with pytest.raises(GeonbError, match=r"m.pt: not enough free space \(1000 bytes free on its disk, it needs about "
+                                         r"3.9 kB\)"):
+        io.save_checkpoint(tmp_path / "m.pt", {"w": torch.zeros(1000), "meta": {"epoch": 3, "b": [torch.ones(2)]}})
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
