@@ -94,9 +94,9 @@ def fill_out(files, out):
             "--overwrite"]
 
 
-@pytest.mark.parametrize("case", ["geonb_store", "xarray_store", "nested_chunks", "empty_folder", "file"])
+@pytest.mark.parametrize("case", ["geonb_store", "xarray_store", "nested_chunks", "empty_folder", "file", "link"])
 def test_overwrite_replaces_a_zarr_store_or_a_file(files, tmp_path, capsys, case):
-    box = tmp_path / "X.zarr"
+    box, mine = tmp_path / "X.zarr", tmp_path / "mine"
     if case == "geonb_store":
         write_zarr(small(), box)
     elif case == "xarray_store":
@@ -106,11 +106,16 @@ def test_overwrite_replaces_a_zarr_store_or_a_file(files, tmp_path, capsys, case
             box, zarr_format=2, encoding={"b": {"chunk_key_encoding": {"name": "v2", "separator": "/"}}})
     elif case == "empty_folder":
         box.mkdir()
-    else:
+    elif case == "file":
         box.write_text("old")
-    before = tree_digest(files["cube"])
+    else:  # a link to the user's folder: the link is replaced, never what it points to
+        mine.mkdir()
+        (mine / "thesis.tex").write_text("years of work")
+        box.symlink_to(mine)
+    before = tree_digest(files["cube"]), case != "link" or tree_digest(mine)
     assert run_cli(capsys, *fill_out(files, box))[0] == 0
-    assert "SST_error" in xr.open_zarr(box) and tree_digest(files["cube"]) == before
+    assert "SST_error" in xr.open_zarr(box) and not box.is_symlink()
+    assert (tree_digest(files["cube"]), case != "link" or tree_digest(mine)) == before
     assert [p.name for p in tmp_path.iterdir() if ".geonb-" in p.name] == []
 
 
