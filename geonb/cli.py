@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import progress
 from .errors import GeonbError
+from .io import disk_full
 from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
 
@@ -33,13 +34,17 @@ def parse_value(text: str):
 def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, notebooks=NOTEBOOKS,
                   notebook_dir=None) -> list[Path]:
     """Execute the numbered notebooks with papermill into ``<run_dir>/notebooks/``."""
-    import papermill
-
     params = dict(params or {})
     quick = bool(quick or params.pop("quick", False))  # --quick or -p quick True
     run_dir = Path(run_dir).resolve()
-    Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs
-    notebook_dir = Path(notebook_dir or REPO_ROOT / "notebooks")
+    run = Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs
+    with run.hold():  # one run at a time in a run dir, for all six notebooks
+        return _run_notebooks(run_dir, quick, params, notebooks, Path(notebook_dir or REPO_ROOT / "notebooks"))
+
+
+def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook_dir: Path) -> list[Path]:
+    import papermill
+
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     written, seconds, start = [], [], time.perf_counter()
@@ -141,6 +146,10 @@ def main(argv=None) -> int:
     except Exception as exc:
         if args.debug:
             raise
+        if disk_full(exc):  # a write outside io.atomic_path, which says more
+            print(f"geonb: error: the disk is full ({exc}); free some space or give paths on another disk.",
+                  file=sys.stderr)
+            return 2
         log = Path(tempfile.gettempdir()) / f"geonb-traceback-{time.strftime('%Y%m%d-%H%M%S')}-{id(exc):x}.txt"
         log.write_text(traceback.format_exc())
         first = str(exc).splitlines()[0] if str(exc) else ""

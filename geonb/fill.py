@@ -28,7 +28,8 @@ from .cv import cloud_cv_mask
 from .data import grid_dims, in_order, standardise
 from .dineof import dineof
 from .errors import GeonbError
-from .io import NETCDF, add_history, check_outputs, locked, match_fill_values, open_dataset, remove_stale, temp_prefix, write_output
+from .io import (NETCDF, add_history, check_outputs, check_space, locked, match_fill_values, netcdf_size, open_dataset,
+                 remove_stale, temp_prefix, write_output)
 from .modelfile import TrainedModel
 from .normalise import Normaliser
 from .predict import Predictor, pad_to_multiple
@@ -278,8 +279,9 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
         _refuse_unused("dineof (no network)", model=model, save_model=save_model, work_dir=work_dir, epochs=epochs)
     if model is not None:
         _refuse_unused("a saved model (no training)", epochs=epochs, work_dir=work_dir)
-    check_outputs({"save_model": save_model, "work_dir": work_dir},
-                  [None if isinstance(model, TrainedModel) else model], overwrite=overwrite, folders=("work_dir",))
+    check_outputs({"save_model": save_model, "work_dir": work_dir},  # the file da was read from is an input too
+                  [da.encoding.get("source"), None if isinstance(model, TrainedModel) else model], overwrite=overwrite,
+                  folders=("work_dir",))
     name = str(da.name or "field")
     da = in_order(da.rename(name), grid_dims(da).values(), f"variable {name!r}")
     std = standardise(da, allow_outliers)
@@ -408,7 +410,11 @@ def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) ->
                         overwrite=options.get("overwrite", False), folders=("--work-dir",))["--out"]  # ~ expanded
     if out.suffix.lower() not in (*NETCDF, ".zarr"):  # checked before any training
         raise GeonbError(f"--out {out}: a filled cube is written as NetCDF (.nc) or zarr (.zarr); give --out such a name.")
-    written = fill_dataset(open_dataset(path, var), var, mask_var, **options)
+    ds = open_dataset(path, var)
+    size = netcdf_size(ds)
+    if out.suffix.lower() in NETCDF and size is not None:  # before training: the output is the input and a σ
+        check_space(out, size + ds[var].size * 4)
+    written = fill_dataset(ds, var, mask_var, **options)
     write_output(match_fill_values(written), out)
     return written
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import pickle
 import re
 import shutil
+import stat
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -46,31 +49,157 @@ def remove_stale(folder, name: str, suffix: str = "") -> list[Path]:
     return removed
 
 
+ZARR_METADATA = {"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata"}
+ZARR_CHUNK = re.compile(r"(c/)?\d+([./]\d+)*")  # chunk keys: zarr 2 "0.1" or "0/1", zarr 3 "c/0/1"
+
+
+def _foreign(store: Path) -> str | None:
+    """The first thing in folder ``store`` that a zarr writer does not write: anything but metadata, and chunk
+    keys under the nearest folder holding metadata (None: a zarr store, or an empty folder)."""
+    holder = {store: None}  # folder → the nearest folder at or above it that holds zarr metadata
+    for root, dirs, names in os.walk(store):
+        here = Path(root)
+        meta = here if ZARR_METADATA & set(names) else holder[here]
+        for name in dirs:
+            holder[here / name] = meta
+        for name in [*names, *dirs]:
+            entry = here / name
+            if entry.is_symlink() or not (entry.is_file() or entry.is_dir()):
+                return str(entry)
+            if entry.is_file() and name not in ZARR_METADATA and \
+                    not (meta and ZARR_CHUNK.fullmatch(entry.relative_to(meta).as_posix())):
+                return str(entry)
+    return None
+
+
+def not_replaceable(path: Path) -> str | None:
+    """Why ``--overwrite`` may not replace the existing ``path`` (None: it may): only a regular file (or a link,
+    which is replaced, not its target) or a folder holding nothing but a zarr store."""
+    mode = path.lstat().st_mode
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        other = _foreign(path)
+        return None if other is None else f"is a folder that holds more than a zarr store ({other})"
+    return f"is {'a FIFO' if stat.S_ISFIFO(mode) else 'a socket' if stat.S_ISSOCK(mode) else 'a device'}, not a file"
+
+
+def _settle(path: Path) -> None:
+    """Finish what a killed replacement of ``path`` left: a store renamed aside by a dead process is put back
+    when nothing took its place (killed between the two renames of ``replace``), else deleted; then the dead
+    processes' temp files are removed."""
+    for aside in path.parent.glob(f"{glob.escape(f'.{path.name}')}.geonb-*-aside"):
+        pid = aside.name[len(path.name) + len("..geonb-"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if path.exists() or path.is_symlink():
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.rename(aside, path)
+    remove_stale(path.parent, f".{path.name}", ".tmp")
+
+
+def replace(new: Path, path: Path) -> None:
+    """Put the complete ``new`` in place of ``path``. Over a file: one rename. A folder (a zarr store), or a
+    folder over a file: the old is renamed aside, the new renamed in, then the old deleted; a kill at any point
+    leaves the old or the new complete (between the two renames the old waits aside for ``_settle``)."""
+    if not (new.is_dir() or path.is_dir()) or not (path.exists() or path.is_symlink()):
+        os.replace(new, path)
+        return
+    aside = path.with_name(f"{temp_prefix(f'.{path.name}')}aside")
+    os.rename(path, aside)
+    os.rename(new, path)
+    shutil.rmtree(aside) if aside.is_dir() and not aside.is_symlink() else aside.unlink()
+
+
+def _size(nbytes: float) -> str:
+    """Bytes as people read them: 512 bytes, 44.0 kB, 3.7 MB, 1.2 GB."""
+    if nbytes < 1024:
+        return f"{nbytes:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
+        nbytes /= 1024
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.1f} {unit}"
+
+
+def check_space(path: Path, size: int | None) -> None:
+    """Refuse to start writing ``size`` bytes at ``path`` when its disk has less free."""
+    free = shutil.disk_usage(path.parent).free
+    if size is not None and free < size:
+        raise GeonbError(f"{path}: not enough free space ({_size(free)} free on its disk, it needs about "
+                         f"{_size(size)}); free some space or give a path on another disk.")
+
+
+def disk_full(exc: BaseException, folder: Path | None = None) -> bool:
+    """The write failed because the disk is full: ENOSPC/EDQUOT, or (given the ``folder`` written in) a library's
+    own error for it (netCDF's "HDF error", torch's "enforce fail … inline_container") while it has no room left."""
+    for cause in (exc, exc.__cause__, exc.__context__):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+    said = str(exc)
+    return folder is not None and any(text in said for text in ("HDF error", "inline_container", "No space left")) \
+        and shutil.disk_usage(folder).free < 2**20
+
+
+def _bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success (killed writes leave a
-    temp file that the next write of ``path`` removes)."""
+def atomic_path(path, *, folder: bool = False, size: int | None = None):
+    """Yield a temporary path (a file, or a ``folder``) beside ``path``, put in its place (``replace``) only when
+    complete; a killed write leaves a temp file that the next write of ``path`` removes. ``size``: the bytes it
+    will take, checked against the free space first; a full disk is one GeonbError naming the path and the
+    space, with nothing left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path.parent, f".{path.name}", ".tmp")
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(f".{path.name}"), suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    _settle(path)
+    check_space(path, size)
+    prefix = temp_prefix(f".{path.name}")
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
     try:
         yield tmp
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
-        os.replace(tmp, path)
+        tmp.chmod((0o777 if folder else 0o666) & ~umask)  # mkstemp/mkdtemp make them private
+        replace(tmp, path)
+    except Exception as exc:
+        if not disk_full(exc, path.parent):
+            raise
+        written, free = _bytes(tmp), shutil.disk_usage(path.parent).free
+        needs = f"about {_size(size)}" if size else f"more than the {_size(written)} written when it filled"
+        raise GeonbError(f"{path}: the disk is full ({_size(free)} free; this output needs {needs}); nothing was "
+                         "written. Free some space or give a path on another disk.") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True) if folder else tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> Path:
+    """Write a small text file (a table, a JSON record) atomically."""
+    path = Path(path)
+    with atomic_path(path, size=len(text.encode())) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def netcdf_size(ds: xr.Dataset) -> int | None:
+    """About the bytes of ``ds`` as a NetCDF file; None when its encodings compress it (unknown until written)."""
+    packed = any(v.encoding.get("zlib") or v.encoding.get("compression") for v in ds.variables.values())
+    return None if packed else ds.nbytes
 
 
 def write_netcdf(ds, path) -> Path:
-    """Write a Dataset/DataArray to NetCDF atomically (a killed write leaves no half file)."""
+    """Write a Dataset/DataArray to NetCDF atomically (a killed write leaves no half file); the free space is
+    checked first when the file is not compressed (its size is then known)."""
     path = Path(path)
     ds = ds.to_dataset(name=ds.name or "data") if isinstance(ds, xr.DataArray) else ds
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size=netcdf_size(ds)) as tmp:
         match_fill_values(ds).to_netcdf(tmp)
     return path
 
@@ -98,13 +227,15 @@ def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:
     return out
 
 
-def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=()) -> dict[str, Path]:
+def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=(),
+                  stores=("--out",)) -> dict[str, Path]:
     """Check every output path of a command before any work; returns them as Paths by flag.
 
     ``outputs``: flag → path (None: not asked for); ``folders``: the flags that name a folder geonb
-    fills and reuses (a work dir). No output may be an input (``refuse_input_as_output``) or another
-    output; an output file must not be a folder, and replaces an existing file only with ``overwrite``;
-    the nearest existing parent must be a folder this user can write in.
+    fills and reuses (a work dir); ``stores``: those that may name a zarr store (a model file never replaces
+    one). No output may be an input (``refuse_input_as_output``) or another output; an output file must not
+    be a folder, and replaces an existing one only with ``overwrite`` and only when ``not_replaceable``
+    allows; the nearest existing parent must be a folder this user can write in.
     """
     checked: dict[str, Path] = {}
     for flag, given in outputs.items():
@@ -117,11 +248,13 @@ def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=
         if flag in folders:
             if path.exists() and not path.is_dir():
                 raise GeonbError(f"{flag} {path} is a file, not a folder; give a folder path.")
-        elif path.is_dir() and path.suffix != ".zarr":
+        elif path.is_dir() and not (flag in stores and path.suffix == ".zarr"):
             raise GeonbError(f"{flag} {path} is a folder; give a file path.")
-        elif (path.exists() or path.is_symlink()) and not overwrite:
-            raise GeonbError(f"{flag} {path} exists; geonb does not replace it unless you pass --overwrite "
-                             "(overwrite=True), or give another path.")
+        else:
+            if path.parent.is_dir():
+                _settle(path)  # a store a killed replacement left aside is back before we look
+            if path.exists() or path.is_symlink():
+                _check_replace(flag, path, inputs, overwrite)
         parent = path.parent
         while not parent.exists() and not parent.is_symlink():
             parent = parent.parent
@@ -132,6 +265,23 @@ def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=
                              "write to.")
         checked[flag] = path
     return checked
+
+
+def _check_replace(flag: str, path: Path, inputs, overwrite: bool) -> None:
+    """``--overwrite`` replaces only what geonb writes (``not_replaceable``), never a folder holding an input."""
+    if not overwrite:
+        raise GeonbError(f"{flag} {path} exists; geonb does not replace it unless you pass --overwrite "
+                         "(overwrite=True), or give another path.")
+    if path.is_dir() and not path.is_symlink():
+        for given in filter(None, inputs):
+            p = Path(given).expanduser()
+            if p.exists() and p.resolve().is_relative_to(path.resolve()):
+                raise GeonbError(f"{flag} {path} holds an input of this command ({p}); geonb never overwrites its "
+                                 "inputs. Give another path.")
+    why = not_replaceable(path)
+    if why:
+        raise GeonbError(f"{flag} {path} {why}; --overwrite replaces only a regular file or a folder holding "
+                         "nothing but a zarr store. Give another path, or move it away yourself.")
 
 
 @contextlib.contextmanager
@@ -152,7 +302,7 @@ def locked(folder, what: str):
                              "finish or give another folder.") from None
         handle.seek(0)
         handle.truncate()
-        handle.write(str(os.getpid()))
+        handle.write(" ".join([f"{os.getpid()}:", Path(sys.argv[0]).name, *sys.argv[1:]])[:200])
         handle.flush()
         yield folder
 
@@ -245,21 +395,13 @@ _SOURCE_LAYOUT = ("chunks", "preferred_chunks", "chunksizes", "contiguous", "zli
 
 def write_zarr(ds, path, **kwargs) -> Path:
     """Write a Dataset (lazy dask variables chunk by chunk) to a zarr store in a temporary folder beside
-    ``path``, renamed onto it when complete (a killed write leaves no half store)."""
+    ``path``, swapped in when complete (``atomic_path``: a killed write leaves the old or the new store)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.copy()
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k not in _SOURCE_LAYOUT}
-    remove_stale(path.parent, f".{path.name}", ".tmp")
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(f".{path.name}"), suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_path(path, folder=True) as tmp:
         ds.to_zarr(tmp, mode="w", **kwargs)
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -347,10 +489,18 @@ def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset
     return ds
 
 
+def _tensor_bytes(state) -> int:
+    """The bytes of the tensors in ``state``: about the size of its torch.save file."""
+    if isinstance(state, torch.Tensor):
+        return state.untyped_storage().nbytes()
+    values = state.values() if isinstance(state, dict) else state if isinstance(state, (list, tuple)) else ()
+    return sum(map(_tensor_bytes, values))
+
+
 def save_checkpoint(path, state: dict) -> Path:
     """Save a checkpoint atomically; ``state`` holds tensors, numbers, strings, lists, dicts."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size=_tensor_bytes(state)) as tmp:
         torch.save(state, tmp)
     return path
 

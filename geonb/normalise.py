@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .io import write_text
+
 
 @dataclass
 class Normaliser:
@@ -31,7 +33,7 @@ class Normaliser:
         return x * self.std + self.mean
 
     def save(self, path):
-        path.write_text(json.dumps(asdict(self)))
+        write_text(path, json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path) -> "Normaliser":

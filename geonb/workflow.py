@@ -8,12 +8,14 @@ builds 01-03 first.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from . import distributed, progress
 from .errors import GeonbError
-from .io import check_outputs
+from .io import check_outputs, locked, write_text
 from .params import NOT_SET, STEPS
 from .registry import get_arch, list_archs
 from .report import Report
@@ -22,6 +24,9 @@ from .training import config_key
 
 # Steps that leave a marker: later steps rebuild them when they are missing or stale.
 MARKED = ("data_prep", "simulate", "train", "error_maps")
+# The run dir whose lock this process holds, or a parent (``geonb run``, whose notebook kernels and ddp workers
+# run its steps) holds for it.
+HELD = "GEONB_RUN_DIR_HELD"
 NOTEBOOKS = ("01_data_prep", "02_hole_simulation", "03_train", "04_error_maps", "05_scatter_plots", "06_transects")
 
 
@@ -159,10 +164,30 @@ class Run:
             progress.say(f"[geonb] building step {step!r} for {self}")
             self.step(step)
 
+    @contextlib.contextmanager
+    def hold(self):
+        """Hold the run dir's lock (``io.locked``) while the block runs: a second process running steps in the
+        same folder is refused, so two runs never mix their outputs. Nested steps, and the processes started
+        while it is held (they inherit ``HELD``), share the hold."""
+        mine = str(self.dir.resolve())
+        if os.environ.get(HELD) == mine:
+            yield
+            return
+        with locked(self.dir, "run dir"):
+            before, os.environ[HELD] = os.environ.get(HELD), mine
+            try:
+                yield
+            finally:  # back to the hold of an enclosing run in another folder, if any
+                os.environ.pop(HELD) if before is None else os.environ.update({HELD: before})
+
     def step(self, step: str) -> Report:
-        """Run one step (earlier ones first if needed) and return its report."""
+        """Run one step (earlier ones first if needed) and return its report; the run dir is locked meanwhile."""
         if step not in STEPS:
             raise GeonbError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
+        with self.hold():
+            return self._step(step)
+
+    def _step(self, step: str) -> Report:
         what = self.spec.steps.get(step, f"the {self.task} task has no {step} step.")
         if isinstance(what, str):
             return Report(f"{step}: not part of the {self.task} task", what)
@@ -173,5 +198,5 @@ class Run:
             distributed.launch(self.given, self["ddp"])  # then the step below resumes the finished run
         report = what(self)
         if step in MARKED:
-            self._marker(step).write_text(json.dumps(self.stamp(step), indent=1))
+            write_text(self._marker(step), json.dumps(self.stamp(step), indent=1))
         return report

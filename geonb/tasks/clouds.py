@@ -23,7 +23,7 @@ from ..metrics.probabilistic import distance_to_observed, reliability, rmse_by_d
 from ..data import load_field
 from ..dineof import dineof
 from ..errors import GeonbError
-from ..io import write_netcdf
+from ..io import write_netcdf, write_text
 from ..modelfile import TrainedModel
 from ..params import ALLOW_OUTLIERS, COMMON, Param
 from ..registry import METHODS, get_arch
@@ -211,7 +211,7 @@ def error_maps(run) -> Report:
     ds = predictions(run)
     cv = ds.holes.values.astype(bool)
     table = score_table(ds)
-    table.to_csv(run.metrics_path("cv"))
+    write_text(run.metrics_path("cv"), table.to_csv())
     obs_input = np.isfinite(ds.input.values)
     by_dist = pd.concat({m: rmse_by_distance(ds.truth.values, ds[m].values, cv, obs_input).set_index("distance_px")
                          for m in methods(ds)}, axis=1)

@@ -26,7 +26,7 @@ from .. import methods, plots, terrain
 from ..baselines import bicubic, cubic_spline
 from ..data import load_grid
 from ..errors import GeonbError
-from ..io import check_outputs, locked, open_dataset, write_netcdf
+from ..io import check_outputs, locked, open_dataset, write_netcdf, write_text
 from ..losses import DEEPBEDMAP_WEIGHTS
 from ..metrics import rmse, roughness
 from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
@@ -663,7 +663,7 @@ def error_maps(run) -> Report:
                      "topo consistency": topographic_consistency(values, coarsen(truth, f), f, scored),
                      "spectrum ratio": spectrum_ratio(_crop(values, box), _crop(truth, box), f)})
     table = pd.DataFrame(rows).set_index(["method", "factor", "inputs"])
-    table.to_csv(run.metrics_path("test_region"))
+    write_text(run.metrics_path("test_region"), table.to_csv())
     crs, units, kind = pred.attrs.get("crs", ""), pred.attrs.get("units", ""), _kind(pred.rename(truth="target"))
     y, x = _box_axes(pred, box)
     factors = sorted({f for _, f in _methods(pred)})

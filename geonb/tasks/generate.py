@@ -25,7 +25,7 @@ import xarray as xr
 
 from .. import distributed, ganplots, methods
 from ..errors import GeonbError
-from ..io import load_checkpoint, open_dataset, save_checkpoint, write_netcdf
+from ..io import load_checkpoint, open_dataset, save_checkpoint, write_netcdf, write_text
 from ..metrics.classification import confusion
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
@@ -299,7 +299,7 @@ def error_maps(run) -> Report:
                "diversity generated": table["diversity generated"].mean(), "diversity real": table["diversity real"].mean()}
     overall["diversity ratio"] = overall["diversity generated"] / overall["diversity real"]
     table.loc["all"] = overall
-    table.to_csv(run.metrics_path("generated"))
+    write_text(run.metrics_path("generated"), table.to_csv())
     n_show = min(10, run["per_class"])
     grid = grid_digits(images, labels, n_show)
     fig_grid = ganplots.digit_grids({f"generated (seed {seed})": grid,

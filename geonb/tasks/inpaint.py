@@ -14,7 +14,7 @@ import xarray as xr
 from .. import baselines, holes as holesets, methods, metrics, plots
 from ..data import load_field
 from ..errors import GeonbError
-from ..io import write_netcdf
+from ..io import write_netcdf, write_text
 from ..losses import masked_mse
 from ..methods.masked import loss_weights
 from ..modelfile import TrainedModel
@@ -273,7 +273,7 @@ def error_maps(run) -> Report:
         write_netcdf(saved, run.prediction_path(f"{kind}"))
         figures.append(_example_maps(run, kind, patches, index[sel], truth, hidden, raw, filled, units))
     table = pd.DataFrame(rows).set_index(["hole set", "method"])
-    table.to_csv(run.metrics_path("holes"))
+    write_text(run.metrics_path("holes"), table.to_csv())
     text = (f"RMSE in {units} on the test patches; rmse_holes scores the hidden pixels only, rmse_image the "
             "final image (observed pixels kept), rmse_raw the network output everywhere; pixel_mean (per-pixel "
             "mean of the training days) appears when the split is by time. Models: "

@@ -27,7 +27,7 @@ import xarray as xr
 
 from .. import aerial, ganplots, methods
 from ..errors import GeonbError
-from ..io import write_netcdf
+from ..io import write_netcdf, write_text
 from ..metrics.classification import confusion_scores
 from ..modelfile import TrainedModel
 from ..params import Param
@@ -157,8 +157,8 @@ def data_prep(run) -> Report:
     table = pd.DataFrame(rows).T
     table.index.name = "location"
     balance = pd.DataFrame({"median-frequency weight": weights}, index=list(names))
-    run.path("class_weights.json").write_text(json.dumps(dict(zip(names, weights.tolist()))))
-    run.path("split.json").write_text(json.dumps({s: [k for k, r in rows.items() if r["split"] == s] for s in BANDS}))
+    write_text(run.path("class_weights.json"), json.dumps(dict(zip(names, weights.tolist()))))
+    write_text(run.path("split.json"), json.dumps({s: [k for k, r in rows.items() if r["split"] == s] for s in BANDS}))
     size = min(min(p.shape[0], p.shape[1]) for p in field.values())
     write_netcdf(aerial.brightness_field(field, min(size, 504)), run.path("field.nc"))
     fig = ganplots.triptychs(thumbs, run.figure("01_split"), title="the split: one image and its classes per "
@@ -357,10 +357,10 @@ def error_maps(run) -> Report:
                               **{f"IoU {c}": v for c, v in zip(names, s["IoU"])}} for k, s in scores.items()}).T
     table.index.name = "method"
     table["test pixels"] = int((truth != aerial.IGNORE).sum())
-    table.to_csv(run.metrics_path("test"))
+    write_text(run.metrics_path("test"), table.to_csv())
     per_class = pd.concat({k: pd.DataFrame({"precision": s["precision"], "recall": s["recall"], "IoU": s["IoU"]},
                                            index=list(names)) for k, s in scores.items()}, names=["method", "class"])
-    per_class.to_csv(run.metrics_path("per_class"))
+    write_text(run.metrics_path("per_class"), per_class.to_csv())
     best = max(preds, key=lambda k: scores[k]["mean IoU"])
     cm = scores[best]["confusion"]
     counts = pd.DataFrame(cm, index=[f"true {c}" for c in names], columns=[f"pred {c}" for c in names])

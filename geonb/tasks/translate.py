@@ -24,7 +24,7 @@ import xarray as xr
 
 from .. import aerial, ganplots, methods
 from ..errors import GeonbError
-from ..io import write_netcdf
+from ..io import write_netcdf, write_text
 from ..metrics.classification import confusion_scores
 from ..modelfile import TrainedModel
 from ..params import Param
@@ -94,7 +94,7 @@ def data_prep(run) -> Report:
             thumbs.append((f"tile_{loc} ({name})", [("photo", pairs[0].photo[::4, ::4]), ("map", pairs[0].map[::4, ::4])]))
             field[loc] = pairs[0].photo
     table = pd.DataFrame(rows).T
-    run.path("split.json").write_text(json.dumps(split))
+    write_text(run.path("split.json"), json.dumps(split))
     write_netcdf(aerial.brightness_field(field), run.path("field.nc"))
     fig = ganplots.triptychs(thumbs, run.figure("01_pairs"), title="one photo and its map per location (¼ scale)")
     return Report(f"01 data: Dubai aerial, {len(rows)} locations × {run['parts']} parts",
@@ -235,7 +235,7 @@ def error_maps(run) -> Report:
     table = pd.DataFrame(rows).T
     table.index.name = "method"
     table["tiles"] = len(truth)
-    table.to_csv(run.metrics_path("test_location"))
+    write_text(run.metrics_path("test_location"), table.to_csv())
     k = min(run["n_examples"], len(truth))
     show = np.random.default_rng(run["seed"]).permutation(len(truth))[:k]
     rows_fig = [(f"test tile {t}", [("photo", tiles["photo"][t]), *((n, outputs[n][t]) for n in outputs),
