@@ -261,7 +261,7 @@ _PROJECTED = {"y": ("y", "northing", "projection_y_coordinate", "rlat"), "x": ("
 
 
 def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = False,
-              allow_outliers: bool = False) -> xr.Dataset:
+              allow_outliers: bool = False, steps: bool = False) -> xr.Dataset:
     """A 2-D grid: the Dataset of every variable on it with dims renamed to (y, x).
 
     The target variable's name is ``attrs["target"]``; the original dimension names and the
@@ -269,9 +269,10 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
     attrs, so outputs can be written back with the input's own names. Embedded grids:
     ``antarctica`` and every single-time ``load_field`` dataset; or a DataArray (its CRS from a
     CF/rioxarray grid-mapping coordinate). A grid with more than one step along another dimension
-    (time, depth) is refused; coordinates are put in order and the target's values checked
-    (``in_order``, ``check_values``). ``lazy``: a file's variables stay on disk as dask arrays
-    (its own chunks) until computed.
+    (time, depth) is refused, unless ``steps``: then one such dimension is kept as ``time`` (its name in
+    ``attrs["t_name"]``) and the target is (time, y, x); coordinates are put in order and the target's
+    values checked (``in_order``, ``check_values``). ``lazy``: a file's variables stay on disk as dask
+    arrays (its own chunks) until computed.
     """
     key = f"the DataArray {source.name!r}" if isinstance(source, xr.DataArray) else str(source)
     if isinstance(source, xr.DataArray):
@@ -308,18 +309,22 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
     if var not in ds:
         raise GeonbError(f"{key} has no variable {var!r}; it has {list(ds.data_vars)}.")
     ds = ds.rename({names["y"]: "y", names["x"]: "x"})
-    steps = {d: n for d, n in ds[var].sizes.items() if d not in ("y", "x") and n > 1}
-    if steps:
-        raise GeonbError(f"{key}:{var} has {', '.join(f'{n} steps along {d!r}' for d, n in steps.items())}; this "
-                         "takes one 2-D grid. Select one first, e.g. xarray ds.isel(time=0).to_netcdf(...).")
-    ds = in_order(ds.isel({d: 0 for d in ds[var].dims if d not in ("y", "x")}, drop=True), ("y", "x"), f"{key}:{var}")
+    many = {d: n for d, n in ds[var].sizes.items() if d not in ("y", "x") and n > 1}
+    if len(many) > (1 if steps else 0):
+        raise GeonbError(f"{key}:{var} has {', '.join(f'{n} steps along {d!r}' for d, n in many.items())}; this "
+                         f"takes {'one time axis' if steps else 'one 2-D grid'}. Select "
+                         f"{'along the others' if steps else 'one'} first, e.g. xarray ds.isel(depth=0).to_netcdf(...).")
+    t_name = next(iter(many), None)
+    ds = ds.isel({d: 0 for d in ds[var].dims if d not in ("y", "x") and d != t_name}, drop=True)
+    ds = in_order(ds.rename({t_name: "time"}) if t_name else ds, ("y", "x"), f"{key}:{var}")
     check_values(ds[var], allow_outliers)
     geographic = names["y"].lower() in ("lat", "latitude", "nav_lat") or \
         str(ds["y"].attrs.get("units", "")).startswith("degree")
     crs = ds.attrs.get("crs") or _file_crs(ds) or ("EPSG:4326" if geographic else "")
-    keep = [v for v in ds.data_vars if ds[v].dims == ("y", "x") or set(ds[v].dims) == {"y", "x"}]
-    out = ds[keep].transpose("y", "x")
-    out.attrs = {**ds.attrs, "target": var, "crs": crs, "y_name": names["y"], "x_name": names["x"]}
+    keep = [v for v in ds.data_vars if set(ds[v].dims) in ({"y", "x"}, {"time", "y", "x"})]
+    out = ds[keep].transpose(*(("time",) if t_name else ()), "y", "x")
+    out.attrs = {**ds.attrs, "target": var, "crs": crs, "y_name": names["y"], "x_name": names["x"],
+                 **({"t_name": str(t_name)} if t_name else {})}
     return out
 
 

@@ -34,6 +34,19 @@ def check_finite(grid, what: str):
     return grid
 
 
+def nearest_filled(grid: np.ndarray) -> np.ndarray:
+    """``grid`` (y, x) with each NaN cell given the value of its nearest finite cell: what a network sees
+    where a time step has clouds or land, so no NaN enters a convolution (those cells are out of the loss
+    and NaN in the output)."""
+    missing = ~np.isfinite(grid)
+    if not missing.any() or missing.all():
+        return grid
+    from scipy.ndimage import distance_transform_edt
+
+    idx = distance_transform_edt(missing, return_distances=False, return_indices=True)
+    return grid[tuple(idx)]
+
+
 def crop_to_multiple(grid: np.ndarray, m: int) -> np.ndarray:
     ny, nx = grid.shape[-2:]
     return grid[..., : ny - ny % m, : nx - nx % m]

@@ -300,13 +300,16 @@ def test_unsorted_coordinates_are_sorted_with_a_warning_and_the_answer_is_unchan
         fill(dup.SST, mask=dup.mask, model=files["dincae"])
 
 
-def test_multi_time_inputs_are_refused_by_downscaling_train_and_predict(files, tmp_path, capsys):
-    src = grid_file(tmp_path / "t3.nc", n_time=3)
+def test_grids_with_two_stepped_axes_or_one_step_series_are_refused_by_downscaling(files, tmp_path, capsys):
+    """A time series is downscaled step by step (tests/test_series.py); a second stepped axis (depth) is refused,
+    and a 2-D grid is what load_grid gives unless asked for steps."""
+    src = grid_file(tmp_path / "t3d2.nc", n_time=3,
+                    edit=lambda ds: xr.concat([ds, ds + 1], "depth").assign_coords(depth=[0.0, 5.0]))
     for argv in (["train", "--arch", "srcnn", "--data", src, "--model", tmp_path / "m.pt"],
                  ["predict", "--model", files["srcnn"], "--input", src, "--out", tmp_path / "p.nc"]):
         status, err = run_cli(capsys, *argv)
-        assert status == 2 and "3 steps along 'time'" in one_error(err)
-    with pytest.raises(GeonbError, match="10 steps along 'time'"):
+        assert status == 2 and "2 steps along 'depth', 3 steps along 'time'; this takes one time axis" in one_error(err)
+    with pytest.raises(GeonbError, match="10 steps along 'time'; this takes one 2-D grid"):
         load_grid("alboran")
 
 

@@ -36,7 +36,7 @@ from ..params import ALLOW_OUTLIERS, AMP, COMMON, Param, cli_type
 from ..predict import Predictor, channels_to_fine, fine_to_channels, lazy_map
 from ..registry import get_arch, list_archs
 from ..report import Report
-from ..resample import block_mean, check_factor, check_finite, coarsen, refine_coords
+from ..resample import block_mean, check_factor, check_finite, coarsen, nearest_filled, refine_coords
 from ..training import Accelerator, accelerator, config_key, run_accelerator
 from ..transect import line_points, line_points_projected, sample_line, straight_line
 from . import Task
@@ -179,11 +179,11 @@ def _grown(box, shape, margin: int):
     return down(y0), up(y1, shape[0]), down(x0), up(x1, shape[1])
 
 
-def _scored_boxes(split, valid, which: int, block: int):
-    """Boxes of a region with enough valid cells to score (at least ``MIN_VALID``)."""
+def _scored_boxes(split, valid, which: int, block: int, least: float = MIN_VALID):
+    """Boxes of a region with enough valid cells to score (a share of at least ``least``, and one cell)."""
     region = (split == which)
     return [b for b in _boxes(region, block)
-            if valid[b[0]:b[1], b[2]:b[3]][region[b[0]:b[1], b[2]:b[3]]].mean() >= MIN_VALID]
+            if (share := valid[b[0]:b[1], b[2]:b[3]][region[b[0]:b[1], b[2]:b[3]]].mean()) >= least and share > 0]
 
 
 # ---------------------------------------------------------------- 01
@@ -452,6 +452,15 @@ def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Nor
     return model.save(path)
 
 
+def time_blocks(n: int) -> np.ndarray:
+    """Which of ``n`` time steps validate: the last fifth as one block (at least one step, and at least
+    one left to train on), so validation is on times after every training step, as a forecast would be."""
+    if n < 2:
+        raise GeonbError(f"a time series of {n} step cannot be split into training and validation times; give "
+                         "at least 2 steps, or one 2-D grid.")
+    return np.arange(n) >= n - max(1, n // 5)
+
+
 def _synthetic_scenes(n, seed, cond) -> list[Scene]:
     """Fractal terrain, each scene standardised by its own statistics (shape, not level)."""
     scenes = []
@@ -463,31 +472,44 @@ def _synthetic_scenes(n, seed, cond) -> list[Scene]:
 
 
 def region_scenes(ds, cond):
-    """From a grid with ``target``, ``valid``, ``split`` and its layers: the training scene (the whole
+    """From a grid with ``target``, ``valid``, ``split`` and its layers: the training scenes (the whole
     grid, patches kept to the train region and off the test region), the val scenes (each val box with
-    ``MARGIN`` cells of context, scored on its valid val cells) and the normalisers."""
-    split, valid = ds["split"].values, ds["valid"].values.astype(bool)
+    ``MARGIN`` cells of context, scored on its valid val cells) and the normalisers.
+
+    A time series (``target`` and ``valid`` (time, y, x)) is split by time too: the steps marked in
+    ``val_step`` give the val scenes, the others a training scene each, so no val cell is trained on at
+    another time; NaN cells (clouds, land) are invalid and nearest-filled for the network's input."""
+    split, target = ds["split"].values, ds["target"].values.astype("float64")
+    target, valid = (target, ds["valid"].values.astype(bool)) if target.ndim == 3 else \
+        (target[None], ds["valid"].values.astype(bool)[None])
+    val_step = ds["val_step"].values.astype(bool) if "val_step" in ds else None
+    fit_steps = ~val_step if val_step is not None else np.ones(len(target), bool)
     train = split == 0
-    norm = Normaliser.fit(ds["target"].values[train & valid])
+    norm = Normaliser.fit(target[fit_steps][train & valid[fit_steps]] if val_step is not None else target[0][train & valid[0]])
     cond_norms = [_layer_norm(ds, c, train) for c, _ in cond]
-    hr, conds = norm(ds["target"].values.astype("float64")), [n(_layer(ds, c)) for (c, _), n in zip(cond, cond_norms)]
-    scene = Scene(hr, conds, "train region", valid.astype("float64"), train, split == 2)
-    vals = []
-    for box in _scored_boxes(split, valid, 1, int(ds.attrs["block"])):
-        g = _grown(box, hr.shape, MARGIN)
-        vals.append(Scene(_crop(hr, g), [_crop(c, g) for c in conds], f"val {g}",
-                          _crop((split == 1) & valid, g).astype("float64")))
-    return scene, vals, norm, cond_norms
+    conds = [n(_layer(ds, c)) for (c, _), n in zip(cond, cond_norms)]
+    scenes, vals = [], []
+    for t, (hr, ok) in enumerate(zip(norm(target), valid)):
+        hr, name = nearest_filled(hr), f" t={t}" if val_step is not None else ""
+        if val_step is None or not val_step[t]:
+            scenes.append(Scene(hr, conds, f"train region{name}", ok.astype("float64"), train, split == 2))
+        if val_step is None or val_step[t]:
+            # a cloudy step still scores what it saw: the val RMSE weighs every valid cell alike
+            for box in _scored_boxes(split, ok, 1, int(ds.attrs["block"]), MIN_VALID if val_step is None else 0):
+                g = _grown(box, hr.shape, MARGIN)
+                vals.append(Scene(_crop(hr, g), [_crop(c, g) for c in conds], f"val {g}{name}",
+                                  _crop((split == 1) & ok, g).astype("float64")))
+    return scenes, vals, norm, cond_norms
 
 
 def _training_data(run, ds, cond):
     """``region_scenes`` of 01's data, plus the run's synthetic terrain scenes."""
-    scene, vals, norm, cond_norms = region_scenes(ds, cond)
+    scenes, vals, norm, cond_norms = region_scenes(ds, cond)
     n_synth = setting(run, "synthetic")
     if n_synth and any(c not in DERIVED for c, _ in cond):
         raise GeonbError(f"synthetic terrain scenes have only {', '.join(DERIVED)} layers, not {run['cond']!r}; "
                          "set synthetic to 0.")
-    return [scene, *_synthetic_scenes(n_synth, run["seed"], cond)], vals, norm, cond_norms
+    return [*scenes, *_synthetic_scenes(n_synth, run["seed"], cond)], vals, norm, cond_norms
 
 
 def parse_cond(spec, factor: int) -> list[tuple[str, int]]:
@@ -816,22 +838,33 @@ def cli_train(args) -> int:
     check_outputs({"--model": out, "checkpoints": checkpoints}, [args.data, *(c.rpartition(":")[0] for c in args.cond or [])],
                   overwrite=args.overwrite, folders=("checkpoints",))
     f = check_factor(args.factor)
-    grid = load_grid(args.data, args.var, args.allow_outliers)
+    grid = load_grid(args.data, args.var, allow_outliers=args.allow_outliers, steps=True)
     var = grid.attrs["target"]
     grid = _crop16(grid)
     ny, nx = grid.sizes["y"], grid.sizes["x"]
-    hr = check_finite(grid[var].values.astype("float64"), f"{args.data}:{var}")
+    hr = grid[var].values.astype("float64")
+    dims = grid[var].dims  # (y, x), or (time, y, x): a series learns from every step
     defaults = DATA_DEFAULTS.get(str(args.data), FALLBACK)
     above = args.valid_above if args.valid_above is not None else defaults.get("valid_above")
     block = defaults.get("block", 0) if min(ny, nx) >= 3 * defaults.get("block", 0) else 0
-    valid = hr > above if above is not None else np.ones(hr.shape, bool)
+    if "time" in dims:  # clouds and land: out of the loss (region_scenes); a step all NaN teaches nothing
+        valid = np.isfinite(hr) & (hr > (above if above is not None else -np.inf))
+        if not valid.any(axis=(1, 2)).all():
+            raise GeonbError(f"{args.data}:{var} has time steps without a single valid cell; drop them first.")
+    else:
+        check_finite(hr, f"{args.data}:{var}")
+        valid = hr > above if above is not None else np.ones(hr.shape, bool)
     conds = [_cond_on_grid(spec, grid, f, args.allow_outliers) for spec in args.cond or []]
-    ds = xr.Dataset({"target": (("y", "x"), hr), "valid": (("y", "x"), valid.astype("uint8")),
-                     "split": (("y", "x"), split_map(hr.shape, block, test=False)),
-                     **{n: (("y", "x"), v) for n, _, v in conds if n not in COORDS}},
+    ds = xr.Dataset({"target": (dims, hr), "valid": (dims, valid.astype("uint8")),
+                     "split": (("y", "x"), split_map((ny, nx), block, test=False)),
+                     **{n: (("y", "x"), v) for n, _, v in conds if n not in COORDS},
+                     **({"val_step": ("time", time_blocks(hr.shape[0]))} if "time" in dims else {})},
                     coords={"y": grid.y, "x": grid.x}, attrs={"block": block})
     cond = [(n, r) for n, r, _ in conds]
-    scene, vals, norm, cond_norms = region_scenes(ds, cond)
+    scenes, vals, norm, cond_norms = region_scenes(ds, cond)
+    if not vals:
+        raise GeonbError(f"{args.data}:{var} leaves no valid cell in the validation region; give a larger grid "
+                         "or more time steps.")
     hp = get_arch(args.arch).accepts("generator", {"n_blocks": args.n_blocks, "nf": args.nf, "beta": args.beta})
     settings = dict(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr or get_arch(args.arch).lr,
                     patch_lr=args.patch, patience=args.patience, seed=args.seed)
@@ -839,10 +872,11 @@ def cli_train(args) -> int:
     key = config_key({"arch": args.arch, "factor": f, "hparams": hp, "cond": cond, "valid_above": above, **settings,
                       "data": hashlib.sha256(b"".join(ds[v].values.tobytes() for v in sorted(ds.data_vars))).hexdigest()})
     with locked(checkpoints / key, "the checkpoint folder"):
-        method, history = train_model(args.arch, f, [r for _, r in cond], hp, [scene], vals, checkpoints / key,
+        method, history = train_model(args.arch, f, [r for _, r in cond], hp, scenes, vals, checkpoints / key,
                                       units=float(norm.std), device=accelerator(args.device, args.amp, args.compile, args.workers), **settings)
-    save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {ny}x{nx}", history, above,
-               grid.attrs["crs"])
+    steps = f"{hr.shape[0]} steps of " if "time" in dims else ""
+    save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {steps}{ny}x{nx}", history,
+               above, grid.attrs["crs"])
     print(f"wrote {out}")
     return 0
 
@@ -851,12 +885,34 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     """``geonb predict`` for a downscaling model: a low-res grid in, the grid × factor out (CF NetCDF, zarr or
     GeoTIFF) with the input's coordinate names and attributes and its CRS; lazy (``predict_lazy``), so the
     writer streams it chunk by chunk."""
-    grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True, allow_outliers=args.allow_outliers)
+    grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True, allow_outliers=args.allow_outliers,
+                     steps=True)
     da = grid[grid.attrs["target"]]
-    check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
     conds = conditioning(model, grid, args.cond, args.allow_outliers)
-    hr = predict_lazy(Predictor(model), da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
+    predictor = Predictor(model)
+    if "time" in da.dims:
+        hr = predict_steps(predictor, da.data, conds, tile=args.tile or 64)
+    else:
+        check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
+        hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
     return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
+
+
+def predict_steps(predictor: Predictor, lr, conds=(), *, tile: int | None = 64):
+    """Every step of a (time, y, x) low-res series (numpy or dask), lazily, one dask chunk per step: the
+    step's NaN cells (clouds, land) nearest-filled for the network and NaN again in the output (each
+    covers its factor × factor fine cells), as training treated them."""
+    import dask.array as dsa
+
+    f = predictor.model.arch_args["factor"]
+    lr = dsa.asarray(lr).rechunk({0: 1, 1: -1, 2: -1})
+
+    def step(block):
+        out = predict_grid(predictor, nearest_filled(block[0].astype("float64")), conds, tile=tile)
+        gaps = np.kron(~np.isfinite(block[0]), np.ones((f, f), bool))
+        return np.where(gaps, np.nan, out).astype(np.float32)[None]
+
+    return lr.map_blocks(step, dtype=np.float32, chunks=((1,) * lr.shape[0], (lr.shape[1] * f,), (lr.shape[2] * f,)))
 
 
 def conditioning(model: TrainedModel, grid: xr.Dataset, specs, allow_outliers: bool = False) -> list[np.ndarray]:
@@ -872,8 +928,9 @@ def conditioning(model: TrainedModel, grid: xr.Dataset, specs, allow_outliers: b
 
 
 def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source: str) -> xr.Dataset:
-    """The high-res grid ``hr`` (numpy or dask) as a CF Dataset on ``grid``'s refined cells, with the input's
-    coordinate names and attributes and its CRS (a grid-mapping coordinate, via rioxarray)."""
+    """The high-res grid ``hr`` (numpy or dask; (time, y, x) for a series) as a CF Dataset on ``grid``'s
+    refined cells, with the input's coordinate names and attributes and its CRS (a grid-mapping coordinate,
+    via rioxarray)."""
     import rioxarray  # noqa: F401  (registers .rio)
 
     f = model.arch_args["factor"]
@@ -883,9 +940,11 @@ def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source:
     crs = grid.attrs["crs"]
     cf = ({"units": "degrees_north", "standard_name": "latitude"}, {"units": "degrees_east", "standard_name": "longitude"}) \
         if crs == "EPSG:4326" else ({}, {})
+    t_name = grid.attrs.get("t_name")
+    times = {t_name: (t_name, grid.time.values, grid.time.attrs)} if "time" in da.dims else {}
     out = xr.DataArray(
-        hr, dims=(y_name, x_name), name=str(da.name),
-        coords={y_name: (y_name, fine.y.values, {**cf[0], **grid.y.attrs}),
+        hr, dims=(*times, y_name, x_name), name=str(da.name),
+        coords={**times, y_name: (y_name, fine.y.values, {**cf[0], **grid.y.attrs}),
                 x_name: (x_name, fine.x.values, {**cf[1], **grid.x.attrs})},
         attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},
                "long_name": f"{da.attrs.get('long_name', da.name)}, super-resolved ×{f}"},
