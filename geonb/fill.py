@@ -25,7 +25,7 @@ import xarray as xr
 
 from . import methods
 from .cv import cloud_cv_mask
-from .data import grid_dims, in_order, standardise
+from .data import grid_dims, in_order, is_longitude, standardise
 from .dineof import dineof
 from .errors import GeonbError
 from .io import NETCDF, add_history, check_outputs, locked, match_fill_values, open_dataset, remove_stale, temp_prefix, write_output
@@ -248,7 +248,12 @@ def _sea_mask(std: xr.DataArray, mask) -> np.ndarray:
     if values.shape != std.shape[1:]:
         raise GeonbError(f"the mask has shape {values.shape} but the variable's (lat, lon) grid is {std.shape[1:]}; "
                          "give a land/sea mask on the same grid (1 = sea, 0 = land).")
-    return np.nan_to_num(values.astype(float)) > 0
+    sea = np.nan_to_num(values.astype(float)) > 0
+    if not sea.any():  # else "no missing sea values" and exit 0 with nothing filled
+        raise GeonbError(f"the mask marks no cell as sea (its values: {', '.join(f'{v:g}' for v in np.unique(values)[:5])}"
+                         "); it must be 1 (or > 0) on sea, 0 on land: check --mask-var / mask, or drop it to fill every "
+                         "cell ever observed.")
+    return sea
 
 
 def _refuse_unused(what: str, **options):
@@ -281,7 +286,9 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
     check_outputs({"save_model": save_model, "work_dir": work_dir},
                   [None if isinstance(model, TrainedModel) else model], overwrite=overwrite, folders=("work_dir",))
     name = str(da.name or "field")
-    da = in_order(da.rename(name), grid_dims(da).values(), f"variable {name!r}")
+    dims = grid_dims(da)
+    geographic = is_longitude(da, dims["lon"])
+    da = in_order(da.rename(name), dims.values(), f"variable {name!r}", dims["lon"] if geographic else None)
     std = standardise(da, allow_outliers)
     sea = _sea_mask(std, mask)
     values = np.where(sea, std.values, np.nan).astype("float32")
@@ -303,6 +310,7 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
                           stacklevel=2)
         times = std["time"].values
         lat, lon = std["lat"].values, std["lon"].values
+        lon = np.unwrap(lon, period=360) if geographic else lon  # one run across 0° or 180°, as the cells lie
         if classical:
             result = dineof(values, _numeric_time(times), sea=sea, seed=seed, progress=progress)
             filled = result.filled

@@ -296,17 +296,50 @@ def check_classic_netcdf(path: Path) -> None:
                          "header describes); copy it again from its source.") from None
 
 
+# The first bytes of image files people give where a grid belongs (the netCDF library calls them corrupt).
+IMAGE_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"II+\x00": "TIFF",
+               b"MM\x00+": "TIFF", b"GIF8": "GIF", b"BM": "BMP"}
+
+
+def refuse_image(path: Path) -> None:
+    """A GeonbError naming the image format when ``path`` is an image file, not a grid."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    kind = "WebP" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else \
+        next((name for magic, name in IMAGE_MAGIC.items() if head.startswith(magic)), None)
+    if kind:
+        raise GeonbError(f"{path} is a {kind} image, not a NetCDF or zarr grid; give a NetCDF (.nc) or zarr file "
+                         "(a GeoTIFF converts with rioxarray.open_rasterio(path).to_dataset(name='band').to_netcdf(...)).")
+
+
+def check_zarr_chunks(path: Path) -> None:
+    """Every chunk of every array of the zarr store ``path`` is there: zarr reads a missing chunk file as the
+    fill value (NaN), which would pass for cloud or land and be filled in, with no error."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    for name, array in group.arrays():
+        missing = array.nchunks - array.nchunks_initialized
+        if missing:
+            raise GeonbError(f"{path}: {missing} of {array.nchunks} chunk files of {name!r} are missing (zarr would "
+                             "read them as fill values, i.e. invent missing data); copy the store again from its "
+                             "source (one written with empty chunks left out: rewrite it with "
+                             "to_zarr(..., write_empty_chunks=True)).")
+
+
 def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset:
     """Open a NetCDF or zarr file read-only and load it (``lazy``: as dask arrays in the file's own
-    chunks, read when computed); check ``var`` is in it."""
+    chunks, read when computed); check ``var`` is in it, and that no zarr chunk is missing."""
     path = Path(path).expanduser()
     if not path.exists():
         raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc) or zarr file.")
     try:
         if path.is_dir() or path.suffix == ".zarr":
+            check_zarr_chunks(path)
             ds = xr.open_zarr(path)
             ds = ds if lazy else ds.load()  # loaded here: a damaged chunk fails now, not deep in a step
         else:
+            refuse_image(path)
             check_classic_netcdf(path)
             if lazy:
                 ds = xr.open_dataset(path, mode="r", chunks={})

@@ -201,14 +201,11 @@ def data_prep(run) -> Report:
         ny, nx = QUICK_CROP
         y0, x0 = max(0, (grid.sizes["y"] - ny) // 2), max(0, (grid.sizes["x"] - nx) // 2)
         grid = grid.isel(y=slice(y0, y0 + ny), x=slice(x0, x0 + nx))
-    grid = _crop16(grid)
+    block, above = setting(run, "block"), setting(run, "valid_above")
+    grid = _crop16(grid, (max(64, 3 * block), max(96, 3 * block)),
+                   f"and 3 blocks of {block} each way for a block split; or a smaller block, 0: column bands")
     ny, nx = grid.sizes["y"], grid.sizes["x"]
     hr = check_finite(grid[var].values.astype("float64"), f"the target grid {name}:{var}")
-    block, above = setting(run, "block"), setting(run, "valid_above")
-    if ny < 64 or nx < 96 or (block and min(ny, nx) < 3 * block):
-        raise GeonbError(f"the grid is {ny}×{nx} after cropping to multiples of 16; downscaling needs at least "
-                         f"64×96 cells (and 3 blocks of {block} each way for a block split). Use a larger grid or "
-                         "a smaller block (0: column bands).")
     valid = hr > above if above is not None else np.ones(hr.shape, bool)
     split = split_map(hr.shape, block)
     for k, region in enumerate(("train", "val", "test")):
@@ -251,9 +248,14 @@ def data_prep(run) -> Report:
                   f"Layers: {', '.join(layers)} (+ coordinates x, y).", {"regions": pd.DataFrame(rows).T}, [fig])
 
 
-def _crop16(grid: xr.Dataset) -> xr.Dataset:
-    """The grid cut to multiples of 16 cells, so every factor (2..16) tiles it and each region exactly."""
-    return grid.isel(y=slice(0, grid.sizes["y"] // 16 * 16), x=slice(0, grid.sizes["x"] // 16 * 16))
+def _crop16(grid: xr.Dataset, need: tuple[int, int], why: str) -> xr.Dataset:
+    """The grid cut to multiples of 16 cells, so every factor (2..16) tiles it and each region exactly; one
+    smaller than ``need`` cells after the cut is refused before any work (``why``: what needs them)."""
+    ny, nx = grid.sizes["y"] // 16 * 16, grid.sizes["x"] // 16 * 16
+    if ny < need[0] or nx < need[1]:
+        raise GeonbError(f"the grid is {grid.sizes['y']}×{grid.sizes['x']} cells, {ny}×{nx} in whole 16-cell blocks; "
+                         f"downscaling needs at least {need[0]}×{need[1]} ({why}). Use a larger grid.")
+    return grid.isel(y=slice(0, ny), x=slice(0, nx))
 
 
 def _kind(ds) -> str:
@@ -797,7 +799,10 @@ def cli_train(args) -> int:
     f = check_factor(args.factor)
     grid = load_grid(args.data, args.var, args.allow_outliers)
     var = grid.attrs["target"]
-    grid = _crop16(grid)
+    size = args.patch * f
+    grid = _crop16(grid, (max(16, size), -(-size // 16) * 16 + 16),
+                   f"a training tile of {size} cells, --patch {args.patch} × --factor {f}, beside a 16-cell validation "
+                   "band; or a smaller --patch or --factor")
     ny, nx = grid.sizes["y"], grid.sizes["x"]
     hr = check_finite(grid[var].values.astype("float64"), f"{args.data}:{var}")
     defaults = DATA_DEFAULTS.get(str(args.data), FALLBACK)
@@ -832,9 +837,13 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     writer streams it chunk by chunk."""
     grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True, allow_outliers=args.allow_outliers)
     da = grid[grid.attrs["target"]]
+    predictor = Predictor(model)
+    if min(da.shape) < predictor.halo:  # the chunks' overlap with their neighbours needs that many cells
+        raise GeonbError(f"{args.input}:{da.name} is {da.shape[0]}×{da.shape[1]} cells; this model needs at least "
+                         f"{predictor.halo}×{predictor.halo} (its receptive field). Give a larger grid.")
     check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
     conds = conditioning(model, grid, args.cond, args.allow_outliers)
-    hr = predict_lazy(Predictor(model), da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
+    hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
     return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
 
 
