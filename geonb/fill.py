@@ -25,7 +25,7 @@ import xarray as xr
 
 from . import methods
 from .cv import cloud_cv_mask
-from .data import grid_dims, in_order, is_longitude, standardise
+from .data import grid_dims, in_order, is_longitude, refuse_curvilinear, standardise
 from .dineof import dineof
 from .errors import GeonbError
 from .io import NETCDF, add_history, check_outputs, locked, match_fill_values, open_dataset, remove_stale, temp_prefix, write_output
@@ -241,7 +241,8 @@ def _sea_mask(std: xr.DataArray, mask) -> np.ndarray:
     obs = np.isfinite(std.values)
     if mask is None:
         return obs.any(0)
-    mask = standardise(mask.rename(mask.name or "mask")) if isinstance(mask, xr.DataArray) and mask.ndim >= 2 else mask
+    if isinstance(mask, xr.DataArray) and mask.ndim >= 2 and np.isfinite(mask.values).any():  # all NaN: no sea, below
+        mask = standardise(mask.rename(mask.name or "mask"))
     values = np.asarray(getattr(mask, "values", mask))
     if values.ndim == 3 and values.shape[0] == 1:
         values = values[0]
@@ -319,6 +320,8 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
             info.update(n_modes=result.n_modes, cv_rms=result.cv_rms)
         else:
             cloud_model = _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir)
+            if geographic:  # the longitudes in the convention the model was trained in (0…360 or −180…180)
+                lon = lon - 360 * np.round((lon.mean() - cloud_model.norms["lon"].mean) / 360)
             t0 = time.perf_counter()
             mean, sd = fill_cube(cloud_model, values, lat, lon, times)
             info["fill_seconds"] = time.perf_counter() - t0
@@ -423,6 +426,7 @@ def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) ->
 
 def fill_dataset(ds: xr.Dataset, var: str, mask_var: str | None = None, **options) -> xr.Dataset:
     """``ds`` with ``var`` filled and ``<var>_error`` added; every other variable and attribute kept."""
+    refuse_curvilinear(ds, "the input")
     mask = None
     if mask_var:
         if mask_var not in ds.variables:

@@ -254,7 +254,8 @@ def write_zarr(ds, path, **kwargs) -> Path:
     remove_stale(path.parent, f".{path.name}", ".tmp")
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(f".{path.name}"), suffix=".tmp", dir=path.parent))
     try:
-        ds.to_zarr(tmp, mode="w", **kwargs)
+        # every chunk written, all-NaN ones too: a store with a chunk file missing is refused as damaged
+        ds.to_zarr(tmp, mode="w", write_empty_chunks=True, **kwargs)
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)

@@ -868,13 +868,16 @@ def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source:
     da = grid[grid.attrs["target"]]
     y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
     fine = _refined(grid, f)
+    x = fine.x.values
+    if "lon_seam" in grid.attrs:  # longitudes across the seam: back into the input's convention (0…360 or −180…180)
+        x = (x - grid.attrs["lon_seam"]) % 360 + grid.attrs["lon_seam"]
     crs = grid.attrs["crs"]
     cf = ({"units": "degrees_north", "standard_name": "latitude"}, {"units": "degrees_east", "standard_name": "longitude"}) \
         if crs == "EPSG:4326" else ({}, {})
     out = xr.DataArray(
         hr, dims=(y_name, x_name), name=str(da.name),
         coords={y_name: (y_name, fine.y.values, {**cf[0], **grid.y.attrs}),
-                x_name: (x_name, fine.x.values, {**cf[1], **grid.x.attrs})},
+                x_name: (x_name, x, {**cf[1], **grid.x.attrs})},
         attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},
                "long_name": f"{da.attrs.get('long_name', da.name)}, super-resolved ×{f}"},
     ).to_dataset()
