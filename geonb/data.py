@@ -394,7 +394,7 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
         ds.attrs["lon_seam"] = -180.0 if float(ds["x"].min()) < 0 else 0.0
         ds = ds.assign_coords(x=("x", np.unwrap(ds["x"].values.astype("float64"), period=360), ds["x"].attrs))
     for axis in ("y", "x"):
-        refuse_irregular(ds[axis].values, f"{key}: {names[axis]}")
+        refuse_gaps(ds[axis].values, f"{key}: {names[axis]}")
     check_values(ds[var], allow_outliers)
     geographic = names["y"].lower() in ("lat", "latitude", "nav_lat") or \
         str(ds["y"].attrs.get("units", "")).startswith("degree")
@@ -405,12 +405,17 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
     return out
 
 
-def refuse_irregular(coord: np.ndarray, what: str) -> None:
-    """Downscaling splits each cell into equal sub-cells: uneven spacing would give overlapping fine cells."""
-    steps = np.diff(np.asarray(coord, "float64"))
-    if steps.size > 1 and np.abs(steps - steps.mean()).max() > 0.01 * abs(steps.mean()):
-        raise GeonbError(f"{what} is not evenly spaced (steps {steps.min():.4g} … {steps.max():.4g}); downscaling "
-                         "needs a regular grid: interpolate it onto even steps first (e.g. xarray ds.interp).")
+def refuse_gaps(coord: np.ndarray, what: str) -> None:
+    """A step more than 1.5 times the one before or after it is a gap (rows or columns left out), whose two
+    sides a network would take for neighbours; smoothly uneven steps are kept (``refine_coords``)."""
+    steps = np.abs(np.diff(np.asarray(coord, "float64")))
+    ratio = steps[1:] / steps[:-1]
+    jumps = np.flatnonzero((ratio > 1.5) | (ratio < 1 / 1.5))
+    if jumps.size:
+        k = int(jumps[0])
+        raise GeonbError(f"{what} jumps from steps of {steps[k]:.4g} to {steps[k + 1]:.4g} near {float(coord[k + 1]):g}: "
+                         "a gap in the grid, whose two sides a model would take for neighbours; downscaling needs "
+                         "evenly or smoothly spaced cells: cut the grid at the gap or interpolate it onto even steps.")
 
 
 def _file_crs(ds: xr.Dataset) -> str:

@@ -126,15 +126,24 @@ def test_curvilinear_grids_are_refused_not_treated_as_regular(files, tmp_path, c
 
 
 @pytest.mark.parametrize("axis", ["x", "y"])
-def test_unevenly_spaced_grids_are_refused_for_downscaling(files, tmp_path, capsys, axis):
-    def uneven(ds):
-        return ds.assign_coords({axis: ds[axis].values[0] + 0.01 * np.arange(ds.sizes[axis]) ** 1.5})
-
-    src = grid_file(tmp_path / "g.nc", edit=uneven)
+def test_a_grid_with_a_gap_is_refused_for_downscaling(files, tmp_path, capsys, axis):
+    src = grid_file(tmp_path / "g.nc", edit=lambda ds: ds.isel({axis: [*range(10), *range(16, 32)]}))  # 6 left out
     line = refused(capsys, [src], "predict", "--model", files["srcnn"], "--input", src, "--out", tmp_path / "p.nc")
-    assert f"{axis} is not evenly spaced (steps 0.01 …" in line and "interpolate it onto even steps" in line
+    assert f"{axis} jumps from steps of" in line and "a gap in the grid" in line
     line = refused(capsys, [src], "train", "--arch", "srcnn", "--data", src, "--model", tmp_path / "m.pt")
-    assert "not evenly spaced" in line and not (tmp_path / "m_checkpoints").exists()
+    assert "a gap in the grid" in line and not (tmp_path / "m_checkpoints").exists()
+
+
+def test_smoothly_uneven_latitudes_keep_their_positions_when_downscaled(files, tmp_path, capsys):
+    steps = np.linspace(0.1, 0.3, 31)  # a Mercator-like axis: steps grow 3 times over the grid
+    src = grid_file(tmp_path / "g.nc", edit=lambda ds: ds.rename(y="lat", x="lon").assign_coords(
+        lat=np.r_[30, 30 + np.cumsum(steps)]))
+    assert predict(capsys, files["srcnn"], src, tmp_path / "p.nc")[0] == 0
+    coarse = xr.open_dataset(src).lat.values
+    fine = xr.open_dataset(tmp_path / "p.nc").lat.values.reshape(-1, 2)
+    edges = np.r_[-np.inf, (coarse[1:] + coarse[:-1]) / 2, np.inf]
+    assert (np.diff(fine.ravel()) > 0).all()  # no overlap (the mean step put them 0.05° into the next cell)
+    assert ((fine > edges[:-1, None]) & (fine < edges[1:, None])).all()  # each fine cell inside its coarse cell
 
 
 # ---------------------------------------------------------------- missing zarr chunks
