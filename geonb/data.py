@@ -164,7 +164,8 @@ def _seam_roll(lon: np.ndarray) -> int:
     they run on across it (350…359.5, 0…10): 0 when the widest gap is the one around the globe."""
     gaps = np.diff(np.r_[lon, lon[0] + 360.0])
     widest, step = int(np.argmax(gaps)), np.median(gaps[:-1])
-    return 0 if widest == len(lon) - 1 or gaps[-1] > 1.5 * step else -(widest + 1)
+    one_piece = gaps[widest] <= 1.5 * step or gaps[-1] > 1.5 * step  # a global grid; a region away from the seam
+    return 0 if one_piece else -(widest + 1)
 
 
 def in_order(obj, dims, what: str, lon: str | None = None):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -84,6 +85,16 @@ def test_longitudes_across_the_seam_are_downscaled_as_one_grid_in_the_inputs_con
     got = xr.open_dataset(tmp_path / "out.nc")["elevation"]
     np.testing.assert_allclose(got.values, want.values, rtol=1e-6)  # the same field: no cut at the seam
     np.testing.assert_allclose(got.lon.values, convention(want.lon.values), atol=1e-9)
+
+
+@pytest.mark.parametrize("lon", [np.arange(0.5, 360, 10.0), np.arange(-175, 180, 10.0)])
+def test_a_global_grid_is_neither_rolled_nor_unwrapped(tmp_path, lon):
+    src = lonlat_grid(tmp_path / "g.nc", lon)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "rolled" warning
+        grid = load_grid(src)
+    np.testing.assert_array_equal(grid.x.values, lon)
+    assert "lon_seam" not in grid.attrs
 
 
 @pytest.mark.parametrize("pieces", [False, True])
