@@ -177,9 +177,9 @@ def _open_image(path, read):
         with Image.open(path) as im:  # reads the header only
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise GeonbError(f"{path} declares {w}×{h} px ({w * h / 1e6:,.0f} Mpx), more than the {MAX_PIXELS / 1e6:.0f} "
-                                 "Mpx geonb reads: a damaged or hostile file (decompression bomb), or cut it into "
-                                 "tiles first (e.g. gdal_translate -srcwin).")
+                raise GeonbError(f"{path} declares {w}×{h} px ({w * h / 1e6:,.0f} Mpx), more than the "
+                                 f"{MAX_PIXELS / 1e6:.0f} Mpx geonb reads: a damaged or hostile file (decompression "
+                                 "bomb), or cut it into tiles first (e.g. gdal_translate -srcwin).")
             return read(im)
     except (UnidentifiedImageError, OSError) as exc:
         raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc

@@ -129,6 +129,7 @@ def time_dim(da) -> str | None:
 
 
 def is_longitude(obj, dim: str) -> bool:
+    """``dim`` is a longitude in degrees (by name, standard name or units), not a projected x in metres."""
     attrs = obj[dim].attrs if dim in obj.coords else {}
     units = str(attrs.get("units", "")).lower()
     return str(dim).lower() in _GEO_NAMES[3:] or attrs.get("standard_name") == "longitude" or \
@@ -148,8 +149,9 @@ def grid_dims(da: xr.DataArray) -> dict[str, str]:
                 f"(looked for {', '.join(names)}). Give a gridded (lat, lon) variable."
             )
         dims[std] = found[0]
-    if time_dim(da):
-        dims["time"] = time_dim(da)
+    time = time_dim(da)
+    if time:
+        dims["time"] = time
     return dims
 
 
@@ -192,10 +194,11 @@ def in_order(obj, dims, what: str, lon: str | None = None):
             warnings.warn(f"{what}: coordinate {dim!r} was not in order; sorted it ascending (the output follows this "
                           "order where geonb writes a new grid).", stacklevel=3)
             obj = obj.sortby(dim)
-        shift = _seam_roll(obj[dim].values.astype("float64")) if dim == lon and obj.indexes[dim].is_monotonic_increasing else 0
+        shift = dim == lon and obj.indexes[dim].is_monotonic_increasing and _seam_roll(obj[dim].values.astype(float))
         if shift:
             warnings.warn(f"{what}: longitude {dim!r} is stored in two pieces of a region across the seam "
-                          f"({float(obj[dim][0]):g}…, …{float(obj[dim][-1]):g}); rolled them into one run.", stacklevel=3)
+                          f"({float(obj[dim][0]):g}…, …{float(obj[dim][-1]):g}); rolled them into one run.",
+                          stacklevel=3)
             obj = obj.roll({dim: shift}, roll_coords=True)
     return obj
 
@@ -380,6 +383,7 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
         var = candidates[0]
     if var not in ds:
         raise GeonbError(f"{key} has no variable {var!r}; it has {list(ds.data_vars)}.")
+    lon = "x" if is_longitude(ds, names["x"]) else None
     ds = ds.rename({names["y"]: "y", names["x"]: "x"})
     steps = {d: n for d, n in ds[var].sizes.items() if d not in ("y", "x") and n > 1}
     if steps:
@@ -387,7 +391,6 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
         raise GeonbError(f"{key}:{var} has {', '.join(f'{n} steps along {d!r}' for d, n in steps.items())}; a "
                          "downscaling model takes one 2-D grid at a time. Select one first, e.g. xarray "
                          f"ds.isel({first}=0).to_netcdf(...), once per step you need.")
-    lon = "x" if is_longitude(ds, "x") or names["x"].lower() in _GEO_NAMES[3:] else None
     ds = in_order(ds.isel({d: 0 for d in ds[var].dims if d not in ("y", "x")}, drop=True), ("y", "x"), f"{key}:{var}",
                   lon)
     if lon and not (ds.indexes["x"].is_monotonic_increasing or ds.indexes["x"].is_monotonic_decreasing):
@@ -414,9 +417,10 @@ def refuse_gaps(coord: np.ndarray, what: str) -> None:
     jumps = np.flatnonzero((ratio > 1.5) | (ratio < 1 / 1.5))
     if jumps.size:
         k = int(jumps[0])
-        raise GeonbError(f"{what} jumps from steps of {steps[k]:.4g} to {steps[k + 1]:.4g} near {float(coord[k + 1]):g}: "
-                         "a gap in the grid, whose two sides a model would take for neighbours; downscaling needs "
-                         "evenly or smoothly spaced cells: cut the grid at the gap or interpolate it onto even steps.")
+        raise GeonbError(f"{what} jumps from steps of {steps[k]:.4g} to {steps[k + 1]:.4g} near "
+                         f"{float(coord[k + 1]):g}: a gap in the grid, whose two sides a model would take for "
+                         "neighbours; downscaling needs evenly or smoothly spaced cells: cut the grid at the gap or "
+                         "interpolate it onto even steps.")
 
 
 def _file_crs(ds: xr.Dataset) -> str:

@@ -251,9 +251,9 @@ def _sea_mask(std: xr.DataArray, mask) -> np.ndarray:
                          "give a land/sea mask on the same grid (1 = sea, 0 = land).")
     sea = np.nan_to_num(values.astype(float)) > 0
     if not sea.any():  # else "no missing sea values" and exit 0 with nothing filled
-        raise GeonbError(f"the mask marks no cell as sea (its values: {', '.join(f'{v:g}' for v in np.unique(values)[:5])}"
-                         "); it must be 1 (or > 0) on sea, 0 on land: check --mask-var / mask, or drop it to fill every "
-                         "cell ever observed.")
+        found = ", ".join(f"{v:g}" for v in np.unique(values)[:5])
+        raise GeonbError(f"the mask marks no cell as sea (its values: {found}); it must be 1 (or > 0) on sea, 0 on "
+                         "land: check --mask-var / mask, or drop it to fill every cell ever observed.")
     return sea
 
 

@@ -309,8 +309,8 @@ def refuse_image(path: Path) -> None:
     kind = "WebP" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else \
         next((name for magic, name in IMAGE_MAGIC.items() if head.startswith(magic)), None)
     if kind:
-        raise GeonbError(f"{path} is a {kind} image, not a NetCDF or zarr grid; give a NetCDF (.nc) or zarr file "
-                         "(a GeoTIFF converts with rioxarray.open_rasterio(path).to_dataset(name='band').to_netcdf(...)).")
+        raise GeonbError(f"{path} is a {kind} image, not a NetCDF or zarr grid; give a NetCDF (.nc) or zarr file (a "
+                         "GeoTIFF converts with rioxarray.open_rasterio(path).to_dataset(name='band').to_netcdf(...)).")
 
 
 def check_zarr_chunks(path: Path) -> None:

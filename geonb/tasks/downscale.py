@@ -869,7 +869,7 @@ def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source:
     y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
     fine = _refined(grid, f)
     x = fine.x.values
-    if "lon_seam" in grid.attrs:  # longitudes across the seam: back into the input's convention (0…360 or −180…180)
+    if "lon_seam" in grid.attrs:  # across the seam: back into the input's convention (0…360 or −180…180)
         x = (x - grid.attrs["lon_seam"]) % 360 + grid.attrs["lon_seam"]
     crs = grid.attrs["crs"]
     cf = ({"units": "degrees_north", "standard_name": "latitude"}, {"units": "degrees_east", "standard_name": "longitude"}) \
