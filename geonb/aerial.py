@@ -166,7 +166,16 @@ MAX_PIXELS = 2 ** 28  # 268 Mpx (16 384²): more is a decompression bomb, or an 
 LOSSY = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".webp": "WebP"}
 
 
-def _open_image(path, read):
+def _refuse_huge(path, w: int, h: int) -> None:
+    if w * h > MAX_PIXELS:
+        raise GeonbError(f"{path} declares {w}×{h} px ({w * h / 1e6:,.0f} Mpx), more than the {MAX_PIXELS / 1e6:.0f} "
+                         "Mpx geonb reads: a damaged or hostile file (decompression bomb), or cut it into tiles first "
+                         "(e.g. gdal_translate -srcwin).")
+
+
+def _open_image(path, read, unknown=None):
+    """``read(im)`` of the PIL image ``path``, its declared size checked first; ``unknown(path)`` reads a file
+    PIL cannot identify (else a GeonbError)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -175,16 +184,35 @@ def _open_image(path, read):
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, with the size in the message
     try:
         with Image.open(path) as im:  # reads the header only
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise GeonbError(f"{path} declares {w}×{h} px ({w * h / 1e6:,.0f} Mpx), more than the "
-                                 f"{MAX_PIXELS / 1e6:.0f} Mpx geonb reads: a damaged or hostile file (decompression "
-                                 "bomb), or cut it into tiles first (e.g. gdal_translate -srcwin).")
+            _refuse_huge(path, *im.size)
             return read(im)
-    except (UnidentifiedImageError, OSError) as exc:
+    except UnidentifiedImageError as exc:
+        if unknown is None:
+            raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc
+    except OSError as exc:
         raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+    return unknown(path)
+
+
+def _tiff_bands(path: Path) -> tuple[np.ndarray, dict, np.ndarray]:
+    """A TIFF that PIL cannot open (16-bit or float bands, as satellite GeoTIFFs hold) read with rasterio:
+    1 (grey), 3 or 4 (RGBA) bands scaled by ``to_uint8``; nodata, NaN and transparent pixels have no data.
+    Its georeferencing is read by ``georeference``."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        _refuse_huge(path, src.width, src.height)
+        if src.count not in (1, 3, 4):
+            raise GeonbError(f"{path} has {src.count} bands; a photo has 3 (RGB), 4 (RGBA) or 1 (grey): write the "
+                             "red, green and blue bands to a file first (e.g. gdal_translate -b 3 -b 2 -b 1).")
+        bands = src.read(masked=True)
+    valid = ~np.ma.getmaskarray(bands).any(0) & np.isfinite(bands.filled(0)).all(0)
+    if src.count == 4:
+        valid &= bands[3].filled(0) > 0
+    rgb = np.moveaxis(bands.filled(0)[:3] if src.count > 1 else np.repeat(bands.filled(0), 3, 0), 0, -1)
+    return to_uint8(np.where(valid[..., None], rgb, 0), str(path)), {}, valid
 
 
 def to_uint8(values: np.ndarray, what: str) -> np.ndarray:
@@ -265,7 +293,7 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
                 pass
         return rgb, {k: v for k, v in tags.items() if k in GEO_TAGS}, valid
 
-    return _open_image(p, read)
+    return _open_image(p, read, _tiff_bands if p.suffix.lower() in (".tif", ".tiff") else None)
 
 
 def georeference(path):

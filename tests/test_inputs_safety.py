@@ -207,6 +207,29 @@ def test_16_bit_images_are_scaled_not_clipped_to_white(tmp_path, suffix):
     assert (rgb == rgb[..., :1]).all() and rgb.mean() == pytest.approx(127.5, abs=1)
 
 
+@pytest.mark.parametrize("count", [3, 7])
+def test_16_bit_multiband_geotiffs_are_read_with_rasterio_or_refused_naming_the_bands(tmp_path, capsys, count):
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    bands = np.stack([RAMP[:32, :40] // (k + 1) for k in range(count)])  # what PIL cannot identify
+    src = tmp_path / "scene.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=32, width=40, count=count, dtype="uint16", crs="EPSG:32640",
+                       transform=from_origin(500_000, 2_800_000, 10, 10)) as dst:
+        dst.write(bands)
+    model = segment_model("unet_seg").save(tmp_path / "seg.pt")
+    if count == 7:
+        line = refused(capsys, [src], "predict", "--model", model, "--input", src, "--out", tmp_path / "c.tif")
+        assert "has 7 bands; a photo has 3 (RGB)" in line
+        return
+    with unchanged(src):
+        rgb = rgb_of(src)
+        assert run_cli(capsys, "predict", "--model", model, "--input", src, "--out", tmp_path / "c.tif")[0] == 0
+    np.testing.assert_array_equal(rgb, np.round(np.moveaxis(bands, 0, -1) / 257).astype(np.uint8))
+    with rasterio.open(tmp_path / "c.tif") as out:
+        assert out.crs.to_epsg() == 32640 and out.shape == (32, 40)
+
+
 @pytest.mark.parametrize("scale,expect", [(1.0, 255), (255.0, 1)])
 def test_float_images_in_0_1_or_0_255_are_read_at_their_range(tmp_path, scale, expect):
     ramp = (np.linspace(0, 1, 64 * 64).reshape(64, 64) * scale).astype(np.float32)
