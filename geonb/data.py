@@ -395,8 +395,8 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
                   lon)
     if lon and not (ds.indexes["x"].is_monotonic_increasing or ds.indexes["x"].is_monotonic_decreasing):
         # across the seam: cells get contiguous longitudes; outputs go back to the input's convention (lon_seam)
-        ds.attrs["lon_seam"] = -180.0 if float(ds["x"].min()) < 0 else 0.0
-        ds = ds.assign_coords(x=("x", np.unwrap(ds["x"].values.astype("float64"), period=360), ds["x"].attrs))
+        ds = ds.assign_coords(x=("x", np.unwrap(ds["x"].values.astype("float64"), period=360), ds["x"].attrs)) \
+            .assign_attrs(lon_seam=-180.0 if float(ds["x"].min()) < 0 else 0.0)
     for axis in ("y", "x"):
         refuse_gaps(ds[axis].values, f"{key}: {names[axis]}")
     check_values(ds[var], allow_outliers)
