@@ -160,21 +160,100 @@ def data_dir(root=None) -> Path:
 
 
 def read_rgb(path) -> np.ndarray:
-    """An image file → (H, W, 3) uint8 RGB (palette and grey PNGs converted)."""
-    return _open_image(path, lambda im: np.asarray(im.convert("RGB")))
+    """An image file → (H, W, 3) uint8 RGB (palette, grey, 16-bit and float images scaled: ``to_uint8``)."""
+    return _open_image(path, lambda im: _rgb_and_alpha(im, str(path))[0])
 
 
-def _open_image(path, read):
+MAX_PIXELS = 2 ** 28  # 268 Mpx (16 384²): more is a decompression bomb, or an image to cut into tiles first
+LOSSY = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".webp": "WebP"}
+
+
+def _refuse_huge(path, w: int, h: int) -> None:
+    if w * h > MAX_PIXELS:
+        raise GeonbError(f"{path} declares {w}×{h} px ({w * h / 1e6:,.0f} Mpx), more than the {MAX_PIXELS / 1e6:.0f} "
+                         "Mpx geonb reads: a damaged or hostile file (decompression bomb), or cut it into tiles first "
+                         "(e.g. gdal_translate -srcwin).")
+
+
+def _open_image(path, read, unknown=None):
+    """``read(im)`` of the PIL image ``path``, its declared size checked first; ``unknown(path)`` reads a file
+    PIL cannot identify (else a GeonbError)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
         raise GeonbError(f"{path}: no such image file.")
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, with the size in the message
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            _refuse_huge(path, *im.size)
             return read(im)
-    except (UnidentifiedImageError, OSError) as exc:
+    except UnidentifiedImageError as exc:
+        if unknown is None:
+            raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc
+    except OSError as exc:
         raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return unknown(path)
+
+
+def _tiff_bands(path: Path) -> tuple[np.ndarray, dict, np.ndarray]:
+    """A TIFF that PIL cannot open (16-bit or float bands, as satellite GeoTIFFs hold) read with rasterio:
+    1 (grey), 3 or 4 (RGBA) bands scaled by ``to_uint8``; nodata, NaN and transparent pixels have no data.
+    Its georeferencing is read by ``georeference``."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        _refuse_huge(path, src.width, src.height)
+        if src.count not in (1, 3, 4):
+            raise GeonbError(f"{path} has {src.count} bands; a photo has 3 (RGB), 4 (RGBA) or 1 (grey): write the "
+                             "red, green and blue bands to a file first (e.g. gdal_translate -b 3 -b 2 -b 1).")
+        bands = src.read(masked=True)
+    valid = ~np.ma.getmaskarray(bands).any(0) & np.isfinite(bands.filled(0)).all(0)
+    if src.count == 4:
+        valid &= bands[3].filled(0) > 0
+    rgb = np.moveaxis(bands.filled(0)[:3] if src.count > 1 else np.repeat(bands.filled(0), 3, 0), 0, -1)
+    return to_uint8(np.where(valid[..., None], rgb, 0), str(path)), {}, valid
+
+
+def to_uint8(values: np.ndarray, what: str) -> np.ndarray:
+    """Image values → 0–255 uint8 by the range their type holds: 8-bit as they are, 16-bit ÷ 257, floats in
+    0–1 × 255 (in 0–255 as they are); NaN → 0. Other ranges are refused: clipped, they read as white or black."""
+    values = np.asarray(values)
+    if values.dtype == np.uint8:
+        return values
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if values.dtype.kind == "f":
+        top = 1.0 if hi <= 1 else 255.0
+    else:
+        top = 65535.0 if values.dtype.itemsize == 2 or hi > 255 else 255.0
+    if lo < 0 or hi > top:
+        raise GeonbError(f"{what} holds {values.dtype} values {lo:g} … {hi:g}; geonb reads images as 0–255 (8-bit), "
+                         "0–65535 (16-bit) or 0–1 (floats): rescale it into one of those ranges.")
+    return np.round(np.nan_to_num(values.astype("float64")) * (255.0 / top)).astype(np.uint8)
+
+
+def _rgb_and_alpha(im, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """A PIL image → (H, W, 3) uint8 RGB and where it is opaque; 16-bit and float grey images are scaled by
+    ``to_uint8`` (PIL's own conversion clips them to white or black)."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        grey = np.asarray(im)
+        valid = np.isfinite(grey) if grey.dtype.kind == "f" else np.ones(grey.shape, bool)
+        return np.repeat(to_uint8(grey, what)[..., None], 3, -1), valid
+    rgba = np.asarray(im.convert("RGBA"))
+    valid = rgba[..., 3] > 0 if "A" in im.getbands() or "transparency" in im.info else np.ones(rgba.shape[:2], bool)
+    return np.ascontiguousarray(rgba[..., :3]), valid
+
+
+def refuse_lossy(path, what: str, fmt: str = "") -> None:
+    """Class maps only survive lossless files: JPEG/WebP compression turns the edges between classes into
+    colours and ids of no class."""
+    kind = fmt if fmt in ("JPEG", "WEBP", "MPO") else LOSSY.get(Path(path).suffix.lower())
+    if kind:
+        raise GeonbError(f"{path}: {what} in {kind}, a lossy format whose compression changes class ids and colours "
+                         "along every edge; use PNG, TIFF, NetCDF (.nc) or zarr.")
 
 
 GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # GeoTIFF: pixel scale, tie points, transform, keys
@@ -204,14 +283,11 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
             raise GeonbError(f"{path}:{names[0]} has dims {dict(da.sizes)}; an RGB photo needs 3 dims, one of size 3.")
         rgb = da.transpose(*[d for d in da.dims if d != band], band).values
         valid = np.isfinite(rgb).all(-1) if rgb.dtype.kind == "f" else np.ones(rgb.shape[:2], bool)
-        rgb = rgb if rgb.dtype == np.uint8 else np.clip(np.nan_to_num(rgb), 0, 255).astype(np.uint8)
-        return rgb, {}, valid
+        return to_uint8(rgb, f"{path}:{names[0]}"), {}, valid
 
     def read(im):
         tags = dict(getattr(im, "tag_v2", {}) or {}) if p.suffix.lower() in (".tif", ".tiff") else {}
-        rgba = np.asarray(im.convert("RGBA"))
-        valid = rgba[..., 3] > 0 if "A" in im.getbands() else np.ones(rgba.shape[:2], bool)
-        rgb = np.ascontiguousarray(rgba[..., :3])
+        rgb, valid = _rgb_and_alpha(im, str(p))
         if NODATA_TAG in tags:
             try:
                 valid &= ~(rgb == float(str(tags[NODATA_TAG]).strip("\x00 "))).all(-1)
@@ -219,7 +295,7 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
                 pass
         return rgb, {k: v for k, v in tags.items() if k in GEO_TAGS}, valid
 
-    return _open_image(p, read)
+    return _open_image(p, read, _tiff_bands if p.suffix.lower() in (".tif", ".tiff") else None)
 
 
 def georeference(path):
@@ -251,7 +327,11 @@ def read_labels(path, var: str = "", n: int = len(NAMES)) -> np.ndarray:
         values = ds[names[0]].values
         ids = np.where(np.isfinite(values), values, IGNORE) if values.dtype.kind == "f" else values
     else:
-        ids = _open_image(p, lambda im: np.asarray(im) if im.mode in ("L", "I", "I;16") else None)
+        def read(im):
+            refuse_lossy(p, "label masks", im.format)
+            return np.asarray(im) if im.mode in ("L", "I", "I;16") else None
+
+        ids = _open_image(p, read)
         if ids is None:
             return decode(read_rgb(p), f"the label raster {p}")
     bad = (ids != IGNORE) & ((ids < 0) | (ids >= n) | (ids != np.round(ids)))

@@ -31,10 +31,23 @@ def parse_value(text: str):
         return text
 
 
+DATA_SUFFIXES = (".nc", ".nc4", ".zarr", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".pt")
+
+
+def _from_here(value):
+    """A parameter naming a file relative to the user's folder, made absolute: the notebooks run in the
+    checkout, where it would name another file or none."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return value
+    path = Path(value).expanduser()
+    looks_like_a_path = path.exists() or "/" in value or path.suffix.lower() in DATA_SUFFIXES
+    return str(path.resolve()) if looks_like_a_path else value
+
+
 def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, notebooks=NOTEBOOKS,
                   notebook_dir=None) -> list[Path]:
     """Execute the numbered notebooks with papermill into ``<run_dir>/notebooks/``."""
-    params = dict(params or {})
+    params = {name: _from_here(value) for name, value in (params or {}).items()}
     quick = bool(quick or params.pop("quick", False))  # --quick or -p quick True
     run_dir = Path(run_dir).resolve()
     run = Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs

@@ -22,6 +22,9 @@ from . import datasets
 from .paths import cartopy_data
 
 _COORD_NAMES = {"lat": ("lat", "latitude", "y", "nav_lat"), "lon": ("lon", "longitude", "x", "nav_lon")}
+_GEO_NAMES = ("lat", "latitude", "nav_lat", "lon", "longitude", "nav_lon")
+_TIME_NAMES = ("time", "t", "date", "day", "valid_time")
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _hadisst() -> xr.DataArray:
@@ -104,8 +107,40 @@ def outliers(values: np.ndarray) -> tuple[np.ndarray, str]:
     return is_bad(values), why
 
 
+def refuse_curvilinear(obj, what: str) -> None:
+    """A grid whose latitude/longitude are 2-D (curvilinear: swath, ocean-model or rotated grids) is refused:
+    treated as a regular (y, x) grid it would lose its geolocation."""
+    for name, v in obj.variables.items() if isinstance(obj, xr.Dataset) else obj.coords.items():
+        geo = str(name).lower() in _GEO_NAMES or v.attrs.get("standard_name") in ("latitude", "longitude")
+        if geo and v.ndim >= 2:
+            raise GeonbError(f"{what} has 2-D coordinates {name}{tuple(map(str, v.dims))}: a curvilinear grid, whose "
+                             "cells geonb would treat as a regular grid and lose their positions; regrid it to a "
+                             "regular lat/lon or projected x/y grid first (e.g. with xesmf).")
+
+
+def time_dim(da) -> str | None:
+    """The dimension that is time: named time/t/date/day, holding dates, or marked ``axis: T``."""
+    for d in da.dims:
+        coord = da.coords.get(d)
+        dated = coord is not None and (np.issubdtype(coord.dtype, np.datetime64) or coord.attrs.get("axis") == "T"
+                                       or coord.attrs.get("standard_name") == "time")
+        if str(d).lower() in _TIME_NAMES or dated:
+            return str(d)
+    return None
+
+
+def is_longitude(obj, dim: str) -> bool:
+    """``dim`` is a longitude in degrees (by name, standard name or units), not a projected x in metres."""
+    attrs = obj[dim].attrs if dim in obj.coords else {}
+    units = str(attrs.get("units", "")).lower()
+    return str(dim).lower() in _GEO_NAMES[3:] or attrs.get("standard_name") == "longitude" or \
+        (units.startswith("degree") and units.endswith(("east", "_e")))
+
+
 def grid_dims(da: xr.DataArray) -> dict[str, str]:
-    """The variable's own names of its lat, lon (and time, if any) dimensions, by standard name."""
+    """The variable's own names of its lat, lon (and time, if any) dimensions, by standard name; a curvilinear
+    grid is refused."""
+    refuse_curvilinear(da, f"variable {da.name!r}")
     dims = {}
     for std, names in _COORD_NAMES.items():
         found = [d for d in da.dims if str(d).lower() in names]
@@ -115,15 +150,32 @@ def grid_dims(da: xr.DataArray) -> dict[str, str]:
                 f"(looked for {', '.join(names)}). Give a gridded (lat, lon) variable."
             )
         dims[std] = found[0]
-    if "time" in da.dims:
-        dims["time"] = "time"
+    time = time_dim(da)
+    if time:
+        dims["time"] = time
     return dims
 
 
-def in_order(obj, dims, what: str):
+def across_seam(lon) -> bool:
+    """Longitudes that ascend in one run of less than a turn, crossing 0° (0…360) or 180° (−180…180)."""
+    turned = np.unwrap(np.asarray(lon, "float64"), period=360)
+    return bool((np.diff(turned) > 0).all() and turned[-1] - turned[0] < 360)
+
+
+def _seam_roll(lon: np.ndarray) -> int:
+    """How far to roll ascending longitudes that a region across the seam was stored in (0…10, 350…359.5) so
+    they run on across it (350…359.5, 0…10): 0 when the widest gap is the one around the globe."""
+    gaps = np.diff(np.r_[lon, lon[0] + 360.0])
+    widest, step = int(np.argmax(gaps)), np.median(gaps[:-1])
+    one_piece = gaps[widest] <= 1.5 * step or gaps[-1] > 1.5 * step  # a global grid; a region away from the seam
+    return 0 if one_piece else -(widest + 1)
+
+
+def in_order(obj, dims, what: str, lon: str | None = None):
     """``obj`` with each of ``dims`` monotonic: an unsorted coordinate (rows or days shuffled, which
     scrambles every neighbourhood a network sees) is sorted ascending, with a warning; NaN or repeated
-    coordinate values are refused."""
+    coordinate values are refused. The longitude ``lon`` may run across 0° or 180° (350…359.5, 0…10: kept
+    so); stored in two pieces (0…10, 350…359.5) it is rolled to one, with a warning."""
     for dim in dims:
         if dim not in obj.coords or obj.sizes[dim] < 2:
             continue
@@ -131,16 +183,24 @@ def in_order(obj, dims, what: str):
         if index.hasnans:
             raise GeonbError(f"{what}: coordinate {dim!r} has missing (NaN/NaT) values; give a file with every "
                              f"{dim} set.")
+        if dim == lon and across_seam(index.values):
+            continue
         if index.is_monotonic_increasing or index.is_monotonic_decreasing:
             if not index.is_unique:
                 raise GeonbError(f"{what}: coordinate {dim!r} repeats values ({index[index.duplicated()][:3].tolist()}); "
                                  "each row/step must appear once: drop the duplicates.")
-            continue
-        if not index.is_unique:
+        elif not index.is_unique:
             raise GeonbError(f"{what}: coordinate {dim!r} is unsorted and repeats values; drop the duplicates.")
-        warnings.warn(f"{what}: coordinate {dim!r} was not in order; sorted it ascending (the output follows this "
-                      "order where geonb writes a new grid).", stacklevel=3)
-        obj = obj.sortby(dim)
+        else:
+            warnings.warn(f"{what}: coordinate {dim!r} was not in order; sorted it ascending (the output follows this "
+                          "order where geonb writes a new grid).", stacklevel=3)
+            obj = obj.sortby(dim)
+        shift = dim == lon and obj.indexes[dim].is_monotonic_increasing and _seam_roll(obj[dim].values.astype(float))
+        if shift:
+            warnings.warn(f"{what}: longitude {dim!r} is stored in two pieces of a region across the seam "
+                          f"({float(obj[dim][0]):g}…, …{float(obj[dim][-1]):g}); rolled them into one run.",
+                          stacklevel=3)
+            obj = obj.roll({dim: shift}, roll_coords=True)
     return obj
 
 
@@ -154,7 +214,9 @@ def check_values(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray
     if values.dtype.kind not in "fiu":
         return da
     finite = np.isfinite(values)
-    bad, why = ~finite & ~np.isnan(values), "infinite"
+    bad, why = ~finite & ~np.isnan(values), INFINITE
+    if not bad.any():
+        bad, why = beyond_float32(values), BEYOND
     if not bad.any() and not allow_outliers and finite.any():
         bad, why = outliers(values)
     if not bad.any():
@@ -162,10 +224,19 @@ def check_values(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray
     _refuse(da, int(bad.sum()), np.unravel_index(np.flatnonzero(bad)[0], values.shape), why)
 
 
+INFINITE = "infinite"
+BEYOND = f"beyond float32's range (±{F32_MAX:.4g}), in which geonb computes"
+
+
+def beyond_float32(values):
+    return np.isfinite(values) & (np.abs(values) > F32_MAX)
+
+
 def _refuse(da: xr.DataArray, count: int, first: tuple, why: str):
     where = ", ".join(f"{d}={da[d].values[i]}" if d in da.coords else f"{d} index {i}" for d, i in zip(da.dims, first))
-    fix = "mask them as missing (NaN or the _FillValue)" + ("" if why == "infinite" else
-                                                            ", or allow them: allow_outliers=True / --allow-outliers")
+    fix = {INFINITE: "mask them as missing (NaN or the _FillValue)",
+           BEYOND: "mask them as missing, or rescale the variable (other units) into that range"}.get(
+        why, "mask them as missing (NaN or the _FillValue), or allow them: allow_outliers=True / --allow-outliers")
     raise GeonbError(f"variable {da.name!r} has {count} value(s) {why}, e.g. {float(da.data[first]):.6g} at {where}; "
                      f"{fix}.")
 
@@ -188,7 +259,9 @@ def _check_lazy(da: xr.DataArray, allow_outliers: bool) -> xr.DataArray:
                          "from its source.") from None
     sample = sample[np.isfinite(sample)]
     # exact min and max are finite: no infinite cell, no pass to count them
-    checks = [] if np.isfinite([low, high]).all() else [(dsa.isinf, "infinite")]
+    checks = [] if np.isfinite([low, high]).all() else [(dsa.isinf, INFINITE)]
+    if max(abs(low), abs(high)) > F32_MAX:
+        checks.append((beyond_float32, BEYOND))
     if not allow_outliers and sample.size:
         checks.append(outlier_rule(sample, low, high))
     for is_bad, why in checks:
@@ -202,13 +275,16 @@ def _check_lazy(da: xr.DataArray, allow_outliers: bool) -> xr.DataArray:
 def standardise(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray:
     """Rename coordinates to (time, lat, lon), add a time axis if absent, float32; coordinates in order and
     values checked (``in_order``, ``check_values``)."""
-    da = da.rename({orig: std for std, orig in grid_dims(da).items()})
+    dims = grid_dims(da)
+    lon = "lon" if is_longitude(da, dims["lon"]) else None
+    da = da.rename({orig: std for std, orig in dims.items()})
     if "time" not in da.dims:
         da = da.expand_dims(time=[0])
     extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
     if extra:
-        raise GeonbError(f"variable {da.name!r} has extra dims {extra}; select one level first (da.isel(...)).")
-    da = in_order(da.transpose("time", "lat", "lon"), ("time", "lat", "lon"), f"variable {da.name!r}")
+        raise GeonbError(f"variable {da.name!r} has extra dims {extra} besides time, lat and lon; select one level "
+                         f"of each first (da.isel({extra[0]}=0)).")
+    da = in_order(da.transpose("time", "lat", "lon"), ("time", "lat", "lon"), f"variable {da.name!r}", lon)
     da = check_values(da, allow_outliers).astype("float32")
     if not np.isfinite(da.values).any():
         raise GeonbError(f"variable {da.name!r} is all NaN/missing: nothing to learn from. Check the file and variable.")
@@ -294,6 +370,7 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
             raise GeonbError(f"{key!r} is neither an embedded grid ({', '.join([*GRIDS, *EMBEDDED])}) nor an existing "
                              "file. Give a grid name or a NetCDF/zarr path.")
         ds = open_dataset(key, var or None, lazy=lazy)
+    refuse_curvilinear(ds, key)
     names = {}
     for axis in ("y", "x"):
         found = [d for d in ds.dims if str(d).lower() in _COORD_NAMES["lat" if axis == "y" else "lon"] + _PROJECTED[axis]]
@@ -308,15 +385,23 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
         var = candidates[0]
     if var not in ds:
         raise GeonbError(f"{key} has no variable {var!r}; it has {list(ds.data_vars)}.")
+    lon = "x" if is_longitude(ds, names["x"]) else None
     ds = ds.rename({names["y"]: "y", names["x"]: "x"})
     many = {d: n for d, n in ds[var].sizes.items() if d not in ("y", "x") and n > 1}
-    if len(many) > (1 if steps else 0):
-        raise GeonbError(f"{key}:{var} has {', '.join(f'{n} steps along {d!r}' for d, n in many.items())}; this "
-                         f"takes {'one time axis' if steps else 'one 2-D grid'}. Select "
-                         f"{'along the others' if steps else 'one'} first, e.g. xarray ds.isel(depth=0).to_netcdf(...).")
-    t_name = next(iter(many), None)
+    t_name = (time_dim(ds[var]) if time_dim(ds[var]) in many else next(iter(many))) if steps and many else None
+    others = [d for d in many if d != t_name]
+    if others:
+        raise GeonbError(f"{key}:{var} has {', '.join(f'{n} steps along {d!r}' for d, n in many.items())}; this takes "
+                         f"{'one time axis' if steps else 'one 2-D grid'}. Select one step along {others[0]!r} first, e.g. xarray "
+                         f"ds.isel({others[0]}=0).to_netcdf(...), once per step you need.")
     ds = ds.isel({d: 0 for d in ds[var].dims if d not in ("y", "x") and d != t_name}, drop=True)
-    ds = in_order(ds.rename({t_name: "time"}) if t_name else ds, ("y", "x"), f"{key}:{var}")
+    ds = in_order(ds.rename({t_name: "time"}) if t_name else ds, ("y", "x"), f"{key}:{var}", lon)
+    if lon and not (ds.indexes["x"].is_monotonic_increasing or ds.indexes["x"].is_monotonic_decreasing):
+        # across the seam: cells get contiguous longitudes; outputs go back to the input's convention (lon_seam)
+        ds = ds.assign_coords(x=("x", np.unwrap(ds["x"].values.astype("float64"), period=360), ds["x"].attrs)) \
+            .assign_attrs(lon_seam=-180.0 if float(ds["x"].min()) < 0 else 0.0)
+    for axis in ("y", "x"):
+        refuse_gaps(ds[axis].values, f"{key}: {names[axis]}")
     check_values(ds[var], allow_outliers)
     geographic = names["y"].lower() in ("lat", "latitude", "nav_lat") or \
         str(ds["y"].attrs.get("units", "")).startswith("degree")
@@ -326,6 +411,20 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
     out.attrs = {**ds.attrs, "target": var, "crs": crs, "y_name": names["y"], "x_name": names["x"],
                  **({"t_name": str(t_name)} if t_name else {})}
     return out
+
+
+def refuse_gaps(coord: np.ndarray, what: str) -> None:
+    """A step more than 1.5 times the one before or after it is a gap (rows or columns left out), whose two
+    sides a network would take for neighbours; smoothly uneven steps are kept (``refine_coords``)."""
+    steps = np.abs(np.diff(np.asarray(coord, "float64")))
+    ratio = steps[1:] / steps[:-1]
+    jumps = np.flatnonzero((ratio > 1.5) | (ratio < 1 / 1.5))
+    if jumps.size:
+        k = int(jumps[0])
+        raise GeonbError(f"{what} jumps from steps of {steps[k]:.4g} to {steps[k + 1]:.4g} near "
+                         f"{float(coord[k + 1]):g}: a gap in the grid, whose two sides a model would take for "
+                         "neighbours; downscaling needs evenly or smoothly spaced cells: cut the grid at the gap or "
+                         "interpolate it onto even steps.")
 
 
 def _file_crs(ds: xr.Dataset) -> str:

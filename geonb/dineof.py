@@ -151,6 +151,9 @@ def dineof(cube, times=None, *, sea=None, max_modes: int = 20, cv_points=None, c
         else:
             raise GeonbError(f"unknown cv={cv!r}; use 'clouds' or 'random'.")
     cv_points = np.asarray(cv_points, bool) & obs
+    if not cv_points.any():  # the number of modes is chosen on these: none held out, nothing to choose by
+        raise GeonbError(f"the cube's {int(sea.sum())} sea cells over {n_time} days are too few for DINEOF to hold out "
+                         "observed values for cross-validation; give more sea cells or more days.")
     filt = _time_filter(np.arange(n_time) if times is None else times, alpha, filter_iter)
 
     mean = cube[obs].mean()

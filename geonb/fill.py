@@ -25,7 +25,7 @@ import xarray as xr
 
 from . import methods
 from .cv import cloud_cv_mask
-from .data import grid_dims, in_order, standardise
+from .data import grid_dims, in_order, is_longitude, refuse_curvilinear, standardise
 from .dineof import dineof
 from .errors import GeonbError
 from .io import (NETCDF, add_history, check_outputs, check_space, locked, match_fill_values, netcdf_size, open_dataset,
@@ -242,14 +242,20 @@ def _sea_mask(std: xr.DataArray, mask) -> np.ndarray:
     obs = np.isfinite(std.values)
     if mask is None:
         return obs.any(0)
-    mask = standardise(mask.rename(mask.name or "mask")) if isinstance(mask, xr.DataArray) and mask.ndim >= 2 else mask
+    if isinstance(mask, xr.DataArray) and mask.ndim >= 2 and np.isfinite(mask.values).any():  # all NaN: no sea, below
+        mask = standardise(mask.rename(mask.name or "mask"))
     values = np.asarray(getattr(mask, "values", mask))
     if values.ndim == 3 and values.shape[0] == 1:
         values = values[0]
     if values.shape != std.shape[1:]:
         raise GeonbError(f"the mask has shape {values.shape} but the variable's (lat, lon) grid is {std.shape[1:]}; "
                          "give a land/sea mask on the same grid (1 = sea, 0 = land).")
-    return np.nan_to_num(values.astype(float)) > 0
+    sea = np.nan_to_num(values.astype(float)) > 0
+    if not sea.any():  # else "no missing sea values" and exit 0 with nothing filled
+        found = ", ".join(f"{v:g}" for v in np.unique(values)[:5])
+        raise GeonbError(f"the mask marks no cell as sea (its values: {found}); it must be 1 (or > 0) on sea, 0 on "
+                         "land: check --mask-var / mask, or drop it to fill every cell ever observed.")
+    return sea
 
 
 def _refuse_unused(what: str, **options):
@@ -283,7 +289,9 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
                   [da.encoding.get("source"), None if isinstance(model, TrainedModel) else model], overwrite=overwrite,
                   folders=("work_dir",))
     name = str(da.name or "field")
-    da = in_order(da.rename(name), grid_dims(da).values(), f"variable {name!r}")
+    dims = grid_dims(da)
+    geographic = is_longitude(da, dims["lon"])
+    da = in_order(da.rename(name), dims.values(), f"variable {name!r}", dims["lon"] if geographic else None)
     std = standardise(da, allow_outliers)
     sea = _sea_mask(std, mask)
     values = np.where(sea, std.values, np.nan).astype("float32")
@@ -305,6 +313,7 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
                           stacklevel=2)
         times = std["time"].values
         lat, lon = std["lat"].values, std["lon"].values
+        lon = np.unwrap(lon, period=360) if geographic else lon  # one run across 0° or 180°, as the cells lie
         if classical:
             result = dineof(values, _numeric_time(times), sea=sea, seed=seed, progress=progress)
             filled = result.filled
@@ -313,6 +322,8 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
             info.update(n_modes=result.n_modes, cv_rms=result.cv_rms)
         else:
             cloud_model = _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir)
+            if geographic:  # the longitudes in the convention the model was trained in (0…360 or −180…180)
+                lon = lon - 360 * np.round((lon.mean() - cloud_model.norms["lon"].mean) / 360)
             t0 = time.perf_counter()
             mean, sd = fill_cube(cloud_model, values, lat, lon, times)
             info["fill_seconds"] = time.perf_counter() - t0
@@ -421,6 +432,7 @@ def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) ->
 
 def fill_dataset(ds: xr.Dataset, var: str, mask_var: str | None = None, **options) -> xr.Dataset:
     """``ds`` with ``var`` filled and ``<var>_error`` added; every other variable and attribute kept."""
+    refuse_curvilinear(ds, "the input")
     mask = None
     if mask_var:
         if mask_var not in ds.variables:

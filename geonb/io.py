@@ -401,7 +401,8 @@ def write_zarr(ds, path, **kwargs) -> Path:
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k not in _SOURCE_LAYOUT}
     with atomic_path(path, folder=True) as tmp:
-        ds.to_zarr(tmp, mode="w", **kwargs)
+        # every chunk written, all-NaN ones too: a store with a chunk file missing is refused as damaged
+        ds.to_zarr(tmp, mode="w", write_empty_chunks=True, **kwargs)
     return path
 
 
@@ -442,21 +443,56 @@ GEOTIFF = (".tif", ".tiff")
 
 
 def _open_geotiff(path: Path, var: str | None, lazy: bool) -> xr.Dataset:
-    """A GeoTIFF as a Dataset: one variable named ``var`` (else ``band_data``, as xarray's rasterio engine
-    names it), a single band squeezed, nodata and scale/offset applied (float with NaN), the CRS as the
+    """A one-band GeoTIFF as a Dataset: one variable named ``var`` (else ``band_data``, as xarray's rasterio
+    engine names it), nodata and scale/offset applied (float with NaN), the CRS as the
     CF grid mapping ``spatial_ref`` that ``data._file_crs`` reads: the same shape as a NetCDF grid."""
     import rioxarray
 
     da = rioxarray.open_rasterio(path, masked=True, chunks={} if lazy else None)
-    da = da.squeeze("band", drop=True) if da.sizes.get("band") == 1 else da
+    if da.sizes.get("band", 1) != 1:  # a photo, or a stack: a grid holds one value per cell
+        raise GeonbError(f"{path} is a TIFF image with {da.sizes['band']} bands, not a grid; give a NetCDF (.nc), zarr "
+                         "or one-band GeoTIFF (.tif) file.")
+    da = da.squeeze("band", drop=True)
     ds = (da if lazy else da.load()).to_dataset(name=var or "band_data")
     ds[var or "band_data"].attrs["grid_mapping"] = "spatial_ref"
     return ds
 
 
+# The first bytes of image files people give where a grid belongs (the netCDF library calls them corrupt).
+IMAGE_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"II+\x00": "TIFF",
+               b"MM\x00+": "TIFF", b"GIF8": "GIF", b"BM": "BMP"}
+
+
+def refuse_image(path: Path) -> None:
+    """A GeonbError naming the image format when ``path`` is an image file, not a grid."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    kind = "WebP" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else \
+        next((name for magic, name in IMAGE_MAGIC.items() if head.startswith(magic)), None)
+    if kind:
+        raise GeonbError(f"{path} is a {kind} image, not a NetCDF or zarr grid; give a NetCDF (.nc), zarr or "
+                         "GeoTIFF (.tif, with its CRS) file.")
+
+
+def check_zarr_chunks(path: Path) -> None:
+    """Every chunk of every array of the zarr store ``path`` is there: zarr reads a missing chunk file as the
+    fill value (NaN), which would pass for cloud or land and be filled in, with no error."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    for name, array in group.arrays():
+        missing = array.nchunks - array.nchunks_initialized
+        if missing:
+            raise GeonbError(f"{path}: {missing} of {array.nchunks} chunk files of {name!r} are missing (zarr would "
+                             "read them as fill values, i.e. invent missing data); copy the store again from its "
+                             "source (one written with empty chunks left out: rewrite it with "
+                             "to_zarr(..., write_empty_chunks=True)).")
+
+
 def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset:
     """Open a NetCDF, zarr or GeoTIFF file read-only and load it (``lazy``: as dask arrays in the file's
-    own chunks, read when computed); check ``var`` is in it (a GeoTIFF's one variable takes its name)."""
+    own chunks, read when computed); check ``var`` is in it (a GeoTIFF's one variable takes its name), and
+    that no zarr chunk is missing."""
     path = Path(path).expanduser()
     if not path.exists():
         raise GeonbError(f"{path}: no such file. Give the path of a NetCDF (.nc), zarr or GeoTIFF (.tif) file.")
@@ -464,9 +500,11 @@ def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset
         if path.suffix.lower() in GEOTIFF:
             ds = _open_geotiff(path, var, lazy)
         elif path.is_dir() or path.suffix == ".zarr":
+            check_zarr_chunks(path)
             ds = xr.open_zarr(path)
             ds = ds if lazy else ds.load()  # loaded here: a damaged chunk fails now, not deep in a step
         else:
+            refuse_image(path)
             check_classic_netcdf(path)
             if lazy:
                 ds = xr.open_dataset(path, mode="r", chunks={})

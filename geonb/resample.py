@@ -83,8 +83,13 @@ def to_resolution(x: torch.Tensor, r_from: int, r_to: int) -> torch.Tensor:
 
 
 def refine_coords(c: np.ndarray, factor: int) -> np.ndarray:
-    """Cell centres of the high-res grid inside low-res cells with centres ``c``."""
+    """Cell centres of the high-res grid inside low-res cells with centres ``c``: linear between the coarse
+    centres (the edge step beyond them), so unevenly spaced cells (a Mercator latitude axis) keep their
+    positions and fine cells never overlap."""
     c = np.asarray(c, dtype="float64")
-    d = np.diff(c).mean() if c.size > 1 else 1.0
     sub = (np.arange(factor) + 0.5) / factor - 0.5
-    return (c[:, None] + d * sub[None, :]).ravel()
+    if c.size < 2:
+        return (c[:, None] + sub[None, :]).ravel()
+    at = (np.arange(c.size)[:, None] + sub[None, :]).ravel()  # fine centres in coarse index units
+    i = np.clip(np.floor(at), 0, c.size - 2).astype(int)
+    return c[i] + (at - i) * (c[i + 1] - c[i])

@@ -158,7 +158,8 @@ def test_cli_refuses_a_grid_with_nan_cells_and_one_smaller_than_a_patch(tmp_path
     small = _projected(tmp_path / "small.nc", values, y, x)
     args = parse(["train", "--arch", "srcnn", "--data", str(small), "--factor", "4", "--model", str(tmp_path / "a.pt"),
                   "--patch", "32", "--epochs", "1"])
-    with pytest.raises(GeonbError, match="smaller than one training tile"):
+    with pytest.raises(GeonbError, match=r"64×96 in whole 16-cell blocks; downscaling needs at least 128×144 \(a "
+                                         "training tile of 128 cells"):
         args.func(args)
     values[10, 20] = np.nan
     holed = _projected(tmp_path / "holed.nc", values, y, x)

@@ -201,14 +201,11 @@ def data_prep(run) -> Report:
         ny, nx = QUICK_CROP
         y0, x0 = max(0, (grid.sizes["y"] - ny) // 2), max(0, (grid.sizes["x"] - nx) // 2)
         grid = grid.isel(y=slice(y0, y0 + ny), x=slice(x0, x0 + nx))
-    grid = _crop16(grid)
+    block, above = setting(run, "block"), setting(run, "valid_above")
+    grid = _crop16(grid, (max(64, 3 * block), max(96, 3 * block)),
+                   f"and 3 blocks of {block} each way for a block split; or a smaller block, 0: column bands")
     ny, nx = grid.sizes["y"], grid.sizes["x"]
     hr = check_finite(grid[var].values.astype("float64"), f"the target grid {name}:{var}")
-    block, above = setting(run, "block"), setting(run, "valid_above")
-    if ny < 64 or nx < 96 or (block and min(ny, nx) < 3 * block):
-        raise GeonbError(f"the grid is {ny}×{nx} after cropping to multiples of 16; downscaling needs at least "
-                         f"64×96 cells (and 3 blocks of {block} each way for a block split). Use a larger grid or "
-                         "a smaller block (0: column bands).")
     valid = hr > above if above is not None else np.ones(hr.shape, bool)
     split = split_map(hr.shape, block)
     for k, region in enumerate(("train", "val", "test")):
@@ -251,9 +248,14 @@ def data_prep(run) -> Report:
                   f"Layers: {', '.join(layers)} (+ coordinates x, y).", {"regions": pd.DataFrame(rows).T}, [fig])
 
 
-def _crop16(grid: xr.Dataset) -> xr.Dataset:
-    """The grid cut to multiples of 16 cells, so every factor (2..16) tiles it and each region exactly."""
-    return grid.isel(y=slice(0, grid.sizes["y"] // 16 * 16), x=slice(0, grid.sizes["x"] // 16 * 16))
+def _crop16(grid: xr.Dataset, need: tuple[int, int], why: str) -> xr.Dataset:
+    """The grid cut to multiples of 16 cells, so every factor (2..16) tiles it and each region exactly; one
+    smaller than ``need`` cells after the cut is refused before any work (``why``: what needs them)."""
+    ny, nx = grid.sizes["y"] // 16 * 16, grid.sizes["x"] // 16 * 16
+    if ny < need[0] or nx < need[1]:
+        raise GeonbError(f"the grid is {grid.sizes['y']}×{grid.sizes['x']} cells, {ny}×{nx} in whole 16-cell blocks; "
+                         f"downscaling needs at least {need[0]}×{need[1]} ({why}). Use a larger grid.")
+    return grid.isel(y=slice(0, ny), x=slice(0, nx))
 
 
 def _kind(ds) -> str:
@@ -840,7 +842,10 @@ def cli_train(args) -> int:
     f = check_factor(args.factor)
     grid = load_grid(args.data, args.var, allow_outliers=args.allow_outliers, steps=True)
     var = grid.attrs["target"]
-    grid = _crop16(grid)
+    size = args.patch * f
+    grid = _crop16(grid, (max(16, size), -(-size // 16) * 16 + 16),
+                   f"a training tile of {size} cells, --patch {args.patch} × --factor {f}, beside a 16-cell validation "
+                   "band; or a smaller --patch or --factor")
     ny, nx = grid.sizes["y"], grid.sizes["x"]
     hr = grid[var].values.astype("float64")
     dims = grid[var].dims  # (y, x), or (time, y, x): a series learns from every step
@@ -888,8 +893,12 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     grid = load_grid(args.input, args.var or model.inputs["variable"], lazy=True, allow_outliers=args.allow_outliers,
                      steps=True)
     da = grid[grid.attrs["target"]]
-    conds = conditioning(model, grid, args.cond, args.allow_outliers)
     predictor = Predictor(model)
+    ny, nx = da.shape[-2:]
+    if min(ny, nx) < predictor.halo:  # the chunks' overlap with their neighbours needs that many cells
+        raise GeonbError(f"{args.input}:{da.name} is {ny}×{nx} cells; this model needs at least "
+                         f"{predictor.halo}×{predictor.halo} (its receptive field). Give a larger grid.")
+    conds = conditioning(model, grid, args.cond, args.allow_outliers)
     if "time" in da.dims:
         hr = predict_steps(predictor, da.data, conds, tile=args.tile or 64)
     else:
@@ -937,6 +946,9 @@ def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source:
     da = grid[grid.attrs["target"]]
     y_name, x_name = grid.attrs["y_name"], grid.attrs["x_name"]
     fine = _refined(grid, f)
+    x = fine.x.values
+    if "lon_seam" in grid.attrs:  # across the seam: back into the input's convention (0…360 or −180…180)
+        x = (x - grid.attrs["lon_seam"]) % 360 + grid.attrs["lon_seam"]
     crs = grid.attrs["crs"]
     cf = ({"units": "degrees_north", "standard_name": "latitude"}, {"units": "degrees_east", "standard_name": "longitude"}) \
         if crs == "EPSG:4326" else ({}, {})
@@ -945,7 +957,7 @@ def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source:
     out = xr.DataArray(
         hr, dims=(*times, y_name, x_name), name=str(da.name),
         coords={**times, y_name: (y_name, fine.y.values, {**cf[0], **grid.y.attrs}),
-                x_name: (x_name, fine.x.values, {**cf[1], **grid.x.attrs})},
+                x_name: (x_name, x, {**cf[1], **grid.x.attrs})},
         attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},
                "long_name": f"{da.attrs.get('long_name', da.name)}, super-resolved ×{f}"},
     ).to_dataset()

@@ -475,6 +475,7 @@ def predict_file(model: TrainedModel, args):
     """``geonb predict`` for a segment model: an RGB image in (GeoTIFF/PNG/JPEG/NetCDF/zarr), class ids out
     (uint8; 255 where the input has no data) in the format of ``--out`` (.tif/.png, .nc, .zarr), a GeoTIFF's
     georeferencing kept; ``--tile`` px per tile (a multiple of 2^depth; default ~1024)."""
+    aerial.refuse_lossy(args.out, "a class map")
     photo, tags, valid = aerial.read_photo(args.input, args.var)
     pred = Predictor(model)
     classes = segment_image(pred, photo, tile=args.tile if args.tile else _tile(pred, photo), valid=valid)

@@ -265,6 +265,7 @@ def error_maps(run) -> Report:
 def predict_file(model: TrainedModel, args):
     """``geonb predict`` for a translate model: an aerial photo in (JPEG/PNG/TIFF/NetCDF), its colour map out
     in the format of ``--out`` (.png, .tif, .nc); ``--tile`` px per tile (a multiple of 2^depth)."""
+    aerial.refuse_lossy(args.out, "a class map")
     photo, tags, _ = aerial.read_photo(args.input, args.var)
     pred = Predictor(model)
     rgb = translate_image(pred, photo, tile=args.tile)
