@@ -3,7 +3,7 @@ and every file opened beside the checkout (a newcomer's clone has no data folder
 
 The Jupyter kernel talks to papermill over loopback TCP, which stays allowed; each refused address or
 path is appended to $GEONB_REFUSED_LOG so the test can say what was tried. $GEONB_CHECKOUT names the
-checkout: a path in its parent folder but outside it (../shared/data, say) cannot be opened.
+checkout: a path in its parent folder but outside it (a data folder beside the clone, say) cannot be opened.
 """
 import errno
 import ipaddress
