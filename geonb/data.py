@@ -180,6 +180,9 @@ def in_order(obj, dims, what: str, lon: str | None = None):
         if dim not in obj.coords or obj.sizes[dim] < 2:
             continue
         index = obj.indexes[dim]
+        if index.dtype.kind not in "fiumM" and not isinstance(index, xr.CFTimeIndex):  # "2020-05-01" as text
+            raise GeonbError(f"{what}: coordinate {dim!r} holds {index.dtype} values ({index[0]!r}, …), not numbers or "
+                             "dates; decode it first (CF units, or xr.decode_cf / pd.to_datetime).")
         if index.hasnans:
             raise GeonbError(f"{what}: coordinate {dim!r} has missing (NaN/NaT) values; give a file with every "
                              f"{dim} set.")
@@ -207,12 +210,13 @@ def in_order(obj, dims, what: str, lon: str | None = None):
 def check_values(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray:
     """Refuse infinite values, and unless ``allow_outliers`` values that are not data (``outliers``: an
     unflagged fill value such as 1e30 or -999 would otherwise set the normalisation and every output),
-    naming the count and the first position."""
+    naming the count and the first position. Values that are not numbers (strings, booleans) are refused."""
+    if da.dtype.kind not in "fiu":
+        raise GeonbError(f"variable {da.name!r} holds {da.dtype} values, not numbers; give the numeric variable "
+                         "(--var / var), or convert it first.")
     if da.chunks is not None:
         return _check_lazy(da, allow_outliers)
     values = np.asarray(da.values)
-    if values.dtype.kind not in "fiu":
-        return da
     finite = np.isfinite(values)
     bad, why = ~finite & ~np.isnan(values), INFINITE
     if not bad.any():
@@ -248,8 +252,6 @@ def _check_lazy(da: xr.DataArray, allow_outliers: bool) -> xr.DataArray:
     import dask.array as dsa
 
     x = da.data
-    if x.dtype.kind not in "fiu":
-        return da
     step = max(1, int(np.ceil((x.size / 4e6) ** (1 / x.ndim))))
     try:  # the first pass over every chunk: a damaged one fails here, before any work
         sample, low, high = dask.compute(x[(slice(None, None, step),) * x.ndim], dsa.nanmin(x), dsa.nanmax(x))

@@ -435,6 +435,9 @@ def fill_dataset(ds: xr.Dataset, var: str, mask_var: str | None = None, **option
     refuse_curvilinear(ds, "the input")
     mask = None
     if mask_var:
+        if mask_var == var:
+            raise GeonbError(f"--var and --mask-var both name {var!r}: the mask would be filled as if it were the field; "
+                             "give the field's variable with --var.")
         if mask_var not in ds.variables:
             raise GeonbError(f"mask variable {mask_var!r} is not in the input; it has: {', '.join(map(str, ds.data_vars))}.")
         mask = ds[mask_var]

@@ -425,3 +425,32 @@ def test_a_mask_with_no_sea_is_refused_not_answered_with_nothing_to_fill(files, 
     cube = xr.open_dataset(src)
     with pytest.raises(GeonbError, match="marks no cell as sea"):
         fill(cube["SST"], mask=np.zeros(cube["mask"].shape), model=files["dincae"])
+
+
+# ---------------------------------------------------------------- values and coordinates that are not numbers
+def test_a_grid_of_strings_is_refused_as_not_numbers(files, tmp_path, capsys):
+    src = grid_file(tmp_path / "str.nc", edit=lambda ds: ds.assign(elevation=ds.elevation.astype(str)))
+    line = refused(capsys, [src], "predict", "--model", files["srcnn"], "--input", src, "--out", tmp_path / "p.nc")
+    assert "variable 'elevation' holds <U" in line and "not numbers" in line
+    with pytest.raises(GeonbError, match="holds bool values, not numbers"):
+        load_field(xr.DataArray(np.ones((2, 8, 8), bool), dims=("time", "lat", "lon"), name="flag"))
+
+
+def test_a_time_axis_of_strings_is_refused_and_cftime_calendars_are_kept(files, tmp_path, capsys):
+    import cftime
+
+    src = cube_file(tmp_path / "strtime.nc", edit=lambda ds: ds.assign_coords(
+        time=[f"2020-05-{d + 1:02d}" for d in range(ds.sizes["time"])]))
+    line = refused(capsys, [src], "fill", src, "--var", "SST", "--mask-var", "mask", "--model", files["dincae"],
+                   "--out", tmp_path / "o.nc")
+    assert "coordinate 'time' holds" in line and "not numbers or dates" in line
+    noleap = [cftime.DatetimeNoLeap(2020, m, d) for m, d in ((2, 27), (2, 28), (3, 1), (3, 2))]
+    field = load_field(xr.DataArray(np.random.default_rng(0).random((4, 8, 8)), dims=("time", "lat", "lon"),
+                                    coords={"time": noleap, "lat": np.arange(8.0), "lon": np.arange(8.0)}, name="tas"))
+    assert list(field.time.values) == noleap  # a model calendar (no 29 February) is a calendar, not text
+
+
+def test_filling_the_mask_as_the_field_is_refused(files, tmp_path, capsys):
+    line = refused(capsys, [files["cube"]], "fill", files["cube"], "--var", "mask", "--mask-var", "mask",
+                   "--model", files["dincae"], "--out", tmp_path / "o.nc")
+    assert "--var and --mask-var both name 'mask'" in line
