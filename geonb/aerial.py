@@ -379,9 +379,9 @@ def load_location(location: int, parts=PARTS, root=None) -> list[Pair]:
 
 # The parameters of the tasks that read these images by location (translate, segment).
 LOCATION_PARAMS = (
-    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep"),
-    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep"),
-    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1),
+    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep", min=1, max=7),
+    Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep", min=1, max=7),
+    Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1, min=1, max=9),
 )
 
 

@@ -19,6 +19,7 @@ Written with plain tensors, numbers, strings, lists and dicts only, so it loads 
 from __future__ import annotations
 
 import math
+import re
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,8 +48,35 @@ NEEDS = {
     "translate": ({"photo", "map"}, {}),
     "segment": ({"photo"}, {}),
 }
-MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights: far above any geonb network, far below a crafted size
 MAX_SNAPSHOTS = 100
+MAX_FACTOR = 16  # the largest scale factor geonb trains (`-p factor`); a crafted 4096 asks for terabytes of output
+# A normaliser's std and mean: float32 keeps 7 digits, so a std below |mean|·1e-6 leaves the
+# normalised field as noise, and one near 0 or 1e300 turns every output into inf or 0.
+NORM_RANGE, NORM_DIGITS = 1e15, 1e-6
+
+
+def _number(value, lo: float, hi: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+
+
+def _count(most: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= most
+
+
+# The numbers and names a task reads from ``method_args`` / ``inputs`` (beyond ``NEEDS``'s types),
+# with the range each must lie in: a crafted value passes a type check and then divides by ~0
+# (σ scale 0), flips σ's sign, or asks for terabytes.
+RANGES = {
+    ("method_args", "sigma_scale"): (lambda v: _number(v, 1e-6, 1e6), "a finite number from 1e-6 to 1e6"),
+    ("method_args", "average"): (lambda v: v in ("predictions", "weights"), "'predictions' or 'weights'"),
+    ("method_args", "residual"): (lambda v: isinstance(v, bool), "true or false"),
+    ("inputs", "window"): (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 31,
+                           "an int from 0 to 31 days"),
+    ("inputs", "latent"): (_count(4096), "an int from 1 to 4096"),
+    ("inputs", "patch"): (_count(8192), "an int from 1 to 8192 px"),
+    ("inputs", "valid_above"): (lambda v: v is None or _number(v, -1e30, 1e30), "none or a finite number"),
+    ("inputs", "classes"): (lambda v: isinstance(v, list) and 1 <= len(v) <= 256, "a list of 1 to 256 classes"),
+}
 
 
 def _argument_problem(builder, args: dict) -> str | None:
@@ -102,6 +130,12 @@ class TrainedModel:
         damaged or crafted file is a GeonbError ("not a geonb model file: <reason>") before anything is
         allocated."""
         saved = load_checkpoint(path)
+        newer = isinstance(saved, dict) and re.fullmatch(r"geonb-model/(\d+)", str(saved.get("format")))
+        if newer and int(newer[1]) > int(FORMAT.split("/")[1]):
+            from . import __version__
+
+            raise GeonbError(f"{path} was written by a newer geonb (format {saved['format']!r}; this geonb "
+                             f"{__version__} reads {FORMAT!r}): upgrade geonb (pip install -U geonb) to read it.")
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
             keys = set(saved) if isinstance(saved, dict) else set()
             what = next((name for name, need in OLD_FORMATS.items() if need <= keys), "not a geonb model file")
@@ -131,13 +165,17 @@ class TrainedModel:
         problem = _argument_problem(builder, saved["arch_args"])
         if problem:
             refuse(problem)
+        if saved["arch_args"].get("factor", 1) > MAX_FACTOR:
+            refuse(f"its scale factor {saved['arch_args']['factor']} is above the {MAX_FACTOR} geonb trains "
+                   f"(each input cell would become {saved['arch_args']['factor'] ** 2:,} output cells)")
         norm_names, input_types = NEEDS[saved["task"]]
         norms = {}
         for name, pair in saved["norms"].items():
-            ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
-            if not ok or pair[1] <= 0:
-                refuse(f"normalisation {name!r} is {pair!r}; it needs a finite mean and a finite std above 0")
+            ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and _number(pair[0], -NORM_RANGE, NORM_RANGE) \
+                and _number(pair[1], max(1 / NORM_RANGE, abs(pair[0]) * NORM_DIGITS), NORM_RANGE)
+            if not ok:
+                refuse(f"normalisation {name!r} is {pair!r}; it needs a mean within ±{NORM_RANGE:g} and a std "
+                       f"from max({1 / NORM_RANGE:g}, |mean|·{NORM_DIGITS:g}) to {NORM_RANGE:g}")
             norms[name] = Normaliser(float(pair[0]), float(pair[1]))
         lacking = sorted(norm_names - set(norms))
         if lacking:
@@ -145,6 +183,9 @@ class TrainedModel:
         for name, kind in input_types.items():
             if not isinstance(saved["inputs"].get(name), kind) or isinstance(saved["inputs"].get(name), bool):
                 refuse(f"inputs[{name!r}] is {saved['inputs'].get(name)!r}, not a {kind.__name__}")
+        for (part, name), (ok, want) in RANGES.items():
+            if name in saved[part] and not ok(saved[part][name]):
+                refuse(f"{part}[{name!r}] is {saved[part][name]!r}; it must be {want}")
         weights = saved["weights"]
         if not weights or len(weights) > MAX_SNAPSHOTS or not all(
                 isinstance(w, dict) and all(isinstance(t, torch.Tensor) for t in w.values()) for w in weights):
@@ -152,15 +193,11 @@ class TrainedModel:
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated
                 shapes = arch.build("generator", **saved["arch_args"]).state_dict()
-        except GeonbError:
-            raise
+        except GeonbError as exc:  # too many parameters (``Arch.build``)
+            refuse(str(exc).rstrip("."))
         except Exception as exc:  # a string where a number belongs, a negative width…
             refuse(f"its network arguments {saved['arch_args']} do not build a {saved['arch']} network "
                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
-        size = sum(t.numel() for t in shapes.values())
-        if size > MAX_PARAMETERS:
-            refuse(f"its network arguments {saved['arch_args']} ask for {size:,} parameters "
-                   f"({size * 4 / 1e9:.1f} GB), more than the {MAX_PARAMETERS:,} geonb allows")
         for k, state in enumerate(weights):
             wrong = sorted(set(state) ^ set(shapes)) or [n for n in shapes if state[n].shape != shapes[n].shape]
             if wrong:

@@ -26,10 +26,12 @@ class Param:
     help: str
     step: str | None = "train"
     quick: Any = NOT_SET
-    # Allowed values: numbers (a list's items) at least ``min`` / above ``above`` (floats must be finite),
-    # one of ``allowed``, or what ``valid(value)`` accepts (it returns the reason a value is refused, or None).
+    # Allowed values: numbers (a list's items) at least ``min`` / above ``above`` / at most ``max`` (floats
+    # must be finite), one of ``allowed``, or what ``valid(value)`` accepts (it returns the reason a value is
+    # refused, or None). ``max`` caps sizes far above any real run, so a typo cannot ask for terabytes.
     min: float | None = None
     above: float | None = None
+    max: float | None = None
     allowed: tuple | None = None
     valid: Callable[[Any], str | None] | None = None
 
@@ -54,7 +56,7 @@ class Param:
         if self.allowed is not None and value not in self.allowed:
             return f"use one of {', '.join(map(repr, self.allowed))}"
         for item in value if self.type is list else [value]:
-            if self.min is None and self.above is None and self.type is not float:
+            if self.min is None and self.above is None and self.max is None and self.type is not float:
                 break
             if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
                 return "must be a finite number" + ("" if self.type is not list else " in every item")
@@ -62,6 +64,8 @@ class Param:
                 return f"must be at least {self.min:g}" + ("" if self.type is not list else " in every item")
             if self.above is not None and item <= self.above:
                 return f"must be above {self.above:g}" + ("" if self.type is not list else " in every item")
+            if self.max is not None and item > self.max:
+                return f"must be at most {self.max:g}" + ("" if self.type is not list else " in every item")
         return self.valid(value) if self.valid else None
 
 
@@ -128,17 +132,17 @@ COMMON = ParamSet((
     Param("quick", bool, False, "tiny data and few epochs: seconds on a CPU", "data_prep"),
     Param("data", str, "", "embedded dataset name or NetCDF/zarr path", "data_prep"),
     Param("var", str, "", "variable in `data`; '' = the only/default one", "data_prep"),
-    Param("seed", int, 0, "random seed of splits, holes and weights", "data_prep", min=0),
-    Param("epochs", int, 100, "maximum training epochs", min=1),
-    Param("patience", int, 5, "stop after this many epochs without a better validation score", min=1),
-    Param("batch_size", int, 10, "samples per optimisation step", min=1),
+    Param("seed", int, 0, "random seed of splits, holes and weights", "data_prep", min=0, max=2 ** 32 - 1),
+    Param("epochs", int, 100, "maximum training epochs", min=1, max=100_000),
+    Param("patience", int, 5, "stop after this many epochs without a better validation score", min=1, max=100_000),
+    Param("batch_size", int, 10, "samples per optimisation step", min=1, max=4096),
     Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)",
           above=0),
     Param("device", str, "auto", "auto = cuda if present, else cpu", None, valid=device_problem),
     Param("amp", str, "auto", "bf16 autocast: auto (on GPUs that support bf16), bf16 or off", allowed=AMP),
     Param("compile", bool, False, "torch.compile the networks (faster steps after a compile pause)", None),
-    Param("workers", int, 0, "DataLoader processes making batches (0: the training process)", None, min=0),
-    Param("ddp", int, 0, "data-parallel processes (torchrun + DDP; one per GPU); 0: one process", None, min=0),
+    Param("workers", int, 0, "DataLoader processes making batches (0: the training process)", None, min=0, max=64),
+    Param("ddp", int, 0, "data-parallel processes (torchrun + DDP; one per GPU); 0: one process", None, min=0, max=64),
     Param("transect_start", list, None, "[lat, lon] start of the 06 line; None: set by the task", None),
     Param("transect_end", list, None, "[lat, lon] end of the 06 line; None: set by the task", None),
 ))

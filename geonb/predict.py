@@ -75,17 +75,42 @@ class Predictor:
     @torch.no_grad()
     def __call__(self, x, *, tile: int | None = None, halo: int | None = None, batch: int = 32,
                  last: int | None = None) -> dict[str, np.ndarray]:
-        """Outputs for input ``x`` (normalised), combined over the last ``last`` snapshots (default all)."""
+        """Outputs for input ``x`` (normalised), combined over the last ``last`` snapshots (default all).
+
+        The output's size is checked against the free memory before anything runs, and a non-finite
+        output of a finite input (a model file's numbers out of range) is refused, never returned."""
         outputs = []
         states = self.states[-(last or len(self.states)):]
         if self.average == "weights" and len(states) > 1:
             states = [average_weights(states)]
+        grid = x[0] if isinstance(x, tuple) else x
+        self._check_memory(grid.shape, len(states))
         for state in states:
             self.net.load_state_dict(state)
             self.net.eval()
             chunks = [self._tiled(part, tile, halo) for part in _split(x, batch)]
             outputs.append(torch.cat(chunks).numpy())
-        return self.combine(outputs)
+        combined = self.combine(outputs)
+        finite_in = all(bool(torch.isfinite(t).all()) for t in ([grid, *x[1]] if isinstance(x, tuple) else [grid]))
+        wrong = {k: int((~np.isfinite(v)).sum()) for k, v in combined.items() if not np.isfinite(v).all()}
+        if finite_in and wrong:
+            raise GeonbError(f"the model gave NaN or infinite outputs for a finite input ({wrong} values): its "
+                             f"normalisers or weights are out of range for this data; retrain it on data like this.")
+        return combined
+
+    def _check_memory(self, shape, snapshots: int) -> None:
+        """Refuse an output that cannot fit in the free memory (a scale factor or grid far too large),
+        giving the size asked for; out-of-core prediction (``--out X.zarr``) predicts chunk by chunk."""
+        import psutil
+
+        b, _, h, w = shape
+        need = b * h * w * self.factor ** 2 * np.dtype(np.float32 if self.dtype == torch.float32 else np.float64).itemsize \
+            * (snapshots + 1)
+        free = psutil.virtual_memory().available
+        if need > free:
+            raise GeonbError(f"this prediction's output needs at least {need / 1e9:,.1f} GB of memory ({b}×{h}×{w} cells "
+                             f"× {self.factor}² per cell, {snapshots} snapshot(s)); {free / 1e9:.1f} GB is free. Predict "
+                             "a smaller region, or write it out of core (geonb predict --out X.zarr --chunk N).")
 
     def _tiled(self, x, tile, halo) -> torch.Tensor:
         """One batch: replicate-pad by the halo once, then predict ``tile``-cell tiles and crop their halos."""
@@ -254,11 +279,11 @@ def add_cli(subparsers) -> None:
                    ".zarr, .tif (a COG GeoTIFF with the CRS, for a 2-D result that has one), or for image models .png/.jpg")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
-    p.add_argument("--tile", type=cli_type(Param("tile", int, None, "tile size in input cells", min=1)),
+    p.add_argument("--tile", type=cli_type(Param("tile", int, None, "tile size in input cells", min=1, max=65_536)),
                    help="tile size in input cells (downscaling: low-res cells, default 64; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
-    p.add_argument("--chunk", type=cli_type(Param("chunk", int, None, "chunk side in input cells", min=1)),
+    p.add_argument("--chunk", type=cli_type(Param("chunk", int, None, "chunk side in input cells", min=1, max=65_536)),
                    help="downscaling: input cells per dask chunk side (default 512; memory is bounded by the chunk, "
                    "not the grid)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler address (tcp://host:8786) to "

@@ -73,6 +73,7 @@ def check_arguments(func: Callable, args: dict, what: str) -> None:
         raise GeonbError(f"{what} needs argument(s) {missing}; it takes: {', '.join(valid)}.")
 
 
+MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights: far above any geonb network, far below a mistyped size
 NETWORKS = Registry("network", "geonb.models", "Networks live in geonb/models/.")
 METHODS = Registry("method", "geonb.methods", "Training methods live in geonb/methods/.")
 ARCHS = Registry("arch", "geonb.archs", "(`geonb archs` describes them.)")
@@ -91,7 +92,16 @@ class Arch:
     method_args: dict = field(default_factory=dict)
 
     def build(self, role: str = "generator", **args):
-        """Build the network in ``role`` (generator, discriminator) with explicit arguments."""
+        """Build the network in ``role`` (generator, discriminator) with explicit arguments, after
+        counting its parameters on torch's ``meta`` device (no memory): a width or block count that
+        would fill the memory is refused before anything is allocated."""
+        import torch
+
+        with torch.device("meta"):
+            size = sum(p.numel() for p in NETWORKS.build(self.networks[role], **args).parameters())
+        if size > MAX_PARAMETERS:
+            raise GeonbError(f"the {self.name} {role} with {args} has {size:,} parameters ({size * 4 / 1e9:.1f} GB), "
+                             f"more than the {MAX_PARAMETERS:,} geonb allows; use fewer blocks or feature maps.")
         return NETWORKS.build(self.networks[role], **args)
 
     def accepts(self, role: str, settings: dict) -> dict:

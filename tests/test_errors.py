@@ -28,6 +28,7 @@ from geonb.fill import CloudInputs, fill, fill_file
 from geonb.io import locked, remove_stale, write_netcdf
 from geonb.modelfile import TrainedModel
 from geonb.normalise import Normaliser
+from geonb.predict import Predictor
 from geonb.registry import get_arch
 from geonb.workflow import Run
 
@@ -338,6 +339,10 @@ def test_geonb_train_checkpoints_are_keyed_by_configuration(files, tmp_path, cap
     (["train", "--device", "tpu"], "'device' = 'tpu': unknown device"),
     (["fill", "--epochs", "0"], "'epochs' = 0: must be at least 1"),
     (["fill", "--window", "-3"], "'window' = -3: must be at least 1"),
+    (["generate", "--per-class", "1000000000"], "'per_class' = 1000000000: must be at most 10000"),
+    (["train", "--n-blocks", "100000"], "'n_blocks' = 100000: must be at most 64"),
+    (["train", "--epochs", "1000000000000"], "'epochs' = 1000000000000: must be at most 100000"),
+    (["predict", "--chunk", "10000000"], "'chunk' = 10000000: must be at most 65536"),
     (["generate", "--per-class", "0"], "'per_class' = 0: must be at least 1"),
 ])
 def test_bad_command_line_values_are_refused_before_any_work(files, tmp_path, capsys, argv, message):
@@ -349,6 +354,48 @@ def test_bad_command_line_values_are_refused_before_any_work(files, tmp_path, ca
     status, err = run_cli(capsys, command, *full, *values)
     assert status == 2 and message in one_error(err)
     assert list(tmp_path.glob("o.nc")) == [] and list(tmp_path.glob("m*")) == []
+
+
+def test_a_model_file_of_a_newer_format_says_to_upgrade_geonb(tmp_path, capsys):
+    good = torch.load(srcnn_model(tmp_path / "good.pt"), weights_only=True)
+    path = _saved(tmp_path / "m.pt", {**good, "format": "geonb-model/3"})
+    status, err = run_cli(capsys, "predict", "--model", path, "--input", tmp_path / "x.nc", "--out", tmp_path / "o.nc")
+    assert status == 2 and "written by a newer geonb" in one_error(err) and "upgrade geonb" in one_error(err)
+    assert "retrain" not in one_error(err)
+
+
+@pytest.mark.parametrize("scale", [float("nan"), -1.0, 0.0, 1e300])
+def test_cloud_models_with_a_sigma_scale_out_of_range_are_refused(files, tmp_path, capsys, scale):
+    saved = torch.load(files["dincae"], weights_only=True)
+    path = _saved(tmp_path / "bad.pt", {**saved, "method_args": {**saved["method_args"], "sigma_scale": scale}})
+    before = digest(files["cube"])
+    status, err = run_cli(capsys, *fill_args(files, tmp_path / "o.nc")[:7], path, "--out", tmp_path / "o.nc")
+    assert status == 2 and "method_args['sigma_scale']" in one_error(err)
+    assert digest(files["cube"]) == before and not (tmp_path / "o.nc").exists()
+
+
+def test_networks_too_large_for_memory_are_refused_before_they_are_built():
+    start = time.perf_counter()
+    with pytest.raises(GeonbError, match=r"srcnn generator .* parameters .* more than the 250,000,000"):
+        get_arch("srcnn").build("generator", factor=2, cond_res=[], f1=200_000, f2=100_000)
+    assert time.perf_counter() - start < 5
+
+
+def test_an_output_larger_than_the_free_memory_is_refused_with_its_size(tmp_path):
+    model = TrainedModel.load(srcnn_model(tmp_path / "m.pt", arch_args={"factor": 16, "cond_res": []},
+                                          weights=[get_arch("srcnn").build("generator", factor=16,
+                                                                           cond_res=[]).state_dict()]))
+    huge = torch.zeros(1, 1, 1, 1).expand(1, 1, 60_000, 60_000)  # 3.6e9 cells ×16²: terabytes, never allocated
+    with pytest.raises(GeonbError, match=r"output needs at least [\d,.]+ GB of memory .* GB is free"):
+        Predictor(model)(huge)
+
+
+def test_non_finite_outputs_of_a_finite_input_are_refused(tmp_path):
+    net = get_arch("srcnn").build("generator", factor=2, cond_res=[])
+    state = {k: torch.full_like(v, 3e38) for k, v in net.state_dict().items()}  # finite, but overflows
+    model = TrainedModel.load(srcnn_model(tmp_path / "m.pt", weights=[state]))
+    with pytest.raises(GeonbError, match="NaN or infinite outputs for a finite input"):
+        Predictor(model)(torch.ones(1, 1, 8, 8))
 
 
 @pytest.mark.parametrize("std", [float("nan"), 0.0, -1.0, float("inf")])
@@ -445,6 +492,11 @@ def test_a_subset_written_by_xarray_with_both_fill_values_fills(files, tmp_path,
     ({"device": "tpu"}, "'device' = 'tpu': unknown device"),
     ({"arch": "srcnn", "factor": 3}, "'factor' = 3: use one of 2, 4, 8, 16"),
     ({"prefill": "mean"}, "'prefill' = 'mean': use one of"),
+    ({"seed": 2 ** 40}, "'seed' = 1099511627776: must be at most 4.29497e+09"),
+    ({"batch_size": 10 ** 9}, "'batch_size' = 1000000000: must be at most 4096"),
+    ({"arch": "dincae", "widths": [16, 10 ** 6]}, "must be at most 1024 in every item"),
+    ({"arch": "segnet", "val_location": 9}, "'val_location' = 9: must be at most 7"),
+    ({"arch": "acgan", "per_class": 10 ** 9}, "'per_class' = 1000000000: must be at most 10000"),
 ])
 def test_bad_parameter_values_are_refused_naming_parameter_value_and_what_is_allowed(tmp_path, params, message):
     with pytest.raises(GeonbError) as exc:
@@ -489,6 +541,14 @@ def _saved(path, obj):
     ("string_arg", "network argument factor='2' is not a positive int"),
     ("negative_width", "network argument f1=-8 is not a positive int"),
     ("absurd_width", "more than the 250,000,000 geonb allows"),
+    ("factor_4096", "scale factor 4096 is above the 16 geonb trains"),
+    ("tiny_std", "normalisation 'target' is [500.0, 1e-300]"),
+    ("huge_std", "normalisation 'target' is [500.0, 1e+300]"),
+    ("std_below_float32_digits", "normalisation 'target' is [1000000000.0, 1.0]"),
+    ("negative_sigma_scale", "method_args['sigma_scale'] is -1.0; it must be a finite number"),
+    ("nan_sigma_scale", "method_args['sigma_scale'] is nan"),
+    ("string_average", "method_args['average'] is 'median'"),
+    ("huge_valid_above", "inputs['valid_above'] is inf"),
     ("string_norm", "normalisation 'target'"),
     ("no_inputs", "inputs['variable']"),
     ("list_not_dict", "arch_args is a list"),
@@ -516,6 +576,16 @@ def test_bad_model_files_are_not_geonb_model_files(tmp_path, capsys, case, reaso
         _saved(path, {**good, "arch_args": {"factor": 2, "cond_res": [], "f1": -8}})
     elif case == "absurd_width":
         _saved(path, {**good, "arch_args": {"factor": 2, "cond_res": [], "f1": 200_000, "f2": 100_000}})
+    elif case == "factor_4096":
+        _saved(path, {**good, "arch_args": {"factor": 4096, "cond_res": []}})
+    elif case in ("tiny_std", "huge_std", "std_below_float32_digits"):
+        pair = {"tiny_std": [500.0, 1e-300], "huge_std": [500.0, 1e300], "std_below_float32_digits": [1e9, 1.0]}[case]
+        _saved(path, {**good, "norms": {"target": pair}})
+    elif case in ("negative_sigma_scale", "nan_sigma_scale", "string_average"):
+        value = {"negative_sigma_scale": -1.0, "nan_sigma_scale": float("nan"), "string_average": "median"}[case]
+        _saved(path, {**good, "method_args": {"sigma_scale" if "sigma" in case else "average": value}})
+    elif case == "huge_valid_above":
+        _saved(path, {**good, "inputs": {**good["inputs"], "valid_above": float("inf")}})
     elif case == "string_norm":
         _saved(path, {**good, "norms": {"target": ["500", 200.0]}})
     elif case == "no_inputs":

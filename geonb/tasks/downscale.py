@@ -58,18 +58,18 @@ PARAMS = COMMON.override(
     Param("valid_above", float, None, "cells at or below this value are masked out of loss and metrics and "
           "kept in the output; None: the data's (antarctica 0 m of ice, others none)", "data_prep"),
     Param("synthetic", int, None, "extra 256×256 synthetic terrain scenes mixed into training; "
-          "None: 8 for elevation grids, 0 for antarctica", quick=0, min=0),
-    Param("patch_lr", int, 16, "training tile in low-res cells", quick=8, min=1),
-    Param("steps_per_epoch", int, 40, "batches per epoch", quick=4, min=1),
-    Param("n_blocks", int, 12, "srgan: residual-in-residual dense blocks (DeepBedMap: 12)", quick=1, min=1),
-    Param("nf", int, 64, "srgan: feature maps", quick=16, min=1),
+          "None: 8 for elevation grids, 0 for antarctica", quick=0, min=0, max=1000),
+    Param("patch_lr", int, 16, "training tile in low-res cells", quick=8, min=1, max=1024),
+    Param("steps_per_epoch", int, 40, "batches per epoch", quick=4, min=1, max=100_000),
+    Param("n_blocks", int, 12, "srgan: residual-in-residual dense blocks (DeepBedMap: 12)", quick=1, min=1, max=64),
+    Param("nf", int, 64, "srgan: feature maps", quick=16, min=1, max=512),
     Param("beta", float, 0.2, "srgan: residual scaling"),
     Param("w_content", float, DEEPBEDMAP_WEIGHTS["w_content"], "srgan: weight of the L1 content loss (DeepBedMap)", min=0),
     Param("w_adversarial", float, DEEPBEDMAP_WEIGHTS["w_adversarial"], "srgan: weight of the adversarial loss", min=0),
     Param("w_topographic", float, DEEPBEDMAP_WEIGHTS["w_topographic"], "srgan: weight of the topographic loss", min=0),
     Param("w_structural", float, DEEPBEDMAP_WEIGHTS["w_structural"], "srgan: weight of 1 − SSIM (DeepBedMap)", min=0),
-    Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val region before training", min=0),
-    Param("tune_epochs", int, 6, "epochs per optuna trial at most", min=1),
+    Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val region before training", min=0, max=10_000),
+    Param("tune_epochs", int, 6, "epochs per optuna trial at most", min=1, max=10_000),
 )
 DERIVED = ("surface", "velocity")  # layers geonb.terrain derives from an elevation grid
 COORDS = ("x", "y")

@@ -49,13 +49,13 @@ PARAMS = COMMON.override(
     lr={"help": "learning rate; None: the arch's (acgan 2e-4 with Adam β1 0.5)"},
 ) + (
     Param("test_per_class", int, 100, "real digits per class held out (judge accuracy, diversity)", "data_prep", min=1),
-    Param("train_digits", int, 0, "use only this many training digits (0 = all)", "data_prep", quick=600, min=0),
-    Param("latent", int, 100, "acgan: noise dimensions", min=1),
-    Param("nf", int, 32, "acgan: generator feature maps (2·nf at 7×7, nf at 14×14; CPU-sized)", quick=16, min=1),
-    Param("classifier_epochs", int, 6, "epochs of the judge CNN on the real training digits", quick=1, min=1),
-    Param("n_examples", int, 8, "samples per class in each sample grid", None, min=1),
+    Param("train_digits", int, 0, "use only this many training digits (0 = all)", "data_prep", quick=600, min=0, max=5000),
+    Param("latent", int, 100, "acgan: noise dimensions", min=1, max=4096),
+    Param("nf", int, 32, "acgan: generator feature maps (2·nf at 7×7, nf at 14×14; CPU-sized)", quick=16, min=1, max=512),
+    Param("classifier_epochs", int, 6, "epochs of the judge CNN on the real training digits", quick=1, min=1, max=1000),
+    Param("n_examples", int, 8, "samples per class in each sample grid", None, min=1, max=100),
     Param("sample_epochs", list, None, "epochs whose sample grids 03 shows; None: 1, a middle one, the last", None),
-    Param("per_class", int, 100, "digits generated per class in 04 (and its figures)", "error_maps", quick=20, min=1),
+    Param("per_class", int, 100, "digits generated per class in 04 (and its figures)", "error_maps", quick=20, min=1, max=10_000),
 )
 
 

@@ -34,7 +34,7 @@ PARAMS = COMMON.override(
     transect_end={"help": "[lat, lon] end of the 06 line; None: [45.5, -40.5]"},
 ) + (
     ALLOW_OUTLIERS,
-    Param("patch", int, 64, "patch size in grid cells", "data_prep", min=16),
+    Param("patch", int, 64, "patch size in grid cells", "data_prep", min=16, max=1024),
     Param("overlap", int, 56, "overlap of neighbouring patches (cells)", "data_prep", min=0),
     Param("cut", str, "grid", "grid (sliding, xbatcher) or corners (the four corners, as the seed cut)", "data_prep",
           allowed=("grid", "corners")),
@@ -44,11 +44,11 @@ PARAMS = COMMON.override(
     Param("cloud_source", str, "alboran", "cloudy cube for the 'clouds' set: embedded name or NetCDF path", "simulate"),
     Param("hole_weight", float, 0.1, "loss weight on hole pixels (0.1 as in the seed)", min=0),
     Param("ring_weight", float, 1.0, "loss weight on the ring around holes", min=0),
-    Param("ring_width", int, 3, "width of that ring (cells)", min=0),
+    Param("ring_width", int, 3, "width of that ring (cells)", min=0, max=64),
     Param("adv_weight", float, 1e-3, "ctxgan: weight of the adversarial term", min=0),
     Param("prefill", str, "biharmonic", "holes in the input: biharmonic or local_mean (+ learned residual), "
           "or zero (the seed)", allowed=("biharmonic", "local_mean", "zero")),
-    Param("n_examples", int, 2, "test patches mapped per hole set in 04", None, min=0),
+    Param("n_examples", int, 2, "test patches mapped per hole set in 04", None, min=0, max=100),
 )
 TRANSECT = ([30.5, -79.5], [45.5, -40.5])  # lat, lon: across the Gulf Stream
 QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}

@@ -52,14 +52,14 @@ PARAMS = aerial.task_params(
     Param("scheme", str, "all", "'all': the five classes; a class name (e.g. 'vegetation'): it against the rest",
           "data_prep"),
     Param("class_weights", bool, True, "weight the loss by median-frequency balancing of the training pixels"),
-    Param("patch", int, 256, "training crop size in px (a multiple of 2^depth)", quick=64, min=1),
-    Param("steps_per_epoch", int, 25, "batches per epoch", quick=2, min=1),
+    Param("patch", int, 256, "training crop size in px (a multiple of 2^depth)", quick=64, min=1, max=4096),
+    Param("steps_per_epoch", int, 25, "batches per epoch", quick=2, min=1, max=100_000),
     Param("width", int, 16, "network width: channels of the first level (VGG and U-Net: 64; 16 is CPU-sized)",
-          quick=4, min=1),
-    Param("depth", int, 4, "pooling levels; inputs padded to 2^depth (fcn needs 3 or more)", quick=3, min=1),
+          quick=4, min=1, max=512),
+    Param("depth", int, 4, "pooling levels; inputs padded to 2^depth (fcn needs 3 or more)", quick=3, min=1, max=8),
     Param("baseline_pixels", int, 200000, "training pixels the random-forest baseline learns from", "error_maps",
-          quick=20000, min=1),
-    Param("n_examples", int, 3, "test images shown as error maps in 04", None, min=0),
+          quick=20000, min=1, max=10_000_000),
+    Param("n_examples", int, 3, "test images shown as error maps in 04", None, min=0, max=100),
 )
 
 

@@ -45,14 +45,14 @@ PARAMS = aerial.task_params(
     batch_size={"default": 4, "quick": 2},
     lr={"help": "learning rate; None: the arch's (pix2pix 2e-4 with Adam β1 0.5)"},
 ) + (
-    Param("patch", int, 256, "tile size in px (a multiple of 2^depth)", quick=64, min=1),
-    Param("steps_per_epoch", int, 50, "batches per epoch", quick=2, min=1),
-    Param("ngf", int, 16, "generator width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1),
-    Param("ndf", int, 16, "PatchGAN width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1),
-    Param("depth", int, 6, "U-Net levels; inputs padded to 2^depth (pix2pix's 256 U-Net: 8)", quick=4, min=1),
+    Param("patch", int, 256, "tile size in px (a multiple of 2^depth)", quick=64, min=1, max=4096),
+    Param("steps_per_epoch", int, 50, "batches per epoch", quick=2, min=1, max=100_000),
+    Param("ngf", int, 16, "generator width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1, max=512),
+    Param("ndf", int, 16, "PatchGAN width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1, max=512),
+    Param("depth", int, 6, "U-Net levels; inputs padded to 2^depth (pix2pix's 256 U-Net: 8)", quick=4, min=1, max=10),
     Param("l1_weight", float, 100.0, "λ: weight of the L1 term against the adversarial term (pix2pix: 100)", min=0),
     Param("baseline", str, "pix2pix_l1", "another translate arch trained in 03 on the same tiles ('' = none)"),
-    Param("n_examples", int, 4, "test tiles shown as triptychs in 04", None, min=0),
+    Param("n_examples", int, 4, "test tiles shown as triptychs in 04", None, min=0, max=100),
 )
 
 
