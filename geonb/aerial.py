@@ -183,6 +183,8 @@ def _open_image(path, read, unknown=None):
     path = Path(path)
     if not path.exists():
         raise GeonbError(f"{path}: no such image file.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise GeonbError(f"{path} is empty (0 bytes): a copy or download that did not finish? Give the image again.")
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, with the size in the message
     try:
         with Image.open(path) as im:  # reads the header only

@@ -186,6 +186,9 @@ def in_order(obj, dims, what: str, lon: str | None = None):
         if index.hasnans:
             raise GeonbError(f"{what}: coordinate {dim!r} has missing (NaN/NaT) values; give a file with every "
                              f"{dim} set.")
+        if dim == "lat" and index.dtype.kind in "fiu" and (abs(index) > 90).any():
+            raise GeonbError(f"{what}: latitudes run {index.min():g}…{index.max():g}, beyond ±90°; give latitudes in "
+                             "degrees north (or name a projected axis y, not lat).")
         if dim == lon and across_seam(index.values):
             continue
         if index.is_monotonic_increasing or index.is_monotonic_decreasing:

@@ -409,10 +409,17 @@ def draw_mask(run, time_index: int = 0) -> MaskDrawer:
     """The mask-drawing widget for a run: draws on its prepared field, saves ``drawn_mask.nc``.
 
     ``run``: a :class:`geonb.Run` (its 01 step is built first if needed). Display the
-    returned object in a notebook; ``drawer.save()`` writes the "drawn" hole set.
+    returned object in a notebook; ``drawer.save()`` writes the "drawn" hole set. For a task that
+    reads no drawn holes (all but gap filling) it is a one-line note saying so, not a widget.
     """
     from .interactive import run_field
 
+    if MASK_FILE not in run.spec.step_files.get("simulate", ()):
+        from IPython.display import Markdown
+
+        # 02 shows this cell for every task; only gap filling reads a drawn hole set
+        return Markdown(f"*The {run.task} task ({run['arch']}) takes no drawn holes: drawing applies to gap filling "
+                        "(`-p arch unet` or `ctxgan`).*")
     field = run_field(run)
     return MaskDrawer(field, run.path(MASK_FILE), time_index=time_index,
                       title=f"{field.attrs.get('long_name', field.name)}: draw holes")

@@ -227,6 +227,9 @@ def refuse_input_as_output(out, inputs, flag: str = "--out") -> Path:
     return out
 
 
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS, Windows)
+
+
 def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=(),
                   stores=("--out",)) -> dict[str, Path]:
     """Check every output path of a command before any work; returns them as Paths by flag.
@@ -241,6 +244,10 @@ def check_outputs(outputs: dict, inputs=(), *, overwrite: bool = False, folders=
     for flag, given in outputs.items():
         if given is None or given == "":
             continue
+        long = [part for part in Path(given).parts if len(os.fsencode(part)) > NAME_MAX]
+        if long:
+            raise GeonbError(f"{flag}: the name {long[0][:40]}… is {len(os.fsencode(long[0]))} bytes long, more than the "
+                             f"{NAME_MAX} a file name may have; give a shorter name.")
         path = refuse_input_as_output(given, inputs, flag)
         for other, seen in checked.items():
             if _same(path, seen):
@@ -521,7 +528,8 @@ def open_dataset(path, var: str | None = None, lazy: bool = False) -> xr.Dataset
         ) from None
     if var is not None and var not in ds.data_vars:
         raise GeonbError(
-            f"variable {var!r} is not in {path}; it has: {', '.join(map(str, ds.data_vars))}. "
+            (f"{var!r} in {path} is a coordinate, not a data variable; " if var in ds.coords else
+             f"variable {var!r} is not in {path}; ") + f"it has: {', '.join(map(str, ds.data_vars))}. "
             "Pass one of those as the variable name."
         )
     return ds

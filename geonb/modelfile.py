@@ -75,7 +75,8 @@ RANGES = {
     ("inputs", "latent"): (_count(4096), "an int from 1 to 4096"),
     ("inputs", "patch"): (_count(8192), "an int from 1 to 8192 px"),
     ("inputs", "valid_above"): (lambda v: v is None or _number(v, -1e30, 1e30), "none or a finite number"),
-    ("inputs", "classes"): (lambda v: isinstance(v, list) and 1 <= len(v) <= 256, "a list of 1 to 256 classes"),
+    ("inputs", "classes"): (lambda v: isinstance(v, (list, dict)) and 1 <= len(v) <= 256,
+                            "a list (or name → colour dict) of 1 to 256 classes"),
 }
 
 
@@ -94,6 +95,21 @@ def _argument_problem(builder, args: dict) -> str | None:
             return f"network argument {name}={value!r} is not a {'positive int' if kind is int else kind.__name__}" + (
                 " of positive ints" if kind is tuple else "")
     return None
+
+
+def _check_consistent(saved: dict, refuse) -> None:
+    """What ``inputs`` says must agree with the network: as many class names as class outputs (else a map
+    is written with the wrong names), and a clouds window whose channels the network takes."""
+    classes, n = saved["inputs"].get("classes"), saved["arch_args"].get("n_classes")
+    if classes is not None and n is not None and len(classes) != n:
+        refuse(f"inputs['classes'] names {len(classes)} classes, its network predicts {n}")
+    if saved["task"] == "clouds" and "in_channels" in saved["arch_args"]:
+        from .fill import CloudInputs  # fill imports this module
+
+        window = saved["inputs"]["window"]
+        if window % 2 == 0 and window or CloudInputs.channels(window) != saved["arch_args"]["in_channels"]:
+            refuse(f"inputs['window'] = {window} days does not fit its network's {saved['arch_args']['in_channels']} "
+                   "input channels (an odd window, t−k … t+k)")
 
 
 @dataclass
@@ -177,6 +193,8 @@ class TrainedModel:
                 refuse(f"normalisation {name!r} is {pair!r}; it needs a mean within ±{NORM_RANGE:g} and a std "
                        f"from max({1 / NORM_RANGE:g}, |mean|·{NORM_DIGITS:g}) to {NORM_RANGE:g}")
             norms[name] = Normaliser(float(pair[0]), float(pair[1]))
+        if saved["task"] != arch.task and not (saved["task"] == "clouds" and arch.task == "inpaint"):
+            refuse(f"it calls a {saved['arch']} network (a {arch.task} arch) a {saved['task']} model")
         lacking = sorted(norm_names - set(norms))
         if lacking:
             refuse(f"no normalisation {lacking}")
@@ -186,10 +204,12 @@ class TrainedModel:
         for (part, name), (ok, want) in RANGES.items():
             if name in saved[part] and not ok(saved[part][name]):
                 refuse(f"{part}[{name!r}] is {saved[part][name]!r}; it must be {want}")
+        _check_consistent(saved, refuse)
         weights = saved["weights"]
         if not weights or len(weights) > MAX_SNAPSHOTS or not all(
-                isinstance(w, dict) and all(isinstance(t, torch.Tensor) for t in w.values()) for w in weights):
-            refuse(f"weights must be 1 to {MAX_SNAPSHOTS} state dicts of tensors")
+                isinstance(w, dict) and all(isinstance(t, torch.Tensor) and t.layout == torch.strided for t in w.values())
+                for w in weights):
+            refuse(f"weights must be 1 to {MAX_SNAPSHOTS} state dicts of dense tensors")
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated
                 shapes = arch.build("generator", **saved["arch_args"]).state_dict()

@@ -26,6 +26,7 @@ from .errors import GeonbError
 from .methods.base import forward
 from .methods.gaussian_nll import AVERAGING, average_weights
 from .modelfile import TrainedModel
+from .params import Param
 from .registry import METHODS
 
 
@@ -48,6 +49,9 @@ def _replicate(x: torch.Tensor, p: int, r: int = 1) -> torch.Tensor:
     padded = F.pad(coarse, (p, p, p, p), mode="replicate")
     return padded.reshape(b, c, r, r, h + 2 * p, w + 2 * p).permute(0, 1, 4, 2, 5, 3).reshape(
         b, c, (h + 2 * p) * r, (w + 2 * p) * r)
+
+
+TILE = Param("tile", int, None, "tile size in input cells", min=1, max=65_536)
 
 
 class Predictor:
@@ -79,6 +83,8 @@ class Predictor:
 
         The output's size is checked against the free memory before anything runs, and a non-finite
         output of a finite input (a model file's numbers out of range) is refused, never returned."""
+        if tile is not None:
+            TILE.check(tile)  # the API takes what `geonb predict --tile` takes
         outputs = []
         states = self.states[-(last or len(self.states)):]
         if self.average == "weights" and len(states) > 1:
@@ -267,7 +273,7 @@ def predict_command(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    from .params import Param, cli_type
+    from .params import cli_type
 
     p = subparsers.add_parser("predict", help="apply a trained model to a file (downscale, fill gaps, photo → map, "
                                                   "image → land-cover classes)")
@@ -279,7 +285,7 @@ def add_cli(subparsers) -> None:
                    ".zarr, .tif (a COG GeoTIFF with the CRS, for a 2-D result that has one), or for image models .png/.jpg")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
-    p.add_argument("--tile", type=cli_type(Param("tile", int, None, "tile size in input cells", min=1, max=65_536)),
+    p.add_argument("--tile", type=cli_type(TILE),
                    help="tile size in input cells (downscaling: low-res cells, default 64; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")

@@ -1,6 +1,7 @@
 """Keep tools out of $HOME, and share small quick runs between tests."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,16 @@ for var in ("MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DI
     os.environ.setdefault(var, str(_TMP / var.lower()))
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Every test, and every process it starts (notebook kernels, `geonb` commands), runs as a newcomer's
+# clone would: no network beyond loopback and no file beside the checkout (a data folder only our
+# machines have) — tests/offline/sitecustomize.py refuses both; refused attempts go to the log.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests" / "offline"), str(REPO),
+                                                         os.environ.get("PYTHONPATH")]))
+os.environ["GEONB_CHECKOUT"] = str(REPO)
+os.environ.setdefault("GEONB_REFUSED_LOG", str(_TMP / "refused.log"))
+_guard = importlib.util.spec_from_file_location("geonb_offline_guard", REPO / "tests" / "offline" / "sitecustomize.py")
+_guard.loader.exec_module(importlib.util.module_from_spec(_guard))  # and this pytest process too
 
 
 @pytest.fixture(scope="session")

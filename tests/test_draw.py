@@ -126,3 +126,10 @@ def test_bad_inputs_name_the_fix(tmp_path):
         rasterise("lasso", {}, LAT_DOWN, LON)
     with pytest.raises(GeonbError, match="one y per x"):
         rasterise_polygon([0, 1, 2], [0, 1], LAT_DOWN, LON)
+
+
+def test_tasks_that_read_no_drawn_holes_get_a_note_not_a_widget(tmp_path):
+    from geonb import Run, draw_mask
+
+    note = draw_mask(Run(tmp_path, arch="srcnn", quick=True, data="antarctica"))  # projected: no lat/lon to draw on
+    assert "downscale task (srcnn) takes no drawn holes" in note.data and not list(tmp_path.rglob("*.nc"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from PIL import Image
 
@@ -21,6 +22,7 @@ from geonb.data import load_field, load_grid
 from geonb.errors import GeonbError
 from geonb.fill import fill, fill_file
 from geonb.io import write_output
+from geonb.modelfile import TrainedModel
 
 from .test_errors import cube_file, digest, dincae_model, files, grid_file, one_error, run_cli, srcnn_model  # noqa: F401
 from .test_segment import _model as segment_model
@@ -454,3 +456,76 @@ def test_filling_the_mask_as_the_field_is_refused(files, tmp_path, capsys):
     line = refused(capsys, [files["cube"]], "fill", files["cube"], "--var", "mask", "--mask-var", "mask",
                    "--model", files["dincae"], "--out", tmp_path / "o.nc")
     assert "--var and --mask-var both name 'mask'" in line
+
+
+# ---------------------------------------------------------------- found by benchmarks/attack.py
+def _resaved(source, path, **changes):
+    saved = torch.load(source, weights_only=True)
+    for part, value in changes.items():
+        saved[part] = {**saved[part], **value} if isinstance(saved[part], dict) and isinstance(value, dict) else value
+    torch.save(saved, path)
+    return path
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"inputs": {"classes": ["land", "water"]}}, "inputs['classes'] names 2 classes, its network predicts 5"),
+    ({"task": "downscale"}, "it calls a segnet network (a segment arch) a downscale model"),
+])
+def test_model_files_whose_parts_disagree_are_refused(tmp_path, capsys, changes, message):
+    path = _resaved(segment_model("segnet").save(tmp_path / "good.pt"), tmp_path / "m.pt", **changes)
+    status, err = run_cli(capsys, "predict", "--model", path, "--input", tmp_path / "x.png", "--out", tmp_path / "o.nc")
+    assert status == 2 and message in one_error(err) and not (tmp_path / "o.nc").exists()
+
+
+@pytest.mark.parametrize("window", [4, 5])
+def test_a_cloud_model_whose_window_does_not_fit_its_network_is_refused(files, tmp_path, capsys, window):
+    path = _resaved(files["dincae"], tmp_path / "m.pt", inputs={"window": window})
+    with unchanged(files["cube"]):
+        status, err = run_cli(capsys, "fill", files["cube"], "--var", "SST", "--mask-var", "mask", "--model", path,
+                              "--out", tmp_path / "o.nc")
+    assert status == 2 and f"inputs['window'] = {window} days does not fit" in one_error(err)
+
+
+def test_sparse_weights_are_refused(files, tmp_path):
+    saved = torch.load(files["srcnn"], weights_only=True)
+    first = next(iter(saved["weights"][0]))
+    saved["weights"][0][first] = saved["weights"][0][first].to_sparse()
+    torch.save(saved, tmp_path / "m.pt")
+    with pytest.raises(GeonbError, match="state dicts of dense tensors"):
+        TrainedModel.load(tmp_path / "m.pt")
+
+
+@pytest.mark.parametrize("tile", [0, -3, 10 ** 6])
+def test_the_api_checks_tile_as_the_command_line_does(files, tile):
+    grid = load_grid(files["grid"])["elevation"]
+    with pytest.raises(GeonbError, match="parameter 'tile'"):
+        grid.geonb.downscale(files["srcnn"], tile=tile)
+
+
+def test_latitudes_beyond_90_are_refused(files, tmp_path, capsys):
+    bad = cube_file(tmp_path / "bad.nc", edit=lambda ds: ds.assign_coords(lat=ds.lat + 70))
+    with unchanged(bad):
+        status, err = run_cli(capsys, "fill", bad, "--var", "SST", "--mask-var", "mask", "--model", files["dincae"],
+                              "--out", tmp_path / "o.nc")
+    assert status == 2 and "beyond ±90°" in one_error(err)
+
+
+@pytest.mark.parametrize("where", ["name", "folder"])
+def test_an_output_name_too_long_is_one_line(files, tmp_path, capsys, where):
+    out = tmp_path / ("a" * 300 + ".nc") if where == "name" else tmp_path / ("d" * 300) / "o.nc"
+    status, err = run_cli(capsys, *["fill", files["cube"], "--var", "SST", "--mask-var", "mask", "--model",
+                                    files["dincae"], "--out", out])
+    assert status == 2 and "more than the 255 a file name may have" in one_error(err)
+
+
+def test_an_empty_image_file_is_called_empty(tmp_path, capsys):
+    model = segment_model("segnet").save(tmp_path / "m.pt")
+    (tmp_path / "photo.png").write_bytes(b"")
+    status, err = run_cli(capsys, "predict", "--model", model, "--input", tmp_path / "photo.png", "--out", tmp_path / "o.nc")
+    assert status == 2 and "is empty (0 bytes)" in one_error(err)
+
+
+def test_a_coordinate_given_as_the_variable_is_called_a_coordinate(files, tmp_path, capsys):
+    status, err = run_cli(capsys, "fill", files["cube"], "--var", "lat", "--mask-var", "mask", "--model", files["dincae"],
+                          "--out", tmp_path / "o.nc")
+    assert status == 2 and "'lat' in" in one_error(err) and "is a coordinate, not a data variable" in one_error(err)

@@ -22,10 +22,13 @@ def _pngs(run_dir, task):
     return sorted((run_dir / task / "figures").glob("*.png"))
 
 
-# unet/inpaint (the quick main job itself) runs offline in test_offline.py
-@pytest.mark.parametrize("arch,task", [("srcnn", "downscale"), ("dincae", "clouds")])
-def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, capfd):
-    written = run_notebooks(tmp_path, quick=True, params={"arch": arch})
+# One arch of every family on the data shipped inside the package, with every read beside the checkout
+# and the network refused (conftest); unet/inpaint (the quick main job itself) runs in test_offline.py.
+@pytest.mark.parametrize("arch,task,params", [("srcnn", "downscale", {"data": "antarctica"}), ("dincae", "clouds", {}),
+                                              ("segnet", "segment", {}), ("pix2pix", "translate", {}),
+                                              ("acgan", "generate", {})])
+def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, params, capfd):
+    written = run_notebooks(tmp_path, quick=True, params={"arch": arch, **params})
     assert [p.stem for p in written] == list(NOTEBOOKS)
     terminal = capfd.readouterr().err  # what the user's terminal shows (the kernels' stderr included)
     for k, name in enumerate(NOTEBOOKS, 1):
@@ -34,7 +37,7 @@ def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, capfd):
     for path in written:
         assert not _errors(path), path
     pngs = _pngs(tmp_path, task)
-    assert len(pngs) >= 6 and all(p.stat().st_size > 5000 for p in pngs)  # real figures, not blanks
+    assert len(pngs) >= 5 and all(p.stat().st_size > 5000 for p in pngs)  # real figures, not blanks
 
 
 @pytest.mark.parametrize("arch,params", [("ctxgan", {}), ("rsrcnn", {"factor": 4}), ("rsrcnn", {"factor": 8}),

@@ -34,6 +34,11 @@ def test_reads_beside_the_checkout_are_really_refused(tmp_path):
     assert done.returncode != 0 and "read beside the checkout refused" in done.stderr
 
 
+def test_this_test_process_is_guarded_too():
+    with pytest.raises(PermissionError, match="read beside the checkout refused"):
+        open(REPO.parent / "shared" / "data" / "README.md")
+
+
 def test_quick_main_job_passes_offline(tmp_path):
     run_dir = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "geonb", "run", "--quick", "--run-dir", str(run_dir)], cwd=REPO,
