@@ -46,8 +46,12 @@ socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
 
 
 _checkout = os.environ.get("GEONB_CHECKOUT")
-# beside the checkout, still readable: Python itself and temporary folders (a checkout may lie in /tmp)
-_allowed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, __import__("tempfile").gettempdir())}
+# beside the checkout, still readable: Python itself, and the temporary folder when the checkout lies
+# directly in it (/tmp/geonb: tests write there); a clone in /tmp/x/geonb still has /tmp/x/* refused
+_tmp = os.path.realpath(__import__("tempfile").gettempdir())
+_allowed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}
+if _checkout and os.path.dirname(os.path.realpath(_checkout)) == _tmp:
+    _allowed.add(_tmp)
 
 
 def _under(path, root) -> bool:
