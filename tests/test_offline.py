@@ -29,14 +29,14 @@ def test_the_network_is_really_refused(tmp_path):
 
 
 def test_reads_beside_the_checkout_are_really_refused(tmp_path):
-    code = f"open({str(REPO.parent / 'shared' / 'data' / 'README.md')!r})"
+    code = f"open({str(REPO.parent / 'data-beside' / 'README.md')!r})"
     done = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True)
     assert done.returncode != 0 and "read beside the checkout refused" in done.stderr
 
 
 def test_this_test_process_is_guarded_too():
     with pytest.raises(PermissionError, match="read beside the checkout refused"):
-        open(REPO.parent / "shared" / "data" / "README.md")
+        open(REPO.parent / "data-beside" / "README.md")
 
 
 def test_quick_main_job_passes_offline(tmp_path):
