@@ -28,6 +28,7 @@ import torch
 
 from .errors import GeonbError
 from .io import load_checkpoint, save_checkpoint
+from .methods.gaussian_nll import AVERAGING
 from .normalise import Normaliser
 from .registry import check_arguments, get_arch, NETWORKS
 
@@ -68,7 +69,7 @@ def _count(most: int):
 # (σ scale 0), flips σ's sign, or asks for terabytes.
 RANGES = {
     ("method_args", "sigma_scale"): (lambda v: _number(v, 1e-6, 1e6), "a finite number from 1e-6 to 1e6"),
-    ("method_args", "average"): (lambda v: v in ("predictions", "weights"), "'predictions' or 'weights'"),
+    ("method_args", "average"): (lambda v: v in AVERAGING, " or ".join(map(repr, AVERAGING))),
     ("method_args", "residual"): (lambda v: isinstance(v, bool), "true or false"),
     ("inputs", "window"): (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 31,
                            "an int from 0 to 31 days"),
@@ -83,13 +84,11 @@ RANGES = {
 def _argument_problem(builder, args: dict) -> str | None:
     """A network argument of the wrong type for the builder's annotation (a string where an int belongs
     builds fine and fails deep in a prediction): ints and tuple items ≥ 1, floats finite."""
-    def count(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
+    count = _count(math.inf)
     hints = typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder)
     for name, value in args.items():
         kind = hints.get(name)
-        ok = {int: count, float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+        ok = {int: count, float: lambda v: _number(v, -math.inf, math.inf),
               tuple: lambda v: isinstance(v, (list, tuple)) and all(map(count, v))}.get(kind, lambda v: True)(value)
         if not ok:
             return f"network argument {name}={value!r} is not a {'positive int' if kind is int else kind.__name__}" + (
@@ -107,7 +106,8 @@ def _check_consistent(saved: dict, refuse) -> None:
         from .fill import CloudInputs  # fill imports this module
 
         window = saved["inputs"]["window"]
-        if window % 2 == 0 and window or CloudInputs.channels(window) != saved["arch_args"]["in_channels"]:
+        even = window > 0 and window % 2 == 0  # 0: the single-day unet; else t−k … t+k
+        if even or CloudInputs.channels(window) != saved["arch_args"]["in_channels"]:
             refuse(f"inputs['window'] = {window} days does not fit its network's {saved['arch_args']['in_channels']} "
                    "input channels (an odd window, t−k … t+k)")
 

@@ -110,8 +110,7 @@ class Predictor:
         import psutil
 
         b, _, h, w = shape
-        need = b * h * w * self.factor ** 2 * np.dtype(np.float32 if self.dtype == torch.float32 else np.float64).itemsize \
-            * (snapshots + 1)
+        need = b * h * w * self.factor ** 2 * self.dtype.itemsize * (snapshots + 1)  # each snapshot's output + combined
         free = psutil.virtual_memory().available
         if need > free:
             raise GeonbError(f"this prediction's output needs at least {need / 1e9:,.1f} GB of memory ({b}×{h}×{w} cells "
