@@ -52,11 +52,12 @@ class GeonbAccessor:
         grid is dask-backed: chunk by chunk in its own chunks (each with the network's halo)."""
         from .data import load_grid
         from .predict import Predictor
-        from .tasks.downscale import conditioning, predict_grid, predict_lazy, super_resolved
+        from .tasks.downscale import check_inputs, conditioning, predict_grid, predict_lazy, super_resolved
 
         model, source = _load(model, "downscale")
         grid = load_grid(self._da)
         lr, conds, predictor = grid[grid.attrs["target"]], conditioning(model, grid, cond), Predictor(model)
+        check_inputs(model, lr, conds, f"the DataArray {self._da.name!r}")
         hr = predict_lazy(predictor, lr.data, conds, chunk=None, tile=tile) if lr.chunks else \
             predict_grid(predictor, lr.values.astype("float64"), conds, tile=tile)
         out = super_resolved(model, grid, hr, f"the DataArray {self._da.name!r}", source)

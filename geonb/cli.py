@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import progress
 from .errors import GeonbError
-from .io import disk_full
+from .io import no_room
 from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
 
@@ -159,8 +159,9 @@ def main(argv=None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        if disk_full(exc):  # a write outside io.atomic_path, which says more
-            print(f"geonb: error: the disk is full ({exc}); free some space or give paths on another disk.",
+        why = no_room(exc)
+        if why:  # a write outside io.atomic_path, which says more
+            print(f"geonb: error: {why} ({exc}); free some space, raise the limit or give paths on another disk.",
                   file=sys.stderr)
             return 2
         log = Path(tempfile.gettempdir()) / f"geonb-traceback-{time.strftime('%Y%m%d-%H%M%S')}-{id(exc):x}.txt"

@@ -112,7 +112,7 @@ DEFAULTS = {"window": 3, "widths": [16, 24, 32, 48], "epochs": 60, "batch_size":
 PAD = 16  # training crops: a multiple of DINCAE's pooling
 
 
-def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=None, ckpt_dir, seed: int = 0,
+def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=None, ckpt_dir, seed: int = 0, units: str = "",
                   device: str | Accelerator = "auto", **options) -> TrainedModel:
     """Train self-supervised on the cloudy cube ``values`` (time, lat, lon; NaN = missing).
 
@@ -207,7 +207,7 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
                          steps=-(-nt * int(opt["samples_per_day"]) // int(opt["batch_size"])))
     model = TrainedModel("clouds", arch, arch_args, method.weights(), norms,
                          method_args={"average": opt["average"], "sigma_scale": 1.0},
-                         inputs={"window": encoding}, info={"history": history})
+                         inputs={"window": encoding, "units": {"field": str(units)}}, info={"history": history})
     if gaussian and val_days:
         mean, sigma = fill_cube(model, values, lat, lon, times)
         z = np.abs(mean - truth)[val_points] / sigma[val_points]
@@ -321,7 +321,9 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
             sigma = np.where(gaps & np.isfinite(filled), result.cv_rms, 0.0)
             info.update(n_modes=result.n_modes, cv_rms=result.cv_rms)
         else:
-            cloud_model = _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir)
+            units = str(da.attrs.get("units", ""))
+            cloud_model = _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir, units)
+            cloud_model.check_input("field", values, units, f"variable {name!r}")
             if geographic:  # the longitudes in the convention the model was trained in (0…360 or −180…180)
                 lon = lon - 360 * np.round((lon.mean() - cloud_model.norms["lon"].mean) / 360)
             t0 = time.perf_counter()
@@ -352,7 +354,7 @@ def _numeric_time(times) -> np.ndarray:
     return times.astype(float)
 
 
-def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir):
+def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, window, work_dir, units):
     if model is not None:
         loaded = model if isinstance(model, TrainedModel) else TrainedModel.load(model, task="clouds")
         if loaded.arch != arch:
@@ -382,7 +384,8 @@ def _cloud_model(values, lat, lon, times, arch, model, epochs, quick, seed, wind
             ckpt = stack.enter_context(locked(work_dir, "--work-dir")) / key
         else:
             ckpt = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=temp_prefix("geonb-fill"))))
-        return train_on_cube(values, lat, lon, times, arch=arch, val_points=val, ckpt_dir=ckpt, seed=seed, **options)
+        return train_on_cube(values, lat, lon, times, arch=arch, val_points=val, ckpt_dir=ckpt, seed=seed, units=units,
+                             **options)
 
 
 def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:

@@ -129,15 +129,21 @@ def check_space(path: Path, size: int | None) -> None:
                          f"{_size(size)}); free some space or give a path on another disk.")
 
 
-def disk_full(exc: BaseException, folder: Path | None = None) -> bool:
-    """The write failed because the disk is full: ENOSPC/EDQUOT, or (given the ``folder`` written in) a library's
-    own error for it (netCDF's "HDF error", torch's "enforce fail … inline_container") while it has no room left."""
-    for cause in (exc, exc.__cause__, exc.__context__):
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-    said = str(exc)
-    return folder is not None and any(text in said for text in ("HDF error", "inline_container", "No space left")) \
-        and shutil.disk_usage(folder).free < 2**20
+def no_room(exc: BaseException, folder: Path | None = None, written: int = 0) -> str | None:
+    """Why a write failed for want of room, or None: this process's file-size limit (``ulimit -f``: EFBIG, or a
+    library's own error once ``written`` bytes reach the limit) or a full disk (ENOSPC/EDQUOT, or the library's
+    error while ``folder`` has no room left). The libraries say "HDF error" (netCDF) or "enforce fail …
+    inline_container" (torch) for both."""
+    import resource  # POSIX, as ``locked``'s fcntl
+
+    errnos = {cause.errno for cause in (exc, exc.__cause__, exc.__context__) if isinstance(cause, OSError)}
+    library = any(text in str(exc) for text in ("HDF error", "inline_container", "No space left", "too large"))
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if errno.EFBIG in errnos or (library and limit != resource.RLIM_INFINITY and written >= limit // 2):
+        return f"a file would pass this process's file-size limit ({_size(limit)}, `ulimit -f`)"
+    if errnos & {errno.ENOSPC, errno.EDQUOT} or (library and folder is not None and shutil.disk_usage(folder).free < 2**20):
+        return f"the disk is full ({_size(shutil.disk_usage(folder).free)} free)" if folder is not None else "the disk is full"
+    return None
 
 
 def _bytes(path: Path) -> int:
@@ -170,12 +176,13 @@ def atomic_path(path, *, folder: bool = False, size: int | None = None):
         tmp.chmod((0o777 if folder else 0o666) & ~umask)  # mkstemp/mkdtemp make them private
         replace(tmp, path)
     except Exception as exc:
-        if not disk_full(exc, path.parent):
+        written = _bytes(tmp)
+        why = no_room(exc, path.parent, written)
+        if why is None:
             raise
-        written, free = _bytes(tmp), shutil.disk_usage(path.parent).free
-        needs = f"about {_size(size)}" if size else f"more than the {_size(written)} written when it filled"
-        raise GeonbError(f"{path}: the disk is full ({_size(free)} free; this output needs {needs}); nothing was "
-                         "written. Free some space or give a path on another disk.") from None
+        needs = f"about {_size(size)}" if size else f"more than the {_size(written)} written when it stopped"
+        raise GeonbError(f"{path}: {why}; this output needs {needs}. Nothing was written. Free some space, raise "
+                         "the limit or give a path on another disk.") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True) if folder else tmp.unlink(missing_ok=True)
 

@@ -15,15 +15,21 @@ Written with plain tensors, numbers, strings, lists and dicts only, so it loads 
 ``weights``    list of generator state dicts: one, or the snapshots to average
 ``info``       history, what it was trained on, seconds, σ scale…
 =============  ==============================================================
+
+``inputs["units"]`` (name → units string, optional) and ``norms`` say what data the model knows:
+``TrainedModel.check_input`` refuses an input in other units, or one whose values lie far outside
+the training data's (kelvin for a degC model, km for metres, a field ×1e27), before any prediction.
 """
 from __future__ import annotations
 
 import math
 import re
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import GeonbError
@@ -54,6 +60,23 @@ MAX_FACTOR = 16  # the largest scale factor geonb trains (`-p factor`); a crafte
 # A normaliser's std and mean: float32 keeps 7 digits, so a std below |mean|·1e-6 leaves the
 # normalised field as noise, and one near 0 or 1e300 turns every output into inf or 0.
 NORM_RANGE, NORM_DIGITS = 1e15, 1e-6
+# An input whose median lies this many training stds from the training mean (or whose spread is this many
+# times wider) is other units or another variable, not another region: kelvin for a degC model is
+# 25 stds away on global SST, 100 on one sea; a new region of the same variable is a few.
+FAR = 20.0
+# Spellings of the units geonb's data comes in (CF and UDUNITS), so "degree Celsius" matches "degC".
+UNIT_SPELLINGS = {
+    "degC": {"degc", "degreec", "degreesc", "degreecelsius", "degreescelsius", "celsius", "degcelsius"},
+    "K": {"k", "kelvin", "kelvins", "degk", "degreek", "degreesk"},
+    "m": {"m", "meter", "meters", "metre", "metres"},
+    "km": {"km", "kilometer", "kilometers", "kilometre", "kilometres"},
+}
+
+
+def canonical_units(units) -> str:
+    """One spelling per unit (``UNIT_SPELLINGS``); other units as given, stripped."""
+    key = str(units).strip().lower().replace("°", "deg").replace(" ", "").replace("_", "")
+    return next((name for name, spellings in UNIT_SPELLINGS.items() if key in spellings), str(units).strip())
 
 
 def _number(value, lo: float, hi: float) -> bool:
@@ -78,6 +101,9 @@ RANGES = {
     ("inputs", "valid_above"): (lambda v: v is None or _number(v, -1e30, 1e30), "none or a finite number"),
     ("inputs", "classes"): (lambda v: isinstance(v, (list, dict)) and 1 <= len(v) <= 256,
                             "a list (or name → colour dict) of 1 to 256 classes"),
+    ("inputs", "units"): (lambda v: isinstance(v, dict) and len(v) <= 64 and all(
+        isinstance(k, str) and isinstance(u, str) and len(u) <= 256 for k, u in v.items()),
+        "a dict of normaliser name → units string"),
 }
 
 
@@ -132,6 +158,32 @@ class TrainedModel:
         net = get_arch(self.arch).build("generator", **self.arch_args)
         net.load_state_dict(self.weights[-1] if state is None else state)
         return net.eval()
+
+    def check_input(self, name: str, values, units=None, what: str = "the input") -> None:
+        """Refuse ``values`` (numpy or dask) for normaliser ``name`` in units other than the training data's
+        (when both are known), or lying ``FAR`` beyond its values (the median and the 16–84 % spread against the
+        training mean and std): a model answers such data with confident nonsense (a degC model fills a kelvin
+        cube with 15 °C)."""
+        known = self.inputs.get("units", {}).get(name)
+        if units and known and canonical_units(units) != canonical_units(known):
+            raise GeonbError(f"{what} is in {units!r}; this {self.arch} model was trained on data in {known!r}. "
+                             f"Convert it to {known!r} first, or train a model on data in {units!r}.")
+        import dask
+
+        # robust statistics of up to ~500×500 cells per step: a few allowed outliers (1e30) do not move them
+        step = tuple(slice(None, None, max(1, n // 500)) for n in values.shape[-2:])
+        sample = np.asarray(dask.compute(values[(..., *step)])[0], "float64")
+        finite = sample[np.isfinite(sample)]
+        if not finite.size:
+            return
+        norm = self.norms[name]
+        median, low, high = np.percentile(finite, [50, 16, 84])
+        spread = (high - low) / 2  # a normal distribution's std
+        if abs(median - norm.mean) > FAR * norm.std or spread > FAR * norm.std:
+            trained = f" {known}" if known else ""
+            raise GeonbError(f"the values of {what} (median {median:.4g}, spread {spread:.4g}) lie far outside what "
+                             f"this {self.arch} model was trained on (mean {norm.mean:.4g}, std {norm.std:.4g}{trained}): "
+                             "other units or another variable. Convert them to the model's units, or train a model on them.")
 
     def save(self, path) -> Path:
         record = {**asdict(self), "format": FORMAT, "norms": {k: [n.mean, n.std] for k, n in self.norms.items()}}

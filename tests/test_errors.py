@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -65,20 +66,22 @@ def cube_file(path, n_time=4, ny=32, nx=48, fmt="NETCDF4", edit=None):
     return path
 
 
-def dincae_model(path, std=1.0):
+def dincae_model(path, std=1.0, units="degC"):
     window = 3
     args = {"in_channels": CloudInputs.channels(window), "widths": [4, 4, 4, 4]}
     torch.manual_seed(0)
     net = get_arch("dincae").build("generator", **args)
     norms = {"field": Normaliser(18.0, std), "lat": Normaliser(30.8, 0.8), "lon": Normaliser(-18.8, 1.2)}
     return TrainedModel("clouds", "dincae", args, [net.state_dict()], norms,
-                        method_args={"average": "predictions", "sigma_scale": 1.0}, inputs={"window": window}).save(path)
+                        method_args={"average": "predictions", "sigma_scale": 1.0},
+                        inputs={"window": window, "units": {"field": units}}).save(path)
 
 
 def srcnn_model(path, **changes):
     net = get_arch("srcnn").build("generator", factor=2, cond_res=[])
     fields = dict(task="downscale", arch="srcnn", arch_args={"factor": 2, "cond_res": []}, weights=[net.state_dict()],
-                  norms={"target": Normaliser(500.0, 200.0)}, inputs={"variable": "elevation", "cond": []},
+                  norms={"target": Normaliser(500.0, 200.0)},
+                  inputs={"variable": "elevation", "cond": [], "units": {"target": "m"}},
                   info={"trained_on": "test"})
     fields.update(changes)
     return TrainedModel(**fields).save(path)
@@ -403,6 +406,45 @@ def test_model_files_with_bad_normalisation_are_refused(files, tmp_path, capsys,
     model = dincae_model(tmp_path / "bad.pt", std=std)
     status, err = run_cli(capsys, *fill_args(files, tmp_path / "o.nc")[:7], model, "--out", tmp_path / "o.nc")
     assert status == 2 and "not a geonb model file: normalisation 'field'" in one_error(err)
+
+
+def _kelvin(units):
+    return lambda ds: ds.assign(SST=(ds.SST + 273.15).assign_attrs(units=units) if units else (ds.SST + 273.15).drop_attrs())
+
+
+def _km(units, scale=1e-3):
+    return lambda ds: ds.assign(elevation=(ds.elevation * scale).assign_attrs(units=units) if units
+                                else (ds.elevation * scale).drop_attrs())
+
+
+OTHER_DATA = {  # (command, the input's edit, what the one line must say)
+    "fill: kelvin, a degC model": ("fill", _kelvin("K"), r"is in 'K'; this dincae model was trained on data in 'degC'"),
+    "fill: kelvin spelled out": ("fill", _kelvin("kelvin"), r"is in 'kelvin'; .* trained on data in 'degC'"),
+    "fill: kelvin, no units": ("fill", _kelvin(None), r"values of variable 'SST' \(median 29\d, .* lie far outside .* \(mean 18, std 1 degC\)"),
+    "predict: km, an m model": ("predict", _km("km"), r"is in 'km'; this srcnn model was trained on data in 'm'"),
+    "predict: ×1e27, no units": ("predict", _km(None, 1e27), r"values of .*in.nc:elevation \(median [\d.]+e\+29.* lie far outside .* std 200 m\)"),
+    "predict: mm, no units": ("predict", _km(None, 1e3), r"lie far outside .* other units or another variable"),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_DATA)
+def test_data_in_other_units_than_the_model_was_trained_on_is_refused(files, tmp_path, capsys, case):
+    command, change, message = OTHER_DATA[case]
+    out = tmp_path / "o.nc"
+    if command == "fill":
+        argv = fill_args(files, out, src=cube_file(tmp_path / "in.nc", edit=change))
+    else:
+        argv = ["predict", "--model", files["srcnn"], "--input", grid_file(tmp_path / "in.nc", edit=change), "--out", out]
+    status, err = run_cli(capsys, *argv)
+    assert status == 2 and re.search(message, one_error(err)) and not out.exists()
+
+
+@pytest.mark.parametrize("edit", [lambda ds: ds.assign(SST=ds.SST.assign_attrs(units="degree Celsius")),  # CF spelling
+                                  lambda ds: ds.assign(SST=ds.SST + 5),  # a warmer sea: 5 stds away, the same variable
+                                  lambda ds: ds.assign(SST=ds.SST.drop_attrs())])  # units unknown, values fit
+def test_the_same_units_spelled_otherwise_or_another_region_fill(files, tmp_path, capsys, edit):
+    status, err = run_cli(capsys, *fill_args(files, tmp_path / "o.nc", src=cube_file(tmp_path / "in.nc", edit=edit)))
+    assert status == 0, err
 
 
 @pytest.mark.parametrize("flag,value", [("--cond", "grid.nc:elevation"), ("--mask-var", "mask"), ("--tile", "16")])

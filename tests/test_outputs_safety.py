@@ -302,7 +302,8 @@ def test_a_full_disk_while_writing_is_one_line_and_keeps_the_old_output(files, t
     monkeypatch.setattr(xr.Dataset, "to_zarr" if kind == "zarr" else "to_netcdf", fills_up)
     status, err = run_cli(capsys, *fill_out(files, out))
     line = one_error(err)
-    assert status == 2 and f"{out}: the disk is full (0 bytes free; this output needs" in line and "nothing" in line
+    assert status == 2 and f"{out}: the disk is full (0 bytes free); this output needs" in line
+    assert "Nothing was written" in line
     assert tree_digest(out) == before and [p for p in tmp_path.iterdir() if ".geonb-" in p.name] == []
 
 
@@ -314,6 +315,21 @@ def test_a_library_error_with_room_left_is_not_called_a_full_disk(tmp_path, monk
     with pytest.raises(RuntimeError, match="HDF error"):
         write_netcdf(small(), tmp_path / "o.nc")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_file_size_limit_while_writing_is_one_line_and_keeps_the_old_output(files, tmp_path):
+    """A real ``ulimit -f`` (EFBIG; netCDF says only "HDF error"): the old output stays, nothing is left behind."""
+    import resource
+
+    out = tmp_path / "o.nc"
+    write_netcdf(small(), out)
+    before = tree_digest(out)
+    limit = 40_000  # the filled cube is about 49 kB
+    done = subprocess.run([sys.executable, "-m", "geonb", *map(str, fill_out(files, out))], capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)), timeout=300)
+    line = one_error(done.stderr)
+    assert done.returncode == 2 and f"{out}: a file would pass this process's file-size limit (39.1 kB" in line
+    assert tree_digest(out) == before and [p for p in tmp_path.iterdir() if ".geonb-" in p.name] == []
 
 
 def test_a_full_disk_while_saving_a_model_is_one_line(files, tmp_path, capsys, monkeypatch):

@@ -145,6 +145,19 @@ def test_a_tile_larger_than_the_image_band_is_a_clear_error(tmp_path):
         run.step("data_prep")
 
 
+@pytest.mark.parametrize("unlabelled", ["everywhere", "in the validation rows"])
+def test_images_without_a_labelled_pixel_are_refused_before_training(tmp_path, unlabelled):
+    scene, labels = _texture_scene(tmp_path, h=320, w=64)
+    ids = np.array(Image.open(labels))
+    ids[slice(None) if unlabelled == "everywhere" else slice(192, 256)] = aerial.IGNORE  # val: rows 60–80 %
+    Image.fromarray(ids).save(labels)
+    run = Run(tmp_path / "run", arch="segnet", quick=True, data=str(scene), labels=str(labels), patch=32)
+    split = "train" if unlabelled == "everywhere" else "val"
+    with pytest.raises(GeonbError, match=rf"the {split} images \(scene.png rows .*\) have no labelled pixel: every "
+                                         r"class id is 255 \(no label\)"):
+        run.step("data_prep")
+
+
 def test_bad_parameters_are_refused_before_training(tmp_path):
     with pytest.raises(GeonbError, match="depth=2: fcn needs depth >= 3"):
         Run(tmp_path, arch="fcn", quick=True, depth=2).step("data_prep")

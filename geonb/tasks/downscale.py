@@ -442,14 +442,15 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
 
 
 def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Normaliser, cond_norms,
-               trained_on: str, history, valid_above=None, crs: str = ""):
+               trained_on: str, history, valid_above=None, crs: str = "", units: str = ""):
     """The model file: generator settings, normalisers of the target and each conditioning grid,
-    the mask threshold and the grid's CRS."""
+    the mask threshold, the grid's CRS and the target's units."""
     arch_args = {"factor": method.generator.factor, "cond_res": [int(r) for _, r in cond], **hparams}
     norms = {"target": norm, **{f"cond {n}": cn for (n, _), cn in zip(cond, cond_norms)}}
     model = TrainedModel("downscale", arch, arch_args, method.weights(), norms,
                          inputs={"variable": str(var), "cond": [n for n, _ in cond],
-                                 "valid_above": None if valid_above is None else float(valid_above), "crs": str(crs)},
+                                 "valid_above": None if valid_above is None else float(valid_above), "crs": str(crs),
+                                 "units": {"target": str(units)}},
                          info={"trained_on": str(trained_on), "history": history})
     return model.save(path)
 
@@ -578,7 +579,7 @@ def train(run) -> Report:
     trained_on = f"{_data_id(ds)} train region + {setting(run, 'synthetic')} synthetic scenes"
     above = setting(run, "valid_above")
     path = save_model(run.model_path(name), method, arch, hp, ds["target"].attrs["variable"], cond, norm, cond_norms,
-                      trained_on, history, above, ds.attrs["crs"])
+                      trained_on, history, above, ds.attrs["crs"], ds["target"].attrs.get("units", ""))
     figures.insert(0, plots.loss_curves(history, run.figure(f"03_loss_{name}"),
                                         title=f"{_label(name)} (val loss = val-region RMSE, normalised)"))
     tables["history (last epochs)"] = pd.DataFrame(history).tail(5).set_index("epoch")
@@ -881,7 +882,7 @@ def cli_train(args) -> int:
                                       units=float(norm.std), device=accelerator(args.device, args.amp, args.compile, args.workers), **settings)
     steps = f"{hr.shape[0]} steps of " if "time" in dims else ""
     save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {steps}{ny}x{nx}", history,
-               above, grid.attrs["crs"])
+               above, grid.attrs["crs"], grid[var].attrs.get("units", ""))
     print(f"wrote {out}")
     return 0
 
@@ -899,12 +900,22 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
         raise GeonbError(f"{args.input}:{da.name} is {ny}×{nx} cells; this model needs at least "
                          f"{predictor.halo}×{predictor.halo} (its receptive field). Give a larger grid.")
     conds = conditioning(model, grid, args.cond, args.allow_outliers)
+    check_inputs(model, da, conds, f"{args.input}:{da.name}")
     if "time" in da.dims:
         hr = predict_steps(predictor, da.data, conds, tile=args.tile or 64)
     else:
         check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
         hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
     return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
+
+
+def check_inputs(model: TrainedModel, lr: xr.DataArray, conds, what: str) -> None:
+    """The low-res grid and the conditioning grids in the units and value range the model was trained on
+    (``TrainedModel.check_input``); x and y are positions, any region's."""
+    model.check_input("target", lr.data, lr.attrs.get("units"), what)
+    for name, c in zip(model.inputs["cond"], conds):
+        if name not in COORDS:
+            model.check_input(f"cond {name}", c, None, f"conditioning grid {name!r}")
 
 
 def predict_steps(predictor: Predictor, lr, conds=(), *, tile: int | None = 64):

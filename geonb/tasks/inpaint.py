@@ -208,7 +208,8 @@ def train(run) -> Report:
                          seed=run["seed"], desc=f"train {name}", steps=-(-n // run["batch_size"]))
     model = TrainedModel("inpaint", name, {"in_channels": 2}, method.weights(), {"field": norm},
                          method_args={"residual": residual},
-                         inputs={"variable": patches.attrs["variable"], "prefill": prefill}, info={"history": history})
+                         inputs={"variable": patches.attrs["variable"], "prefill": prefill,
+                                 "units": {"field": str(patches.field.attrs.get("units", ""))}}, info={"history": history})
     path = model.save(run.model_path(name))
     fig = plots.loss_curves(history, run.figure(f"03_loss_{name}"), f"{name}: {type(method).loss_name}")
     table = pd.DataFrame(history).set_index("epoch")
@@ -391,6 +392,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     if sea.shape != field.shape[1:]:
         raise GeonbError(f"--mask-var {args.mask_var!r} is {sea.shape}; the field's grid is {field.shape[1:]}.")
     values = field.values
+    model.check_input("field", values, field.attrs.get("units"), f"{args.input}:{var}")
     hidden = ~np.isfinite(values) & sea
     filled = composite(values, hidden, fill_holes(Predictor(model), values, hidden))
     out = field.copy(data=filled.astype("float32"))

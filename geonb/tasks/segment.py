@@ -109,6 +109,10 @@ def _pairs(run, split: str) -> list[aerial.Pair]:
         root = None if run["data"] in ("", "dubai") else run["data"]
         locations = aerial.split_locations(run["val_location"], run["test_location"])[split]
         pairs = [p for loc in locations for p in aerial.load_location(loc, aerial.PARTS[:run["parts"]], root)]
+    if all((p.classes == aerial.IGNORE).all() for p in pairs):  # the loss and every score would be 0/0
+        raise GeonbError(f"the {split} images ({', '.join(p.name for p in pairs)}) have no labelled pixel: every class "
+                         f"id is {aerial.IGNORE} (no label). Check the labels: class ids 0 to {len(aerial.NAMES) - 1}, "
+                         "or a map in the class colours.")
     return [_with_scheme(p, run["scheme"]) for p in pairs]
 
 
