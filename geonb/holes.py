@@ -45,6 +45,23 @@ def simulate(valid: np.ndarray, kind: str, rng, many: int = 12) -> np.ndarray:
     return _squares(valid, sizes, rng)
 
 
+def over_observed(obs: np.ndarray, kind: str, seed: int = 0, tile: int = 64, exclude=None) -> np.ndarray:
+    """Hole set ``kind`` laid over the observed pixels of a cloudy cube ``obs`` (time, y, x): one placement
+    per ``tile``×``tile`` tile and day (the seed's placements per patch, spread over the days), on
+    pixels observed that day and not in ``exclude`` (another set's points). Returns bool like ``obs``."""
+    rng = np.random.default_rng(seed)
+    free = np.asarray(obs, bool) & (True if exclude is None else ~np.asarray(exclude, bool))
+    hidden = np.zeros_like(free)
+    nt, ny, nx = free.shape
+    for t in range(nt):
+        for y in range(0, ny - tile // 2, tile):  # a last part tile of at least half a tile
+            for x in range(0, nx - tile // 2, tile):
+                part = free[t, y:y + tile, x:x + tile]
+                if part.mean() >= 0.5:  # mostly observed: holes in the open, not in clouds or on land
+                    hidden[t, y:y + tile, x:x + tile] = simulate(part, kind, rng)
+    return hidden
+
+
 def cloud_library(cube: xr.DataArray, sea: np.ndarray, patch: int, n: int, rng,
                   cover=(0.1, 0.5)) -> np.ndarray:
     """``n`` patch-sized crops of real cloud masks (sea pixels missing on some day).

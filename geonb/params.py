@@ -127,7 +127,8 @@ ALLOW_OUTLIERS = Param("allow_outliers", bool, False, "keep no-data numbers and 
 
 # What every task takes; a task overrides defaults (``COMMON.override``) and adds its own.
 COMMON = ParamSet((
-    Param("arch", str, "unet", "architecture name (`geonb archs`); it picks the task"),
+    Param("arch", str, "dincae", "architecture name (`geonb archs`); it picks the task (default: the main job, "
+          "cloud filling of the Alboran cube)"),
     Param("run_dir", str, "runs/default", "outputs go to <run_dir>/<task>/", None),
     Param("quick", bool, False, "tiny data and few epochs: seconds on a CPU", "data_prep"),
     Param("data", str, "", "embedded dataset name or NetCDF/zarr path", "data_prep"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import distributed, progress
 from .errors import GeonbError
 from .io import check_outputs, locked, write_text
-from .params import NOT_SET, STEPS
+from .params import COMMON, NOT_SET, STEPS
 from .registry import get_arch, list_archs
 from .report import Report
 from .tasks import Task, get_task
@@ -59,11 +59,11 @@ def check_params(task: Task, given: dict) -> dict:
 
 
 class Run:
-    """A run directory and its parameters. ``Run(run_dir, arch="unet", quick=True)``."""
+    """A run directory and its parameters. ``Run(run_dir, arch="dincae", quick=True)``."""
 
     def __init__(self, run_dir=None, **params):
         params = {k: v for k, v in params.items() if v is not None}
-        arch = get_arch(params.get("arch", "unet"))
+        arch = get_arch(params.get("arch", COMMON["arch"].default))
         self.arch = arch
         self.task = arch.task
         self.spec = get_task(arch.task)

@@ -84,3 +84,49 @@ def test_bad_training_inputs(tmp_path):
     with pytest.raises(GeonbError, match="a geonb 0.1 cloud-filling model"):
         torch.save({"arch": "dincae", "params": {}, "norm": [0.0, 1.0], "states": []}, tmp_path / "old.pt")
         TrainedModel.load(tmp_path / "old.pt", task="clouds")
+
+
+# ---------------------------------------------------------------- the main job's hole sets (clouds task)
+def test_the_hole_sets_lie_on_observed_pixels_apart_from_each_other_and_from_validation(tmp_path):
+    from geonb import Run
+    from geonb.tasks.clouds import _field, _points
+
+    run = Run(tmp_path, arch="dincae", quick=True)
+    run.step("simulate")
+    field, _ = _field(run)
+    obs = np.isfinite(field.values)
+    cv, val, sets = _points(run)
+    assert list(sets) == ["clouds", "square", "many", "varied"]
+    assert all(points.sum() > 100 for points in sets.values())  # in every set, thousands on the full cube
+    union = np.zeros_like(obs)
+    for points in sets.values():
+        assert not (points & union).any()  # disjoint: each point is scored in one set
+        union |= points
+    assert (union == cv).all() and not (cv & ~obs).any() and not (val & cv).any() and not (val & ~obs).any()
+    first = np.argwhere(sets["square"][0])  # one 10×10 square per 64×64 tile (clipped by clouds, never beyond)
+    assert np.ptp(first[:, 0]) <= 9 and np.ptp(first[:, 1]) <= 9
+
+
+def test_each_hole_set_is_filled_with_only_its_own_points_hidden():
+    from geonb.tasks.clouds import per_set
+
+    values = np.arange(24, dtype=float).reshape(1, 4, 6)
+    sets = {"a": np.zeros_like(values, bool), "b": np.zeros_like(values, bool)}
+    sets["a"][0, 0, :2], sets["b"][0, 3, 4:] = True, True
+    seen = []
+
+    def fill(inp):  # answers each hidden point with how many points its input hid
+        seen.append(np.isnan(inp).sum())
+        return (np.where(np.isnan(inp), np.isnan(inp).sum() * 100.0, inp),)
+
+    out, = per_set(fill, values, sets)
+    assert seen == [2, 2] and (out[sets["a"]] == 200).all() and (out[sets["b"]] == 200).all()
+    assert (out[~(sets["a"] | sets["b"])] == values[~(sets["a"] | sets["b"])]).all()
+
+
+def test_bad_hole_sets_are_refused_before_training(tmp_path):
+    from geonb import Run
+
+    for bad in ("square,circle", "", "many,many"):
+        with pytest.raises(GeonbError, match="hole_sets=.*give a comma list of distinct clouds, square, many, varied"):
+            Run(tmp_path / "r", arch="dincae", quick=True, hole_sets=bad).step("simulate")

@@ -23,8 +23,8 @@ def _pngs(run_dir, task):
 
 
 # One arch of every family on the data shipped inside the package, with every read beside the checkout
-# and the network refused (conftest); unet/inpaint (the quick main job itself) runs in test_offline.py.
-@pytest.mark.parametrize("arch,task,params", [("srcnn", "downscale", {"data": "antarctica"}), ("dincae", "clouds", {}),
+# and the network refused (conftest); dincae/clouds (the quick main job itself) runs in test_offline.py.
+@pytest.mark.parametrize("arch,task,params", [("srcnn", "downscale", {"data": "antarctica"}), ("unet", "inpaint", {}),
                                               ("segnet", "segment", {}), ("pix2pix", "translate", {}),
                                               ("acgan", "generate", {})])
 def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, params, capfd):
