@@ -419,7 +419,7 @@ def draw_mask(run, time_index: int = 0) -> MaskDrawer:
 
         # 02 shows this cell for every task; only gap filling reads a drawn hole set
         return Markdown(f"*The {run.task} task ({run['arch']}) takes no drawn holes: drawing applies to gap filling "
-                        "(`-p arch unet` or `ctxgan`).*")
+                        "(the main job's `dincae`, or `-p arch unet` / `ctxgan`).*")
     field = run_field(run)
     return MaskDrawer(field, run.path(MASK_FILE), time_index=time_index,
                       title=f"{field.attrs.get('long_name', field.name)}: draw holes")

@@ -126,7 +126,7 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     (A cosine decay of the learning rate over 60 epochs was tried and gave a worse CV
     RMSE on Alboran: 0.330 vs 0.277.)
     """
-    from .tasks.clouds import PARAMS  # the same names and bounds as the clouds task's parameters
+    from .tasks.clouds import PARAMS, TASK  # the clouds task's parameter bounds and bf16 verdict
 
     unknown = set(options) - set(DEFAULTS)
     if unknown:
@@ -157,7 +157,7 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     crop -= crop % PAD  # the U-Net halves the patch size (levels − 1) times
     if crop < PAD:
         raise GeonbError(f"the grid ({ny}×{nx}) is too small: {arch} needs at least {PAD}×{PAD} pixels.")
-    acc = device if isinstance(device, Accelerator) else accelerator(device)
+    acc = device if isinstance(device, Accelerator) else accelerator(device, cpu_bf16=TASK.cpu_bf16)
     device = acc.device
     method = methods.build(spec, arch_args, lr=float(opt["lr"]), seed=seed, device=acc,
                            n_average=int(opt["n_average"]))

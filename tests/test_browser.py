@@ -54,7 +54,8 @@ def _notebook_copy(folder: Path, run_dir: Path) -> Path:
     """02 with papermill-style injected parameters: a quick run in the temp folder."""
     nb = nbformat.read(REPO / "notebooks" / "02_hole_simulation.ipynb", as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    injected = nbformat.v4.new_code_cell(f"quick = True\nrun_dir = {str(run_dir)!r}")
+    # the inpainting seed's global 1° field: the lasso below is drawn in its degrees
+    injected = nbformat.v4.new_code_cell(f"arch = 'unet'\nquick = True\nrun_dir = {str(run_dir)!r}")
     injected.metadata["tags"] = ["injected-parameters"]
     nb.cells.insert(at + 1, injected)
     assert any("geonb.draw_mask(run)" in c.source for c in nb.cells), "02 lost its drawing cell"

@@ -130,3 +130,21 @@ def test_bad_hole_sets_are_refused_before_training(tmp_path):
     for bad in ("square,circle", "", "many,many"):
         with pytest.raises(GeonbError, match="hole_sets=.*give a comma list of distinct clouds, square, many, varied"):
             Run(tmp_path / "r", arch="dincae", quick=True, hole_sets=bad).step("simulate")
+
+
+def test_a_drawn_mask_is_a_hole_set_of_the_main_job_on_every_day_it_was_observed(tmp_path):
+    from geonb import Run
+    from geonb.draw import MASK_FILE, save_mask
+    from geonb.tasks.clouds import _field, _points
+
+    run = Run(tmp_path, arch="dincae", quick=True)
+    run.step("simulate")
+    field, _ = _field(run)
+    drawn = np.zeros(field.shape[1:], bool)
+    drawn[10:30, 40:70] = True
+    save_mask(drawn, field, run.path(MASK_FILE))
+    run.step("simulate")  # the saved mask makes 02 stale: rebuilt with the 'drawn' set
+    cv, _, sets = _points(run)
+    others = np.any([m for name, m in sets.items() if name != "drawn"], axis=0)
+    assert list(sets)[-1] == "drawn" and sets["drawn"].any()
+    assert (sets["drawn"] == (drawn[None] & np.isfinite(field.values) & ~others)).all()

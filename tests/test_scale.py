@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from geonb import methods
+from geonb import Run, methods
 from geonb.errors import GeonbError
 from geonb.losses import DEEPBEDMAP_WEIGHTS
 from geonb.registry import get_arch
@@ -119,7 +119,21 @@ def test_cuda_without_gpu_says_so():
         accelerator("cuda")
     with pytest.raises(GeonbError, match="amp"):
         accelerator("cpu", amp="fp8")
-    assert accelerator("cpu").amp is False  # auto: no bf16 on a CPU (slower there)
+    assert accelerator("cpu").amp is False  # auto: float32 on a CPU for a family not measured under bf16
+
+
+def test_amp_auto_is_bf16_on_a_cpu_with_native_bf16_for_the_families_measured_under_it(monkeypatch, tmp_path):
+    from geonb import training
+    from geonb.tasks import get_task
+
+    assert get_task("clouds").cpu_bf16 and not get_task("segment").cpu_bf16
+    for native in (True, False):
+        monkeypatch.setattr(training, "cpu_has_bf16", lambda native=native: native)
+        assert accelerator("cpu", cpu_bf16=True).amp is native  # emulated bf16 is slower: float32 there
+        assert accelerator("cpu", cpu_bf16=False).amp is False
+        assert accelerator("cpu", "off", cpu_bf16=True).amp is False and accelerator("cpu", "bf16").amp is True
+        assert training.run_accelerator(Run(tmp_path, arch="dincae", quick=True)).amp is native
+        assert training.run_accelerator(Run(tmp_path, arch="segnet", quick=True)).amp is False
 
 
 def test_training_says_up_front_how_long_it_will_take(tmp_path, capsys):

@@ -21,6 +21,9 @@ class Task:
     step_files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # inputs that make a step stale
     predict_file: Callable | None = None  # ``geonb predict`` with a model of this task: (model, args) → Dataset
     predict_options: tuple[str, ...] = ()  # the ``geonb predict`` options its predict_file reads (others are refused)
+    # amp auto turns bf16 autocast on for a CPU with native bf16 only where it was measured to keep this
+    # family's held-out scores within float32's seed-to-seed spread (benchmarks/results/)
+    cpu_bf16: bool = False
 
 
 def get_task(name: str) -> Task:

@@ -24,6 +24,7 @@ from ..fill import QUICK, fill_cube, train_on_cube
 from ..metrics.probabilistic import distance_to_observed, reliability, rmse_by_distance, score
 from ..data import load_field
 from ..dineof import dineof
+from ..draw import MASK_FILE, load_mask
 from ..errors import GeonbError
 from ..io import write_netcdf, write_text
 from ..modelfile import TrainedModel
@@ -116,6 +117,9 @@ def simulate(run) -> Report:
         sets[name] = (cloud_cv_mask(obs, int(run["cv_fraction"] * obs.sum()), seed=run["seed"], sea=sea)
                       if name == "clouds" else holesets.over_observed(obs, name, seed=run["seed"] + 10 + k, exclude=cv))
         cv |= sets[name]
+    if run.path(MASK_FILE).exists():  # drawn in 02 (geonb.draw_mask): its cells on every day they were observed
+        sets["drawn"] = load_mask(run.path(MASK_FILE), field)[None] & obs & ~cv
+        cv |= sets["drawn"]
     rest = obs & ~cv
     val = cloud_cv_mask(rest, int(run["val_fraction"] * rest.sum()), seed=run["seed"] + 1, sea=sea)
     dims = ("time", "lat", "lon")
@@ -411,5 +415,7 @@ TASK = Task(
     "clouds", "gap filling of real cloudy cubes, self-supervised, with error bars", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
+    step_files={"simulate": (MASK_FILE,)},  # saving a new drawn mask re-runs 02 and what follows
     predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
+    cpu_bf16=True,  # 3 seeds, every hole set within float32's spread (benchmarks/results/clouds_alboran_bf16.md)
 )

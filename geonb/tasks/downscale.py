@@ -878,8 +878,9 @@ def cli_train(args) -> int:
     key = config_key({"arch": args.arch, "factor": f, "hparams": hp, "cond": cond, "valid_above": above, **settings,
                       "data": hashlib.sha256(b"".join(ds[v].values.tobytes() for v in sorted(ds.data_vars))).hexdigest()})
     with locked(checkpoints / key, "the checkpoint folder"):
+        acc = accelerator(args.device, args.amp, args.compile, args.workers, TASK.cpu_bf16)
         method, history = train_model(args.arch, f, [r for _, r in cond], hp, scenes, vals, checkpoints / key,
-                                      units=float(norm.std), device=accelerator(args.device, args.amp, args.compile, args.workers), **settings)
+                                      units=float(norm.std), device=acc, **settings)
     steps = f"{hr.shape[0]} steps of " if "time" in dims else ""
     save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{args.data} {steps}{ny}x{nx}", history,
                above, grid.attrs["crs"], grid[var].attrs.get("units", ""))
