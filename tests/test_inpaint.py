@@ -17,17 +17,19 @@ def series(tmp_path_factory):
 
 
 def _run(root, series, **params):
-    settings = dict(quick=True, data=str(series), var="sst", patch=32, overlap=16, hole_sets="square,many,varied")
+    settings = dict(arch="unet", quick=True, data=str(series), var="sst", patch=32, overlap=16, hole_sets="square,many,varied")
     return geonb.Run(root, **{**settings, **params})
 
 
 @pytest.mark.slow
 def test_quick_unet_beats_per_pixel_mean_on_held_out_holes(tmp_path, series):
-    # prefill=zero: the seed's input, so everything the holes get was learned
-    table = _run(tmp_path, series, prefill="zero", hole_weight=1.0, lr=3e-3).step("error_maps").tables["RMSE per hole set"]
+    # prefill=zero: the seed's input, so everything the holes get was learned; 15 epochs (the quick 5 left
+    # 'varied' at 1.1 × the pixel mean on one CPU and 0.9 × on another: a margin too thin to test)
+    table = _run(tmp_path, series, prefill="zero", hole_weight=1.0, lr=3e-3, epochs=15).step("error_maps").tables[
+        "RMSE per hole set"]
     for kind in ("square", "many", "varied"):
         unet, baseline = table.loc[(kind, "unet"), "rmse_holes"], table.loc[(kind, "pixel_mean"), "rmse_holes"]
-        assert unet < baseline, (kind, unet, baseline)
+        assert unet < 0.8 * baseline, (kind, unet, baseline)
     model = tmp_path / "inpaint" / "models" / "unet" / "model.pt"
     assert geonb.Run(tmp_path, arch="unet").model_path("unet") == model
     predictor = Predictor(TrainedModel.load(model, task="inpaint"))
@@ -76,7 +78,7 @@ def test_bad_run_parameters_are_named():
     with pytest.raises(GeonbError, match="unknown arch 'vgg'; valid names: .*ctxgan.*unet"):
         geonb.Run("/tmp/never", arch="vgg")
     with pytest.raises(GeonbError, match=r"unknown parameter 'epoch'; inpaint takes: .*epochs"):
-        geonb.Run("/tmp/never", epoch=3)
+        geonb.Run("/tmp/never", arch="unet", epoch=3)
 
 
 def test_saving_a_drawn_mask_makes_the_hole_sets_stale(tmp_path, series):
