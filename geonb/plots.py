@@ -18,6 +18,7 @@ use_offline_cartopy()
 CMAPS = {"sst": cmocean.cm.thermal, "elevation": cmocean.cm.topo, "diff": cmocean.cm.balance,
          "sigma": cmocean.cm.amp, "error": cmocean.cm.amp, "thickness": cmocean.cm.ice,
          "split": ListedColormap(["#4c72b0", "#dd8452", "#c44e52"]), "mask": ListedColormap(["#ffffff", "#222222"])}
+CATEGORY_COLOURS = ["#e8e8e8", "#8c8c8c", "#c44e52", "#4c72b0", "#dd8452", "#55a868", "#8172b2", "#937860"]
 
 
 def colour_map(kind: str, lo: float, hi: float):
@@ -62,12 +63,15 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
     projection (``crs``; lat/lon on PlateCarree by default).
 
     ``kind`` picks the colour map (sst, elevation, diff, sigma, error); panels of the same
-    kind share colour limits so they compare at a glance; ``diff`` is centred on zero.
+    kind share colour limits so they compare at a glance; ``diff`` is centred on zero. A tuple of
+    names is a categorical map: values 0, 1, … are those categories, one colour and tick each, no units.
     ``line`` = (ys, xs) in the grid's coordinates draws a transect on every panel.
     """
     proj = projection(crs)
     limits = {}
     for _, values, _, _, kind in panels:
+        if isinstance(kind, tuple):
+            continue
         finite = np.asarray(values)[np.isfinite(values)]
         if finite.size:
             lo, hi = np.percentile(finite, [1, 99])
@@ -80,17 +84,18 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
     fig = plt.figure(figsize=(3.6 * min(ncols, len(panels)), 3.1 * nrows))
     for k, (title, values, lat, lon, kind) in enumerate(panels):
         ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=proj)
-        lo, hi = (-0.5, 2.5) if kind == "split" else limits.get(kind, (0, 1))
-        mesh = ax.pcolormesh(lon, lat, values, transform=proj, cmap=colour_map(kind, lo, hi),
-                             vmin=lo, vmax=hi, shading="nearest")
+        categories = kind if isinstance(kind, tuple) else ("train", "val", "test") if kind == "split" else None
+        lo, hi = (-0.5, len(categories) - 0.5) if categories else limits.get(kind, (0, 1))
+        cmap = ListedColormap(CATEGORY_COLOURS[:len(categories)]) if isinstance(kind, tuple) else colour_map(kind, lo, hi)
+        mesh = ax.pcolormesh(lon, lat, values, transform=proj, cmap=cmap, vmin=lo, vmax=hi, shading="nearest")
         ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))], crs=proj)
         ax.coastlines(resolution="50m", linewidth=0.7)
         if line is not None:
             ax.plot(line[1], line[0], "m-", lw=1.5, transform=proj)
         ax.set_title(title, fontsize=9)
-        bar = fig.colorbar(mesh, ax=ax, shrink=0.75, label="" if kind == "split" else units)
-        if kind == "split":
-            bar.set_ticks([0, 1, 2], labels=["train", "val", "test"])
+        bar = fig.colorbar(mesh, ax=ax, shrink=0.75, label="" if categories else units)
+        if categories:
+            bar.set_ticks(range(len(categories)), labels=list(categories))
     if suptitle:
         fig.suptitle(suptitle)
     return save_figure(fig, path)

@@ -132,10 +132,9 @@ def simulate(run) -> Report:
                    "median distance to an observed pixel (px)": float(np.median(distance_to_observed(hidden)[m]))}
             for name, m in {**sets, "validation": val}.items()}
     t = _show_day(run, cv)
-    shown = np.where(cv[t], code[t], np.where(val[t], 0.5, np.where(obs[t], 0.0, np.nan)))
+    shown = np.where(cv[t], code[t] + 1, np.where(val[t], 1, np.where(obs[t], 0, np.nan)))
     panels = [("observed", field.values[t], field.lat, field.lon, "sst"),
-              (f"hidden: {', '.join(f'{k + 1} {n}' for k, n in enumerate(sets))}; 0.5 validation", shown,
-               field.lat, field.lon, "error")]
+              ("hidden pixels (white: cloud or land)", shown, field.lat, field.lon, ("kept", "validation", *sets))]
     fig = plots.map_panels(panels, run.figure("02_points"), ncols=2, units=field.attrs.get("units", ""),
                            suptitle=f"day {str(field.time.values[t])[:10]}: the hole sets over observed pixels")
     return Report("Hole sets over observed pixels", "Every set hides pixels that were observed, so the truth is "
