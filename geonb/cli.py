@@ -20,7 +20,7 @@ from .workflow import NOTEBOOKS, Run
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
 COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale", "geonb.generate", "geonb.doctor",
-                   "geonb.datasets")
+                   "geonb.datasets", "geonb.modelfile")
 
 
 def parse_value(text: str):

@@ -207,7 +207,9 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
                          steps=-(-nt * int(opt["samples_per_day"]) // int(opt["batch_size"])))
     model = TrainedModel("clouds", arch, arch_args, method.weights(), norms,
                          method_args={"average": opt["average"], "sigma_scale": 1.0},
-                         inputs={"window": encoding, "units": {"field": str(units)}}, info={"history": history})
+                         inputs={"window": encoding, "units": {"field": str(units)}},
+                         info={"history": history, "trained_on": f"a {nt}-day {ny}×{nx} cube, {int(inp.obs.sum())} "
+                                                                 "observed pixels (validation points held out)"})
     if gaussian and val_days:
         mean, sigma = fill_cube(model, values, lat, lon, times)
         z = np.abs(mean - truth)[val_points] / sigma[val_points]

@@ -22,6 +22,7 @@ the training data's (kelvin for a degC model, km for metres, a field ×1e27), be
 """
 from __future__ import annotations
 
+import datetime
 import math
 import re
 import typing
@@ -36,7 +37,7 @@ from .errors import GeonbError
 from .io import load_checkpoint, save_checkpoint
 from .methods.gaussian_nll import AVERAGING
 from .normalise import Normaliser
-from .registry import check_arguments, get_arch, NETWORKS
+from .registry import check_arguments, get_arch, METHODS, NETWORKS
 
 FORMAT = "geonb-model/2"
 KEYS = ("format", "task", "arch", "arch_args", "method_args", "inputs", "norms", "weights", "info")
@@ -186,8 +187,44 @@ class TrainedModel:
                              "other units or another variable. Convert them to the model's units, or train a model on them.")
 
     def save(self, path) -> Path:
+        """Write the model file; ``info`` gets the geonb and torch versions and the date (the model card)."""
+        from . import __version__
+
+        self.info.update({"geonb": __version__, "torch": str(torch.__version__),  # TorchVersion is not weights_only
+                          "saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
         record = {**asdict(self), "format": FORMAT, "norms": {k: [n.mean, n.std] for k, n in self.norms.items()}}
         return save_checkpoint(path, {k: record[k] for k in KEYS})
+
+    def card(self) -> list[tuple[str, str]]:
+        """What a user needs to judge a model file without Python: task, arch, network size, training data,
+        units, the validation scores of its training (best epoch), versions and date (``geonb info``)."""
+        from .tasks import get_task
+
+        arch = get_arch(self.arch)
+        size = sum(t.numel() for t in self.weights[-1].values() if t.is_floating_point())
+        history = [h for h in self.info.get("history", []) if isinstance(h, dict)]
+        rows = [("task", f"{self.task}: {get_task(self.task).description}"),
+                ("arch", f"{self.arch}: {arch.description}"),
+                ("network", f"{size:,} parameters; {self.arch_args}"
+                            + (f"; {len(self.weights)} weight snapshots averaged" if len(self.weights) > 1 else "")),
+                ("trained on", str(self.info.get("trained_on", "not recorded")))]
+        units = {k: u for k, u in self.inputs.get("units", {}).items() if u}
+        if units:
+            rows.append(("units", ", ".join(f"{k} in {u}" for k, u in units.items())))
+        scored = [h for h in history if isinstance(h.get("val_loss"), (int, float))]
+        if scored:
+            best = min(scored, key=lambda h: h["val_loss"])
+            values = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k.startswith("val") and isinstance(v, float))
+            rows.append(("validation", f"best at epoch {best.get('epoch', '?')} of {len(history)}: {values} "
+                                       f"({METHODS.get(arch.method).loss_name}, normalised units)"))
+        if "train_seconds" in self.info:
+            rows.append(("training time", f"{self.info['train_seconds']:.0f} s"))
+        if arch.method == "gaussian_nll":
+            rows.append(("σ scale", f"{self.method_args['sigma_scale']:.3g} (fitted on validation points)"))
+        versions = ", ".join(f"{k} {self.info[k]}" for k in ("geonb", "torch") if k in self.info)
+        rows.append(("saved", f"{self.info.get('saved', 'date not recorded')}"
+                              f"{f' by {versions}' if versions else ' (before geonb kept versions)'}"))
+        return rows
 
     @classmethod
     def load(cls, path, task: str | None = None) -> "TrainedModel":
@@ -278,3 +315,18 @@ class TrainedModel:
                 refuse(f"weights {k} hold NaN or infinite values")
         return cls(saved["task"], saved["arch"], saved["arch_args"], weights, norms, saved["method_args"],
                    saved["inputs"], saved["info"])
+
+
+def _cmd_info(args) -> int:
+    for k, path in enumerate(args.models):
+        model = TrainedModel.load(path)
+        print(("\n" if k else "") + str(path))
+        for name, text in model.card():
+            print(f"  {name:<14}{text}")
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("info", help="the model card of a geonb model file: task, arch, data, scores, versions")
+    p.add_argument("models", nargs="+", help="model files (.pt) written by geonb")
+    p.set_defaults(func=_cmd_info)
