@@ -109,6 +109,28 @@ def colourise(classes: np.ndarray, colours: np.ndarray = COLOURS) -> np.ndarray:
     return table[np.asarray(classes)]
 
 
+def class_colours(names) -> list[str]:
+    """Hex colours of class ``names`` (a list, or a name → colour dict): the class table's, white for
+    "rest"; other names get matplotlib's tab10 colours."""
+    from matplotlib.colors import to_hex
+    from matplotlib import colormaps
+
+    if isinstance(names, dict):
+        return [to_hex(c) for c in names.values()]
+    table = {**CLASSES, "rest": "#FFFFFF"}
+    return [table.get(n, to_hex(colormaps["tab10"](k % 10))) for k, n in enumerate(names)]
+
+
+def palette(flag_colors: str) -> list[int]:
+    """A 256-entry RGB palette (flat) for class ids 0… in ``flag_colors`` (hex, space-separated), the
+    no-label id ``IGNORE`` in the unlabeled grey: class maps that open in colour."""
+    flat = [0] * 768
+    for k, hex_colour in enumerate(flag_colors.split()):
+        flat[3 * k:3 * k + 3] = _rgb(hex_colour)
+    flat[3 * IGNORE:3 * IGNORE + 3] = UNLABELED_COLOURS[0].tolist()
+    return flat
+
+
 # ---------------------------------------------------------------- class schemes (segmentation)
 REST_COLOUR = np.array([[255, 255, 255]], np.uint8)  # "rest" in a one-against-the-rest scheme: white
 

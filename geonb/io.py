@@ -345,10 +345,15 @@ def write_output(ds: xr.Dataset, path, command: str = "") -> Path:
     if suffix in IMAGE_FORMATS and "image_variable" in ds.attrs:
         from PIL import Image
 
+        from .aerial import palette
+
+        image = ds[ds.attrs["image_variable"]]
         with atomic_path(path) as tmp:
-            Image.fromarray(ds[ds.attrs["image_variable"]].values).save(
-                tmp, format=IMAGE_FORMATS[suffix], tiffinfo=ds.encoding.get("tiff_tags", {}),
-                **({"quality": 95} if IMAGE_FORMATS[suffix] == "JPEG" else {}))
+            picture = Image.fromarray(image.values)
+            if "flag_colors" in image.attrs:  # class ids as a palette image: opens in the class colours
+                picture.putpalette(palette(image.attrs["flag_colors"]))
+            picture.save(tmp, format=IMAGE_FORMATS[suffix], tiffinfo=ds.encoding.get("tiff_tags", {}),
+                         **({"quality": 95} if IMAGE_FORMATS[suffix] == "JPEG" else {}))
         return path
     kinds = ["NetCDF (.nc)", "zarr (.zarr)"]
     if raster is not None and raster.rio.crs is not None:
@@ -390,13 +395,23 @@ def _raster_variable(ds: xr.Dataset):
 
 def write_geotiff(da: xr.DataArray, path) -> Path:
     """A (band,) y, x DataArray with a CRS → a Cloud Optimized GeoTIFF (rioxarray; DEFLATE), atomically.
-    Its attributes become tags; nodata is ``no_label`` for class maps, NaN for floats."""
+    Its attributes become tags; nodata is ``no_label`` for class maps, NaN for floats. A class map with
+    ``flag_colors`` is a tiled GeoTIFF with a colour table instead (GDAL writes no colour table into a COG)."""
     path = Path(path)
     nodata = da.attrs.get("no_label", np.nan if da.dtype.kind == "f" else None)
     if nodata is not None:
         da = da.rio.write_nodata(nodata, encoded=False)
+    classes = "flag_colors" in da.attrs
     with atomic_path(path) as tmp:
-        da.rio.to_raster(tmp, driver="COG", compress="DEFLATE")
+        da.rio.to_raster(tmp, driver="GTiff" if classes else "COG", compress="DEFLATE", **({"tiled": True} if classes else {}))
+        if classes:
+            import rasterio
+
+            from .aerial import palette
+
+            flat = palette(da.attrs["flag_colors"])
+            with rasterio.open(tmp, "r+") as raster:
+                raster.write_colormap(1, {k: (*flat[3 * k:3 * k + 3], 255) for k in range(256)})
     return path
 
 

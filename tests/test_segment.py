@@ -214,6 +214,8 @@ def test_geonb_predict_geotiff_keeps_crs_and_transform_png_netcdf_zarr(tmp_path)
         classes = src.read(1)
         assert src.crs.to_epsg() == 4326 and src.transform.almost_equals(transform)
         assert src.count == 1 and src.dtypes[0] == "uint8" and src.nodata == 255
+        colours = src.colormap(1)  # opens in the class colours in QGIS/GDAL
+    assert [colours[k][:3] for k in range(5)] == [tuple(c) for c in aerial.COLOURS] and colours[255][:3] == (155,) * 3
     assert classes.shape == (40, 56) and (classes[:5, :7] == 255).all() and (classes[5:] < 5).all()
     assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.tif"), "--out",
                  str(tmp_path / "geo.nc")]) == 0
@@ -224,8 +226,10 @@ def test_geonb_predict_geotiff_keeps_crs_and_transform_png_netcdf_zarr(tmp_path)
     for out in ("classes.png", "classes.nc", "classes.zarr"):
         assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.png"), "--out",
                      str(tmp_path / out), "--tile", "32"]) == 0
-    png = np.asarray(Image.open(tmp_path / "classes.png"))
+    image = Image.open(tmp_path / "classes.png")
+    png = np.asarray(image)  # the class ids, shown in the class colours (a palette PNG)
     assert png.dtype == np.uint8 and np.array_equal(png[5:], classes[5:])
+    assert image.mode == "P" and np.array_equal(np.asarray(image.convert("RGB"))[5:], aerial.colourise(classes[5:]))
     assert np.array_equal(xr.load_dataset(tmp_path / "classes.nc")["class"].values, png)
     assert np.array_equal(xr.open_zarr(tmp_path / "classes.zarr")["class"].values, png)
     assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.png"), "--out",

@@ -297,10 +297,12 @@ def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = Fa
 
 
 def class_attrs(model: TrainedModel) -> dict:
-    """CF attributes of a model's class map: ``flag_values`` (uint8, the map's own type), ``flag_meanings``."""
+    """CF attributes of a model's class map: ``flag_values`` (uint8, the map's own type), ``flag_meanings``,
+    ``flag_colors`` (hex: the palette PNG and GeoTIFF outputs carry)."""
     names = model.inputs.get("classes", list(aerial.NAMES))
     return {"long_name": "land-cover class", "flag_values": np.arange(len(names), dtype=np.uint8),
-            "flag_meanings": " ".join(names), "no_label": aerial.IGNORE}
+            "flag_meanings": " ".join(names), "flag_colors": " ".join(aerial.class_colours(names)),
+            "no_label": aerial.IGNORE}
 
 
 # ---------------------------------------------------------------- 04
