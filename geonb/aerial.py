@@ -121,6 +121,15 @@ def class_colours(names) -> list[str]:
     return [table.get(n, to_hex(colormaps["tab10"](k % 10))) for k, n in enumerate(names)]
 
 
+ERROR_RED = np.array([220, 30, 30], np.uint8)  # wrong pixels in error maps
+
+
+def legend(names, colours, errors: bool = False) -> dict:
+    """Name → RGB for a figure's legend: the classes, no label (grey) and, for error maps, wrong (red)."""
+    out = {**dict(zip(names, colours)), "no label": UNLABELED_COLOURS[0]}
+    return {**out, "wrong": ERROR_RED} if errors else out
+
+
 def palette(flag_colors: str) -> list[int]:
     """A 256-entry RGB palette (flat) for class ids 0… in ``flag_colors`` (hex, space-separated), the
     no-label id ``IGNORE`` in the unlabeled grey: class maps that open in colour."""

@@ -91,8 +91,10 @@ def confusion_panels(matrices: dict, names, path, title: str = "") -> Path:
     return save_figure(fig, path)
 
 
-def triptychs(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path, title: str = "") -> Path:
-    """One row per tile: [(row label, [(panel title, (H, W, 3) uint8), …]), …]."""
+def triptychs(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path, title: str = "",
+              legend: dict | None = None) -> Path:
+    """One row per tile: [(row label, [(panel title, (H, W, 3) uint8), …]), …]; ``legend``: name → colour
+    (e.g. the class colours) drawn as a legend under the panels."""
     ncols = max(len(panels) for _, panels in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(2.6 * ncols, 2.7 * len(rows)), squeeze=False)
     for r, (label, panels) in enumerate(rows):
@@ -108,4 +110,13 @@ def triptychs(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path, title:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if legend:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=np.asarray(c) / 255 if np.ndim(c) else c, edgecolor="0.3", label=name)
+                   for name, c in legend.items()]
+        per_row = min(len(handles), 2 * ncols)  # about two entries per panel's width
+        lines = -(-len(handles) // per_row)
+        fig.legend(handles=handles, loc="lower center", ncol=per_row, fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.12 * lines / len(rows)))
     return save_figure(fig, path)

@@ -165,8 +165,8 @@ def data_prep(run) -> Report:
     write_text(run.path("split.json"), json.dumps({s: [k for k, r in rows.items() if r["split"] == s] for s in BANDS}))
     size = min(min(p.shape[0], p.shape[1]) for p in field.values())
     write_netcdf(aerial.brightness_field(field, min(size, 504)), run.path("field.nc"))
-    fig = ganplots.triptychs(thumbs, run.figure("01_split"), title="the split: one image and its classes per "
-                             "location (grey: no label)")
+    fig = ganplots.triptychs(thumbs, run.figure("01_split"), legend=aerial.legend(names, colours),
+                             title="the split: one image and its classes per location (grey: no label)")
     return Report(f"01 data: {len(rows)} {'bands' if _is_image(run) else 'locations'}, classes {', '.join(names)}",
                   f"Source: {aerial.SOURCE if not _is_image(run) else run['data']}. Split by whole "
                   f"{'row band' if _is_image(run) else 'location'} (no test pixel is seen in training). Class "
@@ -187,7 +187,8 @@ def simulate(run) -> Report:
     table.loc["no label"] = float((classes == aerial.IGNORE).mean())
     rows = [(f"crop {k}", [("photo", photos[k]), ("classes", aerial.colourise(classes[k], colours))])
             for k in range(min(4, len(photos)))]
-    fig = ganplots.triptychs(rows, run.figure("02_crops"), title=f"random {patch}×{patch} training crops")
+    fig = ganplots.triptychs(rows, run.figure("02_crops"), legend=aerial.legend(names, colours),
+                             title=f"random {patch}×{patch} training crops")
     return Report("02 training crops", f"{len(photos)} random crops of the training images, flipped and turned "
                   "by 90° at random, as 03 draws them (no simulation: the hand-drawn labels are the targets).",
                   {"class balance of the crops": table}, [fig])
@@ -335,7 +336,7 @@ def _baselines(run, n: int):
 def error_panel(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """RGB error map: right pixels white, wrong ones red, no-label pixels grey."""
     out = np.full((*truth.shape, 3), 255, np.uint8)
-    out[pred != truth] = (220, 30, 30)
+    out[pred != truth] = aerial.ERROR_RED
     out[truth == aerial.IGNORE] = aerial.UNLABELED_COLOURS[0]
     return out
 
@@ -383,7 +384,7 @@ def error_maps(run) -> Report:
                               (f"{best} errors", error_panel(p.classes, outputs[best][i])),
                               (RANDOM_FOREST, aerial.colourise(outputs[RANDOM_FOREST][i], colours)),
                               (f"{RANDOM_FOREST} errors", error_panel(p.classes, outputs[RANDOM_FOREST][i]))]))
-    maps = ganplots.triptychs(rows, run.figure("04_error_maps"),
+    maps = ganplots.triptychs(rows, run.figure("04_error_maps"), legend=aerial.legend(names, colours, errors=True),
                               title="test images: labels, predictions and errors (red: wrong; grey: no label)")
     _write_predictions(run, test_pairs, outputs, names)
     where = "the held-out " + ("band" if _is_image(run) else f"location tile_{run['test_location']}")

@@ -96,7 +96,8 @@ def data_prep(run) -> Report:
     table = pd.DataFrame(rows).T
     write_text(run.path("split.json"), json.dumps(split))
     write_netcdf(aerial.brightness_field(field), run.path("field.nc"))
-    fig = ganplots.triptychs(thumbs, run.figure("01_pairs"), title="one photo and its map per location (¼ scale)")
+    fig = ganplots.triptychs(thumbs, run.figure("01_pairs"), legend=aerial.legend(aerial.NAMES, aerial.COLOURS),
+                             title="one photo and its map per location (¼ scale)")
     return Report(f"01 data: Dubai aerial, {len(rows)} locations × {run['parts']} parts",
                   f"Source: {aerial.SOURCE}. Split by whole location: train {split['train']}, val {split['val']}, "
                   f"test {split['test']}. Class shares per location below (the mix differs a lot).",
@@ -240,7 +241,7 @@ def error_maps(run) -> Report:
     show = np.random.default_rng(run["seed"]).permutation(len(truth))[:k]
     rows_fig = [(f"test tile {t}", [("photo", tiles["photo"][t]), *((n, outputs[n][t]) for n in outputs),
                                     ("true map", truth[t])]) for t in show]
-    trip = ganplots.triptychs(rows_fig, run.figure("04_triptychs"),
+    trip = ganplots.triptychs(rows_fig, run.figure("04_triptychs"), legend=aerial.legend(aerial.NAMES, aerial.COLOURS),
                               title=f"held-out location tile_{run['test_location']}: photo, generated maps, true map")
     conf = ganplots.confusion_panels(matrices, list(aerial.NAMES), run.figure("04_confusion"),
                                      title="class confusion on the test tiles (rows: true class, unlabeled left out)")
