@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from . import methods
+from . import baselines, methods, metrics
 from .cv import cloud_cv_mask
 from .data import grid_dims, in_order, is_longitude, refuse_curvilinear, standardise
 from .dineof import dineof
@@ -210,10 +210,16 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
                          inputs={"window": encoding, "units": {"field": str(units)}},
                          info={"history": history, "trained_on": f"a {nt}-day {ny}×{nx} cube, {int(inp.obs.sum())} "
                                                                  "observed pixels (validation points held out)"})
-    if gaussian and val_days:
+    if val_days:
         mean, sigma = fill_cube(model, values, lat, lon, times)
-        z = np.abs(mean - truth)[val_points] / sigma[val_points]
-        model.method_args["sigma_scale"] = float(np.quantile(z, 0.6827))  # fitted on val pixels, never on score points
+        if gaussian:  # fitted on val pixels, never on score points
+            model.method_args["sigma_scale"] = float(np.quantile(np.abs(mean - truth)[val_points] / sigma[val_points],
+                                                                 0.6827))
+        # the skill on pixels no training step saw, in the field's unit, beside biharmonic per day on them
+        days = np.asarray(val_days)
+        classical = baselines.biharmonic(values[days], val_points[days])
+        model.info["held_out"] = {"points": int(val_points.sum()), "rmse": metrics.rmse(mean, truth, val_points),
+                                  "rmse_biharmonic": metrics.rmse(classical, truth[days], val_points[days])}
     model.info["train_seconds"] = time.perf_counter() - t_start
     return model
 
@@ -332,6 +338,10 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
             mean, sd = fill_cube(cloud_model, values, lat, lon, times)
             info["fill_seconds"] = time.perf_counter() - t0
             info["train_seconds"] = cloud_model.info.get("train_seconds", 0.0)
+            held = cloud_model.info.get("held_out") if model is None else None  # trained here: its own skill
+            if held:
+                info.update(held_out_points=held["points"], held_out_rmse=held["rmse"],
+                            held_out_rmse_biharmonic=held["rmse_biharmonic"])
             filled = np.where(gaps, mean, values)
             if sd is not None:
                 sigma = np.where(gaps, sd, 0.0)
@@ -403,7 +413,10 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
     out = da.copy(data=np.where(np.isfinite(given), given, filled.transpose(order)).astype(dtype))
     out.attrs["long_name"] = f"{da.attrs.get('long_name', name)}, gaps filled by geonb ({info['arch']})"
     out.attrs["ancillary_variables"] = f"{name}_error"  # CF: the σ belongs to this variable
-    out.attrs["geonb_fill"] = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+    out.attrs["geonb_fill"] = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()
+                                        if not k.startswith("held_out"))
+    # the skill on held-out pixels, as numbers a reader of the file can use
+    out.attrs.update({f"geonb_{k}": v for k, v in info.items() if k.startswith("held_out")})
     out.encoding = {k: v for k, v in da.encoding.items() if k not in ("source", "original_shape", "chunksizes")}
     err = da.copy(data=sigma.transpose(order)).rename(f"{name}_error")
     err.attrs = {"long_name": f"standard deviation of the error of {name}",
@@ -486,4 +499,10 @@ def _cmd_fill(args) -> int:
                    allow_outliers=args.allow_outliers)
     print(f"[geonb fill] {args.var} → {args.out} ({ds[args.var].attrs.get('geonb_fill', '')}; "
           f"{time.perf_counter() - t0:.1f} s)")
+    attrs = ds[args.var].attrs
+    if "geonb_held_out_rmse" in attrs:
+        units = attrs.get("units", "")
+        print(f"[geonb fill] held-out skill: RMSE {attrs['geonb_held_out_rmse']:.3g} {units} on "
+              f"{attrs['geonb_held_out_points']} observed pixels hidden under real cloud shapes and never trained on; "
+              f"biharmonic per day on the same pixels: {attrs['geonb_held_out_rmse_biharmonic']:.3g} {units}.")
     return 0

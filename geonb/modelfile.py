@@ -217,6 +217,11 @@ class TrainedModel:
             values = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k.startswith("val") and isinstance(v, float))
             rows.append(("validation", f"best at epoch {best.get('epoch', '?')} of {len(history)}: {values} "
                                        f"({METHODS.get(arch.method).loss_name}, normalised units)"))
+        held = self.info.get("held_out")
+        if isinstance(held, dict) and {"rmse", "rmse_biharmonic", "points"} <= set(held):
+            unit = self.inputs.get("units", {}).get("field", "")
+            rows.append(("held-out", f"RMSE {held['rmse']:.3g} {unit} on {held['points']} observed pixels never trained "
+                                     f"on; biharmonic per day on them {held['rmse_biharmonic']:.3g} {unit}"))
         if "train_seconds" in self.info:
             rows.append(("training time", f"{self.info['train_seconds']:.0f} s"))
         if arch.method == "gaussian_nll":

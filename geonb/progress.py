@@ -29,7 +29,9 @@ def say(line: str) -> None:
 
 
 def duration(seconds: float) -> str:
-    """12 s, 3.4 min, 1.2 h."""
+    """0.46 s, 12 s, 3.4 min, 1.2 h."""
+    if seconds < 9.5:
+        return f"{seconds:.2g} s"  # "0 s per epoch" says nothing
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

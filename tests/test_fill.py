@@ -1,6 +1,7 @@
 """geonb fill: real CF encodings in, observed pixels unchanged, input never modified, clear errors."""
 import hashlib
 import os
+import re
 
 import numpy as np
 import pytest
@@ -43,12 +44,15 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_cli_fill_keeps_observed_and_input(tmp_path):
+def test_cli_fill_keeps_observed_and_input(tmp_path, capsys):
     src = cf_file(tmp_path / "in.nc")
     before = digest(src)
     out = tmp_path / "out.nc"
     assert cli.main(["fill", str(src), "--var", "SST", "--mask-var", "mask", "--quick", "--out", str(out),
                      "--save-model", str(tmp_path / "m.pt")]) == 0
+    said = capsys.readouterr().out  # the skill on pixels never trained on, beside biharmonic on the same pixels
+    assert re.search(r"held-out skill: RMSE [\d.]+ degree_Celsius on \d+ observed pixels .*; biharmonic per day on "
+                     r"the same pixels: [\d.]+ degree_Celsius", said), said
     assert digest(src) == before  # the input file is never modified
     a, b = xr.open_dataset(src), xr.open_dataset(out)
     assert b.SST.dims == a.SST.dims and np.array_equal(b.time.values, a.time.values)
@@ -60,6 +64,7 @@ def test_cli_fill_keeps_observed_and_input(tmp_path):
     assert (b.SST_error.values[gaps] > 0).all() and (b.SST_error.values[observed] == 0).all()
     with xr.open_dataset(out, mask_and_scale=False) as raw:
         assert raw.SST.dtype == np.int16  # written back with the input's packing
+    assert b.SST.attrs["geonb_held_out_points"] > 0 and b.SST.attrs["geonb_held_out_rmse_biharmonic"] > 0
 
     # a saved model fills without training (its speed is measured in benchmarks/, not here)
     out2 = tmp_path / "out2.nc"
