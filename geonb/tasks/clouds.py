@@ -221,7 +221,8 @@ def predictions(run) -> xr.Dataset:
     coords = (field.lat.values, field.lon.values, field.time.values)
     dims = ("time", "lat", "lon")
     code = sum((k + 1) * m.astype("uint8") for k, m in enumerate(sets.values()))
-    out = {"truth": (dims, values), "input": (dims, np.where(cv, np.nan, values)),  # every set hidden: for the maps
+    out = {"truth": (dims, values, field.attrs),  # units for the tables and colour bars
+           "input": (dims, np.where(cv, np.nan, values), field.attrs),  # every set hidden: for the maps
            "holes": (dims, code, {"flag_values": list(range(1, len(sets) + 1)), "flag_meanings": " ".join(sets)})}
     model = TrainedModel.load(run.model_path("dincae"), task="clouds")
     t0 = time.perf_counter()
