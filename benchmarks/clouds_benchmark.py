@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             cells = [f"{mean.loc[name, c]:.3f} ± {std.loc[name, c]:.3f}" if np.isfinite(mean.loc[name, c]) else "–"
                      for c in sets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Wall time per seed (steps 01→04, 2 CPU cores): "
+    lines += ["", "Wall time per seed (steps 01→04, 2 CPU cores): "
               + ", ".join(f"{s:.0f} s" for s in seconds.values()) + ".", "",
               f"Command: `python benchmarks/clouds_benchmark.py {args.out} --seeds {args.seeds} --amp {args.amp}`"]
     out.write_text("\n".join(lines) + "\n")

@@ -8,6 +8,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from . import progress
+
 # The stack geonb runs on, as pip names it (versions read from metadata: nothing heavy is imported).
 PACKAGES = ("torch", "numpy", "xarray", "dask", "zarr", "netCDF4", "rioxarray", "rasterio", "pyproj", "cartopy",
             "torchmetrics", "xbatcher", "matplotlib", "papermill", "nbval", "jupyterlab")
@@ -98,10 +100,7 @@ def report(run_dir="runs/default") -> list[tuple[str, str]]:
 
 
 def _cmd_doctor(args) -> int:
-    rows = report(args.run_dir)
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    progress.print_rows(report(args.run_dir))
     return 0
 
 

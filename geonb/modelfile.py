@@ -26,13 +26,13 @@ import datetime
 import math
 import re
 import typing
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import progress
 from .errors import GeonbError
 from .io import load_checkpoint, save_checkpoint
 from .methods.gaussian_nll import AVERAGING
@@ -326,8 +326,7 @@ def _cmd_info(args) -> int:
     for k, path in enumerate(args.models):
         model = TrainedModel.load(path)
         print(("\n" if k else "") + str(path))
-        for name, text in model.card():
-            print(f"  {name:<14}{text}")
+        progress.print_rows(model.card(), indent="  ")
     return 0
 
 

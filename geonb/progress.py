@@ -37,6 +37,13 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def print_rows(rows, indent: str = "") -> None:
+    """(name, value) rows as an aligned two-column listing (``geonb doctor``, ``geonb info``)."""
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{indent}{name:<{width}}  {value}")
+
+
 def bar(done: int, total: int, width: int = 20) -> str:
     filled = round(width * done / max(total, 1))
     return "█" * filled + "·" * (width - filled)
