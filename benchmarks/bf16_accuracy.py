@@ -25,7 +25,7 @@ from geonb import Run
 
 
 def scores(run: Run) -> pd.Series:
-    """Every number of the run's held-out metrics table(s), named ``table | row | column``."""
+    """Every number of the run's held-out metrics table(s), named ``table · row · column``."""
     out = {}
     for path in sorted(run.metrics_path("x").parent.glob("*.csv")):
         table = pd.read_csv(path)
@@ -33,7 +33,7 @@ def scores(run: Run) -> pd.Series:
         labels = table.drop(columns=numbers.columns).astype(str).agg(" / ".join, axis=1)  # the index columns
         for row, (_, values) in zip(labels, numbers.iterrows()):
             for column, value in values.items():
-                out[f"{path.stem} | {row} | {column}"] = value
+                out[f"{path.stem} · {row} · {column}"] = value
     return pd.Series(out, dtype=float)
 
 

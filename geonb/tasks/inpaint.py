@@ -406,4 +406,5 @@ TASK = Task(
      "scatter_plots": scatter_plots, "transects": transects},
     step_files={"simulate": ("drawn_mask.nc",)},  # saving a new drawn mask re-runs 02 and what follows
     predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
+    cpu_bf16=True,  # unet, 3 seeds: every hole set within float32's spread (benchmarks/results/bf16_unet.md)
 )
