@@ -1026,4 +1026,5 @@ TASK = Task(
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
     predict_file=predict_file, predict_options=("cond", "tile", "chunk", "allow_outliers"),
+    cpu_bf16=True,  # srcnn, 3 seeds: every held-out number within float32's spread (benchmarks/results/bf16_srcnn.md)
 )
