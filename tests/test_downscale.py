@@ -2,6 +2,8 @@
 files load with weights_only, CLI round trip, and each bad input is a clear GeonbError."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,7 +112,7 @@ def _parser():
     return build_parser()  # geonb train (geonb.tasks.downscale) and geonb predict (geonb.predict)
 
 
-def test_cli_train_and_predict(tmp_path):
+def test_cli_train_and_predict(tmp_path, capsys):
     ds = terrain.terrain_dataset(64, 128, seed=1)
     hr = _write(tmp_path / "hr.nc", ds.elevation.values, ds.lat.values, ds.lon.values)
     surf = _write(tmp_path / "surf.nc", ds.surface.values, ds.lat.values, ds.lon.values, "surface")
@@ -119,6 +121,9 @@ def test_cli_train_and_predict(tmp_path):
                                  "--model", str(model), "--epochs", "1", "--steps", "2", "--batch-size", "2",
                                  "--patch", "8", "--cond", f"{surf}:surface"])
     assert args.func(args) == 0
+    said = capsys.readouterr().out  # the skill in the grid's unit, beside both baselines on the same cells
+    assert re.search(r"skill on the validation region .*: RMSE [\d.]+ m; bicubic [\d.]+, cubic spline [\d.]+ m: "
+                     r"[\d.]+ × the better baseline", said), said
     saved = TrainedModel.load(model, task="downscale")
     assert saved.arch == "srcnn" and saved.arch_args["factor"] == 4 and saved.inputs["cond"] == ["surface"]
     lr_vals = coarsen(ds.elevation.values.astype(float), 4)
@@ -212,7 +217,7 @@ def test_quick_run_through_the_task_api(tmp_path):
     assert np.isfinite(table.loc[("srcnn", 4), "RMSE"]) and table.loc[("srcnn", 4), "RMSE"] > 0
 
 
-def test_cli_trains_srgan_with_deepbedmap_default_weights(tmp_path):
+def test_cli_trains_srgan_with_deepbedmap_default_weights(tmp_path, capsys):
     ds = terrain.terrain_dataset(64, 128, seed=1)
     hr = _write(tmp_path / "hr.nc", ds.elevation.values, ds.lat.values, ds.lon.values)
     model = tmp_path / "srgan.pt"
@@ -220,8 +225,23 @@ def test_cli_trains_srgan_with_deepbedmap_default_weights(tmp_path):
                                  str(model), "--epochs", "1", "--steps", "1", "--batch-size", "2", "--patch", "8",
                                  "--n-blocks", "1", "--nf", "8", "--device", "cpu"])
     assert args.func(args) == 0
+    said = capsys.readouterr().out  # the skill in the grid's unit, beside both baselines on the same cells
+    assert re.search(r"skill on the validation region .*: RMSE [\d.]+ m; bicubic [\d.]+, cubic spline [\d.]+ m: "
+                     r"[\d.]+ × the better baseline", said), said
     saved = TrainedModel.load(model, task="downscale")
     h = saved.info["history"][0]  # one step: the logged terms are that step's
     content = LOSSES["w_content"] * h["content_l1"] + LOSSES["w_topographic"] * h["topographic"] \
         + LOSSES["w_structural"] * (1 - h["ssim"])
     assert (h["loss"] - content) / h["adversarial"] == pytest.approx(LOSSES["w_adversarial"], rel=1e-3)
+
+
+def test_the_baselines_of_the_train_skill_line_are_scored_like_the_model():
+    from geonb.tasks.downscale import baseline, baseline_rmse
+
+    hr = terrain.terrain_dataset(40, 48, seed=3).elevation.values.astype(float)
+    valid = np.ones(hr.shape, bool)
+    valid[:8] = False  # cells out of the score
+    got = baseline_rmse([Scene(hr, valid=valid)], 4)
+    for name in ("bicubic", "spline"):
+        assert got[name] == pytest.approx(rmse(baseline(name, coarsen(hr, 4), 4), hr, valid))
+    assert baseline_rmse([Scene(np.full((16, 16), 3.0))], 4) == pytest.approx({"bicubic": 0.0, "spline": 0.0}, abs=1e-4)
