@@ -123,10 +123,9 @@ def simulate(run) -> Report:
     rest = obs & ~cv
     val = cloud_cv_mask(rest, int(run["val_fraction"] * rest.sum()), seed=run["seed"] + 1, sea=sea)
     dims = ("time", "lat", "lon")
-    code = sum((k + 1) * m.astype("int8") for k, m in enumerate(sets.values()))
-    write_netcdf(xr.Dataset({"cv": (dims, code.astype("int8"), {"flag_values": list(range(1, len(sets) + 1)),
-                                                                "flag_meanings": " ".join(sets)}),
-                             "val": (dims, val.astype("int8"))}, coords=field.coords), run.path("points.nc"))
+    code, flags = _encode(sets)
+    write_netcdf(xr.Dataset({"cv": (dims, code, flags), "val": (dims, val.astype("int8"))}, coords=field.coords),
+                 run.path("points.nc"))
     hidden = obs & ~cv & ~val
     rows = {name: {"points": int(m.sum()), "% of observed": 100 * m.sum() / obs.sum(),
                    "median distance to an observed pixel (px)": float(np.median(distance_to_observed(hidden)[m]))}
@@ -145,9 +144,18 @@ def simulate(run) -> Report:
 def _points(run):
     """The score points (any set), the validation points, and each set's points by name."""
     ds = xr.open_dataset(run.path("points.nc")).load()
-    code = ds.cv.values
-    sets = {name: code == k + 1 for k, name in enumerate(ds.cv.attrs["flag_meanings"].split())}
-    return code > 0, ds.val.values.astype(bool), sets
+    return ds.cv.values > 0, ds.val.values.astype(bool), _decode(ds.cv)
+
+
+def _encode(sets: dict) -> tuple[np.ndarray, dict]:
+    """Disjoint hole sets as one int8 code (0 none, k the k-th set) and its CF flag attributes."""
+    code = sum((k + 1) * m.astype("int8") for k, m in enumerate(sets.values())).astype("int8")
+    return code, {"flag_values": list(range(1, len(sets) + 1)), "flag_meanings": " ".join(sets)}
+
+
+def _decode(codes: xr.DataArray) -> dict[str, np.ndarray]:
+    """``_encode``'s code back into each set's points by name."""
+    return {name: codes.values == k + 1 for k, name in enumerate(codes.attrs["flag_meanings"].split())}
 
 
 def _show_day(run, cv) -> int:
@@ -220,10 +228,10 @@ def predictions(run) -> xr.Dataset:
     values = field.values
     coords = (field.lat.values, field.lon.values, field.time.values)
     dims = ("time", "lat", "lon")
-    code = sum((k + 1) * m.astype("uint8") for k, m in enumerate(sets.values()))
+    code, flags = _encode(sets)
     out = {"truth": (dims, values, field.attrs),  # units for the tables and colour bars
            "input": (dims, np.where(cv, np.nan, values), field.attrs),  # every set hidden: for the maps
-           "holes": (dims, code, {"flag_values": list(range(1, len(sets) + 1)), "flag_meanings": " ".join(sets)})}
+           "holes": (dims, code, flags)}
     model = TrainedModel.load(run.model_path("dincae"), task="clouds")
     t0 = time.perf_counter()
     out["dincae"], out["dincae_sigma"] = per_set(lambda inp: fill_cube(model, inp, *coords), values, sets)
@@ -254,7 +262,7 @@ def methods(ds) -> list[str]:
 
 def hole_sets(ds) -> dict[str, np.ndarray]:
     """Each hole set's points by name (``holes``: 0 none, k the k-th set)."""
-    return {name: ds.holes.values == k + 1 for k, name in enumerate(ds.holes.attrs["flag_meanings"].split())}
+    return _decode(ds.holes)
 
 
 def score_table(ds) -> pd.DataFrame:
