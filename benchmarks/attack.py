@@ -129,7 +129,7 @@ def train_cache(cache: Path) -> None:
               "shutil.copy(r.model_path({a!r}), {m!r})"
     commands = {
         "srcnn": ["-m", "geonb", "train", "--arch", "srcnn", "--data", "dem.nc", "--var", "elevation", "--factor", "2",
-                  "--epochs", "1", "--steps", "2", "--batch-size", "2", "--patch", "4", "--model", "srcnn.pt"],
+                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--patch-lr", "4", "--model", "srcnn.pt"],
         "dincae": ["-m", "geonb", "fill", "train_cube.nc", "--var", "SST", "--mask-var", "mask", "--quick",
                    "--save-model", "dincae.pt", "--out", "train_filled.nc"],
         **{a: ["-c", run_api.format(d=str(cache / "runs" / a), a=a, m=f"{a}.pt")]
@@ -849,7 +849,7 @@ CASES: list[Case] = [
                       copy=["acgan.pt"], prepare=lambda b: (b / "digits.nc").symlink_to("acgan.pt")), expect=r"input"),
     Case("out-train-model-onto-cond", "output", "train --model sr.pt --overwrite; sr.pt -> cond.nc, the --cond grid",
          command_case("train", "--arch", "srcnn", "--data", "dem.nc", "--var", "elevation", "--factor", 2,
-                      "--cond", "cond.nc:surface", "--model", "sr.pt", "--overwrite", "--epochs", 1, "--steps", 1,
+                      "--cond", "cond.nc:surface", "--model", "sr.pt", "--overwrite", "--epochs", 1, "--steps-per-epoch", 1,
                       copy=["dem.nc"], prepare=_cond_and_link), expect=r"input"),
     Case("out-save-model-folder", "output",
          "fill --quick --save-model models --overwrite; models/ is the user's folder",

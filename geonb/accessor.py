@@ -52,7 +52,7 @@ class GeonbAccessor:
         grid is dask-backed: chunk by chunk in its own chunks (each with the network's halo)."""
         from .data import load_grid
         from .predict import Predictor
-        from .tasks.downscale import check_inputs, conditioning, predict_grid, predict_lazy, super_resolved
+        from .tasks.downscale.infer import check_inputs, conditioning, predict_grid, predict_lazy, super_resolved
 
         model, source = _load(model, "downscale")
         grid = load_grid(self._da)

@@ -19,8 +19,7 @@ from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.tasks.downscale", "geonb.generate", "geonb.doctor",
-                   "geonb.datasets", "geonb.modelfile")
+COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.generate", "geonb.doctor", "geonb.datasets", "geonb.modelfile")
 
 
 def parse_value(text: str):
@@ -56,7 +55,12 @@ def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, note
 
 
 def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook_dir: Path) -> list[Path]:
+    import logging
+
     import papermill
+
+    # a task's parameters are not all in the short parameters cell; Run checks every one of them
+    logging.getLogger("papermill").addFilter(lambda record: "unknown parameter" not in record.getMessage())
 
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,8 +114,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+def build_parser(argv=()) -> argparse.ArgumentParser:
+    """The parser; ``geonb train``'s flags are those of the task of the ``--arch`` in ``argv``."""
+    from . import __version__, frontdoor
 
     parser = _Parser(prog="geonb", description="Deep learning on gridded earth data.")
     parser.add_argument("--version", action="version", version=f"geonb {__version__}")
@@ -124,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     archs = sub.add_parser("archs", help="list the architectures with their task")
     archs.set_defaults(func=_cmd_archs)
+    frontdoor.add_cli(sub, argv)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_cli(sub)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -131,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the full traceback of an error")
     return parser
+
+
+def parse(argv) -> argparse.Namespace:
+    """``argv`` parsed by the parser built for it (``geonb train``'s flags follow its ``--arch``)."""
+    argv = [str(a) for a in argv]
+    return build_parser(argv).parse_args(argv)
 
 
 def _terminated(signum, frame):
@@ -141,7 +153,7 @@ def main(argv=None) -> int:
     """Run a command: a ``GeonbError`` is one line (exit 2), any other error one line and the file with
     its traceback (exit 1); ``--debug`` shows the traceback instead."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse has printed its one-line error (or --help): return its status
         return exc.code
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -153,6 +165,9 @@ def main(argv=None) -> int:
             raise
         print(f"geonb: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # its reader stopped early (`geonb params A | head`): nothing more to say
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("geonb: interrupted; outputs are written atomically, so none is half-written.", file=sys.stderr)
         return 130

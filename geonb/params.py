@@ -96,6 +96,17 @@ class ParamSet:
         return ParamSet(self.params + tuple(more))
 
 
+def resolved(params: ParamSet, given: dict, arch_lr: float) -> dict:
+    """Every parameter's value: the ``given`` (checked) one, else the quick value in a quick run, else the
+    default; the learning rate, when not given, is the arch's ``arch_lr``."""
+    quick = given.get("quick", params["quick"].default)
+    values = {p.name: given[p.name] if p.name in given else p.quick if quick and p.quick is not NOT_SET else p.default
+              for p in params}
+    if values["lr"] is None:
+        values["lr"] = arch_lr
+    return values
+
+
 AMP = ("auto", "bf16", "off")  # bf16 autocast settings (training.Accelerator)
 
 
@@ -140,7 +151,8 @@ COMMON = ParamSet((
     Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)",
           above=0),
     Param("device", str, "auto", "auto = cuda if present, else cpu", None, valid=device_problem),
-    Param("amp", str, "auto", "bf16 autocast: auto (on GPUs that support bf16), bf16 or off", allowed=AMP),
+    Param("amp", str, "auto", "bf16 autocast: auto (on GPUs with bf16, and on CPUs with native bf16 for the tasks "
+          "it keeps accurate), bf16 or off", allowed=AMP),
     Param("compile", bool, False, "torch.compile the networks (faster steps after a compile pause)", None),
     Param("workers", int, 0, "DataLoader processes making batches (0: the training process)", None, min=0, max=64),
     Param("ddp", int, 0, "data-parallel processes (torchrun + DDP; one per GPU); 0: one process", None, min=0, max=64),
@@ -153,11 +165,12 @@ def cli_type(param: Param, name: str | None = None):
     """An argparse ``type`` that converts and checks a command-line value as ``param`` (bounds included),
     so a flag and the run parameter it stands for accept the same values."""
     import argparse
+    import ast
 
     def convert(text: str):
         try:
-            value = param.type(text)
-        except ValueError:
+            value = ast.literal_eval(text) if param.type is list else param.type(text)
+        except (ValueError, SyntaxError):
             raise argparse.ArgumentTypeError(f"{text!r} is not a {param.type.__name__}") from None
         try:
             return param.check(value)

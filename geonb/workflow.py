@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 from . import distributed, progress
 from .errors import GeonbError
 from .io import check_outputs, locked, write_text
-from .params import COMMON, NOT_SET, STEPS
+from .params import COMMON, STEPS, resolved
 from .registry import get_arch, list_archs
 from .report import Report
 from .tasks import Task, get_task
@@ -58,6 +59,19 @@ def check_params(task: Task, given: dict) -> dict:
     return out
 
 
+PROSE = Path(__file__).parent / "tasks" / "prose"
+
+
+def prose(task: str, step: str) -> str:
+    """The section ``<!-- step -->`` of the task's prose file."""
+    text = (PROSE / f"{task}.md").read_text()
+    parts = re.split(r"^<!-- (\w+) -->\n", text, flags=re.M)
+    sections = dict(zip(parts[1::2], parts[2::2]))
+    if step not in sections:
+        raise GeonbError(f"{PROSE / task}.md has no section <!-- {step} -->; steps: {', '.join(sections)}.")
+    return sections[step].strip()
+
+
 class Run:
     """A run directory and its parameters. ``Run(run_dir, arch="dincae", quick=True)``."""
 
@@ -70,17 +84,7 @@ class Run:
         if run_dir is not None:
             params["run_dir"] = str(run_dir)
         self.given = check_params(self.spec, params)
-        quick = self.given.get("quick", self.spec.params["quick"].default)
-        self.params = {}
-        for p in self.spec.params:
-            if p.name in self.given:
-                self.params[p.name] = self.given[p.name]
-            elif quick and p.quick is not NOT_SET:
-                self.params[p.name] = p.quick
-            else:
-                self.params[p.name] = p.default
-        if self.params["lr"] is None:
-            self.params["lr"] = arch.lr
+        self.params = resolved(self.spec.params, self.given, arch.lr)
         self.dir = check_outputs({"run_dir": self.params["run_dir"]}, folders=("run_dir",))["run_dir"]
         if self.params["ddp"] > 1:  # what data-parallel training cannot do, refused with the other parameters
             if arch.method == "stagewise":  # its stages train outside the network's (DDP's) forward pass
@@ -100,6 +104,15 @@ class Run:
 
     def __repr__(self):
         return f"Run({str(self.dir)!r}, task={self.task!r}, arch={self['arch']!r}, quick={self['quick']})"
+
+    def explain(self, step: str):
+        """What ``step`` does in this run's task and why, with its maths (``geonb/tasks/prose/<task>.md``): the
+        narrative a notebook shows, for this task only."""
+        from IPython.display import Markdown
+
+        return Markdown(f"*{self.arch.name}: {self.arch.description}. Task `{self.task}`"
+                        f"{', quick run' if self['quick'] else ''}; outputs in `{self.dir / self.task}`.*\n\n"
+                        + prose(self.task, step))
 
     # ------------------------------------------------------------ the folder layout, defined once
     def path(self, *parts) -> Path:

@@ -11,7 +11,7 @@ import xarray as xr
 from pyproj import CRS
 
 from geonb.baselines import bicubic, cubic_spline
-from geonb.cli import build_parser
+from geonb.cli import parse
 from geonb.data import load_grid
 from geonb.errors import GeonbError
 from geonb.methods.regression import Regression
@@ -20,7 +20,9 @@ from geonb.normalise import Normaliser
 from geonb.predict import Predictor
 from geonb.registry import get_arch
 from geonb.resample import coarsen
-from geonb.tasks.downscale import Scene, _cond_on_grid, _corners, predict_grid, split_map
+from geonb.tasks.downscale.data import split_map
+from geonb.tasks.downscale.infer import _cond_on_grid, predict_grid
+from geonb.tasks.downscale.sampling import Scene, _corners
 
 torch.set_num_threads(1)
 
@@ -95,9 +97,8 @@ def test_cli_train_and_predict_keep_projected_coordinates_and_crs(tmp_path):
     ant = load_grid("antarctica").isel(y=slice(400, 528), x=slice(560, 752))  # 128×192 of interior ice
     hr = _projected(tmp_path / "hr.nc", ant["thickness"].values, ant.y.values, ant.x.values)
     model = tmp_path / "sr.pt"
-    parse = build_parser().parse_args
     args = parse(["train", "--arch", "srcnn", "--data", str(hr), "--var", "thickness", "--factor", "4", "--model",
-                  str(model), "--epochs", "1", "--steps", "2", "--batch-size", "2", "--patch", "8", "--valid-above", "0"])
+                  str(model), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--patch-lr", "8", "--valid-above", "0"])
     assert args.func(args) == 0
     saved = TrainedModel.load(model, task="downscale")
     assert saved.inputs["crs"] == "EPSG:3031" and saved.inputs["valid_above"] == 0.0
@@ -133,9 +134,9 @@ def test_a_conditioning_grid_in_another_crs_is_matched_to_the_target(tmp_path):
         _cond_on_grid(f"{tmp_path / 'corner.nc'}:beta", target, 1, False)
 
     hr = _projected(tmp_path / "hr.nc", target["thickness"].values, target.y.values, target.x.values)
-    args = build_parser().parse_args(
+    args = parse(
         ["train", "--arch", "srcnn", "--data", str(hr), "--var", "thickness", "--factor", "4", "--model",
-         str(tmp_path / "sr.pt"), "--epochs", "1", "--steps", "2", "--batch-size", "2", "--patch", "8",
+         str(tmp_path / "sr.pt"), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--patch-lr", "8",
          "--valid-above", "0", "--cond", f"{tmp_path / 'beta_3412.nc'}:beta"])
     assert args.func(args) == 0
     assert TrainedModel.load(tmp_path / "sr.pt", task="downscale").inputs["cond"] == ["beta"]
@@ -154,10 +155,9 @@ def test_conditioning_grid_of_another_shape_is_refused():
 def test_cli_refuses_a_grid_with_nan_cells_and_one_smaller_than_a_patch(tmp_path):
     ant = load_grid("antarctica").isel(y=slice(400, 464), x=slice(560, 656))  # 64×96
     y, x, values = ant.y.values, ant.x.values, ant["thickness"].values.copy()
-    parse = build_parser().parse_args
     small = _projected(tmp_path / "small.nc", values, y, x)
     args = parse(["train", "--arch", "srcnn", "--data", str(small), "--factor", "4", "--model", str(tmp_path / "a.pt"),
-                  "--patch", "32", "--epochs", "1"])
+                  "--patch-lr", "32", "--epochs", "1"])
     with pytest.raises(GeonbError, match=r"64×96 in whole 16-cell blocks; downscaling needs at least 128×144 \(a "
                                          "training tile of 128 cells"):
         args.func(args)

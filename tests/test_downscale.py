@@ -12,7 +12,7 @@ import xarray as xr
 
 from geonb import terrain
 from geonb.baselines import bicubic
-from geonb.cli import build_parser
+from geonb.cli import parse
 from geonb.data import load_field
 from geonb.errors import GeonbError
 from geonb.metrics import rmse
@@ -22,7 +22,10 @@ from geonb.normalise import Normaliser
 from geonb.predict import Predictor
 from geonb.registry import get_arch
 from geonb.resample import check_factor, coarsen, crop_to_multiple
-from geonb.tasks.downscale import PARAMS, Scene, parse_cond, patch_sampler, predict_grid, save_model, train_model
+from geonb.tasks.downscale.data import PARAMS, parse_cond
+from geonb.tasks.downscale.infer import predict_grid
+from geonb.tasks.downscale.sampling import Scene, patch_sampler
+from geonb.tasks.downscale.train import save_model, train_model
 
 torch.set_num_threads(1)
 # DeepBedMap's loss weights, as the task passes them
@@ -108,18 +111,14 @@ def _write(path, values, lat, lon, name="elevation"):
     return path
 
 
-def _parser():
-    return build_parser()  # geonb train (geonb.tasks.downscale) and geonb predict (geonb.predict)
-
-
 def test_cli_train_and_predict(tmp_path, capsys):
     ds = terrain.terrain_dataset(64, 128, seed=1)
     hr = _write(tmp_path / "hr.nc", ds.elevation.values, ds.lat.values, ds.lon.values)
     surf = _write(tmp_path / "surf.nc", ds.surface.values, ds.lat.values, ds.lon.values, "surface")
     model = tmp_path / "m.pt"
-    args = _parser().parse_args(["train", "--arch", "srcnn", "--data", str(hr), "--var", "elevation", "--factor", "4",
-                                 "--model", str(model), "--epochs", "1", "--steps", "2", "--batch-size", "2",
-                                 "--patch", "8", "--cond", f"{surf}:surface"])
+    args = parse(["train", "--arch", "srcnn", "--data", str(hr), "--var", "elevation", "--factor", "4",
+                                 "--model", str(model), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
+                                 "--patch-lr", "8", "--cond", f"{surf}:surface"])
     assert args.func(args) == 0
     said = capsys.readouterr().out  # the skill in the grid's unit, beside both baselines on the same cells
     assert re.search(r"skill on the validation region .*: RMSE [\d.]+ m; bicubic [\d.]+, cubic spline [\d.]+ m: "
@@ -129,7 +128,7 @@ def test_cli_train_and_predict(tmp_path, capsys):
     lr_vals = coarsen(ds.elevation.values.astype(float), 4)
     lr = _write(tmp_path / "lr.nc", lr_vals, ds.lat.values.reshape(-1, 4).mean(1), ds.lon.values.reshape(-1, 4).mean(1))
     out = tmp_path / "sr.nc"
-    args = _parser().parse_args(["predict", "--model", str(model), "--input", str(lr), "--var", "elevation",
+    args = parse(["predict", "--model", str(model), "--input", str(lr), "--var", "elevation",
                                  "--out", str(out), "--cond", f"{surf}:surface", "--tile", "8"])
     assert args.func(args) == 0
     res = xr.open_dataset(out)
@@ -142,7 +141,7 @@ def test_cli_train_and_predict(tmp_path, capsys):
     np.testing.assert_allclose(res.elevation.values, expected, rtol=1e-5, atol=1e-3)
     # A conditioning grid that does not cover the target is refused.
     small = _write(tmp_path / "small.nc", ds.surface.values[:32], ds.lat.values[:32], ds.lon.values, "surface")
-    args = _parser().parse_args(["predict", "--model", str(model), "--input", str(lr), "--var", "elevation",
+    args = parse(["predict", "--model", str(model), "--input", str(lr), "--var", "elevation",
                                  "--out", str(tmp_path / "x.nc"), "--cond", f"{small}:surface"])
     with pytest.raises(GeonbError, match="covers"):
         args.func(args)
@@ -221,8 +220,8 @@ def test_cli_trains_srgan_with_deepbedmap_default_weights(tmp_path, capsys):
     ds = terrain.terrain_dataset(64, 128, seed=1)
     hr = _write(tmp_path / "hr.nc", ds.elevation.values, ds.lat.values, ds.lon.values)
     model = tmp_path / "srgan.pt"
-    args = _parser().parse_args(["train", "--arch", "srgan", "--data", str(hr), "--var", "elevation", "--model",
-                                 str(model), "--epochs", "1", "--steps", "1", "--batch-size", "2", "--patch", "8",
+    args = parse(["train", "--arch", "srgan", "--data", str(hr), "--var", "elevation", "--model",
+                                 str(model), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--patch-lr", "8",
                                  "--n-blocks", "1", "--nf", "8", "--device", "cpu"])
     assert args.func(args) == 0
     said = capsys.readouterr().out  # the skill in the grid's unit, beside both baselines on the same cells
@@ -236,7 +235,7 @@ def test_cli_trains_srgan_with_deepbedmap_default_weights(tmp_path, capsys):
 
 
 def test_the_baselines_of_the_train_skill_line_are_scored_like_the_model():
-    from geonb.tasks.downscale import baseline, baseline_rmse
+    from geonb.tasks.downscale.data import baseline, baseline_rmse
 
     hr = terrain.terrain_dataset(40, 48, seed=3).elevation.values.astype(float)
     valid = np.ones(hr.shape, bool)

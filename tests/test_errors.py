@@ -138,7 +138,7 @@ def test_no_output_may_be_an_input(files, tmp_path, capsys, case, alias):
         (tmp_path / "sub").mkdir()
     before = digest(victim)
     argv = {"predict": ["predict", "--model", files["srcnn"], "--input", files["grid"]],
-            "train": ["train", "--arch", "srcnn", "--data", files["grid"], "--epochs", 1, "--steps", 1],
+            "train": ["train", "--arch", "srcnn", "--data", files["grid"], "--epochs", 1, "--steps-per-epoch", 1],
             "fill": fill_args(files, tmp_path / "o.nc")[:-2] + ([] if flag == "--out" else ["--out", tmp_path / "o.nc"])}
     status, err = run_cli(capsys, *argv[command], flag, path, "--overwrite")  # --overwrite never reaches an input
     assert status == 2 and "never overwrites its inputs" in one_error(err)
@@ -319,8 +319,8 @@ def test_grids_with_two_stepped_axes_or_one_step_series_are_refused_by_downscali
 
 def test_geonb_train_checkpoints_are_keyed_by_configuration(files, tmp_path, capsys):
     model = tmp_path / "m.pt"
-    base = ["train", "--arch", "srcnn", "--data", files["grid"], "--model", model, "--epochs", 1, "--steps", 1,
-            "--batch-size", 2, "--patch", 4, "--factor", 2, "--overwrite"]
+    base = ["train", "--arch", "srcnn", "--data", files["grid"], "--model", model, "--epochs", 1, "--steps-per-epoch", 1,
+            "--batch-size", 2, "--patch-lr", 4, "--factor", 2, "--overwrite"]
     other = grid_file(tmp_path / "other.nc", edit=lambda ds: ds * 2)
     for argv in (base, base, [*base, "--factor", 4], [*base[:4], other, *base[5:]]):
         assert run_cli(capsys, *argv)[0] == 0
@@ -331,10 +331,10 @@ def test_geonb_train_checkpoints_are_keyed_by_configuration(files, tmp_path, cap
 @pytest.mark.parametrize("argv,message", [
     (["predict", "--tile", "-5"], "'tile' = -5: must be at least 1"),
     (["predict", "--tile", "0"], "'tile' = 0: must be at least 1"),
-    (["train", "--steps", "0"], "'steps_per_epoch' = 0: must be at least 1"),
+    (["train", "--steps-per-epoch", "0"], "'steps_per_epoch' = 0: must be at least 1"),
     (["train", "--epochs", "-1"], "'epochs' = -1: must be at least 1"),
     (["train", "--batch-size", "0"], "'batch_size' = 0: must be at least 1"),
-    (["train", "--patch", "0"], "'patch_lr' = 0: must be at least 1"),
+    (["train", "--patch-lr", "0"], "'patch_lr' = 0: must be at least 1"),
     (["train", "--lr", "nan"], "'lr' = nan: must be a finite number"),
     (["train", "--lr", "0"], "'lr' = 0.0: must be above 0"),
     (["train", "--lr", "abc"], "'abc' is not a float"),
@@ -488,7 +488,7 @@ def test_output_paths_are_checked_before_work(files, tmp_path, capsys, where):
     (tmp_path / "afile").write_text("x")
     out = {"dir": tmp_path, "parent_file": tmp_path / "afile" / "o.nc", "missing_parents": tmp_path / "a" / "b" / "o.nc"}
     status, err = run_cli(capsys, "train", "--arch", "srcnn", "--data", files["grid"], "--model", out[where],
-                          "--epochs", 1, "--steps", 1, "--batch-size", 2, "--patch", 4)
+                          "--epochs", 1, "--steps-per-epoch", 1, "--batch-size", 2, "--patch-lr", 4)
     if where == "missing_parents":  # created: not an error
         assert status == 0 and out[where].exists()
         return

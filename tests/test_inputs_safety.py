@@ -321,7 +321,7 @@ def test_grids_too_small_for_the_model_are_refused_with_the_minimum(files, tmp_p
     line = refused(capsys, [src], "predict", "--model", files["srcnn"], "--input", src, "--out", tmp_path / "p.nc")
     assert f"is {ny}×{nx} cells; this model needs at least 6×6" in line
     line = refused(capsys, [src], "train", "--arch", "srcnn", "--data", src, "--model", tmp_path / "m.pt",
-                   "--patch", 4, "--factor", 2)
+                   "--patch-lr", 4, "--factor", 2)
     assert f"the grid is {ny}×{nx} cells" in line and "needs at least 16×32" in line
 
 
@@ -334,7 +334,7 @@ def test_the_smallest_grid_a_model_takes_is_predicted(files, tmp_path, capsys):
 def test_a_grid_wider_than_tall_still_needs_a_training_tile_beside_the_validation_band(files, tmp_path, capsys):
     src = grid_file(tmp_path / "g.nc", edit=lambda ds: ds.isel(x=slice(0, 20)))
     line = refused(capsys, [src], "train", "--arch", "srcnn", "--data", src, "--model", tmp_path / "m.pt",
-                   "--patch", 4, "--factor", 2)
+                   "--patch-lr", 4, "--factor", 2)
     assert "32×20 cells, 32×16 in whole 16-cell blocks; downscaling needs at least 16×32" in line
 
 

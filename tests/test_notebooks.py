@@ -18,6 +18,25 @@ def _errors(path):
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
 
+def _other_archs_named(path, task) -> list[str]:
+    """Archs of other tasks that an executed notebook names in its prose or outputs (the parameters cell's
+    template defaults aside: papermill's injected cell overrides them)."""
+    import re
+
+    from geonb.registry import list_archs
+
+    nb = nbformat.read(path, as_version=4)
+    text = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            text.append(cell.source)
+        for out in cell.get("outputs", []):
+            text.append(out.get("text", ""))
+            text += [str(v) for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    text = "\n".join(text)
+    return [a.name for a in list_archs() if a.task != task and re.search(rf"\b{a.name}\b", text)]
+
+
 def _pngs(run_dir, task):
     return sorted((run_dir / task / "figures").glob("*.png"))
 
@@ -36,6 +55,7 @@ def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, params, cap
     assert "per epoch on cpu" in terminal and " epoch 1/" in terminal  # the duration estimate and epoch lines
     for path in written:
         assert not _errors(path), path
+        assert not _other_archs_named(path, task), path  # a short paper about this run, not about all six
     pngs = _pngs(tmp_path, task)
     assert len(pngs) >= 5 and all(p.stat().st_size > 5000 for p in pngs)  # real figures, not blanks
 

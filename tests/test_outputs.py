@@ -90,7 +90,7 @@ def test_geotiff_grids_are_read_by_predict_and_train_with_their_crs(antarctic, t
     big = load_grid("antarctica").isel(y=slice(256, 512), x=slice(448, 704))["thickness"]  # 256² cells, 5 km
     big.rio.write_crs("EPSG:3031").rio.to_raster(tmp_path / "fine_grid.tif")
     assert main(["train", "--arch", "srcnn", "--data", str(tmp_path / "fine_grid.tif"), "--var", "thickness",
-                 "--factor", "4", "--valid-above", "0", "--epochs", "1", "--steps", "2", "--batch-size", "2",
+                 "--factor", "4", "--valid-above", "0", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
                  "--model", str(tmp_path / "from_tif.pt")]) == 0
     from geonb.modelfile import TrainedModel
 

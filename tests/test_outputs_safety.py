@@ -341,7 +341,7 @@ def test_a_full_disk_while_saving_a_model_is_one_line(files, tmp_path, capsys, m
     monkeypatch.setattr(torch, "save", fills_up)
     model = tmp_path / "m.pt"
     status, err = run_cli(capsys, "train", "--arch", "srcnn", "--data", files["grid"], "--model", model,
-                          "--epochs", 1, "--steps", 1, "--batch-size", 2, "--patch", 4)
+                          "--epochs", 1, "--steps-per-epoch", 1, "--batch-size", 2, "--patch-lr", 4)
     line = one_error(err)
     assert status == 2 and "the disk is full" in line and "this output needs about" in line
     assert not model.exists() and [p for p in tmp_path.rglob("*.geonb-*")] == []

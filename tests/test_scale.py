@@ -175,7 +175,7 @@ def test_dask_prediction_equals_in_memory_prediction(arch, cond_res, args):
     import dask.array as dsa
 
     from geonb.predict import Predictor
-    from geonb.tasks.downscale import predict_grid, predict_lazy
+    from geonb.tasks.downscale.infer import predict_grid, predict_lazy
 
     predictor = Predictor(_downscale_model(arch, cond_res, **args))
     rng = np.random.default_rng(0)
@@ -199,7 +199,7 @@ def test_geonb_predict_streams_zarr_and_netcdf_on_dask(tmp_path, suffix):
 
     from geonb.cli import main
     from geonb.predict import Predictor
-    from geonb.tasks.downscale import predict_grid
+    from geonb.tasks.downscale.infer import predict_grid
 
     model = _downscale_model("srcnn")
     model.save(tmp_path / "m.pt")

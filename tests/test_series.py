@@ -11,7 +11,7 @@ from geonb import datasets
 from geonb.cli import main
 from geonb.errors import GeonbError
 from geonb.modelfile import TrainedModel
-from geonb.tasks.downscale import time_blocks
+from geonb.tasks.downscale.sampling import time_blocks
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_a_time_series_is_trained_on_every_step_and_predicted_step_by_step(albor
     low = alboran_sst.coarsen(lat=4, lon=4).reduce(np.mean)  # NaN where any of the 16 cells is cloud or land
     low.to_dataset(name="SST").to_netcdf(coarse)
     assert main(["train", "--arch", "srcnn", "--data", str(fine), "--var", "SST", "--factor", "4", "--epochs", "2",
-                 "--steps", "10", "--batch-size", "8", "--model", str(model)]) == 0
+                 "--steps-per-epoch", "10", "--batch-size", "8", "--model", str(model)]) == 0
     assert TrainedModel.load(model, task="downscale").info["trained_on"].endswith("10 steps of 192x288")
     assert main(["predict", "--model", str(model), "--input", str(coarse), "--var", "SST",
                  "--out", str(tmp_path / "pred.nc")]) == 0
@@ -43,7 +43,7 @@ def test_a_time_series_is_trained_on_every_step_and_predicted_step_by_step(albor
 
     with xr.open_dataset(datasets.path("alboran"), chunks={}) as lazy:  # dask in, one chunk per step
         from geonb.predict import Predictor
-        from geonb.tasks.downscale import predict_steps
+        from geonb.tasks.downscale.infer import predict_steps
 
         low_lazy = lazy.SST.isel(lat=slice(0, 192), lon=slice(0, 288)).coarsen(lat=4, lon=4).mean().data
         out = predict_steps(Predictor(TrainedModel.load(model)), low_lazy)

@@ -24,6 +24,12 @@ class Task:
     # amp auto turns bf16 autocast on for a CPU with native bf16 only where it was measured to keep this
     # family's held-out scores within float32's seed-to-seed spread (benchmarks/results/)
     cpu_bf16: bool = False
+    # ``geonb train`` of a task that trains on the user's own file rather than in a run dir (downscaling a grid):
+    # (args, parameters given) → exit status; ``train_flags(parser)`` adds its own flags, and only the
+    # ``train_params`` among its Params become flags.
+    train_command: Callable | None = None
+    train_flags: Callable | None = None
+    train_params: tuple[str, ...] = ()
 
 
 def get_task(name: str) -> Task:

@@ -46,6 +46,8 @@ PARAMS = aerial.task_params(
     "'dubai': the aerial photos and maps shipped with geonb (`geonb data dubai`), or a folder with its tile_N layout; "
     "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`",
     epochs={"default": 10, "quick": 1}, patience={"default": 5}, batch_size={"default": 4, "quick": 2},
+    transect_start={"help": "[row, column] pixel where the 06 line starts; None: the middle of the left edge"},
+    transect_end={"help": "[row, column] pixel where the 06 line ends; None: the middle of the right edge"},
 ) + (
     Param("labels", str, "", "with an image file as `data`: its label raster of the same shape (class ids "
                              "0 to 4 and 255 for no label, or a map in the class colours)", "data_prep"),

@@ -1,0 +1,137 @@
+"""Command-line doors generated from each task's Params: ``geonb train --arch A`` and ``geonb params A``.
+
+Every parameter of the arch's task is a flag (``batch_size`` → ``--batch-size``) with the Param's
+type, bounds, default and quick value, so the command line, ``geonb run -p NAME VALUE`` and a
+notebook's parameters accept the same values and no default is written twice.
+
+``geonb train`` runs the task's own steps in a run dir (data → training → held-out scores) and
+copies the model file to ``--model``; a task that trains on the user's own file instead (downscaling
+a grid: ``Task.train_command``) gets the same generated flags for the parameters it reads.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from .errors import GeonbError
+from .params import NOT_SET, Param, cli_type
+
+# What the training commands never take: the arch is the command's own flag; the run dir, where the
+# held-out scores are kept, too; the transect only draws 06.
+NOT_FLAGS = ("arch", "run_dir", "transect_start", "transect_end")
+
+
+def peek_arch(argv) -> str | None:
+    """The value of ``--arch`` in ``argv`` (``--arch A`` or ``--arch=A``), before the parser exists."""
+    argv = list(argv)
+    for k, word in enumerate(argv):
+        if word == "--arch" and k + 1 < len(argv):
+            return argv[k + 1]
+        if word.startswith("--arch="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def describe(p: Param) -> str:
+    """The Param's help with its default and quick value, as flags and ``geonb params`` show them."""
+    default = "chosen by the task/arch" if p.default is None else repr(p.default)
+    quick = "" if p.quick is NOT_SET else f"; --quick: {p.quick!r}"
+    return f"{p.help} (default {default}{quick})"
+
+
+def add_param_flags(parser, params, names=None) -> None:
+    """A flag per parameter in ``params`` (only ``names`` when given), default None: not given, so the task's
+    default (or quick value) applies as in a run."""
+    for p in params:
+        if p.name in NOT_FLAGS or (names is not None and p.name not in names):
+            continue
+        if p.type is bool:
+            parser.add_argument(flag(p.name), dest=p.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=describe(p))
+        else:
+            parser.add_argument(flag(p.name), dest=p.name, type=cli_type(p), default=None, help=describe(p),
+                                metavar=p.type.__name__.upper())
+
+
+def given(args, params) -> dict:
+    """The parameters set on the command line, by name."""
+    return {p.name: getattr(args, p.name) for p in params
+            if p.name not in NOT_FLAGS and getattr(args, p.name, None) is not None}
+
+
+def train_command(args) -> int:
+    from .cli import _from_here
+    from .io import atomic_path, check_outputs
+    from .registry import get_arch
+    from .tasks import get_task
+    from .workflow import Run
+
+    task = get_task(get_arch(args.arch).task)
+    values = {name: _from_here(value) for name, value in given(args, task.params).items()}
+    if task.train_command is not None:  # trains on the user's own file, no run dir
+        return task.train_command(args, values)
+    out = Path(args.model).expanduser()
+    run_dir = Path(args.run_dir).expanduser() if args.run_dir else out.with_name(out.stem + "_run")
+    paths = check_outputs({"--model": out, "--run-dir": run_dir}, [values.get("data")], overwrite=args.overwrite,
+                          folders=("--run-dir",))
+    run = Run(paths["--run-dir"], arch=args.arch, **values)  # every value checked before any work
+    with run.hold():
+        run.step("train")
+        source = run.model_path(args.arch)
+        with atomic_path(paths["--model"], size=source.stat().st_size) as tmp:
+            shutil.copyfile(source, tmp)
+        print(f"wrote {paths['--model']} (the run, its figures and checkpoints: {run.dir / run.task})")
+        scores = run.step("error_maps")  # the skill on held-out data, beside the task's baselines
+    name, table = next(iter(scores.tables.items()))  # each task's 04 opens with its scores beside its baselines
+    print(f"[geonb train] held-out skill, {scores.title}: {name}\n{table.round(3).to_string()}")
+    return 0
+
+
+def params_command(args) -> int:
+    from .progress import print_rows
+    from .registry import get_arch
+    from .tasks import get_task
+
+    arch = get_arch(args.arch)
+    task = get_task(arch.task)
+    print(f"{arch.name}: {task.name} task ({task.description}). `geonb train --arch {arch.name} --FLAG VALUE` "
+          f"or `geonb run -p arch {arch.name} -p NAME VALUE`:")
+    print_rows([(p.name, f"{p.type.__name__}: {describe(p)}") for p in task.params if p.name != "arch"])
+    return 0
+
+
+def add_cli(subparsers, argv=()) -> None:
+    from .registry import get_arch, list_archs
+    from .tasks import get_task
+
+    archs = ", ".join(a.name for a in list_archs())
+    t = subparsers.add_parser("train", help="train any arch on its task's default data or yours; "
+                              "`geonb params ARCH` lists its flags",
+                              description="Train ARCH; the flags after --arch are its task's parameters "
+                              "(`geonb params ARCH`).")
+    t.add_argument("--arch", required=True, help=f"one of {archs}")
+    t.add_argument("--model", required=True, help="output model file (.pt)")
+    t.add_argument("--overwrite", action="store_true", help="replace --model if it exists")
+    t.set_defaults(func=train_command)
+    p = subparsers.add_parser("params", help="the parameters of an arch's task: flags of `geonb train`, -p of `geonb run`")
+    p.add_argument("arch", help=f"one of {archs}")
+    p.set_defaults(func=params_command)
+    arch = peek_arch(argv)
+    if arch is None:
+        return
+    try:
+        task = get_task(get_arch(arch).task)
+    except GeonbError:  # an unknown arch: the command says so with the valid names
+        return
+    if task.train_command is None:
+        t.add_argument("--run-dir", help="where the data, figures, checkpoints and held-out scores go "
+                       "(default: <model>_run beside --model)")
+        add_param_flags(t, task.params)
+    else:
+        task.train_flags(t)
+        add_param_flags(t, task.params, task.train_params)
