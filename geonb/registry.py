@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -59,6 +60,13 @@ class Registry:
         builder = self.get(name)
         check_arguments(builder, args, f"{self.kind} {name!r}")
         return builder(**args)
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of ``package`` (its ``__init__`` calls this): a new file in ``geonb/models``
+    or ``geonb/methods`` registers what it holds with no import line to add."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")
 
 
 def check_arguments(func: Callable, args: dict, what: str) -> None:
