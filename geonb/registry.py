@@ -112,6 +112,11 @@ class Arch:
                              f"more than the {MAX_PARAMETERS:,} geonb allows; use fewer blocks or feature maps.")
         return NETWORKS.build(self.networks[role], **args)
 
+    @property
+    def data_parallel(self) -> bool:
+        """Whether its method can train data-parallel (``Method.data_parallel``)."""
+        return METHODS.get(self.method).data_parallel
+
     def accepts(self, role: str, settings: dict) -> dict:
         """The task-level ``settings`` (e.g. srgan's ``n_blocks``) that the network in ``role`` takes."""
         takes = inspect.signature(NETWORKS.get(self.networks[role])).parameters

@@ -2,11 +2,14 @@
 foreign model files refused with a message that says what they are."""
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
 from geonb.errors import GeonbError
 from geonb.methods.base import Method
+from geonb.models.base import EDGES, GeonbNet
 from geonb.modelfile import FORMAT, TrainedModel
 from geonb.normalise import Normaliser
 from geonb.registry import ARCHS, METHODS, NETWORKS, get_arch, list_archs
@@ -28,6 +31,27 @@ def test_unknown_names_list_the_registered_ones():
         NETWORKS.get("vgg")
     with pytest.raises(GeonbError, match=r"unknown method 'l2'; valid names: .*gaussian_nll.*regression"):
         METHODS.get("l2")
+
+
+@pytest.mark.parametrize("name", NETWORKS.names())
+def test_every_network_is_a_geonb_net_with_consistent_tiling(name):
+    """What the predictor reads (``models.base.GeonbNet``), declared by every network and consistent:
+    whole numbers of cells, a halo on the pooling grid, a known edge."""
+    cls = NETWORKS.get(name)
+    assert isinstance(cls, type) and issubclass(cls, GeonbNet), name
+    needed = {p: 3 for p, v in inspect.signature(cls).parameters.items() if v.default is v.empty}
+    with torch.device("meta"):
+        net = cls(**needed)
+    for attr, least in (("factor", 1), ("halo", 0), ("multiple", 1)):
+        value = getattr(net, attr)
+        assert isinstance(value, int) and not isinstance(value, bool) and value >= least, (attr, value)
+    assert net.halo % net.multiple == 0, (net.halo, net.multiple)
+    assert net.edge in EDGES
+
+
+def test_every_method_says_whether_it_trains_data_parallel():
+    assert {n for n in METHODS.names() if not METHODS.get(n).data_parallel} == {"stagewise"}
+    assert not get_arch("rsrcnn").data_parallel and get_arch("srcnn").data_parallel
 
 
 @pytest.mark.parametrize("name", ARCHS.names())

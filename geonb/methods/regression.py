@@ -39,16 +39,17 @@ class Regression(Method):
 @METHODS.register("stagewise")
 class Stagewise(Regression):
     loss_name = "MSE per stage"
+    data_parallel = False  # its stages train outside the network's (DDP's) forward pass
+    stage: int | None = None  # during fit: the stage being trained, where ``infer`` stops; None: the whole chain
 
     def __init__(self, nets, *, lr: float):
         super().__init__(nets, lr=lr)
         self.lr = lr
-        self.stage: int | None = None  # during fit: the stage being trained; predict stops there
         self.optimizers = {}  # one optimiser per stage, made in fit
 
-    def predict(self, x) -> torch.Tensor:
-        lr, conds = x
-        return self.generator.forward_stages(lr, conds, self.stage)[-1]
+    def infer(self, net, x) -> torch.Tensor:
+        lr, conds = x if isinstance(x, tuple) else (x, ())
+        return net.forward_stages(lr, conds, self.stage)[-1]
 
     def train_step(self, batch) -> dict:
         (lr, conds), hr, w = batch
