@@ -1,11 +1,13 @@
-"""Names users type, and what they stand for: networks, training methods and architectures.
+"""Names users type, and what they stand for: networks, training methods, losses and architectures.
 
-Three registries of one kind (as BasicSR keeps networks and models apart):
+Four registries of one kind (as BasicSR keeps networks and models apart):
 
 - ``NETWORKS`` (filled by ``geonb/models``): a builder with explicit arguments; an
   unknown or mistyped argument is an error, never dropped.
 - ``METHODS`` (filled by ``geonb/methods``): training recipes (``masked``, ``regression``,
   ``stagewise``, ``paired_gan``, ``gaussian_nll``, ``acgan``).
+- ``LOSSES`` (filled by ``geonb/losses.py``): pixel, content and adversarial losses by the
+  names methods and archs give (``loss``, ``content``, ``adversarial``).
 - ``ARCHS`` (``geonb/archs.py``): what a user picks with ``arch``: its task, its networks by
   role (generator, discriminator) and its method with the method's settings.
 
@@ -84,6 +86,7 @@ def check_arguments(func: Callable, args: dict, what: str) -> None:
 MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights: far above any geonb network, far below a mistyped size
 NETWORKS = Registry("network", "geonb.models", "Networks live in geonb/models/.")
 METHODS = Registry("method", "geonb.methods", "Training methods live in geonb/methods/.")
+LOSSES = Registry("loss", "geonb.losses", "Losses live in geonb/losses.py.")
 ARCHS = Registry("arch", "geonb.archs", "(`geonb archs` describes them.)")
 
 
