@@ -1,15 +1,30 @@
-"""Losses by name: what the methods minimise. Tensors are in normalised units unless said.
+"""Losses by name (``registry.LOSSES``): what the methods minimise. Tensors are in normalised units
+unless said.
 
-Content losses compare a prediction with its target on the pixels that count; the
-adversarial losses are objects with a discriminator side and a generator side, so one
-paired-GAN recipe (``geonb.methods.paired_gan``) serves every conditional GAN.
+Three kinds, one registry, one name each:
+
+- pixel losses, functions ``(pred, y, w) → loss`` (``w``: per-pixel weights or None): ``mse``,
+  ``l1`` — a ``regression`` method's ``loss``;
+- content losses, ``Content`` classes built with their arguments (``content_args``), called
+  ``(pred, x, y, w) → (loss, logs)``: ``masked``, ``deepbedmap``; a pixel loss serves as one too,
+  times a ``weight`` (pix2pix's λ·L1: content ``l1``) — a ``paired_gan``'s ``content``;
+- adversarial losses, ``Adversarial`` classes built on the discriminator, with a discriminator side
+  and a generator side: ``pair_bce``, ``ragan``, ``patch_bce`` — a ``paired_gan``'s ``adversarial``,
+  so one paired-GAN recipe (``geonb.methods.paired_gan``) serves every conditional GAN.
+
+``pixel_loss``, ``content_loss`` and ``adversarial_loss`` look a name up, refusing one of another
+kind with the valid names of the kind asked for.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import GeonbError
+from .registry import LOSSES, check_arguments
 from .resample import block_mean
 
 
@@ -36,6 +51,13 @@ def _gauss_window(size: int = 7, sigma: float = 1.5, dtype=torch.float32) -> tor
     return (g[:, None] * g[None, :])[None, None]
 
 
+@LOSSES.register("mse")
+def mse(pred, target, weights=None):
+    """Mean squared error; with per-pixel weights (masked cells 0) the weighted one (``masked_mse``)."""
+    return F.mse_loss(pred, target) if weights is None else masked_mse(pred, target, weights)
+
+
+@LOSSES.register("l1")
 def weighted_l1(pred, target, weights=None):
     """Mean absolute error, weighted per pixel (masked cells weight 0); plain L1 without weights."""
     if weights is None:
@@ -61,7 +83,27 @@ def ssim(pred: torch.Tensor, truth: torch.Tensor, data_range: float, weights=Non
 
 
 # ---------------------------------------------------------------- content losses of the paired GAN
-class MaskedContent:
+class Content:
+    """A content loss: ``(pred, x, y, w) → (loss, {name: logged value})``."""
+
+    def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+
+class PixelContent(Content):
+    """A pixel loss as a content loss: ``weight`` · loss(ŷ, y, w), logged unweighted under its name
+    (pix2pix's λ·L1 with ``l1``)."""
+
+    def __init__(self, name: str, weight: float = 1.0):
+        self.name, self.loss, self.weight = name, LOSSES.get(name), float(weight)
+
+    def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
+        value = self.loss(pred, y, w)
+        return self.weight * value, {self.name: value.item()}
+
+
+@LOSSES.register("masked")
+class MaskedContent(Content):
     """The seed's masked loss on the generator output; weights come with the batch."""
 
     def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
@@ -72,7 +114,8 @@ class MaskedContent:
 DEEPBEDMAP_WEIGHTS = {"w_content": 1e-2, "w_adversarial": 2e-2, "w_topographic": 2e-3, "w_structural": 5.25}
 
 
-class DeepBedMapContent:
+@LOSSES.register("deepbedmap")
+class DeepBedMapContent(Content):
     """DeepBedMap's generator loss without its adversarial term (Leong & Horgan 2020)::
 
         L = w_c·L1(ŷ, y) + w_t·L1(blockmean(ŷ), x_lr) + w_s·(1 − SSIM(ŷ, y))
@@ -95,24 +138,29 @@ class DeepBedMapContent:
         return loss, {"content_l1": content.item(), "topographic": topo.item(), "ssim": 1 - structural.item()}
 
 
-class L1Content:
-    """pix2pix's content term: ``weight`` · mean |ŷ − y| (λ = 100 in the paper)."""
-
-    def __init__(self, weight: float = 100.0):
-        self.weight = float(weight)
-
-    def __call__(self, pred, x, y, w) -> tuple[torch.Tensor, dict]:
-        l1 = F.l1_loss(pred, y)
-        return self.weight * l1, {"l1": l1.item()}
-
-
 # ---------------------------------------------------------------- adversarial losses
-class PairBCE:
+class Adversarial:
+    """An adversarial loss on the discriminator ``disc``: ``discriminator(real, fake) → (loss, logs)``
+    for its step, ``generator(real, fake) → loss`` for the generator's."""
+
+    def __init__(self, disc: nn.Module):
+        self.disc = disc
+
+    def discriminator(self, real, fake) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def generator(self, real, fake) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@LOSSES.register("pair_bce")
+class PairBCE(Adversarial):
     """The seed's pair game: the discriminator sees (real, fake) in a random order per sample
     and says whether the first is real; the generator wants it to pick wrong."""
 
     def __init__(self, disc: nn.Module):
-        self.disc, self.first_real = disc, None
+        super().__init__(disc)
+        self.first_real = None
 
     def _order(self, real, fake):
         sel = self.first_real[:, None, None, None]
@@ -128,11 +176,9 @@ class PairBCE:
         return F.binary_cross_entropy_with_logits(self.disc(*self._order(real, fake)), (~self.first_real).float())
 
 
-class RelativisticAverage:
+@LOSSES.register("ragan")
+class RelativisticAverage(Adversarial):
     """Relativistic-average GAN (ESRGAN, DeepBedMap): each side judges real against the mean fake."""
-
-    def __init__(self, disc: nn.Module):
-        self.disc = disc
 
     @staticmethod
     def _losses(real_logits, fake_logits):
@@ -152,13 +198,11 @@ class RelativisticAverage:
         return self._losses(self.disc(real), self.disc(fake))[1]
 
 
-class PatchBCE:
+@LOSSES.register("patch_bce")
+class PatchBCE(Adversarial):
     """pix2pix's vanilla GAN on a PatchGAN: binary cross-entropy on every patch logit, real → 1,
     fake → 0; the discriminator's loss is halved (the paper's D/2); the generator wants fake → 1.
     ``d_acc``: share of patch logits on the right side of 0, real and fake together."""
-
-    def __init__(self, disc: nn.Module):
-        self.disc = disc
 
     def discriminator(self, real, fake) -> tuple[torch.Tensor, dict]:
         real_logits, fake_logits = self.disc(real), self.disc(fake)
@@ -173,5 +217,41 @@ class PatchBCE:
         return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
-CONTENT = {"masked": MaskedContent, "deepbedmap": DeepBedMapContent, "l1": L1Content}
-ADVERSARIAL = {"pair_bce": PairBCE, "ragan": RelativisticAverage, "patch_bce": PatchBCE}
+# ---------------------------------------------------------------- by name
+def kind(loss) -> str:
+    """``"pixel"``, ``"content"`` or ``"adversarial"``: what a registered loss is."""
+    if isinstance(loss, type) and issubclass(loss, Adversarial):
+        return "adversarial"
+    return "content" if isinstance(loss, type) and issubclass(loss, Content) else "pixel"
+
+
+def names(*kinds: str) -> list[str]:
+    """The registered losses of ``kinds``."""
+    return [n for n in LOSSES.names() if kind(LOSSES.get(n)) in kinds]
+
+
+def _get(name: str, *kinds: str):
+    valid = names(*kinds)
+    if name not in valid:
+        raise GeonbError(f"no {' or '.join(kinds)} loss {name!r}; valid names: {', '.join(valid)}. "
+                         f"{LOSSES.hint}")
+    return LOSSES.get(name)
+
+
+def pixel_loss(name: str) -> Callable:
+    """The pixel loss ``name``: ``(pred, y, w) → loss``."""
+    return _get(name, "pixel")
+
+
+def content_loss(name: str, **args) -> Content:
+    """The content loss ``name`` built with ``args`` (each checked), or the pixel loss ``name`` times ``weight``."""
+    if kind(_get(name, "content", "pixel")) == "pixel":
+        check_arguments(PixelContent, {"name": name, **args}, f"loss {name!r}")
+        return PixelContent(name, **args)
+    return LOSSES.build(name, **args)
+
+
+def adversarial_loss(name: str, disc: nn.Module) -> Adversarial:
+    """The adversarial loss ``name`` on the discriminator ``disc``."""
+    _get(name, "adversarial")
+    return LOSSES.build(name, disc=disc)

@@ -35,7 +35,7 @@ import torch
 from . import progress
 from .errors import GeonbError
 from .io import load_checkpoint, save_checkpoint
-from .methods.gaussian_nll import AVERAGING
+from .methods.base import AVERAGING
 from .normalise import Normaliser
 from .registry import check_arguments, get_arch, METHODS, NETWORKS
 

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import GeonbError
-from .methods.base import forward
-from .methods.gaussian_nll import AVERAGING, average_weights
+from .methods.base import AVERAGING
 from .modelfile import TrainedModel
 from .params import Param
 from .registry import METHODS
@@ -55,23 +54,25 @@ TILE = Param("tile", int, None, "tile size in input cells", min=1, max=65_536)
 
 
 class Predictor:
+    """A model file's generator and method, ready to predict: the method's forward pass
+    (``Method.infer``) on every tile, its snapshots averaged and combined by the method
+    (``Method.average``, ``Method.combine``); tiles and padding follow the network's
+    ``halo``, ``multiple``, ``factor`` and ``edge`` (``models.base.GeonbNet``)."""
+
     def __init__(self, model: TrainedModel | str, *, average: str | None = None, float64: bool = False,
                  device: str = "cpu"):
         self.model = model if isinstance(model, TrainedModel) else TrainedModel.load(model)
         average = average or self.model.method_args.get("average", "predictions")
         if average not in AVERAGING:
-            raise GeonbError(f"average={average!r}: use 'predictions' or 'weights'.")
+            raise GeonbError(f"average={average!r}: use {' or '.join(map(repr, AVERAGING))}.")
         self.dtype = torch.float64 if float64 else torch.float32
         self.device = torch.device(device)
         self.average = average
         self.states = self.model.weights
         net = self.model.network()
         self.net = (copy.deepcopy(net).double() if float64 else net).to(self.device)
-        self.residual = bool(self.model.method_args.get("residual", False))
-        self.combine = METHODS.get(self.model.method).combine
-        self.halo = int(getattr(self.net, "halo", 0))
-        self.multiple = int(getattr(self.net, "multiple", 1))
-        self.factor = int(getattr(self.net, "factor", 1))
+        self.method = METHODS.get(self.model.method).for_prediction(self.model.method_args)
+        self.halo, self.multiple, self.factor = int(self.net.halo), int(self.net.multiple), int(self.net.factor)
 
     def tensor(self, array) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array), dtype=self.dtype)
@@ -86,9 +87,7 @@ class Predictor:
         if tile is not None:
             TILE.check(tile)  # the API takes what `geonb predict --tile` takes
         outputs = []
-        states = self.states[-(last or len(self.states)):]
-        if self.average == "weights" and len(states) > 1:
-            states = [average_weights(states)]
+        states = self.method.average(self.states[-(last or len(self.states)):], self.average)
         grid = x[0] if isinstance(x, tuple) else x
         self._check_memory(grid.shape, len(states))
         for state in states:
@@ -96,7 +95,7 @@ class Predictor:
             self.net.eval()
             chunks = [self._tiled(part, tile, halo) for part in _split(x, batch)]
             outputs.append(torch.cat(chunks).numpy())
-        combined = self.combine(outputs)
+        combined = self.method.combine(outputs)
         finite_in = all(bool(torch.isfinite(t).all()) for t in ([grid, *x[1]] if isinstance(x, tuple) else [grid]))
         wrong = {k: int((~np.isfinite(v)).sum()) for k, v in combined.items() if not np.isfinite(v).all()}
         if finite_in and wrong:
@@ -121,7 +120,7 @@ class Predictor:
         """One batch: replicate-pad by the halo once, then predict ``tile``-cell tiles and crop their halos."""
         grid, extras = (x[0], list(x[1])) if isinstance(x, tuple) else (x, None)
         if halo is None:
-            halo = 0 if tile is None and getattr(self.net, "edge", "") == "zero" else self.halo
+            halo = 0 if tile is None and self.net.edge == "zero" else self.halo
         f = self.factor
         _, _, h, w = grid.shape
         scales = [e.shape[-1] // w for e in extras or []]
@@ -134,12 +133,10 @@ class Predictor:
                 th, tw = min(tile, h - i), min(tile, w - j)
                 part = grid_p[..., i:i + th + 2 * halo, j:j + tw + 2 * halo]
                 part, (ph, pw) = pad_to_multiple(part, self.multiple)
-                if extras is None:
-                    y = forward(self.net, part, self.residual)
-                else:
-                    cs = [e[..., i * r:(i + th + 2 * halo) * r, j * r:(j + tw + 2 * halo) * r]
-                          for e, r in zip(extras_p, scales)]
-                    y = forward(self.net, (part, cs))
+                if extras is not None:
+                    part = (part, [e[..., i * r:(i + th + 2 * halo) * r, j * r:(j + tw + 2 * halo) * r]
+                                   for e, r in zip(extras_p, scales)])
+                y = self.method.infer(self.net, part)
                 y = y[..., : ph * f, : pw * f].cpu()
                 if out is None:
                     out = torch.empty((grid.shape[0], y.shape[1], h * f, w * f), dtype=y.dtype)

@@ -1,11 +1,13 @@
-"""Names users type, and what they stand for: networks, training methods and architectures.
+"""Names users type, and what they stand for: networks, training methods, losses and architectures.
 
-Three registries of one kind (as BasicSR keeps networks and models apart):
+Four registries of one kind (as BasicSR keeps networks and models apart):
 
 - ``NETWORKS`` (filled by ``geonb/models``): a builder with explicit arguments; an
   unknown or mistyped argument is an error, never dropped.
 - ``METHODS`` (filled by ``geonb/methods``): training recipes (``masked``, ``regression``,
   ``stagewise``, ``paired_gan``, ``gaussian_nll``, ``acgan``).
+- ``LOSSES`` (filled by ``geonb/losses.py``): pixel, content and adversarial losses by the
+  names methods and archs give (``loss``, ``content``, ``adversarial``).
 - ``ARCHS`` (``geonb/archs.py``): what a user picks with ``arch``: its task, its networks by
   role (generator, discriminator) and its method with the method's settings.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -61,6 +64,13 @@ class Registry:
         return builder(**args)
 
 
+def import_submodules(package: str) -> None:
+    """Import every module of ``package`` (its ``__init__`` calls this): a new file in ``geonb/models``
+    or ``geonb/methods`` registers what it holds with no import line to add."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")
+
+
 def check_arguments(func: Callable, args: dict, what: str) -> None:
     """Refuse arguments ``func`` does not take (no silent ``**_``) and missing required ones, naming them."""
     params = inspect.signature(func).parameters
@@ -76,6 +86,7 @@ def check_arguments(func: Callable, args: dict, what: str) -> None:
 MAX_PARAMETERS = 250_000_000  # 1 GB of float32 weights: far above any geonb network, far below a mistyped size
 NETWORKS = Registry("network", "geonb.models", "Networks live in geonb/models/.")
 METHODS = Registry("method", "geonb.methods", "Training methods live in geonb/methods/.")
+LOSSES = Registry("loss", "geonb.losses", "Losses live in geonb/losses.py.")
 ARCHS = Registry("arch", "geonb.archs", "(`geonb archs` describes them.)")
 
 
@@ -103,6 +114,11 @@ class Arch:
             raise GeonbError(f"the {self.name} {role} with {args} has {size:,} parameters ({size * 4 / 1e9:.1f} GB), "
                              f"more than the {MAX_PARAMETERS:,} geonb allows; use fewer blocks or feature maps.")
         return NETWORKS.build(self.networks[role], **args)
+
+    @property
+    def data_parallel(self) -> bool:
+        """Whether its method can train data-parallel (``Method.data_parallel``)."""
+        return METHODS.get(self.method).data_parallel
 
     def accepts(self, role: str, settings: dict) -> dict:
         """The task-level ``settings`` (e.g. srgan's ``n_blocks``) that the network in ``role`` takes."""

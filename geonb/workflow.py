@@ -87,7 +87,7 @@ class Run:
         self.params = resolved(self.spec.params, self.given, arch.lr)
         self.dir = check_outputs({"run_dir": self.params["run_dir"]}, folders=("run_dir",))["run_dir"]
         if self.params["ddp"] > 1:  # what data-parallel training cannot do, refused with the other parameters
-            if arch.method == "stagewise":  # its stages train outside the network's (DDP's) forward pass
+            if not arch.data_parallel:  # the method says (stagewise: its stages train outside DDP's forward pass)
                 raise GeonbError(f"{arch.name} trains stage by stage, which data-parallel training does not "
                                  "synchronise; use -p ddp 0 (or srcnn/srgan on several GPUs).")
             if self.params["batch_size"] < self.params["ddp"]:

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from geonb.errors import GeonbError
-from geonb.methods.gaussian_nll import GaussianNLL, average_weights
+from geonb.methods.base import average_weights
+from geonb.methods.gaussian_nll import GaussianNLL
+from geonb.methods.masked import Masked
 from geonb.modelfile import TrainedModel
 from geonb.normalise import Normaliser
 from geonb.predict import Predictor, pad_to_multiple
@@ -84,3 +86,17 @@ def test_snapshots_last_and_weight_averaging():
     np.testing.assert_allclose(averaged["mean"], one_pass["mean"], rtol=1e-6, atol=1e-7)
     with pytest.raises(GeonbError, match="average='median'"):
         Predictor(model, average="median")
+
+
+def test_the_predictor_runs_the_methods_forward_pass():
+    """``Method.infer`` is the one forward pass: a recipe that predicts differently (here test-time
+    augmentation by a horizontal flip) overrides it and the predictor, tiles and all, follows."""
+    class Flipped(Masked):
+        def infer(self, net, x):
+            return (super().infer(net, x) + super().infer(net, x.flip(-1)).flip(-1)) / 2
+
+    predictor = Predictor(_model(*UNETS[0]), float64=True)
+    x = torch.randn(1, 2, 24, 40, dtype=torch.float64)
+    plain, flipped = predictor(x)["mean"], predictor(x.flip(-1))["mean"][..., ::-1]
+    predictor.method = Flipped.for_prediction({})
+    np.testing.assert_allclose(predictor(x)["mean"], (plain + flipped) / 2, rtol=0, atol=1e-12)

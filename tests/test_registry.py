@@ -2,14 +2,18 @@
 foreign model files refused with a message that says what they are."""
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
+from geonb import losses
 from geonb.errors import GeonbError
 from geonb.methods.base import Method
+from geonb.models.base import EDGES, GeonbNet
 from geonb.modelfile import FORMAT, TrainedModel
 from geonb.normalise import Normaliser
-from geonb.registry import ARCHS, METHODS, NETWORKS, get_arch, list_archs
+from geonb.registry import ARCHS, LOSSES, METHODS, NETWORKS, get_arch, list_archs
 from geonb.tasks import get_task
 
 
@@ -28,6 +32,40 @@ def test_unknown_names_list_the_registered_ones():
         NETWORKS.get("vgg")
     with pytest.raises(GeonbError, match=r"unknown method 'l2'; valid names: .*gaussian_nll.*regression"):
         METHODS.get("l2")
+
+
+@pytest.mark.parametrize("name", NETWORKS.names())
+def test_every_network_is_a_geonb_net_with_consistent_tiling(name):
+    """What the predictor reads (``models.base.GeonbNet``), declared by every network and consistent:
+    whole numbers of cells, a halo on the pooling grid, a known edge."""
+    cls = NETWORKS.get(name)
+    assert isinstance(cls, type) and issubclass(cls, GeonbNet), name
+    needed = {p: 3 for p, v in inspect.signature(cls).parameters.items() if v.default is v.empty}
+    with torch.device("meta"):
+        net = cls(**needed)
+    for attr, least in (("factor", 1), ("halo", 0), ("multiple", 1)):
+        value = getattr(net, attr)
+        assert isinstance(value, int) and not isinstance(value, bool) and value >= least, (attr, value)
+    assert net.halo % net.multiple == 0, (net.halo, net.multiple)
+    assert net.edge in EDGES
+
+
+def test_every_method_says_whether_it_trains_data_parallel():
+    assert {n for n in METHODS.names() if not METHODS.get(n).data_parallel} == {"stagewise"}
+    assert not get_arch("rsrcnn").data_parallel and get_arch("srcnn").data_parallel
+
+
+def test_losses_are_one_registry_and_a_wrong_kind_lists_the_valid_names():
+    assert set(LOSSES.names()) == {"mse", "l1", "masked", "deepbedmap", "pair_bce", "ragan", "patch_bce"}
+    with pytest.raises(GeonbError, match=r"no pixel loss 'ragan'; valid names: l1, mse\."):
+        METHODS.get("regression")({"generator": torch.nn.Linear(1, 1)}, lr=1e-3, loss="ragan")
+    with pytest.raises(GeonbError, match=r"no adversarial loss 'l1'; valid names: pair_bce, patch_bce, ragan"):
+        losses.adversarial_loss("l1", torch.nn.Identity())
+    with pytest.raises(GeonbError, match=r"loss 'l1' takes no argument\(s\) \['wieght'\]"):
+        losses.content_loss("l1", wieght=100.0)
+    pred, y = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    loss, logs = losses.content_loss("l1", weight=100.0)(pred, None, y, None)  # pix2pix's λ·L1
+    assert torch.equal(loss, 100.0 * torch.nn.functional.l1_loss(pred, y)) and logs == {"l1": pytest.approx(loss.item() / 100)}
 
 
 @pytest.mark.parametrize("name", ARCHS.names())

@@ -1,4 +1,5 @@
-"""Training recipes, one file each; importing this package registers them in ``METHODS``.
+"""Training recipes, one file each; importing this package imports every module in it, so a new
+file registers its ``Method`` subclasses in ``METHODS`` with no line here.
 
 ``build(arch, ...)`` makes an arch ready to train: its networks by role (seeded, so the
 initial weights are part of a reproducible run), on the device, inside its method.
@@ -10,9 +11,10 @@ import inspect
 import torch
 
 from .. import distributed
-from ..registry import METHODS, Arch
+from ..registry import METHODS, Arch, import_submodules
 from ..training import Accelerator
-from . import acgan, classification, gaussian_nll, masked, paired_gan, regression  # noqa: F401
+
+import_submodules(__name__)
 
 
 def build(arch: Arch, arch_args: dict, *, lr: float, seed: int, device, role_args: dict | None = None, **settings):

@@ -3,8 +3,19 @@
 A method owns the networks of one arch by role (``generator``, ``discriminator``), their
 optimisers and the loss; it turns a batch ``(x, y, w)`` — the network input (a tensor,
 or a tuple of arguments), the target and per-pixel loss weights (or None) — into one
-optimisation step. ``predict(x)`` is the forward pass used for validation and by the one
-predictor (``geonb.predict``). The epoch loop, checkpoints and resume are ``training.fit``'s.
+optimisation step. The epoch loop, checkpoints and resume are ``training.fit``'s.
+
+What the one predictor (``geonb.predict``) calls, so that a recipe that predicts differently
+(sampling, test-time augmentation, ensembles) overrides one method and every task follows:
+
+``infer(net, x)``       the forward pass (``predict(x)`` in training and validation is
+                        ``infer(self.generator, x)``);
+``average(states, how)`` the weight sets to run, from the model file's snapshots: each of them
+                        (``how="predictions"``) or their average (``"weights"``);
+``combine(outputs)``    the outputs of those runs → ``{"mean": …}`` (and what else the method gives).
+
+The predictor gets the method from ``for_prediction(method_args)``: no networks or optimisers,
+only what the model file's ``method_args`` say (``residual``).
 """
 from __future__ import annotations
 
@@ -25,9 +36,20 @@ def forward(net: nn.Module, x, residual: bool = False):
     return x[:, :1] + out if residual else out
 
 
+AVERAGING = ("predictions", "weights")  # how several weight snapshots make one prediction (``Method.average``)
+
+
+def average_weights(states: list[dict]) -> dict:
+    """One state dict with every floating tensor averaged over ``states`` (stochastic weight averaging)."""
+    return {k: (sum(s[k] for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[-1].items()}
+
+
 class Method:
     roles: tuple[str, ...] = ("generator",)
     loss_name = "loss"  # what the loss curve of 03 is labelled
+    data_parallel = True  # False: its training cannot run data-parallel (DDP); workflow refuses ddp > 1
+    residual = False  # set by methods whose network corrects its input (``forward``)
 
     def __init__(self, nets: dict[str, nn.Module], *, lr: float, n_average: int = 0, betas: list | None = None):
         missing = set(self.roles) - set(nets)
@@ -49,10 +71,22 @@ class Method:
         states = self.snapshots or [self.generator.state_dict()]
         return [{k: v.cpu() for k, v in s.items()} for s in states]
 
-    residual = False  # set by methods whose network corrects its input (``forward``)
+    @classmethod
+    def for_prediction(cls, method_args: dict) -> Method:
+        """The method as the predictor uses it (``infer``, ``average``, ``combine``): no networks or
+        optimisers, the settings of a model file's ``method_args`` that prediction reads (``residual``).
+        A method whose prediction takes settings (a number of samples) reads them here."""
+        method = cls.__new__(cls)
+        method.residual = bool(method_args.get("residual", False))
+        return method
+
+    def infer(self, net: nn.Module, x) -> torch.Tensor:
+        """The forward pass of ``net`` on input ``x`` (a tensor or a tuple of arguments), in training,
+        validation and the predictor alike."""
+        return forward(net, x, self.residual)
 
     def predict(self, x) -> torch.Tensor:
-        return forward(self.generator, x, self.residual)
+        return self.infer(self.generator, x)
 
     def step(self, role: str, loss: torch.Tensor) -> None:
         opt = self.optimizers[role]
@@ -97,6 +131,11 @@ class Method:
             return validate()
 
         return snapshot_then_validate
+
+    def average(self, states: list[dict], how: str = "predictions") -> list[dict]:
+        """The weight sets the predictor runs, one output each (``combine`` makes them one): every
+        snapshot for ``how="predictions"``, their average (``average_weights``, one pass) for ``"weights"``."""
+        return [average_weights(states)] if how == "weights" and len(states) > 1 else states
 
     @staticmethod
     def combine(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ On the pixels hidden from the input (target finite)::
 The last ``n_average`` epochs' weights are kept (``Method.fit``); predictions combine
 them (``combine``): the mean of their means, and for the variance the mean of their
 variances plus the variance of their means; or, with ``average="weights"``, one pass
-with the snapshots' weights averaged (``average_weights``).
+with the snapshots' weights averaged (``Method.average``).
 """
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ import numpy as np
 from ..losses import gaussian_nll
 from ..registry import METHODS
 from .base import Method
-
-AVERAGING = ("predictions", "weights")
 
 
 @METHODS.register("gaussian_nll")
@@ -36,9 +34,3 @@ class GaussianNLL(Method):
         means = np.stack([o[:, 0] for o in outputs])
         variances = np.stack([np.exp(o[:, 1]) for o in outputs])
         return {"mean": means.mean(0), "variance": variances.mean(0) + means.var(0)}
-
-
-def average_weights(states: list[dict]) -> dict:
-    """One state dict with every floating tensor averaged over ``states`` (stochastic weight averaging)."""
-    return {k: (sum(s[k] for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
-            for k, v in states[-1].items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..distributed import frozen
-from ..losses import ADVERSARIAL, CONTENT
+from ..losses import adversarial_loss, content_loss
 from ..registry import METHODS
 from .base import Method
 
@@ -31,8 +31,8 @@ class PairedGAN(Method):
                  conditional: bool = False, betas: tuple | list | None = None):
         super().__init__(nets, lr=lr, betas=betas)
         self.conditional = bool(conditional)
-        self.content = CONTENT[content](**(content_args or {}))
-        self.adversarial = ADVERSARIAL[adversarial](nets["discriminator"])
+        self.content = content_loss(content, **(content_args or {}))
+        self.adversarial = adversarial_loss(adversarial, nets["discriminator"])
         self.adv_weight, self.residual, self.composite = float(adv_weight), bool(residual), bool(composite)
 
     def _seen(self, x, y, fake):

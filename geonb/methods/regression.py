@@ -11,17 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from ..losses import masked_mse, weighted_l1
+from ..losses import pixel_loss
 from ..registry import METHODS
 from ..resample import block_mean
 from ..training import fit
 from .base import Method
-
-
-# Per-pixel weights (masked cells 0) when the batch has them: ice-free cells are out of the loss.
-LOSSES = {"mse": lambda p, y, w: F.mse_loss(p, y) if w is None else masked_mse(p, y, w), "l1": weighted_l1}
 
 
 @METHODS.register("regression")
@@ -30,7 +25,8 @@ class Regression(Method):
 
     def __init__(self, nets, *, lr: float, loss: str = "mse", betas: list | None = None):
         super().__init__(nets, lr=lr, betas=betas)
-        self.loss_fn, self.loss_name = LOSSES[loss], loss.upper()
+        # a pixel loss (``geonb.losses``), weighted per pixel when the batch has weights (masked cells 0)
+        self.loss_fn, self.loss_name = pixel_loss(loss), loss.upper()
 
     def loss(self, pred, y, w) -> torch.Tensor:
         return self.loss_fn(pred, y, w)
@@ -39,16 +35,17 @@ class Regression(Method):
 @METHODS.register("stagewise")
 class Stagewise(Regression):
     loss_name = "MSE per stage"
+    data_parallel = False  # its stages train outside the network's (DDP's) forward pass
+    stage: int | None = None  # during fit: the stage being trained, where ``infer`` stops; None: the whole chain
 
     def __init__(self, nets, *, lr: float):
         super().__init__(nets, lr=lr)
         self.lr = lr
-        self.stage: int | None = None  # during fit: the stage being trained; predict stops there
         self.optimizers = {}  # one optimiser per stage, made in fit
 
-    def predict(self, x) -> torch.Tensor:
-        lr, conds = x
-        return self.generator.forward_stages(lr, conds, self.stage)[-1]
+    def infer(self, net, x) -> torch.Tensor:
+        lr, conds = x if isinstance(x, tuple) else (x, ())
+        return net.forward_stages(lr, conds, self.stage)[-1]
 
     def train_step(self, batch) -> dict:
         (lr, conds), hr, w = batch

@@ -1,2 +1,6 @@
-"""Networks only, one file per family; importing this package registers them in ``NETWORKS``."""
-from . import acgan, dincae, esrgan, pix2pix, segmentation, srcnn, unet  # noqa: F401
+"""Networks only, one file per family; importing this package imports every module in it, so a
+new file registers its networks in ``NETWORKS`` with no line here. ``base.GeonbNet`` is the
+contract they keep."""
+from ..registry import import_submodules
+
+import_submodules(__name__)

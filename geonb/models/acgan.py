@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import NETWORKS
+from .base import GeonbNet
 from .pix2pix import init_weights
 
 
 @NETWORKS.register("acgan_generator")
-class ACGANGenerator(nn.Module):
+class ACGANGenerator(GeonbNet):
     """``forward(z (B, latent), labels (B,) int)`` → (B, 1, 28, 28) in [−1, 1]."""
 
     def __init__(self, latent: int = 100, n_classes: int = 10, nf: int = 64):
@@ -38,7 +39,7 @@ class ACGANGenerator(nn.Module):
 
 
 @NETWORKS.register("acgan_discriminator")
-class ACGANDiscriminator(nn.Module):
+class ACGANDiscriminator(GeonbNet):
     """(B, 1, 28, 28) → (real/fake logit (B,), class logits (B, n_classes))."""
 
     def __init__(self, n_classes: int = 10, nf: int = 32, dropout: float = 0.3):
@@ -57,7 +58,7 @@ class ACGANDiscriminator(nn.Module):
 
 
 @NETWORKS.register("digit_cnn")
-class DigitCNN(nn.Module):
+class DigitCNN(GeonbNet):
     """(B, 1, 28, 28) in [−1, 1] → 10 class logits."""
 
     def __init__(self, n_classes: int = 10, nf: int = 32):

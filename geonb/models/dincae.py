@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import NETWORKS
+from .base import GeonbNet
 
 LOGVAR_RANGE = (-10.0, 5.0)  # clamp: keeps the NLL finite early in training (normalised units)
 
@@ -22,7 +23,7 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 @NETWORKS.register("dincae")
-class DINCAE(nn.Module):
+class DINCAE(GeonbNet):
     """Encoder (conv blocks + average pooling), decoder (upsampling + skip concat); 2 outputs."""
 
     multiple = 16  # inputs padded to a multiple of this (as trained: the same padding, the same numbers)

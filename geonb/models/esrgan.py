@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import NETWORKS
+from .base import GeonbNet
 from ..resample import upsample_bicubic
 
 
@@ -51,7 +52,7 @@ class RRDB(nn.Module):
 
 
 @NETWORKS.register("esrgan")
-class ESRGANGenerator(nn.Module):
+class ESRGANGenerator(GeonbNet):
     def __init__(self, factor: int = 4, cond_res: tuple = (), n_blocks: int = 12, nf: int = 64,
                  gc: int = 32, beta: float = 0.2, cond_features: int = 16):
         super().__init__()
@@ -85,7 +86,7 @@ class ESRGANGenerator(nn.Module):
 
 
 @NETWORKS.register("esrgan_discriminator")
-class Discriminator(nn.Module):
+class Discriminator(GeonbNet):
     """VGG-style critic, fully convolutional with global pooling: any patch size."""
 
     def __init__(self, nf: int = 32):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..registry import NETWORKS
+from .base import GeonbNet
 
 
 def init_weights(net: nn.Module, std: float = 0.02) -> nn.Module:
@@ -37,7 +38,7 @@ def init_weights(net: nn.Module, std: float = 0.02) -> nn.Module:
 
 
 @NETWORKS.register("pix2pix_unet")
-class Pix2PixUNet(nn.Module):
+class Pix2PixUNet(GeonbNet):
     """Input (B, in_channels, H, W), H and W multiples of 2^depth; output (B, out_channels, H, W) in [−1, 1]."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, depth: int = 6,
@@ -79,7 +80,7 @@ class Pix2PixUNet(nn.Module):
 
 
 @NETWORKS.register("patchgan")
-class PatchGAN(nn.Module):
+class PatchGAN(GeonbNet):
     """70×70 PatchGAN (n_layers=3): (B, in_channels, H, W) → (B, 1, H/8 − 2, W/8 − 2) logits."""
 
     def __init__(self, in_channels: int = 6, ndf: int = 64, n_layers: int = 3):

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..registry import NETWORKS
+from .base import GeonbNet
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -48,7 +49,7 @@ def _halo(radius: int, multiple: int) -> int:
 
 
 @NETWORKS.register("segnet")
-class SegNet(nn.Module):
+class SegNet(GeonbNet):
     """Encoder: per level two conv-BN-ReLU and a 2×2 max-pool (indices kept); decoder: per level a
     max-unpool at those indices and two conv-BN-ReLU; a 3×3 conv to the class scores."""
 
@@ -76,7 +77,7 @@ class SegNet(nn.Module):
 
 
 @NETWORKS.register("fcn")
-class FCN(nn.Module):
+class FCN(GeonbNet):
     """FCN-8s: scores at the last three pooling levels, fused ×2, ×2, then upsampled ×8 (``depth`` ≥ 3:
     the finest fused level is 1/8 of the input)."""
 
@@ -111,7 +112,7 @@ class FCN(nn.Module):
 
 
 @NETWORKS.register("unet_seg")
-class UNetSeg(nn.Module):
+class UNetSeg(GeonbNet):
     """U-Net: double conv per level, 2×2 max-pool down, 2×2 transposed conv up + the encoder map
     concatenated, double conv; a 1×1 conv to the class scores."""
 

@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from ..registry import NETWORKS
+from .base import GeonbNet
 from ..resample import to_resolution, upsample_bicubic
 
 
 @NETWORKS.register("srcnn")
-class SRCNN(nn.Module):
+class SRCNN(GeonbNet):
     """9-1-5 SRCNN on the bicubic-upsampled grid (+ conditioning / coordinate channels).
 
     The network predicts a correction added to the bicubic input (residual learning,
@@ -43,7 +44,7 @@ class SRCNN(nn.Module):
 
 
 @NETWORKS.register("rsrcnn")
-class RecurrentSRCNN(nn.Module):
+class RecurrentSRCNN(GeonbNet):
     """×f as log2(f) chained ×2 SRCNN stages; stage k's output feeds stage k+1.
 
     Trained stage by stage, each against its own intermediate-resolution label

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..registry import NETWORKS
+from .base import GeonbNet
 
 WIDTHS = (20, 15, 10)
 
@@ -19,7 +20,7 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 @NETWORKS.register("unet")
-class UNet(nn.Module):
+class UNet(GeonbNet):
     """Input (B, in_channels, H, W) with H, W divisible by 8; output (B, out_channels, H, W)."""
 
     multiple = 8  # three 2×2 poolings: the predictor pads inputs to a multiple of this
@@ -51,7 +52,7 @@ class UNet(nn.Module):
 
 
 @NETWORKS.register("pair_discriminator")
-class PairDiscriminator(nn.Module):
+class PairDiscriminator(GeonbNet):
     """Two single-channel images in (stacked as channels); logit that the first is real."""
 
     def __init__(self, channels: int = 2, width: int = 16):
