@@ -26,7 +26,8 @@ import numpy as np
 import xarray as xr
 
 from geonb import aerial
-from geonb.io import refuse_input_as_output, write_zarr
+from geonb.io import write_zarr
+from geonb.outputs import refuse_input_as_output
 from geonb.modelfile import TrainedModel
 from geonb.tasks.segment import predict_lazy
 

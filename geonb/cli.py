@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import progress
 from .errors import GeonbError
-from .io import no_room
+from .outputs import no_room
 from .paths import REPO_ROOT
 from .workflow import NOTEBOOKS, Run
 

@@ -20,7 +20,8 @@ import xarray as xr
 from matplotlib.path import Path as MplPath
 
 from .errors import GeonbError
-from .io import atomic_path, open_dataset, write_netcdf
+from .io import open_dataset, write_netcdf
+from .outputs import atomic_path
 
 MASK_FILE = "drawn_mask.nc"
 BACKUP_FILE = "drawn_mask.previous.nc"

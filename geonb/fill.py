@@ -24,17 +24,18 @@ import torch
 import xarray as xr
 
 from . import baselines, methods, metrics
+from .checkpoints import config_key
 from .cv import cloud_cv_mask
 from .data import grid_dims, in_order, is_longitude, refuse_curvilinear, standardise
 from .dineof import dineof
 from .errors import GeonbError
-from .io import (NETCDF, add_history, check_outputs, check_space, locked, match_fill_values, netcdf_size, open_dataset,
-                 remove_stale, temp_prefix, write_output)
+from .io import NETCDF, add_history, match_fill_values, netcdf_size, open_dataset, write_output
 from .modelfile import TrainedModel
 from .normalise import Normaliser
+from .outputs import check_outputs, check_space, locked, remove_stale, temp_prefix
 from .predict import Predictor, pad_to_multiple
 from .registry import get_arch
-from .training import Accelerator, accelerator, config_key, resumed_epoch
+from .training import Accelerator, accelerator, resumed_epoch
 
 ARCHS = ("dincae", "dineof", "unet")
 CLASSICAL = ("dineof",)  # no network: nothing to train or save
@@ -431,7 +432,7 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
 
 def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) -> xr.Dataset:
     """Fill ``var`` of the NetCDF/zarr file ``path`` into ``out`` (every other variable kept). Every output
-    path is checked first (``io.check_outputs``): none may be an input, an existing ``out``/``save_model``
+    path is checked first (``outputs.check_outputs``): none may be an input, an existing ``out``/``save_model``
     is replaced only with ``overwrite=True``."""
     model = options.get("model")
     out = check_outputs({"--out": out, "--save-model": options.get("save_model"), "--work-dir": options.get("work_dir")},

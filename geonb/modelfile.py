@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from . import progress
+from .checkpoints import load_checkpoint, save_checkpoint
 from .errors import GeonbError
-from .io import load_checkpoint, save_checkpoint
 from .methods.gaussian_nll import AVERAGING
 from .normalise import Normaliser
 from .registry import check_arguments, get_arch, METHODS, NETWORKS

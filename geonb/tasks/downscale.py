@@ -26,7 +26,8 @@ from .. import methods, plots, terrain
 from ..baselines import bicubic, cubic_spline
 from ..data import load_grid
 from ..errors import GeonbError
-from ..io import check_outputs, locked, open_dataset, write_netcdf, write_text
+from ..io import open_dataset, write_netcdf, write_text
+from ..outputs import check_outputs, locked
 from ..losses import DEEPBEDMAP_WEIGHTS
 from ..metrics import rmse, roughness
 from ..metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
@@ -37,7 +38,8 @@ from ..predict import Predictor, channels_to_fine, fine_to_channels, lazy_map
 from ..registry import get_arch, list_archs
 from ..report import Report
 from ..resample import block_mean, check_factor, check_finite, coarsen, nearest_filled, refine_coords
-from ..training import Accelerator, accelerator, config_key, run_accelerator
+from ..checkpoints import config_key
+from ..training import Accelerator, accelerator, run_accelerator
 from ..transect import line_points, line_points_projected, sample_line, straight_line
 from . import Task
 
