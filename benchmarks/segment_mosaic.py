@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from geonb import aerial
+from geonb import aerial, images
 from geonb.io import write_zarr
 from geonb.outputs import refuse_input_as_output
 from geonb.modelfile import TrainedModel
@@ -35,7 +35,7 @@ ORTHOPHOTO = (54_000, 38_000)  # px of one orthophoto of the source work
 
 
 def build(out: Path, size: int, chunk: int) -> None:
-    parts = [aerial.read_rgb(aerial.data_dir() / "tile_7" / "images" / f"image_part_{k:03d}.jpg") for k in aerial.PARTS]
+    parts = [images.read_rgb(aerial.data_dir() / "tile_7" / "images" / f"image_part_{k:03d}.jpg") for k in aerial.PARTS]
     h, w = min(p.shape[0] for p in parts), min(p.shape[1] for p in parts)
     parts = [p[:h, :w] for p in parts]
 

@@ -66,7 +66,7 @@ def write_output(ds: xr.Dataset, path, command: str = "") -> Path:
     if suffix in IMAGE_FORMATS and "image_variable" in ds.attrs:
         from PIL import Image
 
-        from .aerial import palette
+        from .classtable import palette
 
         image = ds[ds.attrs["image_variable"]]
         with atomic_path(path) as tmp:
@@ -128,7 +128,7 @@ def write_geotiff(da: xr.DataArray, path) -> Path:
         if classes:
             import rasterio
 
-            from .aerial import palette
+            from .classtable import palette
 
             flat = palette(da.attrs["flag_colors"])
             with rasterio.open(tmp, "r+") as raster:
