@@ -25,8 +25,9 @@ import xarray as xr
 
 from . import baselines, methods, metrics
 from .checkpoints import config_key
+from .coords import grid_dims, in_order, is_longitude, refuse_curvilinear
 from .cv import cloud_cv_mask
-from .data import grid_dims, in_order, is_longitude, refuse_curvilinear, standardise
+from .data import standardise
 from .dineof import dineof
 from .errors import GeonbError
 from .io import NETCDF, add_history, match_fill_values, netcdf_size, open_dataset, write_output
