@@ -12,7 +12,7 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from geonb import holes
-from geonb.draw import rasterise_box, rasterise_polygon
+from geonb.rasterise import rasterise_box, rasterise_polygon
 from geonb.modelfile import TrainedModel
 from geonb.normalise import Normaliser
 from geonb.predict import Predictor
