@@ -34,6 +34,7 @@ import torch
 
 from . import progress
 from .checkpoints import load_checkpoint, save_checkpoint
+from .cloudinputs import CloudInputs
 from .errors import GeonbError
 from .methods.gaussian_nll import AVERAGING
 from .normalise import Normaliser
@@ -130,8 +131,6 @@ def _check_consistent(saved: dict, refuse) -> None:
     if classes is not None and n is not None and len(classes) != n:
         refuse(f"inputs['classes'] names {len(classes)} classes, its network predicts {n}")
     if saved["task"] == "clouds" and "in_channels" in saved["arch_args"]:
-        from .fill import CloudInputs  # fill imports this module
-
         window = saved["inputs"]["window"]
         even = window > 0 and window % 2 == 0  # 0: the single-day unet; else t−k … t+k
         if even or CloudInputs.channels(window) != saved["arch_args"]["in_channels"]:

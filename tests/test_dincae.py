@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from geonb.cloudinputs import CloudInputs
+from geonb.cloudmodel import fill_cube, train_on_cube
 from geonb.cv import cloud_cv_mask, synthetic_cloudy_cube
 from geonb.errors import GeonbError
-from geonb.fill import CloudInputs, fill_cube, train_on_cube
 from geonb.modelfile import TrainedModel
 from geonb.models.dincae import LOGVAR_RANGE
 from geonb.registry import get_arch

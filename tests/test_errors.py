@@ -22,10 +22,11 @@ import torch
 import xarray as xr
 
 from geonb import cli
+from geonb.cloudinputs import CloudInputs
 from geonb.cv import synthetic_cloudy_cube
 from geonb.data import load_field, load_grid
 from geonb.errors import GeonbError
-from geonb.fill import CloudInputs, fill, fill_file
+from geonb.fill import fill, fill_file
 from geonb.io import write_netcdf
 from geonb.modelfile import TrainedModel
 from geonb.normalise import Normaliser
@@ -557,7 +558,7 @@ def test_cuda_without_cuda_is_refused_up_front(tmp_path, capsys):
 
 
 def test_train_on_cube_options_are_checked(files):
-    from geonb.fill import train_on_cube
+    from geonb.cloudmodel import train_on_cube
 
     ds = xr.open_dataset(files["cube"])
     with pytest.raises(GeonbError, match="'batch_size' = 0"):

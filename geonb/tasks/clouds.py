@@ -20,7 +20,7 @@ import xarray as xr
 
 from .. import baselines, holes as holesets, metrics, plots
 from ..cv import cloud_cv_mask
-from ..fill import QUICK, fill_cube, train_on_cube
+from ..cloudmodel import CLOUD_PARAMS, CPU_BF16, fill_cube, train_on_cube
 from ..metrics.probabilistic import distance_to_observed, reliability, rmse_by_distance, score
 from ..data import load_field
 from ..dineof import dineof
@@ -28,28 +28,18 @@ from ..draw import MASK_FILE, load_mask
 from ..errors import GeonbError
 from ..io import write_netcdf, write_text
 from ..modelfile import TrainedModel
-from ..params import ALLOW_OUTLIERS, COMMON, Param
+from ..params import Param
 from ..registry import METHODS, get_arch
 from ..report import Report
 from ..training import run_accelerator
 from ..transect import line_points, sample_line
 from . import Task
 
-PARAMS = COMMON.override(
+PARAMS = CLOUD_PARAMS.override(  # the cloud model's parameters, shared with `geonb fill`, and the task's own
     data={"default": "alboran"},
-    epochs={"default": 60, "quick": QUICK["epochs"]},
-    patience={"default": 20, "help": "the NLL on few validation pixels is noisy: stop late"},
-    batch_size={"default": 4},
     transect_start={"help": "[lat, lon] start of the 06 line; None: [35.2, -5.0], across the Alboran gyres"},
     transect_end={"help": "[lat, lon] end of the 06 line; None: [36.8, -1.0]"},
 ) + (
-    ALLOW_OUTLIERS,
-    Param("window", int, 3, "days per input: t−1, t, t+1 (odd)", min=1, max=31),
-    Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"], min=1, max=1024),
-    Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"], min=16, max=1024),
-    Param("samples_per_day", int, 4, "random other-day cloud masks per day and epoch",
-          quick=QUICK["samples_per_day"], min=1, max=100),
-    Param("n_average", int, 5, "last epochs whose predictions are averaged", quick=QUICK["n_average"], min=0, max=100),
     Param("cv_fraction", float, 0.10, "observed pixels hidden for scoring", "simulate", above=0),
     Param("val_fraction", float, 0.05, "observed pixels hidden for early stopping and the σ scale", "simulate", min=0),
     Param("hole_sets", str, "clouds,square,many,varied", "score sets laid over observed pixels: comma list of "
@@ -425,5 +415,5 @@ TASK = Task(
      "scatter_plots": scatter_plots, "transects": transects},
     step_files={"simulate": (MASK_FILE,)},  # saving a new drawn mask re-runs 02 and what follows
     predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
-    cpu_bf16=True,  # 3 seeds, every hole set within float32's spread (benchmarks/results/clouds_alboran_bf16.md)
+    cpu_bf16=CPU_BF16,  # the cloud model's verdict (geonb.cloudmodel), which `geonb fill` trains with too
 )
