@@ -11,6 +11,7 @@ from .data import load_field, synthetic_sst
 from .errors import GeonbError
 from .fill import fill  # geonb.fill(dataarray); `from geonb.fill import …` still reaches the module
 from .registry import get_arch, list_archs
+from .version import __version__
 from .workflow import Run
 
 # Widgets load plotting stacks (matplotlib, HoloViews): imported on first use so the
@@ -24,4 +25,3 @@ def __getattr__(name):
     raise AttributeError(f"module 'geonb' has no attribute {name!r}")
 
 __all__ = ["GeonbError", "Run", "draw_mask", "explore", "fill", "get_arch", "list_archs", "load_field", "synthetic_sst"]
-__version__ = "0.1.0"

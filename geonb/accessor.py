@@ -14,6 +14,7 @@ import xarray as xr
 
 from .errors import GeonbError
 from .io import add_history
+from .version import __version__
 
 
 def _load(model, task: str):
@@ -32,8 +33,6 @@ class GeonbAccessor:
         self._da = da
 
     def _history(self, attrs: dict, call: str) -> dict:
-        from . import __version__
-
         return add_history(attrs, f"geonb {__version__}: {self._da.name or 'DataArray'}.geonb.{call}")
 
     def fill(self, arch: str = "dincae", **options) -> xr.Dataset:

@@ -39,6 +39,7 @@ from .errors import GeonbError
 from .methods.gaussian_nll import AVERAGING
 from .normalise import Normaliser
 from .registry import check_arguments, get_arch, METHODS, NETWORKS
+from .version import __version__
 
 FORMAT = "geonb-model/2"
 KEYS = ("format", "task", "arch", "arch_args", "method_args", "inputs", "norms", "weights", "info")
@@ -187,8 +188,6 @@ class TrainedModel:
 
     def save(self, path) -> Path:
         """Write the model file; ``info`` gets the geonb and torch versions and the date (the model card)."""
-        from . import __version__
-
         self.info.update({"geonb": __version__, "torch": str(torch.__version__),  # TorchVersion is not weights_only
                           "saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
         record = {**asdict(self), "format": FORMAT, "norms": {k: [n.mean, n.std] for k, n in self.norms.items()}}
@@ -241,8 +240,6 @@ class TrainedModel:
         saved = load_checkpoint(path)
         newer = isinstance(saved, dict) and re.fullmatch(r"geonb-model/(\d+)", str(saved.get("format")))
         if newer and int(newer[1]) > int(FORMAT.split("/")[1]):
-            from . import __version__
-
             raise GeonbError(f"{path} was written by a newer geonb (format {saved['format']!r}; this geonb "
                              f"{__version__} reads {FORMAT!r}): upgrade geonb (pip install -U geonb) to read it.")
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
