@@ -9,8 +9,8 @@ import tempfile
 
 import torch
 
+from geonb.cloudmodel import train_on_cube
 from geonb.data import load_field
-from geonb.fill import train_on_cube
 from geonb.training import Accelerator, cpu_has_bf16
 
 EPOCHS = 8

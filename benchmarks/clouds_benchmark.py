@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from geonb import Run
-from geonb.tasks.clouds import predictions, rmse_per_set
+from geonb.tasks.clouds.infer import predictions
+from geonb.tasks.clouds.steps import rmse_per_set
 
 
 def run_seed(seed: int, root: Path, amp: str) -> tuple[pd.DataFrame, float]:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from geonb import Run, baselines, metrics
-from geonb.tasks.clouds import _field, _points
+from geonb.tasks.clouds.data import _field, _points
 
 
 def neighbour_residual(values: np.ndarray, points: np.ndarray) -> np.ndarray:

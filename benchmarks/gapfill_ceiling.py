@@ -53,7 +53,7 @@ from geonb.losses import gaussian_nll
 from geonb.methods.gaussian_nll import GaussianNLL
 from geonb.metrics.probabilistic import distance_to_observed, score
 from geonb.registry import NETWORKS
-from geonb.tasks import inpaint
+from geonb.tasks.inpaint import infer, steps as inpaint_steps
 from geonb.tiling import cut_patches
 
 RADIUS = 6  # the neighbourhood the pixel methods see (cells)
@@ -225,16 +225,16 @@ def run_seed(root: Path, seed: int, args, pool) -> list[dict]:
     t0 = time.perf_counter()
     run.step("train")  # the seed U-Net, as the main job trains it
     unet_s = time.perf_counter() - t0
-    patches, norm = inpaint._load_patches(run)
-    sets = inpaint.load_holes(run)
+    patches, norm = inpaint_steps._load_patches(run)
+    sets = inpaint_steps.load_holes(run)
     data = {s: samples(patches, sets, s, pool) for s in ("train", "val", "test")}
     t0 = time.perf_counter()
     pool_data = training_pool(run, patches, sets, args.pool, seed, pool)
     pool_s = time.perf_counter() - t0
     test = data["test"]
     filled, seconds, notes, sigma = {}, {"unet": unet_s}, {}, {}
-    unet = inpaint.trained_models(run)["unet"]
-    filled["unet"] = {k: inpaint.composite(s["truth"], s["hidden"], inpaint.fill_holes(unet, s["truth"], s["hidden"]))
+    unet = infer.trained_models(run)["unet"]
+    filled["unet"] = {k: infer.composite(s["truth"], s["hidden"], infer.fill_holes(unet, s["truth"], s["hidden"]))
                       for k, s in test.items()}
     filled["biharmonic"] = {k: s["bh"] for k, s in test.items()}
     filled["local_mean"] = {k: baselines.local_mean(np.where(s["hidden"], np.nan, s["truth"]), s["hidden"])
@@ -256,7 +256,7 @@ def run_seed(root: Path, seed: int, args, pool) -> list[dict]:
         filled[name] = {}
         for k, s in test.items():
             pred = predict_tta(net, torch.from_numpy(net_inputs(norm, s["bh"], s["hidden"], s["lat"])))
-            filled[name][k] = inpaint.composite(s["truth"], s["hidden"], norm.inverse(pred["mean"]))
+            filled[name][k] = infer.composite(s["truth"], s["hidden"], norm.inverse(pred["mean"]))
             if loss_name == "nll":
                 sigma[k] = np.sqrt(pred["variance"]) * norm.std
     rows = []

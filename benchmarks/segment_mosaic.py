@@ -4,7 +4,7 @@
 2061×1817 parts, repeated in a grid and mirrored every other column/row so that neighbours meet at
 their own edges) and writes it as a zarr store in ``chunk``² chunks, one row of chunks at a time.
 
-``predict`` opens the mosaic lazily, predicts it with ``geonb.tasks.segment.predict_lazy`` (each chunk
+``predict`` opens the mosaic lazily, predicts it with ``geonb.tasks.segment.infer.predict_lazy`` (each chunk
 with the network's halo of its neighbours, dask ``map_overlap``) and writes the class ids to zarr chunk by
 chunk (``geonb.io.write_zarr``), on the local threads (``--workers``) or on a ``dask.distributed``
 cluster given by ``--scheduler`` (e.g. ``tcp://10.0.0.5:8786``). Peak memory is bounded by the chunk
@@ -25,16 +25,17 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from geonb import aerial
-from geonb.io import refuse_input_as_output, write_zarr
+from geonb import aerial, images
+from geonb.io import write_zarr
+from geonb.outputs import refuse_input_as_output
 from geonb.modelfile import TrainedModel
-from geonb.tasks.segment import predict_lazy
+from geonb.tasks.segment.infer import predict_lazy
 
 ORTHOPHOTO = (54_000, 38_000)  # px of one orthophoto of the source work
 
 
 def build(out: Path, size: int, chunk: int) -> None:
-    parts = [aerial.read_rgb(aerial.data_dir() / "tile_7" / "images" / f"image_part_{k:03d}.jpg") for k in aerial.PARTS]
+    parts = [images.read_rgb(aerial.data_dir() / "tile_7" / "images" / f"image_part_{k:03d}.jpg") for k in aerial.PARTS]
     h, w = min(p.shape[0] for p in parts), min(p.shape[1] for p in parts)
     parts = [p[:h, :w] for p in parts]
 

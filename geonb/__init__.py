@@ -1,27 +1,60 @@
 """geonb: deep learning on gridded earth data, notebook first.
 
 ``Run`` ties a run directory to parameters and dispatches the six notebook steps;
-``load_field`` opens data; ``list_archs`` lists the registered architectures; ``da.geonb.fill``,
-``.downscale`` and ``.segment`` apply the tasks to xarray objects.
+``load_field`` opens data; ``list_archs`` lists the registered architectures; ``fill`` fills the
+clouds of a DataArray; ``da.geonb.fill``, ``.downscale`` and ``.segment`` apply the tasks to xarray
+objects.
+
+Everything is imported on first use, so ``geonb --version`` answers without loading torch or
+xarray; the ``da.geonb`` accessor is registered as soon as xarray is imported (now, if it already is).
 """
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 
-from . import accessor  # noqa: F401  (registers the ``da.geonb`` xarray accessor)
-from .data import load_field, synthetic_sst
 from .errors import GeonbError
-from .fill import fill  # geonb.fill(dataarray); `from geonb.fill import …` still reaches the module
-from .registry import get_arch, list_archs
-from .workflow import Run
+from .version import __version__
 
-# Widgets load plotting stacks (matplotlib, HoloViews): imported on first use so the
-# command line (`geonb fill` with a saved model) starts fast.
-_LAZY = {"draw_mask": "draw", "explore": "interactive"}
+# name → the module that defines it
+_LAZY = {"Run": "workflow", "load_field": "data", "synthetic_sst": "data", "fill": "filling",
+         "get_arch": "registry", "list_archs": "registry", "draw_mask": "draw", "explore": "interactive"}
 
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # once: later lookups skip this function
+        return value
     raise AttributeError(f"module 'geonb' has no attribute {name!r}")
 
-__all__ = ["GeonbError", "Run", "draw_mask", "explore", "fill", "get_arch", "list_archs", "load_field", "synthetic_sst"]
-__version__ = "0.1.0"
+
+def _register_accessor():
+    importlib.import_module(".accessor", __name__)  # registers ``da.geonb`` / ``ds.geonb``
+
+
+class _AfterXarray(importlib.abc.MetaPathFinder):
+    """Registers the accessor right after xarray is first imported (xarray is not loaded before)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "xarray":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _register_accessor()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "xarray" in sys.modules:
+    _register_accessor()
+else:
+    sys.meta_path.insert(0, _AfterXarray())
+
+__all__ = ["GeonbError", "Run", "__version__", "draw_mask", "explore", "fill", "get_arch", "list_archs",
+           "load_field", "synthetic_sst"]

@@ -4,7 +4,7 @@
   by ``ancillary_variables`` (``geonb.fill``; the whole cube is read: training needs every day).
 - ``da.geonb.downscale(model=…)`` → the (y, x) grid × factor, its CRS as a grid-mapping coordinate.
 - ``da.geonb.segment(model=…)`` → (y, x) uint8 class ids with ``flag_values``/``flag_meanings``; lazy,
-  chunk by chunk, when ``da`` is dask-backed (``tasks.segment.predict_lazy``).
+  chunk by chunk, when ``da`` is dask-backed (``tasks.segment.infer.predict_lazy``).
 
 Each result keeps the input's coordinates and gets a timestamped ``history`` line.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import xarray as xr
 
 from .errors import GeonbError
-from .io import add_history
+from .version import __version__
 
 
 def _load(model, task: str):
@@ -32,14 +32,14 @@ class GeonbAccessor:
         self._da = da
 
     def _history(self, attrs: dict, call: str) -> dict:
-        from . import __version__
+        from .io import add_history  # here: importing xarray registers this accessor, and io imports xarray
 
         return add_history(attrs, f"geonb {__version__}: {self._da.name or 'DataArray'}.geonb.{call}")
 
     def fill(self, arch: str = "dincae", **options) -> xr.Dataset:
         """Fill the missing sea values (dims time/lat/lon in any naming) with ``arch`` (dincae, dineof,
         unet); ``options`` as ``geonb.fill`` (``epochs``, ``mask``, ``model``, ``quick``, ``seed``, …)."""
-        from .fill import fill
+        from .filling import fill
 
         ds = fill(self._da, arch=arch, **options)
         self._history(ds.attrs, f"fill(arch={arch!r})")
@@ -70,7 +70,7 @@ class GeonbAccessor:
         """Classify every pixel of this RGB image — dims (y, x, band) or rioxarray's (band, y, x) — with a
         segment model (path or ``TrainedModel``): uint8 class ids, lazily when the image is dask-backed
         (chunks: multiples of 2^depth along y and x)."""
-        from .tasks.segment import predict_lazy
+        from .tasks.segment.infer import predict_lazy
 
         photo = self._da
         bands = [d for d in photo.dims if photo.sizes[d] == 3]

@@ -1,16 +1,14 @@
-"""The Dubai aerial images and their hand-drawn maps: one class table, the location split, tiles.
+"""The Dubai aerial images and their hand-drawn maps: the location split, tiles, class colours and
+schemes, and the photos and label rasters the aerial tasks read.
 
 Data: the ``dubai`` dataset shipped in the package (``geonb.datasets``; ``geonb/data/dubai_aerial/``),
 ``tile_N/{images/image_part_00K.jpg, masks/image_part_00K.png}`` (7 locations × 9 parts, Humans in the
-Loop / MBRSC, CC0; see its README), or a folder of the same layout. A mask
-is a colour-coded map; the colours are decoded through ``CLASSES`` here and nowhere else
-(pix2pix translation scores with it, segmentation trains on it).
+Loop / MBRSC, CC0; see its README), or a folder of the same layout. A mask is a colour-coded map,
+decoded through the one class table (``geonb.classtable``: ``CLASSES``, ``decode``); pix2pix
+translation scores with it, segmentation trains on it.
 
-- ``CLASSES``: name → colour; ``UNLABELED`` colours (grey ``#9B9B9B`` and pure black) carry no label.
-- ``decode(map)``: RGB map → class index per pixel (``IGNORE`` where unlabeled); a colour
-  outside the table is a ``GeonbError`` naming each such colour with its pixel count and
-  first position.
-- ``nearest_class(rgb)``: any RGB (a generated map) → the class whose colour is nearest.
+- ``nearest_class(rgb)``: any RGB (a generated map) → the class whose colour is nearest;
+  ``colourise``, ``class_colours``, ``legend``: class ids back to colours for maps and figures.
 - ``load_pair``: photo + map of one part, sizes checked; ``load_location``: all parts.
 - ``split_locations``: whole locations to train / val / test (no test location in training).
 - ``grid_tiles`` (test: a regular grid) and ``random_tiles`` (train: random crops, flips and, for
@@ -18,7 +16,8 @@ is a colour-coded map; the colours are decoded through ``CLASSES`` here and nowh
 - Segmentation: ``scheme_names``/``apply_scheme`` (the five classes, or one against the rest),
   ``median_frequency_weights`` (SegNet's class balancing), ``read_photo`` (any RGB image: JPEG/PNG/
   TIFF with GeoTIFF tags and nodata, NetCDF/zarr), ``read_labels`` (class ids or class colours),
-  ``georeference`` (a GeoTIFF's CRS and coordinates via rioxarray).
+  ``georeference`` (a GeoTIFF's CRS and coordinates via rioxarray). Image files are decoded by
+  ``geonb.images``.
 """
 from __future__ import annotations
 
@@ -27,73 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .classtable import CLASSES, COLOURS, IGNORE, NAMES, UNLABELED_COLOURS, decode
 from .errors import GeonbError
+from .images import open_image, read_rgb, rgb_and_alpha, tiff_bands, to_uint8
 from .normalise import Normaliser
 from .params import COMMON, Param, ParamSet
 from . import datasets
 
-# Class table (the dataset's README; the source's classes.json pairs colours with wrong names).
-CLASSES = {
-    "building": "#3C1098",
-    "land": "#8429F6",
-    "road": "#6EC1E4",
-    "vegetation": "#FEDD3A",
-    "water": "#E2A929",
-}
-UNLABELED = {"unlabeled": "#9B9B9B", "black (no label)": "#000000"}
-IGNORE = 255  # class index of unlabeled pixels
 LOCATIONS = tuple(range(1, 8))
 PARTS = tuple(range(1, 10))
 SOURCE = ("Dubai aerial imagery (MBRSC) with hand-drawn maps by Humans in the Loop, CC0, shipped with geonb "
           "(`geonb data dubai`), from github.com/Bandit15/Deep-Learning-Satellite-Image-Segmentation `data/`")
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    h = hex_colour.lstrip("#")
-    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
-
-
-NAMES = tuple(CLASSES)
-COLOURS = np.array([_rgb(c) for c in CLASSES.values()], dtype=np.uint8)  # (n_classes, 3)
-UNLABELED_COLOURS = np.array([_rgb(c) for c in UNLABELED.values()], dtype=np.uint8)
-
-
-def _code(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.int64)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def decode(rgb_map: np.ndarray, where: str = "the map") -> np.ndarray:
-    """(H, W, 3) uint8 colour map → (H, W) uint8 class index (``IGNORE`` for unlabeled colours).
-
-    Any colour outside the class table is an error listing each colour, its pixel count and
-    the (row, column) of its first pixel.
-    """
-    rgb_map = np.asarray(rgb_map)
-    if rgb_map.ndim != 3 or rgb_map.shape[-1] != 3:
-        raise GeonbError(f"{where} has shape {rgb_map.shape}; a colour map is (height, width, 3) RGB.")
-    code = _code(rgb_map)
-    out = np.full(code.shape, IGNORE, np.uint8)
-    known = np.zeros(code.shape, bool)
-    for k, c in enumerate(_code(COLOURS)):
-        hit = code == c
-        out[hit], known[hit] = k, True
-    for c in _code(UNLABELED_COLOURS):
-        known |= code == c
-    if not known.all():
-        bad = code[~known]
-        colours, counts = np.unique(bad, return_counts=True)
-        order = np.argsort(-counts)[:5]
-        listed = []
-        for c, n in zip(colours[order], counts[order]):
-            r, col = np.argwhere(code == c)[0]
-            listed.append(f"#{int(c):06X} ({int(n)} px, first at row {r}, column {col})")
-        more = f" and {len(colours) - 5} more" if len(colours) > 5 else ""
-        table = ", ".join(f"{n} {c}" for n, c in {**CLASSES, **UNLABELED}.items())
-        raise GeonbError(f"{where} holds {int((~known).sum())} pixels in {len(colours)} colour(s) outside the class "
-                         f"table: {'; '.join(listed)}{more}. Valid colours: {table}. Fix the map (exact colours, "
-                         "no anti-aliasing or JPEG compression; save maps as PNG).")
-    return out
 
 
 def nearest_class(rgb: np.ndarray) -> np.ndarray:
@@ -128,16 +71,6 @@ def legend(names, colours, errors: bool = False) -> dict:
     """Name → RGB for a figure's legend: the classes, no label (grey) and, for error maps, wrong (red)."""
     out = {**dict(zip(names, colours)), "no label": UNLABELED_COLOURS[0]}
     return {**out, "wrong": ERROR_RED} if errors else out
-
-
-def palette(flag_colors: str) -> list[int]:
-    """A 256-entry RGB palette (flat) for class ids 0… in ``flag_colors`` (hex, space-separated), the
-    no-label id ``IGNORE`` in the unlabeled grey: class maps that open in colour."""
-    flat = [0] * 768
-    for k, hex_colour in enumerate(flag_colors.split()):
-        flat[3 * k:3 * k + 3] = _rgb(hex_colour)
-    flat[3 * IGNORE:3 * IGNORE + 3] = UNLABELED_COLOURS[0].tolist()
-    return flat
 
 
 # ---------------------------------------------------------------- class schemes (segmentation)
@@ -190,94 +123,7 @@ def data_dir(root=None) -> Path:
     return path
 
 
-def read_rgb(path) -> np.ndarray:
-    """An image file → (H, W, 3) uint8 RGB (palette, grey, 16-bit and float images scaled: ``to_uint8``)."""
-    return _open_image(path, lambda im: _rgb_and_alpha(im, str(path))[0])
-
-
-MAX_PIXELS = 2 ** 28  # 268 Mpx (16 384²): more is a decompression bomb, or an image to cut into tiles first
 LOSSY = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".webp": "WebP"}
-
-
-def _refuse_huge(path, w: int, h: int) -> None:
-    if w * h > MAX_PIXELS:
-        raise GeonbError(f"{path} declares {w}×{h} px ({w * h / 1e6:,.0f} Mpx), more than the {MAX_PIXELS / 1e6:.0f} "
-                         "Mpx geonb reads: a damaged or hostile file (decompression bomb), or cut it into tiles first "
-                         "(e.g. gdal_translate -srcwin).")
-
-
-def _open_image(path, read, unknown=None):
-    """``read(im)`` of the PIL image ``path``, its declared size checked first; ``unknown(path)`` reads a file
-    PIL cannot identify (else a GeonbError)."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.exists():
-        raise GeonbError(f"{path}: no such image file.")
-    if path.is_file() and path.stat().st_size == 0:
-        raise GeonbError(f"{path} is empty (0 bytes): a copy or download that did not finish? Give the image again.")
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, with the size in the message
-    try:
-        with Image.open(path) as im:  # reads the header only
-            _refuse_huge(path, *im.size)
-            return read(im)
-    except UnidentifiedImageError as exc:
-        if unknown is None:
-            raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc
-    except OSError as exc:
-        raise GeonbError(f"{path} is not a readable image ({exc}); give a JPEG/PNG/TIFF file.") from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    return unknown(path)
-
-
-def _tiff_bands(path: Path) -> tuple[np.ndarray, dict, np.ndarray]:
-    """A TIFF that PIL cannot open (16-bit or float bands, as satellite GeoTIFFs hold) read with rasterio:
-    1 (grey), 3 or 4 (RGBA) bands scaled by ``to_uint8``; nodata, NaN and transparent pixels have no data.
-    Its georeferencing is read by ``georeference``."""
-    import rasterio
-
-    with rasterio.open(path) as src:
-        _refuse_huge(path, src.width, src.height)
-        if src.count not in (1, 3, 4):
-            raise GeonbError(f"{path} has {src.count} bands; a photo has 3 (RGB), 4 (RGBA) or 1 (grey): write the "
-                             "red, green and blue bands to a file first (e.g. gdal_translate -b 3 -b 2 -b 1).")
-        bands = src.read(masked=True)
-    valid = ~np.ma.getmaskarray(bands).any(0) & np.isfinite(bands.filled(0)).all(0)
-    if src.count == 4:
-        valid &= bands[3].filled(0) > 0
-    rgb = np.moveaxis(bands.filled(0)[:3] if src.count > 1 else np.repeat(bands.filled(0), 3, 0), 0, -1)
-    return to_uint8(np.where(valid[..., None], rgb, 0), str(path)), {}, valid
-
-
-def to_uint8(values: np.ndarray, what: str) -> np.ndarray:
-    """Image values → 0–255 uint8 by the range their type holds: 8-bit as they are, 16-bit ÷ 257, floats in
-    0–1 × 255 (in 0–255 as they are); NaN → 0. Other ranges are refused: clipped, they read as white or black."""
-    values = np.asarray(values)
-    if values.dtype == np.uint8:
-        return values
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    if values.dtype.kind == "f":
-        top = 1.0 if hi <= 1 else 255.0
-    else:
-        top = 65535.0 if values.dtype.itemsize == 2 or hi > 255 else 255.0
-    if lo < 0 or hi > top:
-        raise GeonbError(f"{what} holds {values.dtype} values {lo:g} … {hi:g}; geonb reads images as 0–255 (8-bit), "
-                         "0–65535 (16-bit) or 0–1 (floats): rescale it into one of those ranges.")
-    return np.round(np.nan_to_num(values.astype("float64")) * (255.0 / top)).astype(np.uint8)
-
-
-def _rgb_and_alpha(im, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """A PIL image → (H, W, 3) uint8 RGB and where it is opaque; 16-bit and float grey images are scaled by
-    ``to_uint8`` (PIL's own conversion clips them to white or black)."""
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        grey = np.asarray(im)
-        valid = np.isfinite(grey) if grey.dtype.kind == "f" else np.ones(grey.shape, bool)
-        return np.repeat(to_uint8(grey, what)[..., None], 3, -1), valid
-    rgba = np.asarray(im.convert("RGBA"))
-    valid = rgba[..., 3] > 0 if "A" in im.getbands() or "transparency" in im.info else np.ones(rgba.shape[:2], bool)
-    return np.ascontiguousarray(rgba[..., :3]), valid
 
 
 def refuse_lossy(path, what: str, fmt: str = "") -> None:
@@ -320,7 +166,7 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
 
     def read(im):
         tags = dict(getattr(im, "tag_v2", {}) or {}) if p.suffix.lower() in (".tif", ".tiff") else {}
-        rgb, valid = _rgb_and_alpha(im, str(p))
+        rgb, valid = rgb_and_alpha(im, str(p))
         if NODATA_TAG in tags:
             try:
                 valid &= ~(rgb == float(str(tags[NODATA_TAG]).strip("\x00 "))).all(-1)
@@ -328,7 +174,7 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
                 pass
         return rgb, {k: v for k, v in tags.items() if k in GEO_TAGS}, valid
 
-    return _open_image(p, read, _tiff_bands if p.suffix.lower() in (".tif", ".tiff") else None)
+    return open_image(p, read, tiff_bands if p.suffix.lower() in (".tif", ".tiff") else None)
 
 
 def georeference(path):
@@ -364,7 +210,7 @@ def read_labels(path, var: str = "", n: int = len(NAMES)) -> np.ndarray:
             refuse_lossy(p, "label masks", im.format)
             return np.asarray(im) if im.mode in ("L", "I", "I;16") else None
 
-        ids = _open_image(p, read)
+        ids = open_image(p, read)
         if ids is None:
             return decode(read_rgb(p), f"the label raster {p}")
     bad = (ids != IGNORE) & ((ids < 0) | (ids >= n) | (ids != np.round(ids)))
@@ -416,7 +262,6 @@ LOCATION_PARAMS = (
     Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep", min=1, max=7),
     Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1, min=1, max=9),
 )
-
 
 
 def task_params(data_help: str, **overrides) -> ParamSet:

@@ -12,14 +12,17 @@ import time
 import traceback
 from pathlib import Path
 
-from . import progress
 from .errors import GeonbError
-from .io import no_room
+from .frontdoor import from_here
+from .outputs import no_room
 from .paths import REPO_ROOT
-from .workflow import NOTEBOOKS, Run
+from .version import __version__
+
+# The rest (progress bars, runs, torch) is imported by the commands that need it: `geonb --version`
+# answers at once.
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.fill", "geonb.predict", "geonb.generate", "geonb.doctor", "geonb.datasets", "geonb.modelfile")
+COMMAND_MODULES = ("geonb.filling", "geonb.predict", "geonb.generate", "geonb.doctor", "geonb.datasets", "geonb.modelfile")
 
 
 def parse_value(text: str):
@@ -30,23 +33,13 @@ def parse_value(text: str):
         return text
 
 
-DATA_SUFFIXES = (".nc", ".nc4", ".zarr", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".pt")
-
-
-def _from_here(value):
-    """A parameter naming a file relative to the user's folder, made absolute: the notebooks run in the
-    checkout, where it would name another file or none."""
-    if not isinstance(value, str) or not value or Path(value).is_absolute():
-        return value
-    path = Path(value).expanduser()
-    looks_like_a_path = path.exists() or "/" in value or path.suffix.lower() in DATA_SUFFIXES
-    return str(path.resolve()) if looks_like_a_path else value
-
-
-def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, notebooks=NOTEBOOKS,
+def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, notebooks=None,
                   notebook_dir=None) -> list[Path]:
-    """Execute the numbered notebooks with papermill into ``<run_dir>/notebooks/``."""
-    params = {name: _from_here(value) for name, value in (params or {}).items()}
+    """Execute the numbered notebooks (default all six) with papermill into ``<run_dir>/notebooks/``."""
+    from .workflow import NOTEBOOKS, Run
+
+    notebooks = NOTEBOOKS if notebooks is None else notebooks
+    params = {name: from_here(value) for name, value in (params or {}).items()}
     quick = bool(quick or params.pop("quick", False))  # --quick or -p quick True
     run_dir = Path(run_dir).resolve()
     run = Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs
@@ -58,6 +51,8 @@ def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook
     import logging
 
     import papermill
+
+    from . import progress
 
     # a task's parameters are not all in the short parameters cell; Run checks every one of them
     logging.getLogger("papermill").addFilter(lambda record: "unknown parameter" not in record.getMessage())
@@ -116,7 +111,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(argv=()) -> argparse.ArgumentParser:
     """The parser; ``geonb train``'s flags are those of the task of the ``--arch`` in ``argv``."""
-    from . import __version__, frontdoor
+    from . import frontdoor
 
     parser = _Parser(prog="geonb", description="Deep learning on gridded earth data.")
     parser.add_argument("--version", action="version", version=f"geonb {__version__}")
@@ -152,8 +147,12 @@ def _terminated(signum, frame):
 def main(argv=None) -> int:
     """Run a command: a ``GeonbError`` is one line (exit 2), any other error one line and the file with
     its traceback (exit 1); ``--debug`` shows the traceback instead."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv == ["--version"]:  # before the parser, which imports every command (and torch)
+        print(f"geonb {__version__}")
+        return 0
     try:
-        args = parse(sys.argv[1:] if argv is None else argv)
+        args = parse(argv)
     except SystemExit as exc:  # argparse has printed its one-line error (or --help): return its status
         return exc.code
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -175,7 +174,7 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         why = no_room(exc)
-        if why:  # a write outside io.atomic_path, which says more
+        if why:  # a write outside outputs.atomic_path, which says more
             print(f"geonb: error: {why} ({exc}); free some space, raise the limit or give paths on another disk.",
                   file=sys.stderr)
             return 2

@@ -7,6 +7,9 @@ zarr path works too, given the variable name.
 
 ``load_grid`` opens one 2-D grid (downscaling) with its coordinates as they are, projected
 (x, y in metres: ``antarctica``, the shipped 5 km ice-thickness grid) or geographic.
+
+Every source is checked on the way in: its coordinates by ``geonb.coords``, its values by
+``geonb.outliers``.
 """
 from __future__ import annotations
 
@@ -16,15 +19,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .coords import COORD_NAMES, grid_dims, in_order, is_longitude, refuse_curvilinear, refuse_gaps, time_dim
 from .errors import GeonbError
 from .io import open_dataset
+from .outliers import check_values
 from . import datasets
 from .paths import cartopy_data
-
-_COORD_NAMES = {"lat": ("lat", "latitude", "y", "nav_lat"), "lon": ("lon", "longitude", "x", "nav_lon")}
-_GEO_NAMES = ("lat", "latitude", "nav_lat", "lon", "longitude", "nav_lon")
-_TIME_NAMES = ("time", "t", "date", "day", "valid_time")
-F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _hadisst() -> xr.DataArray:
@@ -75,206 +75,6 @@ EMBEDDED = {
     "jacksboro": (_jacksboro, "SRTM land elevation, 344×403, 3\" (~90 m), matplotlib sample data"),
     "alboran": (_alboran, "AVHRR SST with real clouds, 10 days, 0.02°, Alboran Sea (shipped with geonb)"),
 }
-
-
-OUTLIER_SPAN = 10  # values beyond the 1st–99th percentile range widened by 10 times its span are refused
-# No-data numbers that files use without declaring them as _FillValue: refused where they are the field's
-# minimum or maximum (then they are not data), however many cells hold them.
-SENTINELS = np.array([-99999, -9999, -999, 999, 9999, 99999, -32768, -32767, 32767, 65535, -1e20, 1e20, -1e30, 1e30,
-                      -9.96921e36, 9.96921e36, -3.4028235e38, 3.4028235e38])
-
-
-def outlier_rule(data: np.ndarray, low: float, high: float):
-    """``(is_bad(values) → bool mask, why)`` from the finite values ``data`` (or a sample of them) and the
-    field's exact minimum and maximum: a declared-nowhere no-data number (``SENTINELS``) at the field's
-    minimum or maximum, or a spike beyond the 1st–99th percentile range widened ``OUTLIER_SPAN`` times
-    (robust to 1 % of bad cells; legit tails and several clusters pass)."""
-    ends = [v for v in (low, high) if np.isclose(v, SENTINELS, rtol=1e-6, atol=0).any()]
-    if ends:
-        return (lambda v: np.isin(v, ends)), f"equal to {ends[0]:g}, a no-data number at the field's end"
-    q01, q50, q99 = np.quantile(data.astype("float64"), [0.01, 0.5, 0.99])
-    span = (q99 - q01) or max(abs(q50), 1.0)
-    lo, hi = q01 - OUTLIER_SPAN * span, q99 + OUTLIER_SPAN * span
-    return (lambda v: np.isfinite(v) & ((v < lo) | (v > hi))), (
-        f"far outside the field's robust range {lo:.4g} … {hi:.4g} (1st–99th percentile {q01:.4g} … {q99:.4g} "
-        f"± {OUTLIER_SPAN} × their span)")
-
-
-def outliers(values: np.ndarray) -> tuple[np.ndarray, str]:
-    """Where the finite ``values`` are not data, and why (``outlier_rule`` on all of them)."""
-    data = values[np.isfinite(values)]
-    is_bad, why = outlier_rule(data, data.min(), data.max())
-    return is_bad(values), why
-
-
-def refuse_curvilinear(obj, what: str) -> None:
-    """A grid whose latitude/longitude are 2-D (curvilinear: swath, ocean-model or rotated grids) is refused:
-    treated as a regular (y, x) grid it would lose its geolocation."""
-    for name, v in obj.variables.items() if isinstance(obj, xr.Dataset) else obj.coords.items():
-        geo = str(name).lower() in _GEO_NAMES or v.attrs.get("standard_name") in ("latitude", "longitude")
-        if geo and v.ndim >= 2:
-            raise GeonbError(f"{what} has 2-D coordinates {name}{tuple(map(str, v.dims))}: a curvilinear grid, whose "
-                             "cells geonb would treat as a regular grid and lose their positions; regrid it to a "
-                             "regular lat/lon or projected x/y grid first (e.g. with xesmf).")
-
-
-def time_dim(da) -> str | None:
-    """The dimension that is time: named time/t/date/day, holding dates, or marked ``axis: T``."""
-    for d in da.dims:
-        coord = da.coords.get(d)
-        dated = coord is not None and (np.issubdtype(coord.dtype, np.datetime64) or coord.attrs.get("axis") == "T"
-                                       or coord.attrs.get("standard_name") == "time")
-        if str(d).lower() in _TIME_NAMES or dated:
-            return str(d)
-    return None
-
-
-def is_longitude(obj, dim: str) -> bool:
-    """``dim`` is a longitude in degrees (by name, standard name or units), not a projected x in metres."""
-    attrs = obj[dim].attrs if dim in obj.coords else {}
-    units = str(attrs.get("units", "")).lower()
-    return str(dim).lower() in _GEO_NAMES[3:] or attrs.get("standard_name") == "longitude" or \
-        (units.startswith("degree") and units.endswith(("east", "_e")))
-
-
-def grid_dims(da: xr.DataArray) -> dict[str, str]:
-    """The variable's own names of its lat, lon (and time, if any) dimensions, by standard name; a curvilinear
-    grid is refused."""
-    refuse_curvilinear(da, f"variable {da.name!r}")
-    dims = {}
-    for std, names in _COORD_NAMES.items():
-        found = [d for d in da.dims if str(d).lower() in names]
-        if not found:
-            raise GeonbError(
-                f"variable {da.name!r} has dims {da.dims}; no {std} dimension "
-                f"(looked for {', '.join(names)}). Give a gridded (lat, lon) variable."
-            )
-        dims[std] = found[0]
-    time = time_dim(da)
-    if time:
-        dims["time"] = time
-    return dims
-
-
-def across_seam(lon) -> bool:
-    """Longitudes that ascend in one run of less than a turn, crossing 0° (0…360) or 180° (−180…180)."""
-    turned = np.unwrap(np.asarray(lon, "float64"), period=360)
-    return bool((np.diff(turned) > 0).all() and turned[-1] - turned[0] < 360)
-
-
-def _seam_roll(lon: np.ndarray) -> int:
-    """How far to roll ascending longitudes that a region across the seam was stored in (0…10, 350…359.5) so
-    they run on across it (350…359.5, 0…10): 0 when the widest gap is the one around the globe."""
-    gaps = np.diff(np.r_[lon, lon[0] + 360.0])
-    widest, step = int(np.argmax(gaps)), np.median(gaps[:-1])
-    one_piece = gaps[widest] <= 1.5 * step or gaps[-1] > 1.5 * step  # a global grid; a region away from the seam
-    return 0 if one_piece else -(widest + 1)
-
-
-def in_order(obj, dims, what: str, lon: str | None = None):
-    """``obj`` with each of ``dims`` monotonic: an unsorted coordinate (rows or days shuffled, which
-    scrambles every neighbourhood a network sees) is sorted ascending, with a warning; NaN or repeated
-    coordinate values are refused. The longitude ``lon`` may run across 0° or 180° (350…359.5, 0…10: kept
-    so); stored in two pieces (0…10, 350…359.5) it is rolled to one, with a warning."""
-    for dim in dims:
-        if dim not in obj.coords or obj.sizes[dim] < 2:
-            continue
-        index = obj.indexes[dim]
-        if index.dtype.kind not in "fiumM" and not isinstance(index, xr.CFTimeIndex):  # "2020-05-01" as text
-            raise GeonbError(f"{what}: coordinate {dim!r} holds {index.dtype} values ({index[0]!r}, …), not numbers or "
-                             "dates; decode it first (CF units, or xr.decode_cf / pd.to_datetime).")
-        if index.hasnans:
-            raise GeonbError(f"{what}: coordinate {dim!r} has missing (NaN/NaT) values; give a file with every "
-                             f"{dim} set.")
-        if dim == "lat" and index.dtype.kind in "fiu" and (abs(index) > 90).any():
-            raise GeonbError(f"{what}: latitudes run {index.min():g}…{index.max():g}, beyond ±90°; give latitudes in "
-                             "degrees north (or name a projected axis y, not lat).")
-        if dim == lon and across_seam(index.values):
-            continue
-        if index.is_monotonic_increasing or index.is_monotonic_decreasing:
-            if not index.is_unique:
-                raise GeonbError(f"{what}: coordinate {dim!r} repeats values ({index[index.duplicated()][:3].tolist()}); "
-                                 "each row/step must appear once: drop the duplicates.")
-        elif not index.is_unique:
-            raise GeonbError(f"{what}: coordinate {dim!r} is unsorted and repeats values; drop the duplicates.")
-        else:
-            warnings.warn(f"{what}: coordinate {dim!r} was not in order; sorted it ascending (the output follows this "
-                          "order where geonb writes a new grid).", stacklevel=3)
-            obj = obj.sortby(dim)
-        shift = dim == lon and obj.indexes[dim].is_monotonic_increasing and _seam_roll(obj[dim].values.astype(float))
-        if shift:
-            warnings.warn(f"{what}: longitude {dim!r} is stored in two pieces of a region across the seam "
-                          f"({float(obj[dim][0]):g}…, …{float(obj[dim][-1]):g}); rolled them into one run.",
-                          stacklevel=3)
-            obj = obj.roll({dim: shift}, roll_coords=True)
-    return obj
-
-
-def check_values(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray:
-    """Refuse infinite values, and unless ``allow_outliers`` values that are not data (``outliers``: an
-    unflagged fill value such as 1e30 or -999 would otherwise set the normalisation and every output),
-    naming the count and the first position. Values that are not numbers (strings, booleans) are refused."""
-    if da.dtype.kind not in "fiu":
-        raise GeonbError(f"variable {da.name!r} holds {da.dtype} values, not numbers; give the numeric variable "
-                         "(--var / var), or convert it first.")
-    if da.chunks is not None:
-        return _check_lazy(da, allow_outliers)
-    values = np.asarray(da.values)
-    finite = np.isfinite(values)
-    bad, why = ~finite & ~np.isnan(values), INFINITE
-    if not bad.any():
-        bad, why = beyond_float32(values), BEYOND
-    if not bad.any() and not allow_outliers and finite.any():
-        bad, why = outliers(values)
-    if not bad.any():
-        return da
-    _refuse(da, int(bad.sum()), np.unravel_index(np.flatnonzero(bad)[0], values.shape), why)
-
-
-INFINITE = "infinite"
-BEYOND = f"beyond float32's range (±{F32_MAX:.4g}), in which geonb computes"
-
-
-def beyond_float32(values):
-    return np.isfinite(values) & (np.abs(values) > F32_MAX)
-
-
-def _refuse(da: xr.DataArray, count: int, first: tuple, why: str):
-    where = ", ".join(f"{d}={da[d].values[i]}" if d in da.coords else f"{d} index {i}" for d, i in zip(da.dims, first))
-    fix = {INFINITE: "mask them as missing (NaN or the _FillValue)",
-           BEYOND: "mask them as missing, or rescale the variable (other units) into that range"}.get(
-        why, "mask them as missing (NaN or the _FillValue), or allow them: allow_outliers=True / --allow-outliers")
-    raise GeonbError(f"variable {da.name!r} has {count} value(s) {why}, e.g. {float(da.data[first]):.6g} at {where}; "
-                     f"{fix}.")
-
-
-def _check_lazy(da: xr.DataArray, allow_outliers: bool) -> xr.DataArray:
-    """``check_values`` on a dask-backed grid without loading it: exact minimum and maximum, percentiles
-    from a regular sample of about 4 million cells, bad cells counted chunk by chunk."""
-    import dask
-    import dask.array as dsa
-
-    x = da.data
-    step = max(1, int(np.ceil((x.size / 4e6) ** (1 / x.ndim))))
-    try:  # the first pass over every chunk: a damaged one fails here, before any work
-        sample, low, high = dask.compute(x[(slice(None, None, step),) * x.ndim], dsa.nanmin(x), dsa.nanmax(x))
-    except Exception as exc:  # zarr/HDF5/codec errors have no common base class
-        raise GeonbError(f"variable {da.name!r} could not be read whole ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}): a damaged chunk or file; copy it again "
-                         "from its source.") from None
-    sample = sample[np.isfinite(sample)]
-    # exact min and max are finite: no infinite cell, no pass to count them
-    checks = [] if np.isfinite([low, high]).all() else [(dsa.isinf, INFINITE)]
-    if max(abs(low), abs(high)) > F32_MAX:
-        checks.append((beyond_float32, BEYOND))
-    if not allow_outliers and sample.size:
-        checks.append(outlier_rule(sample, low, high))
-    for is_bad, why in checks:
-        bad = x.map_blocks(is_bad, dtype=bool)
-        count, first = dask.compute(bad.sum(), dsa.argmax(bad.ravel()))
-        if count:
-            _refuse(da, int(count), np.unravel_index(int(first), x.shape), why)
-    return da
 
 
 def standardise(da: xr.DataArray, allow_outliers: bool = False) -> xr.DataArray:
@@ -378,7 +178,7 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
     refuse_curvilinear(ds, key)
     names = {}
     for axis in ("y", "x"):
-        found = [d for d in ds.dims if str(d).lower() in _COORD_NAMES["lat" if axis == "y" else "lon"] + _PROJECTED[axis]]
+        found = [d for d in ds.dims if str(d).lower() in COORD_NAMES["lat" if axis == "y" else "lon"] + _PROJECTED[axis]]
         if len(found) != 1:
             raise GeonbError(f"{key}: no single {axis} dimension among {tuple(ds.dims)}; downscaling needs a 2-D grid "
                              "with (y, x) or (lat, lon) coordinates.")
@@ -416,20 +216,6 @@ def load_grid(source: str | Path | xr.DataArray, var: str = "", lazy: bool = Fal
     out.attrs = {**ds.attrs, "target": var, "crs": crs, "y_name": names["y"], "x_name": names["x"],
                  **({"t_name": str(t_name)} if t_name else {})}
     return out
-
-
-def refuse_gaps(coord: np.ndarray, what: str) -> None:
-    """A step more than 1.5 times the one before or after it is a gap (rows or columns left out), whose two
-    sides a network would take for neighbours; smoothly uneven steps are kept (``refine_coords``)."""
-    steps = np.abs(np.diff(np.asarray(coord, "float64")))
-    ratio = steps[1:] / steps[:-1]
-    jumps = np.flatnonzero((ratio > 1.5) | (ratio < 1 / 1.5))
-    if jumps.size:
-        k = int(jumps[0])
-        raise GeonbError(f"{what} jumps from steps of {steps[k]:.4g} to {steps[k + 1]:.4g} near "
-                         f"{float(coord[k + 1]):g}: a gap in the grid, whose two sides a model would take for "
-                         "neighbours; downscaling needs evenly or smoothly spaced cells: cut the grid at the gap or "
-                         "interpolate it onto even steps.")
 
 
 def _file_crs(ds: xr.Dataset) -> str:

@@ -1,7 +1,7 @@
 """Data-parallel training on several GPUs (or CPU processes) with torchrun + DistributedDataParallel.
 
 ``-p ddp N`` (N ≥ 2) makes a run's train step start N processes with ``torchrun --standalone``
-(``launch``; each runs ``worker``): every process builds the same run, ``methods.build``
+(``launch``; each runs ``geonb.ddp_worker``): every process builds the same run, ``methods.build``
 wraps each trained network in DDP (gradients averaged over processes by PyTorch), and
 ``training.fit`` gives each process an equal slice of every global batch, so a step
 equals one single-process step on the whole batch. Process 0 writes the checkpoints;
@@ -96,7 +96,7 @@ def launch(params: dict, processes: int) -> None:
         raise GeonbError(f"ddp {processes}: this machine has {torch.cuda.device_count()} GPU(s); use -p ddp "
                          f"{torch.cuda.device_count()} or fewer (or -p device cpu for CPU processes).")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           "--no-python", sys.executable, "-c", "import sys, json, geonb.distributed as d; d.worker(json.loads(sys.argv[1]))",
+           "--no-python", sys.executable, "-c", "import sys, json, geonb.ddp_worker as w; w.worker(json.loads(sys.argv[1]))",
            json.dumps(params)]
     print(f"[geonb] data-parallel training in {processes} processes: {' '.join(cmd[:5])} …", flush=True)
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // processes))
@@ -104,18 +104,3 @@ def launch(params: dict, processes: int) -> None:
     if done.returncode:
         raise GeonbError(f"data-parallel training failed (exit {done.returncode}); its processes' errors are "
                          "printed above. Run with -p ddp 0 to train in one process.")
-
-
-def worker(params: dict) -> None:
-    """One torchrun process: join the process group, then run the run's train step."""
-    from .workflow import Run
-
-    cuda = torch.cuda.is_available() and params.get("device", "auto") != "cpu"
-    if cuda:
-        torch.cuda.set_device(local_rank())
-    dist.init_process_group("nccl" if cuda else "gloo")
-    try:
-        run = Run(**params)
-        run.spec.steps["train"](run)
-    finally:
-        dist.destroy_process_group()

@@ -77,7 +77,7 @@ def writable(run_dir) -> str:
 
 def report(run_dir="runs/default") -> list[tuple[str, str]]:
     """(name, value) rows: geonb, Python, the packages, the device, the data and the run dir."""
-    from . import __version__
+    from .version import __version__
     from .datasets import DATASETS, path
     from .errors import GeonbError
     from .paths import natural_earth_dir

@@ -22,6 +22,19 @@ from .params import NOT_SET, Param, cli_type
 NOT_FLAGS = ("arch", "run_dir", "transect_start", "transect_end")
 
 
+DATA_SUFFIXES = (".nc", ".nc4", ".zarr", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".pt")
+
+
+def from_here(value):
+    """A parameter naming a file relative to the user's folder, made absolute: the notebooks run in the
+    checkout, where it would name another file or none."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return value
+    path = Path(value).expanduser()
+    looks_like_a_path = path.exists() or "/" in value or path.suffix.lower() in DATA_SUFFIXES
+    return str(path.resolve()) if looks_like_a_path else value
+
+
 def peek_arch(argv) -> str | None:
     """The value of ``--arch`` in ``argv`` (``--arch A`` or ``--arch=A``), before the parser exists."""
     argv = list(argv)
@@ -65,14 +78,13 @@ def given(args, params) -> dict:
 
 
 def train_command(args) -> int:
-    from .cli import _from_here
-    from .io import atomic_path, check_outputs
+    from .outputs import atomic_path, check_outputs
     from .registry import get_arch
     from .tasks import get_task
     from .workflow import Run
 
     task = get_task(get_arch(args.arch).task)
-    values = {name: _from_here(value) for name, value in given(args, task.params).items()}
+    values = {name: from_here(value) for name, value in given(args, task.params).items()}
     if task.train_command is not None:  # trains on the user's own file, no run dir
         return task.train_command(args, values)
     out = Path(args.model).expanduser()

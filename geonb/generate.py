@@ -7,7 +7,8 @@ the same model and seed give the same digits.
 """
 from __future__ import annotations
 
-from .io import check_outputs, write_output
+from .io import write_output
+from .outputs import check_outputs
 from .modelfile import TrainedModel
 
 

@@ -33,11 +33,13 @@ import numpy as np
 import torch
 
 from . import progress
+from .checkpoints import load_checkpoint, save_checkpoint
+from .cloudinputs import CloudInputs
 from .errors import GeonbError
-from .io import load_checkpoint, save_checkpoint
 from .methods.base import AVERAGING
 from .normalise import Normaliser
 from .registry import check_arguments, get_arch, METHODS, NETWORKS
+from .version import __version__
 
 FORMAT = "geonb-model/2"
 KEYS = ("format", "task", "arch", "arch_args", "method_args", "inputs", "norms", "weights", "info")
@@ -130,8 +132,6 @@ def _check_consistent(saved: dict, refuse) -> None:
     if classes is not None and n is not None and len(classes) != n:
         refuse(f"inputs['classes'] names {len(classes)} classes, its network predicts {n}")
     if saved["task"] == "clouds" and "in_channels" in saved["arch_args"]:
-        from .fill import CloudInputs  # fill imports this module
-
         window = saved["inputs"]["window"]
         even = window > 0 and window % 2 == 0  # 0: the single-day unet; else t−k … t+k
         if even or CloudInputs.channels(window) != saved["arch_args"]["in_channels"]:
@@ -188,8 +188,6 @@ class TrainedModel:
 
     def save(self, path) -> Path:
         """Write the model file; ``info`` gets the geonb and torch versions and the date (the model card)."""
-        from . import __version__
-
         self.info.update({"geonb": __version__, "torch": str(torch.__version__),  # TorchVersion is not weights_only
                           "saved": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
         record = {**asdict(self), "format": FORMAT, "norms": {k: [n.mean, n.std] for k, n in self.norms.items()}}
@@ -242,8 +240,6 @@ class TrainedModel:
         saved = load_checkpoint(path)
         newer = isinstance(saved, dict) and re.fullmatch(r"geonb-model/(\d+)", str(saved.get("format")))
         if newer and int(newer[1]) > int(FORMAT.split("/")[1]):
-            from . import __version__
-
             raise GeonbError(f"{path} was written by a newer geonb (format {saved['format']!r}; this geonb "
                              f"{__version__} reads {FORMAT!r}): upgrade geonb (pip install -U geonb) to read it.")
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from .io import atomic_path
+from .outputs import atomic_path
 from .metrics import rmse
 from .paths import use_offline_cartopy
 

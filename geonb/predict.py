@@ -246,7 +246,8 @@ OPTIONS = {"cond": "--cond", "tile": "--tile", "chunk": "--chunk", "mask_var": "
 
 def predict_command(args) -> int:
     """``geonb predict``: apply any model file to a NetCDF/zarr file; what it does is the model's task's."""
-    from .io import check_outputs, write_output
+    from .io import write_output
+    from .outputs import check_outputs
     from .tasks import get_task
 
     out = check_outputs({"--out": args.out},

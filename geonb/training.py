@@ -7,8 +7,6 @@ run resumes where it stopped; ``best.pt`` holds the weights with the lowest val_
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -19,14 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed, progress
+from .checkpoints import load_checkpoint, save_checkpoint
 from .errors import GeonbError
-from .io import load_checkpoint, save_checkpoint
 from .params import AMP
-
-
-def config_key(config: dict) -> str:
-    """A short hash to name a checkpoint folder: other parameters or data never resume it."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def resumed_epoch(ckpt_dir) -> int:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from . import distributed, progress
 from .errors import GeonbError
-from .io import check_outputs, locked, write_text
+from .io import write_text
+from .outputs import check_outputs, locked
 from .params import COMMON, STEPS, resolved
 from .registry import get_arch, list_archs
 from .report import Report
 from .tasks import Task, get_task
-from .training import config_key
+from .checkpoints import config_key
 
 # Steps that leave a marker: later steps rebuild them when they are missing or stale.
 MARKED = ("data_prep", "simulate", "train", "error_maps")

@@ -11,7 +11,7 @@ import geonb  # noqa: F401  (registers da.geonb)
 from geonb.cli import main
 from geonb.errors import GeonbError
 from geonb.predict import Predictor
-from geonb.tasks.segment import segment_image
+from geonb.tasks.segment.infer import segment_image
 
 from .test_segment import _model as segment_model
 from .test_segment import _photo

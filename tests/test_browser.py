@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geonb.draw import rasterise_polygon
+from geonb.rasterise import rasterise_polygon
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

@@ -53,7 +53,7 @@ def test_predict_with_an_inpainting_model_fills_sea_gaps_only(tmp_path, capsys):
     from geonb import synthetic_sst
     from geonb.modelfile import TrainedModel
     from geonb.predict import Predictor
-    from geonb.tasks.inpaint import fill_holes
+    from geonb.tasks.inpaint.infer import fill_holes
 
     model = _untrained_inpaint_model(tmp_path / "m.pt")
     truth = synthetic_sst(n_time=2, ny=36, nx=44, seed=2)  # not a multiple of the U-Net's pooling

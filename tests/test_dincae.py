@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from geonb.cloudinputs import CloudInputs
+from geonb.cloudmodel import fill_cube, train_on_cube
 from geonb.cv import cloud_cv_mask, synthetic_cloudy_cube
 from geonb.errors import GeonbError
-from geonb.fill import CloudInputs, fill_cube, train_on_cube
 from geonb.modelfile import TrainedModel
 from geonb.models.dincae import LOGVAR_RANGE
 from geonb.registry import get_arch
@@ -89,7 +90,7 @@ def test_bad_training_inputs(tmp_path):
 # ---------------------------------------------------------------- the main job's hole sets (clouds task)
 def test_the_hole_sets_lie_on_observed_pixels_apart_from_each_other_and_from_validation(tmp_path):
     from geonb import Run
-    from geonb.tasks.clouds import _field, _points
+    from geonb.tasks.clouds.data import _field, _points
 
     run = Run(tmp_path, arch="dincae", quick=True)
     run.step("simulate")
@@ -108,7 +109,7 @@ def test_the_hole_sets_lie_on_observed_pixels_apart_from_each_other_and_from_val
 
 
 def test_each_hole_set_is_filled_with_only_its_own_points_hidden():
-    from geonb.tasks.clouds import per_set
+    from geonb.tasks.clouds.data import per_set
 
     values = np.arange(24, dtype=float).reshape(1, 4, 6)
     sets = {"a": np.zeros_like(values, bool), "b": np.zeros_like(values, bool)}
@@ -135,7 +136,7 @@ def test_bad_hole_sets_are_refused_before_training(tmp_path):
 def test_a_drawn_mask_is_a_hole_set_of_the_main_job_on_every_day_it_was_observed(tmp_path):
     from geonb import Run
     from geonb.draw import MASK_FILE, save_mask
-    from geonb.tasks.clouds import _field, _points
+    from geonb.tasks.clouds.data import _field, _points
 
     run = Run(tmp_path, arch="dincae", quick=True)
     run.step("simulate")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geonb.draw import BACKUP_FILE, MASK_FILE, MaskDrawer, rasterise, rasterise_box, rasterise_polygon, save_mask
+from geonb.draw import BACKUP_FILE, MASK_FILE, MaskDrawer, save_mask
 from geonb.errors import GeonbError
+from geonb.rasterise import rasterise, rasterise_box, rasterise_polygon
 
 # A 1° grid whose latitude decreases, like HadISST: 89.5 → -89.5.
 LAT_DOWN = np.arange(89.5, -90, -1.0)

@@ -22,13 +22,15 @@ import torch
 import xarray as xr
 
 from geonb import cli
+from geonb.cloudinputs import CloudInputs
 from geonb.cv import synthetic_cloudy_cube
 from geonb.data import load_field, load_grid
 from geonb.errors import GeonbError
-from geonb.fill import CloudInputs, fill, fill_file
-from geonb.io import locked, remove_stale, write_netcdf
+from geonb.filling import fill, fill_file
+from geonb.io import write_netcdf
 from geonb.modelfile import TrainedModel
 from geonb.normalise import Normaliser
+from geonb.outputs import locked, remove_stale
 from geonb.predict import Predictor
 from geonb.registry import get_arch
 from geonb.workflow import Run
@@ -179,7 +181,7 @@ def _writer(out, setup=""):
     code = textwrap.dedent(f"""
         import signal, time
         from geonb import cli
-        from geonb.io import atomic_path
+        from geonb.outputs import atomic_path
         {setup}
         with atomic_path({str(out)!r}) as tmp:
             print(tmp, flush=True)
@@ -556,7 +558,7 @@ def test_cuda_without_cuda_is_refused_up_front(tmp_path, capsys):
 
 
 def test_train_on_cube_options_are_checked(files):
-    from geonb.fill import train_on_cube
+    from geonb.cloudmodel import train_on_cube
 
     ds = xr.open_dataset(files["cube"])
     with pytest.raises(GeonbError, match="'batch_size' = 0"):

@@ -10,7 +10,7 @@ import xarray as xr
 from geonb import cli
 from geonb.cv import synthetic_cloudy_cube
 from geonb.errors import GeonbError
-from geonb.fill import fill, fill_file
+from geonb.filling import fill, fill_file
 from geonb.modelfile import TrainedModel
 
 

@@ -5,7 +5,7 @@ import geonb
 from geonb import GeonbError, synthetic_sst
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
-from geonb.tasks.inpaint import fill_holes, network_inputs
+from geonb.tasks.inpaint.infer import fill_holes, network_inputs
 
 
 @pytest.fixture(scope="module")
@@ -90,4 +90,4 @@ def test_saving_a_drawn_mask_makes_the_hole_sets_stale(tmp_path, series):
     mask.to_netcdf(tmp_path / "inpaint" / "drawn_mask.nc")
     assert run.is_current("data_prep") and not run.is_current("simulate")
     run.require("simulate")
-    assert "drawn" in geonb.tasks.inpaint.load_holes(run)
+    assert "drawn" in geonb.tasks.inpaint.steps.load_holes(run)

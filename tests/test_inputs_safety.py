@@ -20,7 +20,7 @@ from PIL import Image
 from geonb import aerial
 from geonb.data import load_field, load_grid
 from geonb.errors import GeonbError
-from geonb.fill import fill, fill_file
+from geonb.filling import fill, fill_file
 from geonb.io import write_output
 from geonb.modelfile import TrainedModel
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from geonb import aerial
+from geonb import aerial, classtable
 from geonb.baselines import bicubic
 from geonb.data import load_grid
 from geonb.losses import ssim as ssim_loss
@@ -19,7 +19,7 @@ from geonb.tasks.translate import _scores as translate_scores
 
 def old_confusion(truth, pred, n):
     """aerial.confusion before torchmetrics: counts [true, predicted] of the labelled pixels."""
-    ok = truth != aerial.IGNORE
+    ok = truth != classtable.IGNORE
     return np.bincount(truth[ok].astype(np.int64) * n + pred[ok], minlength=n * n).reshape(n, n)
 
 
@@ -32,11 +32,11 @@ def dubai():
 
 def test_confusion_and_class_scores_equal_the_hand_written_ones(dubai):
     pair, pred = dubai
-    truth, n = pair.classes, len(aerial.NAMES)
-    assert (truth == aerial.IGNORE).any() and len(np.unique(truth)) == n + 1  # real unlabeled pixels, all classes
+    truth, n = pair.classes, len(classtable.NAMES)
+    assert (truth == classtable.IGNORE).any() and len(np.unique(truth)) == n + 1  # real unlabeled pixels, all classes
     cm = old_confusion(truth, pred, n)
-    np.testing.assert_array_equal(confusion(truth, pred, n, ignore_index=aerial.IGNORE), cm)
-    s = confusion_scores(truth, pred, n, ignore_index=aerial.IGNORE)
+    np.testing.assert_array_equal(confusion(truth, pred, n, ignore_index=classtable.IGNORE), cm)
+    s = confusion_scores(truth, pred, n, ignore_index=classtable.IGNORE)
     np.testing.assert_array_equal(s["confusion"], cm)
     tp, rows, cols = np.diag(cm), cm.sum(1), cm.sum(0)
     recall = tp / rows  # the translate task's balanced accuracy was their mean, written by hand
@@ -53,14 +53,14 @@ def test_confusion_and_class_scores_equal_the_hand_written_ones(dubai):
     assert scores["balanced accuracy"] == pytest.approx(recall.mean(), abs=1e-6)
     assert scores["L1 (0-255)"] == pytest.approx(np.abs(maps.astype(np.float64) - pair.map).mean(), rel=1e-9)
     # no ignore index (generated digits: every pixel counts); the old code was the same bincount
-    digits_true, digits_judged = truth[truth != aerial.IGNORE] % 5, pred[truth != aerial.IGNORE]
+    digits_true, digits_judged = truth[truth != classtable.IGNORE] % 5, pred[truth != classtable.IGNORE]
     np.testing.assert_array_equal(confusion(digits_true, digits_judged, n),
                                   np.bincount(digits_true.astype(np.int64) * n + digits_judged, minlength=n * n).reshape(n, n))
 
 
 def test_an_unpredicted_pixel_counts_as_wrong():
-    truth = np.array([0, 1, 2, aerial.IGNORE])
-    s = confusion_scores(truth, np.array([0, aerial.IGNORE, 2, 1]), 3, ignore_index=aerial.IGNORE)
+    truth = np.array([0, 1, 2, classtable.IGNORE])
+    s = confusion_scores(truth, np.array([0, classtable.IGNORE, 2, 1]), 3, ignore_index=classtable.IGNORE)
     assert s["accuracy"] == pytest.approx(2 / 3) and s["confusion"].sum() == 3
 
 

@@ -20,9 +20,10 @@ import torch
 import xarray as xr
 
 import geonb
-from geonb import io
+from geonb import checkpoints
 from geonb.errors import GeonbError
-from geonb.io import check_outputs, write_netcdf, write_zarr
+from geonb.io import write_netcdf, write_zarr
+from geonb.outputs import check_outputs
 from geonb.workflow import Run
 
 from .conftest import REPO
@@ -196,7 +197,7 @@ KILLER = """
             return real[name](*args, **kwargs)
         return call
 
-    # the phases of io.replace for a store: the old renamed aside, the new renamed in, the old deleted;
+    # the phases of outputs.replace for a store: the old renamed aside, the new renamed in, the old deleted;
     # for a file: one os.replace
     os.rename = killing("rename", lambda src, dst, *_: (point == "before_aside" and str(src) == out)
                         or (point == "before_in" and str(dst) == out))
@@ -269,7 +270,7 @@ def _full(monkeypatch, free=0):
 
 def test_not_enough_free_space_is_refused_before_filling(files, tmp_path, capsys, monkeypatch):
     _full(monkeypatch, free=1000)
-    monkeypatch.setattr(sys.modules["geonb.fill"], "fill_dataset", lambda *a, **k: pytest.fail("filled first"))
+    monkeypatch.setattr(sys.modules["geonb.filling"], "fill_dataset", lambda *a, **k: pytest.fail("filled first"))
     out = tmp_path / "o.nc"
     status, err = run_cli(capsys, "fill", files["cube"], "--var", "SST", "--quick", "--out", out)
     line = one_error(err)
@@ -281,7 +282,7 @@ def test_a_model_or_checkpoint_larger_than_the_free_space_is_refused_before_writ
     _full(monkeypatch, free=1000)
     with pytest.raises(GeonbError, match=r"m.pt: not enough free space \(1000 bytes free on its disk, it needs about "
                                          r"3.9 kB\)"):
-        io.save_checkpoint(tmp_path / "m.pt", {"w": torch.zeros(1000), "meta": {"epoch": 3, "b": [torch.ones(2)]}})
+        checkpoints.save_checkpoint(tmp_path / "m.pt", {"w": torch.zeros(1000), "meta": {"epoch": 3, "b": [torch.ones(2)]}})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -351,7 +352,7 @@ def test_a_full_disk_anywhere_else_is_one_line_not_a_bug_report(files, tmp_path,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr(sys.modules["geonb.fill"], "open_dataset", full)  # any write outside io.atomic_path
+    monkeypatch.setattr(sys.modules["geonb.filling"], "open_dataset", full)  # any write outside outputs.atomic_path
     status, err = run_cli(capsys, *fill_out(files, tmp_path / "o.nc"))
     line = one_error(err)
     assert status == 2 and f"the disk is full ([Errno 28] No space left on device: '{tmp_path / 'x'}')" in line

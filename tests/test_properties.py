@@ -12,7 +12,7 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from geonb import holes
-from geonb.draw import rasterise_box, rasterise_polygon
+from geonb.rasterise import rasterise_box, rasterise_polygon
 from geonb.modelfile import TrainedModel
 from geonb.normalise import Normaliser
 from geonb.predict import Predictor
@@ -129,7 +129,7 @@ def test_a_fill_keeps_coordinates_and_does_not_depend_on_their_order(dincae_file
     import warnings
 
     from geonb.cv import synthetic_cloudy_cube
-    from geonb.fill import fill
+    from geonb.filling import fill
 
     _, cube = synthetic_cloudy_cube(4, 20, 20, cover=0.3, seed=3)
     cube = cube.assign_coords(lat=np.linspace(36, 37, 20), lon=np.linspace(-5, -4, 20)).rename("SST")

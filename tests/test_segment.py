@@ -10,13 +10,14 @@ import torch
 import xarray as xr
 from PIL import Image
 
-from geonb import Run, aerial, methods
+from geonb import Run, aerial, classtable, methods
 from geonb.cli import main
 from geonb.errors import GeonbError
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
 from geonb.registry import NETWORKS, get_arch
-from geonb.tasks.segment import NORM, image_pairs, predict_lazy, segment_image
+from geonb.tasks.segment.data import NORM, image_pairs
+from geonb.tasks.segment.infer import predict_lazy, segment_image
 
 torch.set_num_threads(1)  # small tensors: one thread is fastest, and CI shares its cores
 ARCHS = ("segnet", "fcn", "unet_seg")
@@ -45,7 +46,7 @@ def _model(name, n_classes=5, depth=3, seed=0) -> TrainedModel:
         net(torch.randn(4, 3, 64, 64))
     args = {"in_channels": 3, "n_classes": n_classes, "width": 4, "depth": depth}
     return TrainedModel("segment", name, args, [net.state_dict()], {"photo": NORM},
-                        inputs={"classes": list(aerial.NAMES[:n_classes])})
+                        inputs={"classes": list(classtable.NAMES[:n_classes])})
 
 
 def _photo(h=75, w=91, seed=0):
@@ -82,10 +83,10 @@ def test_tile_must_fit_the_pooling_grid_and_the_image():
 def test_cross_entropy_ignores_unlabeled_pixels_and_weights_classes():
     arch = get_arch("segnet")
     m = methods.build(arch, {"n_classes": 3, "width": 2, "depth": 2}, lr=1e-3, seed=0, device="cpu",
-                      class_weights=[1.0, 2.0, 0.5], ignore_index=aerial.IGNORE)
+                      class_weights=[1.0, 2.0, 0.5], ignore_index=classtable.IGNORE)
     logits = torch.randn(2, 3, 8, 8)
     y = torch.randint(0, 3, (2, 8, 8))
-    y[:, :4] = aerial.IGNORE
+    y[:, :4] = classtable.IGNORE
     changed = logits.clone()
     changed[:, :, :4] += 100 * torch.randn(2, 3, 4, 8)  # predictions on unlabeled pixels do not count
     assert float(m.loss(logits, y, None)) == pytest.approx(float(m.loss(changed, y, None)))
@@ -112,7 +113,7 @@ def test_median_frequency_weights_and_one_against_the_rest():
 
 def test_label_errors_unknown_colours_shape_mismatch_and_bad_ids(tmp_path):
     m = np.empty((6, 7, 3), np.uint8)
-    m[:] = aerial.COLOURS[1]
+    m[:] = classtable.COLOURS[1]
     m[2, 3] = m[4, 4] = (1, 2, 3)
     Image.fromarray(m).save(tmp_path / "labels.png")
     with pytest.raises(GeonbError, match=r"2 pixels in 1 colour.*#010203 \(2 px, first at row 2, column 3\)"):
@@ -132,7 +133,7 @@ def _texture_scene(tmp_path, h=320, w=256):
     stripes = np.broadcast_to((np.arange(w) % 2)[None] * 255, (h, w))
     noise = rng.integers(0, 2, (h, w)) * 255
     grey = np.where(labels == 0, stripes, noise).astype(np.uint8)
-    labels[:3, :5] = aerial.IGNORE
+    labels[:3, :5] = classtable.IGNORE
     Image.fromarray(np.repeat(grey[..., None], 3, -1)).save(tmp_path / "scene.png")
     Image.fromarray(labels).save(tmp_path / "scene_labels.png")
     return tmp_path / "scene.png", tmp_path / "scene_labels.png"
@@ -149,7 +150,7 @@ def test_a_tile_larger_than_the_image_band_is_a_clear_error(tmp_path):
 def test_images_without_a_labelled_pixel_are_refused_before_training(tmp_path, unlabelled):
     scene, labels = _texture_scene(tmp_path, h=320, w=64)
     ids = np.array(Image.open(labels))
-    ids[slice(None) if unlabelled == "everywhere" else slice(192, 256)] = aerial.IGNORE  # val: rows 60–80 %
+    ids[slice(None) if unlabelled == "everywhere" else slice(192, 256)] = classtable.IGNORE  # val: rows 60–80 %
     Image.fromarray(ids).save(labels)
     run = Run(tmp_path / "run", arch="segnet", quick=True, data=str(scene), labels=str(labels), patch=32)
     split = "train" if unlabelled == "everywhere" else "val"
@@ -215,7 +216,7 @@ def test_geonb_predict_geotiff_keeps_crs_and_transform_png_netcdf_zarr(tmp_path)
         assert src.crs.to_epsg() == 4326 and src.transform.almost_equals(transform)
         assert src.count == 1 and src.dtypes[0] == "uint8" and src.nodata == 255
         colours = src.colormap(1)  # opens in the class colours in QGIS/GDAL
-    assert [colours[k][:3] for k in range(5)] == [tuple(c) for c in aerial.COLOURS] and colours[255][:3] == (155,) * 3
+    assert [colours[k][:3] for k in range(5)] == [tuple(c) for c in classtable.COLOURS] and colours[255][:3] == (155,) * 3
     assert classes.shape == (40, 56) and (classes[:5, :7] == 255).all() and (classes[5:] < 5).all()
     assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.tif"), "--out",
                  str(tmp_path / "geo.nc")]) == 0

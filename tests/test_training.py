@@ -61,7 +61,7 @@ def test_early_stopping_stops(tmp_path):
 
 
 def test_other_settings_never_resume_an_old_checkpoint():
-    from geonb.training import config_key
+    from geonb.checkpoints import config_key
 
     assert config_key({"lr": 1e-3, "data": "a"}) == config_key({"data": "a", "lr": 1e-3})
     assert config_key({"lr": 1e-3, "data": "a"}) != config_key({"lr": 1e-3, "data": "b"})

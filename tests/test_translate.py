@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from geonb import Run, aerial, methods
+from geonb import Run, aerial, classtable, methods
 from geonb.cli import main
 from geonb.errors import GeonbError
 from geonb.modelfile import TrainedModel
@@ -18,26 +18,26 @@ from geonb.tasks.translate import NORM, translate_image
 
 def _map(h=8, w=9):
     m = np.empty((h, w, 3), np.uint8)
-    m[:] = aerial.COLOURS[1]
-    m[: h // 2] = aerial.COLOURS[4]
+    m[:] = classtable.COLOURS[1]
+    m[: h // 2] = classtable.COLOURS[4]
     m[0, 0] = (0x9B, 0x9B, 0x9B)
     return m
 
 
 def test_decode_and_nearest_class_use_the_one_table():
-    classes = aerial.decode(_map())
-    assert classes[0, 0] == aerial.IGNORE and classes[1, 0] == 4 and classes[-1, -1] == 1
-    assert aerial.NAMES == ("building", "land", "road", "vegetation", "water")
-    noisy = aerial.COLOURS.astype(int) + 7
+    classes = classtable.decode(_map())
+    assert classes[0, 0] == classtable.IGNORE and classes[1, 0] == 4 and classes[-1, -1] == 1
+    assert classtable.NAMES == ("building", "land", "road", "vegetation", "water")
+    noisy = classtable.COLOURS.astype(int) + 7
     assert list(aerial.nearest_class(noisy)) == list(range(5))
-    assert aerial.decode(np.zeros((2, 2, 3), np.uint8)).tolist() == [[255, 255], [255, 255]]  # black: no label
+    assert classtable.decode(np.zeros((2, 2, 3), np.uint8)).tolist() == [[255, 255], [255, 255]]  # black: no label
 
 
 def test_unknown_colours_are_reported_with_count_and_position():
     m = _map()
     m[3, 5] = m[6, 2] = (1, 2, 3)
     with pytest.raises(GeonbError, match=r"2 pixels in 1 colour.*#010203 \(2 px, first at row 3, column 5\)"):
-        aerial.decode(m, "test map")
+        classtable.decode(m, "test map")
 
 
 def test_size_mismatch_and_small_images_are_clear_errors():
@@ -75,7 +75,7 @@ def test_split_is_by_whole_location():
 def test_random_tiles_keep_photo_and_map_aligned():
     photo = np.random.default_rng(0).integers(0, 255, (40, 50, 3)).astype(np.uint8)
     m = np.empty_like(photo)
-    m[:] = aerial.COLOURS[np.arange(50) % 5][None]
+    m[:] = classtable.COLOURS[np.arange(50) % 5][None]
     photo[..., 0] = np.arange(50)[None] % 5  # channel 0 encodes the map's class
     pair = aerial.make_pair(photo, m, "p")
     p, q = aerial.random_tiles([pair], 16, 20, np.random.default_rng(1))

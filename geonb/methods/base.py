@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import load_checkpoint, save_checkpoint
+from ..checkpoints import load_checkpoint, save_checkpoint
 from ..training import Accelerator, fit, resumed_epoch
 
 

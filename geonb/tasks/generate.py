@@ -25,7 +25,8 @@ import xarray as xr
 
 from .. import distributed, ganplots, methods
 from ..errors import GeonbError
-from ..io import load_checkpoint, open_dataset, save_checkpoint, write_netcdf, write_text
+from ..checkpoints import load_checkpoint, save_checkpoint
+from ..io import open_dataset, write_netcdf, write_text
 from ..metrics.classification import confusion
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser

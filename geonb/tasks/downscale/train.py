@@ -12,7 +12,7 @@ import xarray as xr
 from ... import methods, plots
 from ...data import load_grid
 from ...errors import GeonbError
-from ...io import check_outputs, locked
+from ...outputs import check_outputs, locked
 from ...losses import DEEPBEDMAP_WEIGHTS
 from ...modelfile import TrainedModel
 from ...normalise import Normaliser
@@ -20,7 +20,8 @@ from ...params import resolved
 from ...registry import get_arch
 from ...report import Report
 from ...resample import block_mean, check_factor, check_finite
-from ...training import Accelerator, accelerator, config_key, run_accelerator
+from ...checkpoints import config_key
+from ...training import Accelerator, accelerator, run_accelerator
 from .data import COORDS, CPU_BF16, DATA_DEFAULTS, FALLBACK, HALO_CAP, HPARAMS, LOSS_WEIGHTS, PARAMS, _cond, _crop16, _data_id, _hparams, _label, _load, baseline_rmse, model_name, setting, split_map
 from .infer import _cond_on_grid
 from .sampling import Scene, _training_data, patch_sampler, region_scenes, split_tensor, time_blocks
@@ -95,7 +96,7 @@ def train(run) -> Report:
                     units=float(norm.std), device=device)
     tables, figures = {}, []
     if run["tune_trials"] > 0:
-        from .. import tuning
+        from ... import tuning
 
         searched = run.arch.accepts("generator", {"n_blocks": 0, "beta": 0})
 

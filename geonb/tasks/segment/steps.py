@@ -1,137 +1,26 @@
-"""The ``segment`` task: a land-cover class for every pixel of an aerial image (segnet, fcn, unet_seg).
-
-Data: the Dubai aerial images and their hand-drawn maps (``geonb.aerial``: 7 locations × 9 parts),
-decoded through the one class table; unlabeled grey and black pixels are ``aerial.IGNORE``, left out
-of the loss (``ignore_index``) and of every metric. Whole locations go to train / val / test. Or one
-image (``data``: GeoTIFF/PNG/JPEG/NetCDF/zarr) with a label raster of the same shape (``labels``:
-class ids or class colours), split into row bands: top 60 % train, 20 % val, bottom 20 % test.
-``scheme`` picks the five classes or one class against the rest (the source work's forest vs rest).
-
-03 trains ``arch`` on random ``patch``×``patch`` crops of the training images (flips, 90° turns),
-cross-entropy with ``ignore_index`` and median-frequency class weights (SegNet's balancing).
-04 predicts each test image whole through the one predictor (tiles with a cropped halo) and scores
-every model of the run beside per-pixel baselines on the same pixels (a random forest and the
-nearest class mean on RGB, the majority class) with torchmetrics: confusion matrix (counts and
-row-normalised), per-class precision, recall and IoU, overall accuracy, mean IoU.
-``predict_lazy`` runs a model over an image of any size chunk by chunk with dask (out of core).
-"""
+"""The segment task's notebook steps: data, training crops, training, held-out scores beside per-pixel
+baselines, per-class bars, class along a line."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
-from .. import aerial, ganplots, methods
-from ..errors import GeonbError
-from ..io import write_netcdf, write_text
-from ..metrics.classification import confusion_scores
-from ..modelfile import TrainedModel
-from ..params import Param
-from ..plots import loss_curves, save_figure
-from ..predict import Predictor, lazy_map
-from ..registry import get_arch
-from ..report import Report
-from ..training import run_accelerator
-from . import Task
-
-NORM = aerial.RANGE  # photo grey levels 0–255 ↔ [−1, 1]; kept in the model file
-VAL_TILES = 16  # validation crops of the val images (fixed), per epoch
-BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # row bands of a single image
-
-PARAMS = aerial.task_params(
-    "'dubai': the aerial photos and maps shipped with geonb (`geonb data dubai`), or a folder with its tile_N layout; "
-    "or one image file (GeoTIFF, PNG, JPEG, NetCDF, zarr) with `labels`",
-    epochs={"default": 10, "quick": 1}, patience={"default": 5}, batch_size={"default": 4, "quick": 2},
-    transect_start={"help": "[row, column] pixel where the 06 line starts; None: the middle of the left edge"},
-    transect_end={"help": "[row, column] pixel where the 06 line ends; None: the middle of the right edge"},
-) + (
-    Param("labels", str, "", "with an image file as `data`: its label raster of the same shape (class ids "
-                             "0 to 4 and 255 for no label, or a map in the class colours)", "data_prep"),
-    Param("scheme", str, "all", "'all': the five classes; a class name (e.g. 'vegetation'): it against the rest",
-          "data_prep"),
-    Param("class_weights", bool, True, "weight the loss by median-frequency balancing of the training pixels"),
-    Param("patch", int, 256, "training crop size in px (a multiple of 2^depth)", quick=64, min=1, max=4096),
-    Param("steps_per_epoch", int, 25, "batches per epoch", quick=2, min=1, max=100_000),
-    Param("width", int, 16, "network width: channels of the first level (VGG and U-Net: 64; 16 is CPU-sized)",
-          quick=4, min=1, max=512),
-    Param("depth", int, 4, "pooling levels; inputs padded to 2^depth (fcn needs 3 or more)", quick=3, min=1, max=8),
-    Param("baseline_pixels", int, 200000, "training pixels the random-forest baseline learns from", "error_maps",
-          quick=20000, min=1, max=10_000_000),
-    Param("n_examples", int, 3, "test images shown as error maps in 04", None, min=0, max=100),
-)
-
-
-# ---------------------------------------------------------------- data
-def _is_image(run) -> bool:
-    return run["data"] not in ("", "dubai") and not Path(run["data"]).is_dir()
-
-
-def _names(run) -> tuple[str, ...]:
-    return aerial.scheme_names(run["scheme"])
-
-
-def _with_scheme(pair: aerial.Pair, scheme: str) -> aerial.Pair:
-    return aerial.Pair(pair.photo, pair.map, aerial.apply_scheme(pair.classes, scheme), pair.name)
-
-
-def image_pairs(photo: np.ndarray, labels: np.ndarray, valid: np.ndarray, name: str) -> dict[str, aerial.Pair]:
-    """One image and its class ids (same shape) → train / val / test row bands (no-data pixels unlabeled)."""
-    if photo.shape[:2] != labels.shape:
-        raise GeonbError(f"{name}: the image is {photo.shape[0]}×{photo.shape[1]} px but its labels are "
-                         f"{labels.shape[0]}×{labels.shape[1]} px; give a label raster of the same shape.")
-    labels = np.where(valid, labels, aerial.IGNORE).astype(np.uint8)
-    h = photo.shape[0]
-    out = {}
-    for split, (a, b) in BANDS.items():
-        rows = slice(int(round(a * h)), int(round(b * h)))
-        out[split] = aerial.Pair(photo[rows], aerial.colourise(labels[rows]), labels[rows],
-                                 f"{name} rows {rows.start}–{rows.stop}")
-    return out
-
-
-def _pairs(run, split: str) -> list[aerial.Pair]:
-    """The split's images with their classes in the run's scheme."""
-    if _is_image(run):
-        if not run["labels"]:
-            raise GeonbError(f"data={run['data']!r} is one image: give its label raster with `labels` "
-                             "(same shape; class ids or class colours).")
-        photo, _, valid = aerial.read_photo(run["data"], run["var"])
-        labels = aerial.read_labels(run["labels"], n=len(aerial.NAMES))
-        pairs = [image_pairs(photo, labels, valid, Path(run["data"]).name)[split]]
-    else:
-        if run["labels"]:
-            raise GeonbError(f"labels={run['labels']!r} goes with one image file as `data`; data={run['data']!r} "
-                             "brings its own labels. Drop `labels`, or give the image as `data`.")
-        if not 1 <= run["parts"] <= 9:
-            raise GeonbError(f"parts={run['parts']}: use 1 to 9 image parts per location.")
-        root = None if run["data"] in ("", "dubai") else run["data"]
-        locations = aerial.split_locations(run["val_location"], run["test_location"])[split]
-        pairs = [p for loc in locations for p in aerial.load_location(loc, aerial.PARTS[:run["parts"]], root)]
-    if all((p.classes == aerial.IGNORE).all() for p in pairs):  # the loss and every score would be 0/0
-        raise GeonbError(f"the {split} images ({', '.join(p.name for p in pairs)}) have no labelled pixel: every class "
-                         f"id is {aerial.IGNORE} (no label). Check the labels: class ids 0 to {len(aerial.NAMES) - 1}, "
-                         "or a map in the class colours.")
-    return [_with_scheme(p, run["scheme"]) for p in pairs]
-
-
-def _check_patch(run) -> int:
-    patch, multiple = run["patch"], 2 ** run["depth"]
-    try:  # the network says which depths it takes (fcn fuses three pooling levels: 3 or more)
-        get_arch(run["arch"]).build("generator", width=1, depth=run["depth"])
-    except ValueError as exc:
-        raise GeonbError(f"depth={run['depth']}: {exc}; give another depth.") from None
-    if patch % multiple:
-        raise GeonbError(f"patch={patch} is not a multiple of 2^depth = {multiple}: the network halves the crop "
-                         f"{run['depth']} times. Use e.g. patch={max(multiple, patch // multiple * multiple)}.")
-    return patch
-
-
-def class_weights(pairs: list[aerial.Pair], n: int) -> np.ndarray:
-    return aerial.median_frequency_weights([p.classes for p in pairs], n)
+from ... import aerial, ganplots, methods
+from ...errors import GeonbError
+from ...io import write_netcdf, write_text
+from ...metrics.classification import confusion_scores
+from ...modelfile import TrainedModel
+from ...plots import loss_curves, save_figure
+from ...predict import Predictor
+from ...registry import get_arch
+from ...report import Report
+from ...training import run_accelerator
+from .data import BANDS, NORM, VAL_TILES, _check_patch, _is_image, _names, _pairs, class_weights
+from .infer import _tile, segment_image
 
 
 def data_prep(run) -> Report:
@@ -196,7 +85,6 @@ def simulate(run) -> Report:
                   {"class balance of the crops": table}, [fig])
 
 
-# ---------------------------------------------------------------- 03
 def _batch(photos, classes):
     return torch.as_tensor(aerial.to_tensor_range(photos)), torch.as_tensor(classes.astype(np.int64))
 
@@ -248,67 +136,6 @@ def train(run) -> Report:
                   {f"{arch_name}: history (last epochs)": pd.DataFrame(history).set_index("epoch").tail(5)}, [fig])
 
 
-# ---------------------------------------------------------------- prediction
-def _check_tile(pred: Predictor, tile: int | None, shape) -> int | None:
-    if tile is None:
-        return None
-    if tile % pred.multiple:
-        raise GeonbError(f"tile={tile} is not a multiple of {pred.multiple} (2^depth of this network): tiles must "
-                         f"start on its pooling grid. Use e.g. --tile {max(pred.multiple, tile // pred.multiple * pred.multiple)}.")
-    if tile > max(shape):
-        raise GeonbError(f"tile={tile} is larger than the {shape[0]}×{shape[1]} px image; give a tile of at most "
-                         f"{max(shape)} px, or none (one pass).")
-    return tile
-
-
-def segment_image(pred: Predictor, photo: np.ndarray, tile: int | None = None, valid=None, halo: int | None = None,
-                  probabilities: bool = False):
-    """(H, W, 3) uint8 image of any size → (H, W) uint8 class ids (``aerial.IGNORE`` where ``valid`` is False),
-    through the one predictor: tiles of ``tile`` px (a multiple of 2^depth) with the network's halo cropped,
-    so tiled = one-shot. With ``probabilities`` also the (C, H, W) class probabilities."""
-    photo = np.asarray(photo)
-    if photo.ndim != 3 or photo.shape[-1] != 3:
-        raise GeonbError(f"the image has shape {photo.shape}; give an RGB image (height, width, 3).")
-    tile = _check_tile(pred, tile, photo.shape[:2])
-    x = pred.tensor(aerial.to_tensor_range(photo[None], pred.model.norms["photo"]))
-    out = pred(x, tile=tile, halo=halo, batch=1)
-    classes = out["classes"][0]
-    if valid is not None:
-        classes = np.where(valid, classes, aerial.IGNORE).astype(np.uint8)
-    return (classes, out["mean"][0]) if probabilities else classes
-
-
-def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = False) -> xr.DataArray:
-    """A (y, x, band) RGB DataArray backed by dask (e.g. ``xr.open_zarr(...)``) → lazy (y, x) uint8 class ids,
-    chunk by chunk with ``predict.lazy_map`` (the network's halo, cropped): equal to a one-shot prediction,
-    memory bounded by the chunk size. Chunks must be multiples of 2^depth along y and x (the last one
-    excepted). Compute it with any dask scheduler, e.g. a ``dask.distributed.Client`` given by address."""
-    import dask.array as dsa
-
-    pred = Predictor(model, float64=float64)
-    if photo.ndim != 3 or photo.shape[-1] != 3:
-        raise GeonbError(f"photo has dims {dict(photo.sizes)}; give (y, x, band) with 3 bands.")
-    data = photo.data if isinstance(photo.data, dsa.Array) else dsa.from_array(photo.values, chunks=(1024, 1024, 3))
-    norm = model.norms["photo"]
-
-    def block(b):
-        return pred(pred.tensor(aerial.to_tensor_range(b[None], norm)), tile=None, halo=0, batch=1)["classes"][0]
-
-    out = lazy_map(block, data, halo=pred.halo, multiple=pred.multiple, dtype=np.uint8)
-    return xr.DataArray(out, dims=photo.dims[:2], coords={d: photo[d] for d in photo.dims[:2] if d in photo.coords},
-                        name="class", attrs=class_attrs(model))
-
-
-def class_attrs(model: TrainedModel) -> dict:
-    """CF attributes of a model's class map: ``flag_values`` (uint8, the map's own type), ``flag_meanings``,
-    ``flag_colors`` (hex: the palette PNG and GeoTIFF outputs carry)."""
-    names = model.inputs.get("classes", list(aerial.NAMES))
-    return {"long_name": "land-cover class", "flag_values": np.arange(len(names), dtype=np.uint8),
-            "flag_meanings": " ".join(names), "flag_colors": " ".join(aerial.class_colours(names)),
-            "no_label": aerial.IGNORE}
-
-
-# ---------------------------------------------------------------- 04
 RANDOM_FOREST, NEAREST_MEAN, MAJORITY = "random_forest_rgb", "nearest_mean_rgb", "majority_class"
 
 
@@ -401,12 +228,6 @@ def error_maps(run) -> Report:
                    f"{best}: confusion (row-normalised)": shares}, [maps, conf])
 
 
-def _tile(pred: Predictor, photo: np.ndarray) -> int | None:
-    """Whole images up to ~1 Mpx in one pass, larger ones in 1024-px-ish tiles (memory)."""
-    tile = pred.multiple * max(1, 1024 // pred.multiple)
-    return None if max(photo.shape[:2]) <= tile else tile
-
-
 def _write_predictions(run, pairs, outputs, names) -> None:
     """04's predictions for ``geonb.explore``: the top-left common window of each test image."""
     h, w = min(p.classes.shape[0] for p in pairs), min(p.classes.shape[1] for p in pairs)
@@ -423,7 +244,6 @@ def _write_predictions(run, pairs, outputs, names) -> None:
     write_netcdf(ds, run.prediction_path("test"))
 
 
-# ---------------------------------------------------------------- 05, 06
 def scatter_plots(run) -> Report:
     """Per-class precision, recall and IoU of every method (from 04) as bars."""
     import matplotlib.pyplot as plt
@@ -477,34 +297,3 @@ def transects(run) -> Report:
                   "line pixels where it agrees with the truth below.",
                   {"agreement with the truth along the line": pd.DataFrame({"agreement": agree})},
                   [save_figure(fig, run.figure("06_transect"))])
-
-
-# ---------------------------------------------------------------- command line: geonb predict
-def predict_file(model: TrainedModel, args):
-    """``geonb predict`` for a segment model: an RGB image in (GeoTIFF/PNG/JPEG/NetCDF/zarr), class ids out
-    (uint8; 255 where the input has no data) in the format of ``--out`` (.tif/.png, .nc, .zarr), a GeoTIFF's
-    georeferencing kept; ``--tile`` px per tile (a multiple of 2^depth; default ~1024)."""
-    aerial.refuse_lossy(args.out, "a class map")
-    photo, tags, valid = aerial.read_photo(args.input, args.var)
-    pred = Predictor(model)
-    classes = segment_image(pred, photo, tile=args.tile if args.tile else _tile(pred, photo), valid=valid)
-    h, w = classes.shape
-    ds = xr.Dataset({"class": (("y", "x"), classes, class_attrs(model))},
-                    coords={"y": np.arange(h), "x": np.arange(w)},
-                    attrs={"title": f"geonb {model.arch} classes of {args.input}", "image_variable": "class",
-                           "source": f"geonb model {args.model} ({model.arch}, trained on "
-                                     f"{model.info.get('trained_on', '?')})"})
-    ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
-    geo = aerial.georeference(args.input)
-    if geo is not None:  # map coordinates and the CF grid mapping (rioxarray's spatial_ref): GeoTIFF/NetCDF/zarr out
-        ds = ds.assign_coords(geo)
-        ds["class"].attrs["grid_mapping"] = "spatial_ref"
-    return ds
-
-
-TASK = Task(
-    "segment", "aerial image → land-cover class per pixel (Dubai aerial imagery, or any image + labels)", PARAMS,
-    {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
-     "scatter_plots": scatter_plots, "transects": transects},
-    predict_file=predict_file, predict_options=("tile",),
-)

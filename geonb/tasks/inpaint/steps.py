@@ -1,9 +1,5 @@
-"""Gap filling on complete fields with simulated holes (the SST-inpainting seed).
-
-01 cuts the field into patches with a blocked split, 02 lays hole sets on them, 03 trains
-``unet`` or ``ctxgan`` with the masked semantic loss, 04-06 score every model trained in
-the run directory against biharmonic and local-mean inpainting on the same test holes.
-"""
+"""The inpaint task's parameters and notebook steps: patches, hole sets, training, scores per hole set beside
+biharmonic, local mean and pixel mean, scatter, transect."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,21 +7,21 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from .. import baselines, holes as holesets, methods, metrics, plots
-from ..data import load_field
-from ..errors import GeonbError
-from ..io import write_netcdf, write_text
-from ..losses import masked_mse
-from ..methods.masked import loss_weights
-from ..modelfile import TrainedModel
-from ..normalise import Normaliser
-from ..params import ALLOW_OUTLIERS, COMMON, Param
-from ..predict import Predictor
-from ..report import Report
-from ..tiling import SPLITS, cut_patches, split_blocks
-from ..training import run_accelerator
-from ..transect import line_points, sample_line
-from . import Task
+from ... import baselines, holes as holesets, methods, metrics, plots
+from ...data import load_field
+from ...errors import GeonbError
+from ...io import write_netcdf, write_text
+from ...losses import masked_mse
+from ...methods.masked import loss_weights
+from ...modelfile import TrainedModel
+from ...normalise import Normaliser
+from ...params import ALLOW_OUTLIERS, COMMON, Param
+from ...report import Report
+from ...tiling import SPLITS, cut_patches, split_blocks
+from ...training import run_accelerator
+from ...transect import line_points, sample_line
+from .infer import PREFILLS, composite, fill_holes, network_inputs, trained_models
+
 
 PARAMS = COMMON.override(
     data={"default": "hadisst"},
@@ -50,11 +46,14 @@ PARAMS = COMMON.override(
           "or zero (the seed)", allowed=("biharmonic", "local_mean", "zero")),
     Param("n_examples", int, 2, "test patches mapped per hole set in 04", None, min=0, max=100),
 )
+
+
 TRANSECT = ([30.5, -79.5], [45.5, -40.5])  # lat, lon: across the Gulf Stream
+
+
 QUICK_PATCHES = {"train": 12, "val": 4, "test": 4}
 
 
-# ---------------------------------------------------------------- 01 data prep
 def data_prep(run) -> Report:
     field = load_field(run["data"], run["var"], run["allow_outliers"])
     split = split_blocks(field, run["patch"], run["seed"], run["split_by"])
@@ -87,7 +86,6 @@ def _load_patches(run):
     return xr.open_dataset(run.path("patches.nc")).load(), Normaliser.load(run.path("norm.json"))
 
 
-# ---------------------------------------------------------------- 02 holes
 def simulate(run) -> Report:
     patches, _ = _load_patches(run)
     valid = np.isfinite(patches.field.values)
@@ -138,25 +136,6 @@ def simulate(run) -> Report:
 def load_holes(run) -> dict:
     ds = xr.open_dataset(run.path("holes.nc")).load()
     return {k: (ds[f"patch_{k}"].values, ds[f"holes_{k}"].values.astype(bool)) for k in ds.attrs["sets"].split(",")}
-
-
-# ---------------------------------------------------------------- 03 train
-PREFILLS = {"biharmonic": baselines.biharmonic, "local_mean": baselines.local_mean, "zero": None}
-
-
-def network_inputs(field_norm: np.ndarray, hidden: np.ndarray, prefill: str) -> np.ndarray:
-    """(N, 2, H, W): the field with hidden pixels pre-filled (or zeroed), and the observed mask.
-
-    With a classical ``prefill`` (biharmonic, local_mean) the network only learns a
-    correction to it, which it starts from; ``"zero"`` is the seed's input. Land is 0.
-    """
-    if prefill not in PREFILLS:
-        raise GeonbError(f"prefill {prefill!r}? Use one of {', '.join(PREFILLS)}.")
-    observed = np.isfinite(field_norm) & ~hidden
-    start = np.where(observed, field_norm, np.nan)
-    if PREFILLS[prefill] is not None:
-        start = np.where(hidden, PREFILLS[prefill](start, hidden), start)
-    return np.stack([np.nan_to_num(start), observed], axis=1).astype("float32")
 
 
 def _samples(patches, norm, sets, split, prefill):
@@ -217,28 +196,6 @@ def train(run) -> Report:
                   f"{table.val_loss.min():.4f} (model file {path})", {"history": table.tail(5)}, [fig])
 
 
-# ---------------------------------------------------------------- prediction
-def fill_holes(predictor: Predictor, field: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-    """Raw estimate (N, H, W) in field units, NaN on land; any H, W."""
-    model = predictor.model
-    norm = model.norms["field"]
-    x = network_inputs(norm(field), hidden, model.inputs["prefill"])
-    out = predictor(torch.from_numpy(x), batch=32)["mean"]
-    land = ~np.isfinite(field) & ~hidden
-    return np.where(land, np.nan, norm.inverse(out))
-
-
-def trained_models(run) -> dict[str, Predictor]:
-    """A predictor for every model trained in the run directory, by arch name."""
-    return {name: Predictor(TrainedModel.load(path, task="inpaint")) for name, path in run.trained().items()}
-
-
-def composite(field, hidden, filled):
-    """Observed pixels kept, filled values only in the holes; land stays NaN."""
-    return np.where(hidden, filled, field)
-
-
-# ---------------------------------------------------------------- 04 error maps
 def error_maps(run) -> Report:
     patches, _ = _load_patches(run)
     sets = load_holes(run)
@@ -319,7 +276,6 @@ def load_predictions(run) -> dict[str, xr.Dataset]:
     return {name: xr.open_dataset(path).load() for name, path in run.predictions().items()}
 
 
-# ---------------------------------------------------------------- 05 scatter
 def scatter_plots(run) -> Report:
     figures, rows = [], []
     for kind, pred in load_predictions(run).items():
@@ -337,7 +293,6 @@ def scatter_plots(run) -> Report:
                   {"scores in the holes": table}, figures)
 
 
-# ---------------------------------------------------------------- 06 transects
 def transects(run) -> Report:
     run.require("train")
     t = int(xr.open_dataset(run.path("patches.nc")).time_index.values[-1])
@@ -376,35 +331,3 @@ def transects(run) -> Report:
     return Report("Transect", f"{shade.sum()} of {len(shade)} line samples fall in holes (grey), "
                   f"{(shade & held_out).sum()} of them in test blocks; the rest of the line was seen in training.",
                   {"along the transect": pd.DataFrame(rows).set_index("method")}, [fig, fig_map])
-
-
-def predict_file(model: TrainedModel, args) -> xr.Dataset:
-    """``geonb predict`` with an inpainting model: NaN sea cells (``--mask-var``: 1 = sea) are the holes."""
-    from ..io import open_dataset
-
-    if not args.mask_var:
-        raise GeonbError("an inpainting model fills NaN cells of the sea: give the land/sea mask with --mask-var "
-                         "(1 = sea), so land is not taken for holes.")
-    var = args.var or model.inputs["variable"]  # the variable the model was trained on, unless told
-    ds = open_dataset(args.input, var)
-    field = load_field(ds[var], allow_outliers=args.allow_outliers)
-    sea = np.nan_to_num(load_field(ds[args.mask_var].astype("float32")).values[0]) > 0
-    if sea.shape != field.shape[1:]:
-        raise GeonbError(f"--mask-var {args.mask_var!r} is {sea.shape}; the field's grid is {field.shape[1:]}.")
-    values = field.values
-    model.check_input("field", values, field.attrs.get("units"), f"{args.input}:{var}")
-    hidden = ~np.isfinite(values) & sea
-    filled = composite(values, hidden, fill_holes(Predictor(model), values, hidden))
-    out = field.copy(data=filled.astype("float32"))
-    out.attrs["geonb_fill"] = f"arch={model.arch}, {int(hidden.sum())} cells filled"
-    return out.to_dataset(name=field.name)
-
-
-TASK = Task(
-    "inpaint", "gap filling of complete fields with simulated holes (the SST-inpainting seed)", PARAMS,
-    {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
-     "scatter_plots": scatter_plots, "transects": transects},
-    step_files={"simulate": ("drawn_mask.nc",)},  # saving a new drawn mask re-runs 02 and what follows
-    predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
-    cpu_bf16=True,  # unet, 3 seeds: every hole set within float32's spread (benchmarks/results/bf16_unet.md)
-)

@@ -1,14 +1,5 @@
-"""Gap filling of real cloudy cubes, self-supervised (``dincae``), against DINEOF, biharmonic, the local
-mean and the seed U-Net: the main job.
-
-01 loads the cube (default: the Alboran AVHRR SST, 10 days, real clouds); 02 lays the hole sets over
-observed pixels — real cloud shapes of other days, and the seed's one 10×10 square, many 6×6 and varied
-squares per 64×64 tile and day — plus the validation points; 03 trains dincae on the cube without any of
-those points, plus the comparisons (dineof, unet trained the same masked way); 04-06 score every method
-on exactly the same hidden points of each set, each set filled with only its own points hidden: RMSE
-per set, maps, σ map, calibration, scatter with error bars, RMSE by distance to the nearest
-observation, transects.
-"""
+"""The clouds task's notebook steps: cube, hole sets, training, scores per hole set beside biharmonic, local
+mean and DINEOF, calibration, transect."""
 from __future__ import annotations
 
 import time
@@ -18,70 +9,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .. import baselines, holes as holesets, metrics, plots
-from ..cv import cloud_cv_mask
-from ..fill import QUICK, fill_cube, train_on_cube
-from ..metrics.probabilistic import distance_to_observed, reliability, rmse_by_distance, score
-from ..data import load_field
-from ..dineof import dineof
-from ..draw import MASK_FILE, load_mask
-from ..errors import GeonbError
-from ..io import write_netcdf, write_text
-from ..modelfile import TrainedModel
-from ..params import ALLOW_OUTLIERS, COMMON, Param
-from ..registry import METHODS, get_arch
-from ..report import Report
-from ..training import run_accelerator
-from ..transect import line_points, sample_line
-from . import Task
-
-PARAMS = COMMON.override(
-    data={"default": "alboran"},
-    epochs={"default": 60, "quick": QUICK["epochs"]},
-    patience={"default": 20, "help": "the NLL on few validation pixels is noisy: stop late"},
-    batch_size={"default": 4},
-    transect_start={"help": "[lat, lon] start of the 06 line; None: [35.2, -5.0], across the Alboran gyres"},
-    transect_end={"help": "[lat, lon] end of the 06 line; None: [36.8, -1.0]"},
-) + (
-    ALLOW_OUTLIERS,
-    Param("window", int, 3, "days per input: t−1, t, t+1 (odd)", min=1, max=31),
-    Param("widths", list, [16, 24, 32, 48], "feature maps per U-Net level", quick=QUICK["widths"], min=1, max=1024),
-    Param("crop", int, 96, "training patch size (pixels)", quick=QUICK["crop"], min=16, max=1024),
-    Param("samples_per_day", int, 4, "random other-day cloud masks per day and epoch",
-          quick=QUICK["samples_per_day"], min=1, max=100),
-    Param("n_average", int, 5, "last epochs whose predictions are averaged", quick=QUICK["n_average"], min=0, max=100),
-    Param("cv_fraction", float, 0.10, "observed pixels hidden for scoring", "simulate", above=0),
-    Param("val_fraction", float, 0.05, "observed pixels hidden for early stopping and the σ scale", "simulate", min=0),
-    Param("hole_sets", str, "clouds,square,many,varied", "score sets laid over observed pixels: comma list of "
-          "clouds (real cloud shapes of other days, cv_fraction of the observed pixels), square, many, varied "
-          "(the seed's, one placement per 64×64 tile and day)", "simulate"),
-    Param("compare", str, "dineof,unet", "comparison methods besides biharmonic and the local mean "
-          "(comma list of dineof, unet)"),
-    Param("show_day", int, -1, "day shown in maps/transects; -1 = the day with most CV points", None),
-)
-TRANSECT = ([35.2, -5.0], [36.8, -1.0])  # lat, lon: across the Alboran gyres
-QUICK_BOX = (slice(80, 144), slice(180, 276))  # 64×96 pixels of open sea, no all-cloud day
+from ... import holes as holesets, metrics, plots
+from ...cv import cloud_cv_mask
+from ...cloudmodel import train_on_cube
+from ...metrics.probabilistic import distance_to_observed, reliability, rmse_by_distance, score
+from ...data import load_field
+from ...dineof import dineof
+from ...draw import MASK_FILE, load_mask
+from ...errors import GeonbError
+from ...io import write_netcdf, write_text
+from ...modelfile import TrainedModel
+from ...registry import METHODS, get_arch
+from ...report import Report
+from ...training import run_accelerator
+from ...transect import line_points, sample_line
+from .data import QUICK_BOX, TRANSECT, _compare, _days, _encode, _field, _hole_sets, _options, _points, _show_day, hole_sets, methods, per_set
+from .infer import predictions
 
 
-def _hole_sets(run) -> list[str]:
-    """The score sets, real cloud shapes first (their donor clouds are the cube's own)."""
-    names = [n.strip() for n in str(run["hole_sets"]).split(",") if n.strip()]
-    bad = sorted(set(names) - {"clouds", *holesets.SIMULATED})
-    if bad or not names or len(set(names)) < len(names):
-        raise GeonbError(f"hole_sets={run['hole_sets']!r}: give a comma list of distinct clouds, "
-                         f"{', '.join(holesets.SIMULATED)}{f' (unknown: {bad})' if bad else ''}.")
-    return sorted(names, key=lambda n: n != "clouds")
-
-
-def _compare(run) -> list[str]:
-    names = [n.strip() for n in str(run["compare"]).split(",") if n.strip()]
-    bad = sorted(set(names) - {"dineof", "unet"})
-    if bad:
-        raise GeonbError(f"compare={run['compare']!r}: unknown method(s) {bad}; use a comma list of dineof, unet.")
-    return names
-
-
-# ---------------------------------------------------------------- 01 data prep
 def data_prep(run) -> Report:
     field = load_field(run["data"], run["var"], run["allow_outliers"])
     if run["quick"]:
@@ -103,12 +48,6 @@ def data_prep(run) -> Report:
                   f"{100 * cloud.mean():.0f} % cloud on average{note}.", {"cloud fraction per day": table}, [fig])
 
 
-def _field(run):
-    field = xr.open_dataset(run.path("field.nc")).load().field
-    return field, np.isfinite(field.values).any(0)  # sea = observed at least once
-
-
-# ---------------------------------------------------------------- 02 CV points
 def simulate(run) -> Report:
     field, sea = _field(run)
     obs = np.isfinite(field.values)
@@ -139,33 +78,6 @@ def simulate(run) -> Report:
     return Report("Hole sets over observed pixels", "Every set hides pixels that were observed, so the truth is "
                   "known; none of them (nor the validation points) is seen in training. Each set is filled with "
                   "only its own points hidden.", {"hidden points": pd.DataFrame(rows).T}, [fig])
-
-
-def _points(run):
-    """The score points (any set), the validation points, and each set's points by name."""
-    ds = xr.open_dataset(run.path("points.nc")).load()
-    return ds.cv.values > 0, ds.val.values.astype(bool), _decode(ds.cv)
-
-
-def _encode(sets: dict) -> tuple[np.ndarray, dict]:
-    """Disjoint hole sets as one int8 code (0 none, k the k-th set) and its CF flag attributes."""
-    code = sum((k + 1) * m.astype("int8") for k, m in enumerate(sets.values())).astype("int8")
-    return code, {"flag_values": list(range(1, len(sets) + 1)), "flag_meanings": " ".join(sets)}
-
-
-def _decode(codes: xr.DataArray) -> dict[str, np.ndarray]:
-    """``_encode``'s code back into each set's points by name."""
-    return {name: codes.values == k + 1 for k, name in enumerate(codes.attrs["flag_meanings"].split())}
-
-
-def _show_day(run, cv) -> int:
-    return int(np.argmax(cv.sum((1, 2)))) if run["show_day"] < 0 else int(run["show_day"])
-
-
-# ---------------------------------------------------------------- 03 train
-def _options(run) -> dict:
-    return {k: run[k] for k in ("epochs", "patience", "batch_size", "lr", "window", "widths", "crop",
-                                "samples_per_day", "n_average")}
 
 
 def train(run) -> Report:
@@ -200,69 +112,6 @@ def train(run) -> Report:
     return Report("Trained on the cloudy cube", "Self-supervised: the clouds of another day hide observed pixels of "
                   "day t; the loss is taken on those. The σ scale is fitted on the validation points (68 % within 1σ).",
                   {"training": pd.DataFrame(rows).set_index("method")}, figures)
-
-
-def _days(field) -> np.ndarray:
-    t = field.time.values
-    return (t - t[0]) / np.timedelta64(1, "D") if np.issubdtype(t.dtype, np.datetime64) else t.astype(float)
-
-
-# ---------------------------------------------------------------- 04 error maps
-def per_set(fill, values, sets: dict) -> tuple:
-    """``fill(input)`` → arrays (mean, σ…) run once per hole set, on the cube with only that set's points
-    hidden; composed so each point holds its own set's answer (elsewhere the first set's)."""
-    out = None
-    for points in sets.values():
-        answer = fill(np.where(points, np.nan, values))
-        out = answer if out is None else tuple(np.where(points, a, o) for a, o in zip(answer, out))
-    return out
-
-
-def predictions(run) -> xr.Dataset:
-    """Filled fields (and σ) of every method, each hole set filled with only its points hidden; cached."""
-    path = run.prediction_path("cv")
-    if path.exists() and path.stat().st_mtime > run.model_path("dincae").stat().st_mtime:
-        return xr.open_dataset(path).load()
-    field, sea = _field(run)
-    cv, _, sets = _points(run)
-    values = field.values
-    coords = (field.lat.values, field.lon.values, field.time.values)
-    dims = ("time", "lat", "lon")
-    code, flags = _encode(sets)
-    out = {"truth": (dims, values, field.attrs),  # units for the tables and colour bars
-           "input": (dims, np.where(cv, np.nan, values), field.attrs),  # every set hidden: for the maps
-           "holes": (dims, code, flags)}
-    model = TrainedModel.load(run.model_path("dincae"), task="clouds")
-    t0 = time.perf_counter()
-    out["dincae"], out["dincae_sigma"] = per_set(lambda inp: fill_cube(model, inp, *coords), values, sets)
-    seconds = (time.perf_counter() - t0) / len(sets)
-    out["dincae_last_epoch"], out["dincae_last_epoch_sigma"] = per_set(
-        lambda inp: fill_cube(model, inp, *coords, last=1), values, sets)
-    if run.model_path("unet").exists() and "unet" in _compare(run):
-        unet = TrainedModel.load(run.model_path("unet"), task="clouds")
-        out["unet"], = per_set(lambda inp: fill_cube(unet, inp, *coords)[:1], values, sets)
-    if "dineof" in _compare(run):
-        out["dineof"] = xr.open_dataset(run.path("models", "dineof", "filled.nc")).filled.values
-    for name, baseline in (("biharmonic", baselines.biharmonic), ("local_mean", baselines.local_mean)):
-        out[name], = per_set(lambda inp: (baseline(inp, np.isnan(inp) & ~np.isnan(values)),), values, sets)
-    for name in list(out)[3:]:  # the methods (and σ): land stays NaN, as geonb fill writes it
-        out[name] = (dims, np.where(sea, out[name], np.nan).astype("float32"))
-    ds = xr.Dataset(out, coords=field.coords, attrs={"dincae_fill_seconds": seconds})
-    ds.attrs["methods"] = ",".join(methods(ds))
-    write_netcdf(ds, path)
-    return ds
-
-
-METHODS_SHOWN = ("dincae", "dincae_last_epoch", "unet", "dineof", "biharmonic", "local_mean")
-
-
-def methods(ds) -> list[str]:
-    return [m for m in METHODS_SHOWN if m in ds]
-
-
-def hole_sets(ds) -> dict[str, np.ndarray]:
-    """Each hole set's points by name (``holes``: 0 none, k the k-th set)."""
-    return _decode(ds.holes)
 
 
 def score_table(ds) -> pd.DataFrame:
@@ -326,7 +175,6 @@ def _composite(ds, method, t) -> np.ndarray:
     return np.where(np.isfinite(inp), inp, ds[method].values[t])
 
 
-# ---------------------------------------------------------------- 05 scatter + calibration
 def scatter_plots(run) -> Report:
     ds = predictions(run)
     cv = ds.holes.values > 0
@@ -375,7 +223,6 @@ def reliability_plot(tables: dict, path):
     return plots.save_figure(fig, path)
 
 
-# ---------------------------------------------------------------- 06 transects
 def transects(run) -> Report:
     ds = predictions(run)
     cv = ds.holes.values > 0
@@ -406,24 +253,3 @@ def transects(run) -> Report:
     return Report("Transect", f"{int(shade.sum())} of {len(shade)} line samples are gaps in the input (grey); "
                   f"mean dincae σ there: {np.nanmean(sigma[shade]) if shade.any() else np.nan:.3f} {units}.",
                   {"along the transect": pd.DataFrame(rows).set_index("method")}, [fig, fig_map])
-
-
-def predict_file(model: TrainedModel, args) -> xr.Dataset:
-    """``geonb predict`` with a cloud model: ``geonb fill --model`` (every other variable kept)."""
-    from ..fill import fill_dataset
-    from ..io import open_dataset
-
-    if not args.var:
-        raise GeonbError("a cloud model fills one variable of the cube: name it with --var (e.g. --var SST).")
-    return fill_dataset(open_dataset(args.input, args.var), args.var, args.mask_var, arch=model.arch, model=model,
-                        allow_outliers=args.allow_outliers)
-
-
-TASK = Task(
-    "clouds", "gap filling of real cloudy cubes, self-supervised, with error bars", PARAMS,
-    {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
-     "scatter_plots": scatter_plots, "transects": transects},
-    step_files={"simulate": (MASK_FILE,)},  # saving a new drawn mask re-runs 02 and what follows
-    predict_file=predict_file, predict_options=("mask_var", "allow_outliers"),
-    cpu_bf16=True,  # 3 seeds, every hole set within float32's spread (benchmarks/results/clouds_alboran_bf16.md)
-)

@@ -1,8 +1,9 @@
 """Filling the clouds of a real cube, with the error standard deviation: ``geonb fill``.
 
-The training on a cloudy cube (``train_on_cube``: self-supervised, another day's clouds
-laid over observed pixels) and the filling with a model file (``fill_cube``) live here;
-the clouds task (``geonb.tasks.clouds``) scores them on cross-validation points.
+``fill`` checks the variable and its mask, then fills its gaps with DINEOF or with a cloud model
+(``geonb.cloudmodel``: trained here on the cube itself unless a model file is given) and puts the
+result back on the variable's own dims, coordinates and attributes; ``fill_file`` does the same for a
+file, and ``add_cli`` adds the command.
 
 From Python: ``geonb.fill(dataarray, arch="dincae")`` → Dataset with the variable filled
 (observed pixels unchanged, land NaN) and ``<var>_error``. From the shell:
@@ -20,229 +21,22 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
-from . import baselines, methods, metrics
+from .checkpoints import config_key
+from .cloudmodel import CLOUD_PARAMS, DEFAULTS, QUICK, fill_cube, train_on_cube
+from .coords import grid_dims, in_order, is_longitude, refuse_curvilinear
 from .cv import cloud_cv_mask
-from .data import grid_dims, in_order, is_longitude, refuse_curvilinear, standardise
+from .data import standardise
 from .dineof import dineof
 from .errors import GeonbError
-from .io import (NETCDF, add_history, check_outputs, check_space, locked, match_fill_values, netcdf_size, open_dataset,
-                 remove_stale, temp_prefix, write_output)
+from .io import NETCDF, add_history, match_fill_values, netcdf_size, open_dataset, write_output
 from .modelfile import TrainedModel
-from .normalise import Normaliser
-from .predict import Predictor, pad_to_multiple
-from .registry import get_arch
-from .training import Accelerator, accelerator, config_key, resumed_epoch
+from .outputs import check_outputs, check_space, locked, remove_stale, temp_prefix
 
 ARCHS = ("dincae", "dineof", "unet")
 CLASSICAL = ("dineof",)  # no network: nothing to train or save
-QUICK = {"epochs": 2, "samples_per_day": 1, "widths": [8, 12, 16, 24], "crop": 64, "n_average": 2}  # seconds
 DEFAULT_EPOCHS = 40  # ≈ 3 minutes on 2 CPU cores for the 10-day 201×301 Alboran cube
-
-
-# ---------------------------------------------------------------- the networks' input (dincae, unet)
-def day_of_year(times) -> np.ndarray:
-    """Day of year from datetime64 times; plain numbers are taken as days."""
-    times = np.asarray(times)
-    if np.issubdtype(times.dtype, np.datetime64):
-        years = times.astype("datetime64[Y]")
-        return ((times - years) / np.timedelta64(1, "D")).astype(float)
-    if times.dtype == object:  # cftime dates
-        return np.array([t.timetuple().tm_yday for t in times], float)
-    return np.asarray(times, float) % 365.25
-
-
-def cube_norms(values, lat, lon) -> dict[str, Normaliser]:
-    """Normalisation of the field (its observed values) and of the coordinates (onto [−1, 1])."""
-    v = np.asarray(values, float)
-    return {"field": Normaliser(float(np.nanmean(v)), float(np.nanstd(v)) or 1.0),
-            "lat": Normaliser.span(lat), "lon": Normaliser.span(lon)}
-
-
-class CloudInputs:
-    """The normalised cube and the constant channels, built once; each day's input cut from it.
-
-    ``window`` days (odd): DINCAE's channels — for each day of the window the observed
-    anomaly × precision and the precision (1/σ²_obs in normalised units: 1 observed, 0
-    missing), then lon, lat, cos/sin of the day of year. ``window=0``: the seed's input,
-    the masked day and its observed mask.
-    """
-
-    def __init__(self, values, lat, lon, times, norms: dict, window: int):
-        self.window = window
-        x = norms["field"](np.asarray(values, "float32"))
-        self.obs = np.isfinite(x)
-        self.x = np.where(self.obs, x, 0.0).astype("float32")
-        nt, ny, nx = x.shape
-        la, lo = norms["lat"](np.asarray(lat, float)), norms["lon"](np.asarray(lon, float))
-        doy = 2 * np.pi * day_of_year(times) / 365.25
-        self.coords = np.stack([np.broadcast_to(lo[None, :], (ny, nx)), np.broadcast_to(la[:, None], (ny, nx))]).astype("float32")
-        self.season = np.stack([np.cos(doy), np.sin(doy)], 1).astype("float32")
-
-    @staticmethod
-    def channels(window: int) -> int:
-        return 2 * window + 4 if window else 2
-
-    def sample(self, t: int, hide=None) -> np.ndarray:
-        """Input channels for day t; ``hide`` (lat, lon) bool removes extra pixels of day t."""
-        obs_t = self.obs[t] if hide is None else self.obs[t] & ~hide
-        if not self.window:
-            return np.stack([self.x[t] * obs_t, obs_t.astype("float32")])
-        half = self.window // 2
-        chans = []
-        for d in range(t - half, t + half + 1):
-            if 0 <= d < len(self.x):
-                prec = (obs_t if d == t else self.obs[d]).astype("float32")
-                chans += [self.x[d] * prec, prec]
-            else:  # beyond the ends of the cube: nothing observed
-                chans += [np.zeros_like(self.x[0]), np.zeros_like(self.x[0])]
-        ny, nx = self.x.shape[1:]
-        season = np.broadcast_to(self.season[t][:, None, None], (2, ny, nx))
-        return np.concatenate([np.stack(chans), self.coords, season]).astype("float32")
-
-    def all_days(self) -> torch.Tensor:
-        return torch.from_numpy(np.stack([self.sample(t) for t in range(len(self.x))]))
-
-
-# ---------------------------------------------------------------- training on a cloudy cube
-DEFAULTS = {"window": 3, "widths": [16, 24, 32, 48], "epochs": 60, "batch_size": 4, "lr": 1e-3,
-            "crop": 96, "samples_per_day": 4, "n_average": 5, "patience": 1000, "average": "predictions"}
-PAD = 16  # training crops: a multiple of DINCAE's pooling
-
-
-def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=None, ckpt_dir, seed: int = 0, units: str = "",
-                  device: str | Accelerator = "auto", **options) -> TrainedModel:
-    """Train self-supervised on the cloudy cube ``values`` (time, lat, lon; NaN = missing).
-
-    ``arch``: dincae (window input, Gaussian NLL, σ), or unet (the seed's input and
-    masked loss on the hidden pixels, no σ). ``val_points`` (bool like values): observed
-    pixels kept out of training, used for early stopping and to fit the σ scale (so the
-    score points stay untouched). Options (``DEFAULTS``): window, widths, epochs,
-    batch_size, lr, crop (training patch size), samples_per_day (random other-day masks
-    per day and epoch), n_average (the last epochs whose weights are kept for averaging),
-    average ("predictions" or "weights", see ``geonb.methods.gaussian_nll``), patience.
-    (A cosine decay of the learning rate over 60 epochs was tried and gave a worse CV
-    RMSE on Alboran: 0.330 vs 0.277.)
-    """
-    from .tasks.clouds import PARAMS, TASK  # the clouds task's parameter bounds and bf16 verdict
-
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise GeonbError(f"unknown cloud-model option(s) {sorted(unknown)}; valid: {', '.join(DEFAULTS)}.")
-    opt = {k: PARAMS[k].check(v) if k in PARAMS else v for k, v in {**DEFAULTS, **options}.items()}
-    truth = np.asarray(values, "float32")
-    if truth.ndim != 3:
-        raise GeonbError(f"need a (time, lat, lon) cube; got shape {truth.shape}.")
-    val_points = np.zeros(truth.shape, bool) if val_points is None else np.asarray(val_points, bool) & np.isfinite(truth)
-    values = np.where(val_points, np.nan, truth)
-    window = int(opt["window"])
-    if window % 2 == 0 or window < 1:
-        raise GeonbError(f"window must be an odd number of days (1, 3, 5…); got {window}.")
-    if values.shape[0] < max(window, 2):
-        raise GeonbError(f"the cube has {values.shape[0]} day(s) but training needs at least max(window={window}, 2) "
-                         "days (clouds are borrowed from other days): use a smaller window or a longer cube.")
-    t_start = time.perf_counter()
-    spec = get_arch(arch)
-    gaussian = spec.method == "gaussian_nll"  # mean + σ; otherwise the seed's input and masked loss
-    encoding = window if gaussian else 0
-    arch_args = ({"in_channels": CloudInputs.channels(window), "widths": [int(w) for w in opt["widths"]]}
-                 if gaussian else {"in_channels": 2, "out_channels": 1})
-    norms = cube_norms(values, lat, lon)
-    inp = CloudInputs(values, lat, lon, times, norms, encoding)
-    nt, ny, nx = values.shape
-    sea = inp.obs.any(0)
-    crop = min(int(opt["crop"]), ny, nx)
-    crop -= crop % PAD  # the U-Net halves the patch size (levels − 1) times
-    if crop < PAD:
-        raise GeonbError(f"the grid ({ny}×{nx}) is too small: {arch} needs at least {PAD}×{PAD} pixels.")
-    acc = device if isinstance(device, Accelerator) else accelerator(device, cpu_bf16=TASK.cpu_bf16)
-    device = acc.device
-    method = methods.build(spec, arch_args, lr=float(opt["lr"]), seed=seed, device=acc,
-                           n_average=int(opt["n_average"]))
-
-    def batches(epoch):
-        rng = np.random.default_rng([seed, epoch])
-        days = np.repeat(np.arange(nt), opt["samples_per_day"])
-        rng.shuffle(days)
-        samples = []
-        for t in days:
-            donor = rng.choice([s for s in range(nt) if s != t])
-            hide = inp.obs[t] & ~inp.obs[donor] & sea  # the donor day's clouds over day t
-            y0, x0 = rng.integers(0, ny - crop + 1), rng.integers(0, nx - crop + 1)
-            win = (slice(y0, y0 + crop), slice(x0, x0 + crop))
-            x = inp.sample(t, hide)[(slice(None), *win)]
-            target = np.where(hide, inp.x[t], np.nan)[win]
-            if rng.random() < 0.5:  # flips: the coordinate channels flip too, so nothing is lost
-                x, target = x[:, ::-1], target[::-1]
-            if rng.random() < 0.5:
-                x, target = x[:, :, ::-1], target[:, ::-1]
-            if np.isfinite(target).sum() < 10:
-                continue
-            samples.append((x.copy(), target.copy()))
-            if len(samples) == opt["batch_size"]:
-                yield _batch(samples)
-                samples = []
-        if samples:
-            yield _batch(samples)
-
-    # validation: the val pixels (never in any input) predicted from the whole cube
-    val_days = [t for t in range(nt) if val_points[t].any()]
-    val_x = torch.stack([torch.from_numpy(inp.sample(t)) for t in val_days]) if val_days else None
-    val_y = (torch.from_numpy(np.where(val_points, norms["field"](truth), np.nan)[val_days])[:, None]
-             if val_days else None)
-    epochs_done = [resumed_epoch(ckpt_dir)]  # no validation points: later epochs score better
-
-    def validate():
-        epochs_done[0] += 1
-        if val_x is None:  # nothing held out: each epoch counts as the best so far, the last is kept
-            return {"val_loss": -epochs_done[0]}
-        x, (h, w) = pad_to_multiple(val_x, PAD)
-        y = val_y.to(device)
-        return {"val_loss": method.loss(method.predict(x.to(device))[:, :, :h, :w], y, torch.isfinite(y).float()).item()}
-
-    history = method.fit(batches, validate, ckpt_dir, epochs=int(opt["epochs"]), patience=int(opt["patience"]),
-                         seed=seed, desc=f"{arch} (self-supervised)",
-                         steps=-(-nt * int(opt["samples_per_day"]) // int(opt["batch_size"])))
-    model = TrainedModel("clouds", arch, arch_args, method.weights(), norms,
-                         method_args={"average": opt["average"], "sigma_scale": 1.0},
-                         inputs={"window": encoding, "units": {"field": str(units)}},
-                         info={"history": history, "trained_on": f"a {nt}-day {ny}×{nx} cube, {int(inp.obs.sum())} "
-                                                                 "observed pixels (validation points held out)"})
-    if val_days:
-        mean, sigma = fill_cube(model, values, lat, lon, times)
-        if gaussian:  # fitted on val pixels, never on score points
-            model.method_args["sigma_scale"] = float(np.quantile(np.abs(mean - truth)[val_points] / sigma[val_points],
-                                                                 0.6827))
-        # the skill on pixels no training step saw, in the field's unit, beside biharmonic per day on them
-        days = np.asarray(val_days)
-        classical = baselines.biharmonic(values[days], val_points[days])
-        model.info["held_out"] = {"points": int(val_points.sum()), "rmse": metrics.rmse(mean, truth, val_points),
-                                  "rmse_biharmonic": metrics.rmse(classical, truth[days], val_points[days])}
-    model.info["train_seconds"] = time.perf_counter() - t_start
-    return model
-
-
-def _batch(samples):
-    xs, ys = zip(*samples)
-    y = torch.from_numpy(np.stack(ys))[:, None]
-    return torch.from_numpy(np.stack(xs)), y, torch.isfinite(y).float()
-
-
-def fill_cube(model: TrainedModel, values, lat, lon, times, *, last: int | None = None, average: str | None = None):
-    """(mean, σ) for every pixel and day of the cube, in data units; σ is None without a variance output.
-
-    Uses the last ``last`` weight snapshots (default all), combined as the model was trained
-    to be used unless ``average`` says otherwise (``geonb.methods.gaussian_nll``).
-    """
-    inp = CloudInputs(values, lat, lon, times, model.norms, int(model.inputs["window"]))
-    out = Predictor(model, average=average)(inp.all_days(), batch=4, last=last)
-    norm = model.norms["field"]
-    mean = norm.inverse(out["mean"])
-    if "variance" not in out:
-        return mean, None
-    return mean, np.sqrt(out["variance"]) * norm.std * model.method_args["sigma_scale"]
 
 
 def _sea_mask(std: xr.DataArray, mask) -> np.ndarray:
@@ -431,7 +225,7 @@ def _to_dataset(da, name, filled, sigma, info) -> xr.Dataset:
 
 def fill_file(path, var: str, out, *, mask_var: str | None = None, **options) -> xr.Dataset:
     """Fill ``var`` of the NetCDF/zarr file ``path`` into ``out`` (every other variable kept). Every output
-    path is checked first (``io.check_outputs``): none may be an input, an existing ``out``/``save_model``
+    path is checked first (``outputs.check_outputs``): none may be an input, an existing ``out``/``save_model``
     is replaced only with ``overwrite=True``."""
     model = options.get("model")
     out = check_outputs({"--out": out, "--save-model": options.get("save_model"), "--work-dir": options.get("work_dir")},
@@ -470,19 +264,18 @@ def fill_dataset(ds: xr.Dataset, var: str, mask_var: str | None = None, **option
 def add_cli(subparsers) -> None:
     """Add ``geonb fill`` to the command line."""
     from .params import cli_type
-    from .tasks.clouds import PARAMS
 
     p = subparsers.add_parser("fill", help="fill clouds in a NetCDF cube (dincae, dineof or unet) with error σ")
     p.add_argument("input", help="NetCDF/zarr file with a (time, lat, lon) variable holding gaps (NaN/_FillValue)")
     p.add_argument("--var", required=True, help="the variable to fill, e.g. SST")
     p.add_argument("--mask-var", help="land/sea mask variable on the same grid (1 = sea)")
     p.add_argument("--arch", default="dincae", choices=ARCHS)
-    p.add_argument("--epochs", type=cli_type(PARAMS["epochs"]), help=f"training epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--epochs", type=cli_type(CLOUD_PARAMS["epochs"]), help=f"training epochs (default {DEFAULT_EPOCHS})")
     p.add_argument("--quick", action="store_true", help="a tiny network and 2 epochs (smoke test)")
     p.add_argument("--model", help="a model saved earlier (--save-model): no training")
     p.add_argument("--save-model", help="save the trained model here, to fill other files fast")
-    p.add_argument("--window", type=cli_type(PARAMS["window"]), default=DEFAULTS["window"], help="days per input (odd)")
-    p.add_argument("--seed", type=cli_type(PARAMS["seed"]), default=0)
+    p.add_argument("--window", type=cli_type(CLOUD_PARAMS["window"]), default=DEFAULTS["window"], help="days per input (odd)")
+    p.add_argument("--seed", type=cli_type(CLOUD_PARAMS["seed"]), default=0)
     p.add_argument("--work-dir", help="keep training checkpoints here: a killed fill resumes where it stopped "
                    "(one fill at a time per work dir)")
     p.add_argument("--out", required=True, help="output file, written atomically: NetCDF (.nc) or zarr (.zarr)")

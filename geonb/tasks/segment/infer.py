@@ -1,0 +1,99 @@
+"""Applying a segmentation model: one image whole or in tiles with a cropped halo, an image of any size
+lazily on dask chunks, the class map of `geonb predict` with the class palette and georeferencing."""
+from __future__ import annotations
+
+
+import numpy as np
+import xarray as xr
+
+from ... import aerial
+from ...errors import GeonbError
+from ...modelfile import TrainedModel
+from ...predict import Predictor, lazy_map
+
+
+def _check_tile(pred: Predictor, tile: int | None, shape) -> int | None:
+    if tile is None:
+        return None
+    if tile % pred.multiple:
+        raise GeonbError(f"tile={tile} is not a multiple of {pred.multiple} (2^depth of this network): tiles must "
+                         f"start on its pooling grid. Use e.g. --tile {max(pred.multiple, tile // pred.multiple * pred.multiple)}.")
+    if tile > max(shape):
+        raise GeonbError(f"tile={tile} is larger than the {shape[0]}×{shape[1]} px image; give a tile of at most "
+                         f"{max(shape)} px, or none (one pass).")
+    return tile
+
+
+def segment_image(pred: Predictor, photo: np.ndarray, tile: int | None = None, valid=None, halo: int | None = None,
+                  probabilities: bool = False):
+    """(H, W, 3) uint8 image of any size → (H, W) uint8 class ids (``aerial.IGNORE`` where ``valid`` is False),
+    through the one predictor: tiles of ``tile`` px (a multiple of 2^depth) with the network's halo cropped,
+    so tiled = one-shot. With ``probabilities`` also the (C, H, W) class probabilities."""
+    photo = np.asarray(photo)
+    if photo.ndim != 3 or photo.shape[-1] != 3:
+        raise GeonbError(f"the image has shape {photo.shape}; give an RGB image (height, width, 3).")
+    tile = _check_tile(pred, tile, photo.shape[:2])
+    x = pred.tensor(aerial.to_tensor_range(photo[None], pred.model.norms["photo"]))
+    out = pred(x, tile=tile, halo=halo, batch=1)
+    classes = out["classes"][0]
+    if valid is not None:
+        classes = np.where(valid, classes, aerial.IGNORE).astype(np.uint8)
+    return (classes, out["mean"][0]) if probabilities else classes
+
+
+def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = False) -> xr.DataArray:
+    """A (y, x, band) RGB DataArray backed by dask (e.g. ``xr.open_zarr(...)``) → lazy (y, x) uint8 class ids,
+    chunk by chunk with ``predict.lazy_map`` (the network's halo, cropped): equal to a one-shot prediction,
+    memory bounded by the chunk size. Chunks must be multiples of 2^depth along y and x (the last one
+    excepted). Compute it with any dask scheduler, e.g. a ``dask.distributed.Client`` given by address."""
+    import dask.array as dsa
+
+    pred = Predictor(model, float64=float64)
+    if photo.ndim != 3 or photo.shape[-1] != 3:
+        raise GeonbError(f"photo has dims {dict(photo.sizes)}; give (y, x, band) with 3 bands.")
+    data = photo.data if isinstance(photo.data, dsa.Array) else dsa.from_array(photo.values, chunks=(1024, 1024, 3))
+    norm = model.norms["photo"]
+
+    def block(b):
+        return pred(pred.tensor(aerial.to_tensor_range(b[None], norm)), tile=None, halo=0, batch=1)["classes"][0]
+
+    out = lazy_map(block, data, halo=pred.halo, multiple=pred.multiple, dtype=np.uint8)
+    return xr.DataArray(out, dims=photo.dims[:2], coords={d: photo[d] for d in photo.dims[:2] if d in photo.coords},
+                        name="class", attrs=class_attrs(model))
+
+
+def class_attrs(model: TrainedModel) -> dict:
+    """CF attributes of a model's class map: ``flag_values`` (uint8, the map's own type), ``flag_meanings``,
+    ``flag_colors`` (hex: the palette PNG and GeoTIFF outputs carry)."""
+    names = model.inputs.get("classes", list(aerial.NAMES))
+    return {"long_name": "land-cover class", "flag_values": np.arange(len(names), dtype=np.uint8),
+            "flag_meanings": " ".join(names), "flag_colors": " ".join(aerial.class_colours(names)),
+            "no_label": aerial.IGNORE}
+
+
+def _tile(pred: Predictor, photo: np.ndarray) -> int | None:
+    """Whole images up to ~1 Mpx in one pass, larger ones in 1024-px-ish tiles (memory)."""
+    tile = pred.multiple * max(1, 1024 // pred.multiple)
+    return None if max(photo.shape[:2]) <= tile else tile
+
+
+def predict_file(model: TrainedModel, args):
+    """``geonb predict`` for a segment model: an RGB image in (GeoTIFF/PNG/JPEG/NetCDF/zarr), class ids out
+    (uint8; 255 where the input has no data) in the format of ``--out`` (.tif/.png, .nc, .zarr), a GeoTIFF's
+    georeferencing kept; ``--tile`` px per tile (a multiple of 2^depth; default ~1024)."""
+    aerial.refuse_lossy(args.out, "a class map")
+    photo, tags, valid = aerial.read_photo(args.input, args.var)
+    pred = Predictor(model)
+    classes = segment_image(pred, photo, tile=args.tile if args.tile else _tile(pred, photo), valid=valid)
+    h, w = classes.shape
+    ds = xr.Dataset({"class": (("y", "x"), classes, class_attrs(model))},
+                    coords={"y": np.arange(h), "x": np.arange(w)},
+                    attrs={"title": f"geonb {model.arch} classes of {args.input}", "image_variable": "class",
+                           "source": f"geonb model {args.model} ({model.arch}, trained on "
+                                     f"{model.info.get('trained_on', '?')})"})
+    ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
+    geo = aerial.georeference(args.input)
+    if geo is not None:  # map coordinates and the CF grid mapping (rioxarray's spatial_ref): GeoTIFF/NetCDF/zarr out
+        ds = ds.assign_coords(geo)
+        ds["class"].attrs["grid_mapping"] = "spatial_ref"
+    return ds
