@@ -1,2 +1,2 @@
 """Networks only, one file per family; importing this package registers them in ``NETWORKS``."""
-from . import acgan, dincae, esrgan, pix2pix, segmentation, srcnn, unet  # noqa: F401
+from . import acgan, deeplab, dincae, esrgan, pix2pix, segmentation, srcnn, unet  # noqa: F401
