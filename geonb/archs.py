@@ -39,5 +39,8 @@ for arch in (
          "FCN-8s: VGG-style encoder, class scores of the last three pooling levels fused coarse to fine"),
     Arch("unet_seg", "segment", "classification", {"generator": "unet_seg"},
          "U-Net for segmentation: transposed-conv upsampling, encoder maps concatenated, 1×1 class scores"),
+    Arch("deeplabv3plus", "segment", "classification", {"generator": "deeplabv3plus"},
+         "DeepLabv3+: residual encoder with an atrous block, ASPP (1×1, atrous 3×3, image pooling), decoder "
+         "joining stride-4 features; bilinear upsampling"),
 ):
     ARCHS.add(arch.name, arch)

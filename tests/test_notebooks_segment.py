@@ -20,7 +20,7 @@ def _run(notebook, tmp_path, arch):
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
 
-@pytest.mark.parametrize("arch", ["segnet", "fcn", "unet_seg"])
+@pytest.mark.parametrize("arch", ["segnet", "fcn", "unet_seg", "deeplabv3plus"])
 def test_train_notebook_runs_standalone(tmp_path, arch):
     assert not _run("03_train.ipynb", tmp_path, arch)
     assert (tmp_path / "run" / "segment" / "models" / arch / "model.pt").exists()

@@ -20,7 +20,7 @@ from geonb.tasks.segment.data import NORM, image_pairs
 from geonb.tasks.segment.infer import predict_lazy, segment_image
 
 torch.set_num_threads(1)  # small tensors: one thread is fastest, and CI shares its cores
-ARCHS = ("segnet", "fcn", "unet_seg")
+ARCHS = ("segnet", "fcn", "unet_seg", "deeplabv3plus")
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -28,7 +28,7 @@ def test_receptive_field_is_inside_the_halo(name):
     net = NETWORKS.build(name, width=2, depth=3).eval()
     for p in net.parameters():
         p.data = p.data.abs() * 0.3  # positive weights: no cancellation hides a dependence
-    n = 8 * 14
+    n = max(8 * 14, 2 * (net.halo + net.multiple))  # the support must not reach the image's edge
     x = torch.rand(1, 3, n, n, requires_grad=True)  # varied input: max-pooling picks varied positions
     out = net(x)
     assert out.shape == (1, 5, n, n)
@@ -169,14 +169,15 @@ def test_bad_parameters_are_refused_before_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path):
+@pytest.mark.parametrize("arch", ["fcn", "deeplabv3plus"])
+def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path, arch):
     scene, labels = _texture_scene(tmp_path)
-    run = Run(tmp_path / "run", arch="fcn", quick=True, data=str(scene), labels=str(labels), patch=32, width=8,
+    run = Run(tmp_path / "run", arch=arch, quick=True, data=str(scene), labels=str(labels), patch=32, width=8,
               epochs=2, steps_per_epoch=15, batch_size=8, lr=3e-3)
     report = run.step("error_maps")
     table = report.tables["test scores"]
-    assert table.loc["fcn", "mean IoU"] > table.loc["random_forest_rgb", "mean IoU"] + 0.2, table
-    assert table.loc["fcn", "overall accuracy"] > 0.75, table
+    assert table.loc[arch, "mean IoU"] > table.loc["random_forest_rgb", "mean IoU"] + 0.2, table
+    assert table.loc[arch, "overall accuracy"] > 0.75, table
     assert table.loc["random_forest_rgb", "overall accuracy"] < 0.6, table  # no per-pixel clue: chance
     assert table.loc["majority_class", "overall accuracy"] < 0.65
 

@@ -1,4 +1,5 @@
-"""The ``segment`` task: a land-cover class for every pixel of an aerial image (segnet, fcn, unet_seg).
+"""The ``segment`` task: a land-cover class for every pixel of an aerial image
+(segnet, fcn, unet_seg, deeplabv3plus).
 
 Data: the Dubai aerial images and their hand-drawn maps (``geonb.aerial``: 7 locations × 9 parts),
 decoded through the one class table; unlabeled grey and black pixels are ``aerial.IGNORE``, left out
