@@ -22,7 +22,7 @@ from .version import __version__
 # answers at once.
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.filling", "geonb.predict", "geonb.generate", "geonb.doctor", "geonb.datasets", "geonb.modelfile")
+COMMAND_MODULES = ("geonb.filling", "geonb.doctor", "geonb.datasets", "geonb.modelfile")
 
 
 def parse_value(text: str):
@@ -102,6 +102,100 @@ def _cmd_archs(args) -> int:
     return 0
 
 
+# ``geonb predict``'s options by the name a task's ``predict_options`` uses: a task refuses the others
+OPTIONS = {"cond": "--cond", "tile": "--tile", "chunk": "--chunk", "mask_var": "--mask-var",
+           "allow_outliers": "--allow-outliers"}
+
+
+def predict_command(args) -> int:
+    """``geonb predict``: apply any model file to a NetCDF/zarr file; what it does is the model's task's."""
+    from .io import write_output
+    from .modelfile import TrainedModel
+    from .outputs import check_outputs
+    from .predict import dask_scheduler
+    from .tasks import get_task
+
+    out = check_outputs({"--out": args.out},
+                        [args.input, args.model, *(c.rpartition(":")[0] for c in args.cond or [])],
+                        overwrite=args.overwrite)["--out"]
+    model = TrainedModel.load(args.model)
+    task = get_task(model.task)
+    if task.predict_file is None:
+        raise GeonbError(f"{args.model} is a {model.task} model; `geonb predict` does not apply it to files.")
+    ignored = [flag for name, flag in OPTIONS.items() if getattr(args, name) and name not in task.predict_options]
+    if ignored:
+        raise GeonbError(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to a {model.task} "
+                         f"model ({model.arch}); drop {'it' if len(ignored) == 1 else 'them'} "
+                         f"({model.task} takes {', '.join(OPTIONS[o] for o in task.predict_options) or 'none of them'}).")
+    with dask_scheduler(args.scheduler):
+        ds = task.predict_file(model, args)
+        write_output(ds, out, f"geonb predict --model {args.model} --input {args.input} --var {args.var}")
+    print(f"wrote {out} ({model.task} model {model.arch})")
+    return 0
+
+
+def add_predict(subparsers) -> None:
+    from .params import Param, cli_type
+    from .predict import TILE
+
+    p = subparsers.add_parser("predict", help="apply a trained model to a file (downscale, fill gaps, photo → map, "
+                                                  "image → land-cover classes)")
+    p.add_argument("--model", required=True, help="a geonb model file (.pt)")
+    p.add_argument("--input", required=True,
+                   help="NetCDF/zarr file or embedded dataset name (image models: also JPEG/PNG/(Geo)TIFF)")
+    p.add_argument("--var", default="", help="the variable to predict from")
+    p.add_argument("--out", required=True, help="output file, written atomically, in the format of its extension: .nc, "
+                   ".zarr, .tif (a COG GeoTIFF with the CRS, for a 2-D result that has one), or for image models .png/.jpg")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
+    p.add_argument("--tile", type=cli_type(TILE),
+                   help="tile size in input cells (downscaling: low-res cells, default 64; "
+                   "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
+    p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
+    p.add_argument("--chunk", type=cli_type(Param("chunk", int, None, "chunk side in input cells", min=1, max=65_536)),
+                   help="downscaling: input cells per dask chunk side (default 512; memory is bounded by the chunk, "
+                   "not the grid)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler address (tcp://host:8786) to "
+                   "predict on; default: this machine's threads")
+    p.add_argument("--allow-outliers", action="store_true",
+                   help="gridded inputs: keep values far outside the field's robust range (else refused)")
+    p.set_defaults(func=predict_command)
+
+
+def generate_command(args) -> int:
+    """``geonb generate``: digits from a trained generate-task model (acgan) to NetCDF (``digit`` (sample, y, x),
+    grey 0–255, and ``label``, the class asked for); the same model and seed give the same digits."""
+    from .io import write_output
+    from .modelfile import TrainedModel
+    from .outputs import check_outputs
+    from .tasks.generate import digits_dataset, generate_digits
+
+    out = check_outputs({"--out": args.out}, [args.model], overwrite=args.overwrite)["--out"]
+    model = TrainedModel.load(args.model, task="generate")
+    images, labels = generate_digits(model.network(), args.per_class, args.seed)
+    ds = digits_dataset(images, labels, {
+        "title": f"digits generated by geonb {model.arch}",
+        "source": f"geonb model {args.model} ({model.arch}, trained on {model.info.get('trained_on', '?')})"})
+    write_output(ds, out, f"geonb generate --model {args.model} --per-class {args.per_class} --seed {args.seed}")
+    print(f"wrote {out} ({len(labels)} digits, {args.per_class} per class, seed {args.seed})")
+    return 0
+
+
+def add_generate(subparsers) -> None:
+    from .params import cli_type
+    from .tasks.generate import PARAMS
+
+    p = subparsers.add_parser("generate", help="generate digits with a trained acgan model (NetCDF out)")
+    p.add_argument("--model", required=True, help="a geonb generate-task model file (.pt)")
+    p.add_argument("--per-class", type=cli_type(PARAMS["per_class"]), default=100,
+                   help="digits per class")
+    p.add_argument("--seed", type=cli_type(PARAMS["seed"]), default=0,
+                   help="noise seed: the same seed gives the same digits")
+    p.add_argument("--out", required=True, help="output NetCDF (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=generate_command)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line, like geonb's own: the usage is one ``--help`` away."""
 
@@ -125,6 +219,8 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
     archs = sub.add_parser("archs", help="list the architectures with their task")
     archs.set_defaults(func=_cmd_archs)
     frontdoor.add_cli(sub, argv)
+    add_predict(sub)
+    add_generate(sub)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_cli(sub)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

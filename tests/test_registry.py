@@ -153,3 +153,16 @@ def test_damaged_or_empty_model_files(tmp_path):
         TrainedModel.load(tmp_path / "empty.pt")
     with pytest.raises(GeonbError, match="no such model"):
         TrainedModel.load(tmp_path / "missing.pt")
+
+
+def test_the_readme_arch_table_lists_every_arch_with_its_task():
+    """README's table under "Architectures" is what `geonb archs` lists: a new arch without its row (or a row
+    left behind) fails here."""
+    import re
+
+    from .conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## Architectures"):].split("\n## ")[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (\w+) \|", table, re.M))
+    assert rows == {a.name: a.task for a in list_archs()}
