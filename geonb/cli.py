@@ -80,7 +80,10 @@ def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook
         pace = statistics.median([s for n, s in zip(notebooks, seconds) if "train" not in n] or seconds)
         progress.say(f"[geonb run] {k}/{len(notebooks)} {name} done in {progress.duration(seconds[-1])} · elapsed "
                      f"{progress.duration(time.perf_counter() - start)}"
-                     + (f" · about {progress.duration(pace * left)} left" if left else ""))
+                     + (f" · about {progress.duration(pace * left)} left" if left else "")
+                     # the training is not known before it starts: 03 estimates it from its first epoch
+                     + (" besides the training, which 03 estimates from its first epoch"
+                        if any("train" in n for n in notebooks[k:]) else ""))
         written.append(target)
     return written
 

@@ -136,8 +136,7 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
         return {"val_loss": method.loss(method.predict(x.to(device))[:, :, :h, :w], y, torch.isfinite(y).float()).item()}
 
     history = method.fit(batches, validate, ckpt_dir, epochs=int(opt["epochs"]), patience=int(opt["patience"]),
-                         seed=seed, desc=f"{arch} (self-supervised)",
-                         steps=-(-nt * int(opt["samples_per_day"]) // int(opt["batch_size"])))
+                         seed=seed, desc=f"{arch} (self-supervised)")
     model = TrainedModel("clouds", arch, arch_args, method.weights(), norms,
                          method_args={"average": opt["average"], "sigma_scale": 1.0},
                          inputs={"window": encoding, "units": {"field": str(units)}},

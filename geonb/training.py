@@ -157,16 +157,14 @@ def _shard(batch, rank: int, world: int):
     return batch
 
 
-def _estimate(desc: str, done: int, seconds: float, steps: int | None, epochs_left: int, acc: Accelerator) -> None:
-    """Say up front how long training will take, from the first batches, and how to make it faster."""
-    if not steps or not done:
-        return
-    per_epoch = seconds / done * steps
-    text = (f"[geonb] {desc}: about {progress.duration(per_epoch)} per epoch on {acc.device}"
-            f"{', bf16 autocast' if acc.amp else ', float32'} "
-            f"({seconds / done:.2g} s per batch × {steps}); up to {progress.duration(per_epoch * epochs_left)} "
-            f"for {epochs_left} epoch(s), less if early stopping ends it.")
-    if acc.device.type == "cpu" and per_epoch * epochs_left > 300:
+def _estimate(desc: str, seconds: float, batches: int, epochs: int, acc: Accelerator) -> None:
+    """Say how long training will take, from its first epoch: its batches, validation and checkpoint (the
+    batches alone leave validation out, half of a small model's epoch), and how to make it faster."""
+    text = (f"[geonb] {desc}: the first epoch took {progress.duration(seconds)} on {acc.device}"
+            f"{', bf16 autocast' if acc.amp else ', float32'} ({batches} batches, validation and checkpoint "
+            f"included); up to {progress.duration(seconds * epochs)} for {epochs} epoch(s) in all, less if early "
+            "stopping ends it.")
+    if acc.device.type == "cpu" and seconds * epochs > 300:
         text += (" Faster: a GPU (-p device cuda; bf16 autocast is on there by default), -p quick True for a "
                  "seconds-long check, or fewer epochs (-p epochs N).")
     progress.say(text)
@@ -185,14 +183,13 @@ def fit(
     seed: int = 0,
     desc: str = "train",
     acc: Accelerator | None = None,
-    steps: int | None = None,
 ) -> list[dict]:
     """Train until ``epochs`` or ``patience`` epochs without a better val_loss.
 
     ``batches(epoch)`` yields the epoch's batches on the CPU, or functions that make them
     (shuffle with a generator seeded by the epoch so a resumed run sees the same order);
-    ``acc`` puts them on its device and runs ``train_step`` under its autocast; ``steps``
-    (batches per epoch) lets the first batches estimate the run's duration. In a
+    ``acc`` puts them on its device and runs ``train_step`` under its autocast; the first epoch
+    estimates the run's duration. In a
     data-parallel run (``geonb.distributed``) each process takes its slice of every
     batch, the logged values are averaged over processes and process 0 writes the
     checkpoints. Returns the history: one dict per epoch with the mean of each
@@ -233,8 +230,6 @@ def fit(
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
             count += 1
-            if epoch == first and count == min(3, steps or 0) and rank == 0:
-                _estimate(desc, count, time.perf_counter() - t0, steps, epochs - first, acc)
         sums = distributed.mean(sums)
         for module in modules.values():
             module.eval()
@@ -262,6 +257,8 @@ def fit(
                 "rng": torch.get_rng_state(),
                 **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
             })
+            if epoch == first:
+                _estimate(desc, time.perf_counter() - t0, count, epochs - first, acc)
             progress.epoch_line(desc, epoch + 1, epochs, record, (time.perf_counter() - started) / (epoch + 1 - first))
         distributed.barrier()  # the other processes read these checkpoints only after they exist
         epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})

@@ -52,7 +52,7 @@ def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, params, cap
     terminal = capfd.readouterr().err  # what the user's terminal shows (the kernels' stderr included)
     for k, name in enumerate(NOTEBOOKS, 1):
         assert f"[geonb run] {k}/6 {name} →" in terminal and f"[geonb run] {k}/6 {name} done in" in terminal
-    assert "per epoch on cpu" in terminal and " epoch 1/" in terminal  # the duration estimate and epoch lines
+    assert "the first epoch took" in terminal and " epoch 1/" in terminal  # the duration estimate and epoch lines
     for path in written:
         assert not _errors(path), path
         assert not _other_archs_named(path, task), path  # a short paper about this run, not about all six

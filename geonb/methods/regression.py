@@ -58,14 +58,14 @@ class Stagewise(Regression):
         self.step("stage", loss)
         return {"loss": loss.item()}
 
-    def fit(self, batches, validate, ckpt_dir, *, epochs, patience, seed, desc, steps=None) -> list[dict]:
+    def fit(self, batches, validate, ckpt_dir, *, epochs, patience, seed, desc) -> list[dict]:
         """Each stage to its own early stop; ``validate`` scores ``predict`` at that stage's resolution."""
         history, stages = [], self.generator.stages
         for k, stage in enumerate(stages):
             self.stage = k
             self.optimizers = {"stage": torch.optim.Adam(stage.parameters(), lr=self.lr)}
             hist = fit({"stage": stage}, self.optimizers, batches, self.train_step, validate, Path(ckpt_dir) / f"stage{k}",
-                       epochs=epochs, patience=patience, seed=seed, acc=self.acc, steps=steps,
+                       epochs=epochs, patience=patience, seed=seed, acc=self.acc,
                        desc=f"{desc} stage {k + 1}/{len(stages)} (×{2 ** (k + 1)})")
             history += [{**h, "stage": k + 1} for h in hist]
         self.stage = None

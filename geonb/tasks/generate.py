@@ -240,7 +240,7 @@ def train(run) -> Report:
         return {"val_loss": 1.0 - recognised, "recognised": recognised}
 
     history = method.fit(batches, validate, ckpt, epochs=run["epochs"], patience=run["patience"], seed=run["seed"],
-                         desc=run["arch"], steps=len(y) // batch)
+                         desc=run["arch"])
     best = min(history, key=lambda h: h["val_loss"])["epoch"]
     model = TrainedModel("generate", run["arch"], arch_args, method.weights(), {"image": NORM},
                          inputs={"classes": list(range(N_CLASSES)), "latent": run["latent"]},

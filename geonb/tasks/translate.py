@@ -131,7 +131,7 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
         return {"val_loss": float(torch.nn.functional.l1_loss(pred, val_y))}
 
     history = method.fit(batches, validate, run.checkpoint_dir(arch_name), epochs=run["epochs"],
-                         patience=run["patience"], seed=run["seed"], desc=arch_name, steps=run["steps_per_epoch"])
+                         patience=run["patience"], seed=run["seed"], desc=arch_name)
     model = TrainedModel("translate", arch_name, arch_args, method.weights(), {"photo": NORM, "map": NORM},
                          inputs={"classes": aerial.CLASSES, "patch": patch},
                          info={"trained_on": "Dubai aerial tile_" + ",".join(

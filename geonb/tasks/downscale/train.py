@@ -64,7 +64,7 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
             on_epoch(count[0], score)
         return {"val_loss": score}
 
-    history = method.fit(batches, validate, ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=arch, steps=steps)
+    history = method.fit(batches, validate, ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=arch)
     return method, history
 
 

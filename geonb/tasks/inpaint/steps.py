@@ -184,7 +184,7 @@ def train(run) -> Report:
                 "val_rmse_holes": masked_mse(pred, y, hidden.float() * torch.isfinite(y)).sqrt().item()}
 
     history = method.fit(batches, validate, run.checkpoint_dir(name), epochs=run["epochs"], patience=run["patience"],
-                         seed=run["seed"], desc=f"train {name}", steps=-(-n // run["batch_size"]))
+                         seed=run["seed"], desc=f"train {name}")
     model = TrainedModel("inpaint", name, {"in_channels": 2}, method.weights(), {"field": norm},
                          method_args={"residual": residual},
                          inputs={"variable": patches.attrs["variable"], "prefill": prefill,

@@ -115,7 +115,7 @@ def train(run) -> Report:
                 "val_mean_IoU": scores["mean IoU"]}
 
     history = method.fit(batches, validate, run.checkpoint_dir(arch_name), epochs=run["epochs"],
-                         patience=run["patience"], seed=run["seed"], desc=arch_name, steps=run["steps_per_epoch"])
+                         patience=run["patience"], seed=run["seed"], desc=arch_name)
     split = "rows 0–60 % of " + run["data"] if _is_image(run) else "Dubai aerial tile_" + ",".join(
         str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
     colours = aerial.scheme_colours(run["scheme"])
