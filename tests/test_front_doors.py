@@ -3,6 +3,7 @@ the task's default data, then ``geonb predict`` (``geonb generate`` for digits) 
 ``geonb params`` and the flags come from the task's Params."""
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -55,19 +56,27 @@ CASES = {
 }
 
 
+# One arch per task in the suite; GEONB_ALL_ARCHS=1 runs every arch of `geonb archs` (a few minutes).
+RUNS = [(a.task, a.name) for a in list_archs()] if os.environ.get("GEONB_ALL_ARCHS") == "1" else \
+    [(task, case[0]) for task, case in sorted(CASES.items())]
+
+
 def test_every_task_has_a_case():
     assert sorted(CASES) == sorted({a.task for a in list_archs()})
 
 
-@pytest.mark.parametrize("task", sorted(CASES))
-def test_geonb_train_quick_then_predict(task, tmp_path, capsys):
-    arch, inputs, var, shape = CASES[task]
+@pytest.mark.parametrize("task,arch", RUNS)
+def test_geonb_train_quick_then_predict(task, arch, tmp_path, capsys):
+    _, inputs, var, shape = CASES[task]
     model = tmp_path / "m.pt"
     assert main(["train", "--arch", arch, "--quick", "--model", model]) == 0
     said = capsys.readouterr().out
     assert f"wrote {model}" in said
     saved = TrainedModel.load(model, task=task)
     assert saved.arch == arch
+    assert main(["info", model]) == 0  # the model card, readable without Python
+    card = " ".join(capsys.readouterr().out.split())
+    assert f"task {task}:" in card and f"arch {arch}:" in card
     # the skill said beside the task's baseline: a held-out table, or downscaling's validation line
     assert re.search(r"\[geonb train\] (skill on the validation region|held-out skill, .+\n.*"
                      r"(biharmonic|bicubic|random_forest|colour|real))", said, re.S), said
