@@ -29,10 +29,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .cv import cloud_cv_mask, dineof_cv_count
 from .errors import GeonbError
+from .progress import progress_bar
 
 
 @dataclass
@@ -167,7 +167,7 @@ def dineof(cube, times=None, *, sea=None, max_modes: int = 20, cv_points=None, c
     X = np.where(missing_cv, 0.0, X0)
     errors = {}
     best_k, best_err, best_X = 1, np.inf, None
-    for k in tqdm(range(1, max_modes + 1), desc="DINEOF modes", disable=not progress, leave=False):
+    for k in progress_bar(range(1, max_modes + 1), desc="DINEOF modes", disable=not progress, leave=False):
         X = _converge(X, missing_cv, k, filt, tol, max_iter)
         errors[k] = float(np.sqrt(np.mean((X[cv_flat] - truth_cv) ** 2)))
         if errors[k] < best_err:

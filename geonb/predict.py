@@ -216,13 +216,13 @@ def dask_scheduler(address: str | None = None):
             yield client
         return
     from dask.callbacks import Callback
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     threads = torch.get_num_threads()
 
     class Bar(Callback):  # tqdm, so the bar also shows in notebooks
         def _start_state(self, _dsk, state):
-            self.bar = tqdm(total=sum(len(state[k]) for k in ("ready", "waiting", "running")), unit="task",
+            self.bar = progress_bar(total=sum(len(state[k]) for k in ("ready", "waiting", "running")), unit="task",
                             desc="dask")
 
         def _posttask(self, *_):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed, progress
 from .checkpoints import load_checkpoint, save_checkpoint
@@ -215,7 +214,7 @@ def fit(
     else:
         torch.manual_seed(seed)
     first, started = state["epoch"], time.perf_counter()
-    epoch_bar = tqdm(range(first, epochs), desc=desc, unit="epoch", initial=first, total=epochs, disable=rank > 0)
+    epoch_bar = progress.progress_bar(range(first, epochs), desc=desc, unit="epoch", initial=first, total=epochs, disable=rank > 0)
     for epoch in epoch_bar:
         if state["stopped"]:
             break

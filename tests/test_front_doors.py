@@ -35,7 +35,7 @@ def _gappy_sst(folder):
 
 
 def _coarse_dem(folder):
-    grid = load_grid("jacksboro").isel(y=slice(0, 64), x=slice(0, 64))
+    grid = load_grid("jacksboro").isel(y=slice(0, 128), x=slice(0, 128))  # 32² low-res cells: srgan's field fits
     var, yn, xn = grid.attrs["target"], grid.attrs["y_name"], grid.attrs["x_name"]
     lr = coarsen(grid[var].values.astype("float64"), 4)
     path = folder / "coarse.nc"
@@ -49,7 +49,7 @@ CASES = {
     "clouds": ("dincae", lambda d: ["--input", datasets.path("alboran"), "--var", "SST", "--mask-var", "mask"],
                "SST", (10, 201, 301)),
     "inpaint": ("unet", _gappy_sst, "sst", (2, 36, 44)),
-    "downscale": ("srcnn", _coarse_dem, "elevation", (64, 64)),
+    "downscale": ("srcnn", _coarse_dem, "elevation", (128, 128)),
     "segment": ("unet_seg", lambda d: ["--input", PHOTO], "class", None),
     "translate": ("pix2pix", lambda d: ["--input", PHOTO], None, None),
     "generate": ("acgan", lambda d: ["--per-class", 2], "digit", (20, 28, 28)),

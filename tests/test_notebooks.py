@@ -75,3 +75,18 @@ def test_unknown_arch_fails_in_the_notebook_with_the_valid_names(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="unknown arch 'resnet'; valid names: .*unet"):
         papermill.execute_notebook(str(REPO / "notebooks" / "03_train.ipynb"), str(tmp_path / "o.ipynb"),
                                    parameters={"arch": "resnet", "run_dir": str(tmp_path)}, progress_bar=False)
+
+
+def test_progress_in_the_notebook_is_one_live_view_saved_finished(tmp_path):
+    """03's progress is one output updated in place (what papermill saves is its final state: the last epoch),
+    not stderr text, and no frozen 0/N widget."""
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "03_train.ipynb"), str(out), cwd=str(REPO),
+                               parameters={"arch": "unet", "quick": True, "run_dir": str(tmp_path / "run")},
+                               progress_bar=False)
+    outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("name") == "stderr"]
+    views = [o["data"]["text/plain"] for o in outputs if o.get("output_type") == "display_data"
+             and "[geonb] train unet epoch" in o["data"].get("text/plain", "")]
+    assert len(views) == 1 and "epoch 5/5" in views[0] and "epoch 4/5" not in views[0], views
+    assert "100%" in views[0] and "the first epoch took" in views[0]
