@@ -45,10 +45,11 @@ class GeonbAccessor:
         self._history(ds.attrs, f"fill(arch={arch!r})")
         return ds
 
-    def downscale(self, model, cond=(), tile: int = 64) -> xr.DataArray:
+    def downscale(self, model, cond=(), tile: int | str = "auto") -> xr.DataArray:
         """Super-resolve this low-res (y, x) grid with a downscaling model (path or ``TrainedModel``);
         ``cond``: the model's conditioning grids as ``geonb predict --cond`` takes them (``x``, ``y``,
-        ``FILE:VAR[@r]``); ``tile``: low-res cells per tile (the halo is added and cropped). Lazy when the
+        ``FILE:VAR[@r]``); ``tile``: low-res cells per tile (the halo is added and cropped; ``"auto"``:
+        sized from the free memory). Lazy when the
         grid is dask-backed: chunk by chunk in its own chunks (each with the network's halo)."""
         from .data import load_grid
         from .predict import Predictor

@@ -152,7 +152,7 @@ def add_predict(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--cond", nargs="*", metavar="FILE:VAR[@r]", help="downscaling: the model's conditioning grids")
     p.add_argument("--tile", type=cli_type(TILE),
-                   help="tile size in input cells (downscaling: low-res cells, default 64; "
+                   help="tile size in input cells (downscaling: low-res cells, default: as large as the free memory allows; "
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
     p.add_argument("--chunk", type=cli_type(Param("chunk", int, None, "chunk side in input cells", min=1, max=65_536)),

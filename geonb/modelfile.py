@@ -13,7 +13,8 @@ Written with plain tensors, numbers, strings, lists and dicts only, so it loads 
                conditioning grids, window…)
 ``norms``      name → [mean, std] (``geonb.normalise.Normaliser``)
 ``weights``    list of generator state dicts: one, or the snapshots to average
-``info``       history, what it was trained on, seconds, σ scale…
+``info``       history, what it was trained on, seconds, σ scale…; ``effective_halo`` and
+               ``halo_tol`` where measured (``predict.Predictor.effective_halo``)
 =============  ==============================================================
 
 ``inputs["units"]`` (name → units string, optional) and ``norms`` say what data the model knows:
@@ -107,6 +108,11 @@ RANGES = {
     ("inputs", "units"): (lambda v: isinstance(v, dict) and len(v) <= 64 and all(
         isinstance(k, str) and isinstance(u, str) and len(u) <= 256 for k, u in v.items()),
         "a dict of normaliser name → units string"),
+    # the predictor's halo, measured when the model was saved: at most the network's receptive field (checked
+    # against the network below), and the tolerance it was measured for (a fraction of the output's scale)
+    ("info", "effective_halo"): (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65_536,
+                                 "an int from 0 to the network's receptive-field radius"),
+    ("info", "halo_tol"): (lambda v: _number(v, 1e-9, 1.0), "a finite number from 1e-9 to 1"),
 }
 
 
@@ -137,6 +143,17 @@ def _check_consistent(saved: dict, refuse) -> None:
         if even or CloudInputs.channels(window) != saved["arch_args"]["in_channels"]:
             refuse(f"inputs['window'] = {window} days does not fit its network's {saved['arch_args']['in_channels']} "
                    "input channels (an odd window, t−k … t+k)")
+
+
+def _check_halo(info: dict, net, refuse) -> None:
+    """A stored effective halo lies within the network's receptive field, on its pooling grid, with its tolerance:
+    a larger one asks for needless work (or, crafted, for terabytes), one off the grid breaks the tiles."""
+    halo, tol = info.get("effective_halo"), info.get("halo_tol")
+    if (halo is None) != (tol is None):
+        refuse("info holds one of 'effective_halo' and 'halo_tol' without the other")
+    if halo is not None and (halo > int(net.halo) or halo % int(net.multiple)):
+        refuse(f"info['effective_halo'] is {halo}; it must be an int from 0 to {int(net.halo)} (the network's "
+               f"receptive-field radius), a multiple of {int(net.multiple)}")
 
 
 @dataclass
@@ -220,6 +237,12 @@ class TrainedModel:
             unit = self.inputs.get("units", {}).get("field", "")
             rows.append(("held-out", f"RMSE {held['rmse']:.3g} {unit} on {held['points']} observed pixels never trained "
                                      f"on; biharmonic per day on them {held['rmse_biharmonic']:.3g} {unit}"))
+        if "effective_halo" in self.info:
+            with torch.device("meta"):  # the receptive field: nothing allocated
+                field_radius = int(arch.build("generator", **self.arch_args).halo)
+            rows.append(("halo", f"{self.info['effective_halo']} input cells of context per tile (measured: tiles equal one "
+                                 f"pass within {self.info['halo_tol']:g} of the output's scale); receptive field "
+                                 f"{field_radius}"))
         if "train_seconds" in self.info:
             rows.append(("training time", f"{self.info['train_seconds']:.0f} s"))
         if arch.method == "gaussian_nll":
@@ -302,12 +325,14 @@ class TrainedModel:
             refuse(f"weights must be 1 to {MAX_SNAPSHOTS} state dicts of dense tensors")
         try:
             with torch.device("meta"):  # shapes only: nothing is allocated
-                shapes = arch.build("generator", **saved["arch_args"]).state_dict()
+                net = arch.build("generator", **saved["arch_args"])
+                shapes = net.state_dict()
         except GeonbError as exc:  # too many parameters (``Arch.build``)
             refuse(str(exc).rstrip("."))
         except Exception as exc:  # a string where a number belongs, a negative width…
             refuse(f"its network arguments {saved['arch_args']} do not build a {saved['arch']} network "
                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        _check_halo(saved["info"], net, refuse)
         for k, state in enumerate(weights):
             wrong = sorted(set(state) ^ set(shapes)) or [n for n in shapes if state[n].shape != shapes[n].shape]
             if wrong:

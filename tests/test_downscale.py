@@ -62,6 +62,61 @@ def test_tiled_equals_one_shot(arch, factor, cond_res, hp):
     assert np.abs(one - seams).max() > 1e-3
 
 
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A briefly trained srgan (2 RRDBs × 16 maps, 30 steps: its field already wider than the untrained net's)
+    saved as a model file, so its effective halo was measured and stored, and loaded back."""
+    tmp = tmp_path_factory.mktemp("measured")
+    hr = terrain.fractal_terrain(128, 128, seed=3)
+    norm = Normaliser.fit(hr)
+    hp = {"n_blocks": 2, "nf": 16}
+    method, history = train_model("srgan", 4, (), hp, [Scene(norm(hr[:, :96]))], Scene(norm(hr[:, 96:])), tmp / "ckpt",
+                                  epochs=1, steps=30, batch_size=4, lr=1e-3, patch_lr=12, patience=1, seed=0,
+                                  losses=LOSSES)
+    path = save_model(tmp / "m.pt", method, "srgan", hp, "elevation", [], norm, [], "test", history)
+    return TrainedModel.load(path, task="downscale"), path
+
+
+def test_tiled_equals_one_shot_within_the_stored_tolerance_with_the_measured_halo(measured):
+    """srgan's receptive field (37 cells here, 187 at DeepBedMap's 12 RRDBs) is far wider than what moves its
+    output: the halo measured when the model was saved is smaller, and tiles with it equal one pass within the
+    stored tolerance × the output's scale (the target's std), on a grid many tiles wide, in memory and in dask
+    chunks. A halo narrower than the measured one does not."""
+    import dask.array as dsa
+
+    from geonb.tasks.downscale.infer import predict_lazy
+
+    model, _ = measured
+    predictor = Predictor(model)
+    halo, tol, scale = model.info["effective_halo"], model.info["halo_tol"], model.norms["target"].std
+    assert predictor.halo == halo and 0 < halo < predictor.net.halo == 37 and tol == 1e-3
+    rng = np.random.default_rng(7)  # other terrain than the probes', ±3 stds, with noise: rougher than the training data
+    z = coarsen(terrain.fractal_terrain(384, 336, seed=11), 4)
+    lr = model.norms["target"].inverse(1.5 * (z - z.mean()) / z.std() + 0.3 * rng.standard_normal(z.shape))
+    one = predict_grid(predictor, lr, tile=None)  # one pass, replicate-padded by the measured halo
+    for tile in (16, 23):  # 6 × 6 tiles, and ragged ones
+        assert np.abs(predict_grid(predictor, lr, tile=tile) - one).max() <= tol * scale, tile
+    lazy = predict_lazy(predictor, dsa.from_array(lr, chunks=40), chunk=40, tile=20).compute(scheduler="threads")
+    assert np.abs(lazy - one).max() <= tol * scale
+    # the full receptive field as the grid's edge padding changes nothing beyond the tolerance either
+    assert np.abs(predict_grid(predictor, lr, halo=predictor.net.halo) - one).max() <= tol * scale
+    # the measured halo is the smallest that keeps the tolerance: a third of it leaves seams
+    assert np.abs(predict_grid(predictor, lr, tile=16, halo=halo // 3) - predict_grid(predictor, lr, halo=halo // 3)).max() \
+        > tol * scale
+    assert ("halo", f"{halo} input cells of context per tile (measured: tiles equal one pass within 0.001 of the "
+                    "output's scale); receptive field 37") in model.card()
+
+
+def test_small_receptive_fields_keep_theirs(tmp_path):
+    """srcnn's halo (5 cells) is below ``MEASURE_ABOVE``: nothing is measured or stored, tiles stay exact."""
+    hr = terrain.fractal_terrain(64, 64, seed=2)
+    norm = Normaliser.fit(hr)
+    method, history = train_model("srcnn", 4, (), {}, [Scene(norm(hr))], Scene(norm(hr)), tmp_path / "ckpt", epochs=1,
+                                  steps=1, batch_size=2, lr=1e-3, patch_lr=8, patience=1, seed=0)
+    model = TrainedModel.load(save_model(tmp_path / "m.pt", method, "srcnn", {}, "z", [], norm, [], "test", history))
+    assert "effective_halo" not in model.info and Predictor(model).halo == method.generator.halo == 5
+
+
 def _jacksboro():
     return crop_to_multiple(load_field("jacksboro").isel(time=0).values.astype("float64"), 16)
 

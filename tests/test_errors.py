@@ -597,6 +597,11 @@ def _saved(path, obj):
     ("no_inputs", "inputs['variable']"),
     ("list_not_dict", "arch_args is a list"),
     ("unknown_task", "unknown task 'weather'"),
+    ("halo_beyond_field", "info['effective_halo'] is 7; it must be an int from 0 to 6"),
+    ("negative_halo", "info['effective_halo'] is -1; it must be an int from 0"),
+    ("string_halo", "info['effective_halo'] is '3'"),
+    ("halo_without_tol", "one of 'effective_halo' and 'halo_tol' without the other"),
+    ("zero_halo_tol", "info['halo_tol'] is 0.0; it must be a finite number"),
 ])
 def test_bad_model_files_are_not_geonb_model_files(tmp_path, capsys, case, reason):
     path = tmp_path / "m.pt"
@@ -638,6 +643,12 @@ def test_bad_model_files_are_not_geonb_model_files(tmp_path, capsys, case, reaso
         _saved(path, {**good, "arch_args": [2, []]})
     elif case == "unknown_task":
         _saved(path, {**good, "task": "weather"})
+    elif case in ("halo_beyond_field", "negative_halo", "string_halo", "halo_without_tol", "zero_halo_tol"):
+        halo = {"halo_beyond_field": {"effective_halo": 7, "halo_tol": 1e-3},  # srcnn ×2's receptive field: 6
+                "negative_halo": {"effective_halo": -1, "halo_tol": 1e-3},
+                "string_halo": {"effective_halo": "3", "halo_tol": 1e-3}, "halo_without_tol": {"effective_halo": 3},
+                "zero_halo_tol": {"effective_halo": 3, "halo_tol": 0.0}}[case]
+        _saved(path, {**good, "info": {**good["info"], **halo}})
     start = time.perf_counter()
     with pytest.raises(GeonbError) as exc:
         TrainedModel.load(path)

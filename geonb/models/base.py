@@ -7,7 +7,8 @@ they depend on the arguments) tell the predictor how to tile and pad its input:
               the output is on the input's grid.
 ``halo``      the receptive-field radius in input cells: each tile gets this many cells of context,
               cropped off its output, so tiled and one-shot predictions are equal. A multiple of
-              ``multiple`` (tiles start on the pooling grid).
+              ``multiple`` (tiles start on the pooling grid). Where it is wider than ``predict.MEASURE_ABOVE``
+              a model file may store a smaller, measured one (``Predictor.effective_halo``).
 ``multiple``  what the network pools by (2^levels): inputs are zero-padded at the bottom/right to a
               multiple of it, and tiles must be multiples of it.
 ``edge``      how the network saw the outer edge of its training patches: ``"replicate"`` (the

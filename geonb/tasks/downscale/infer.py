@@ -2,6 +2,7 @@
 grids matched to the target's cells, the CF output of `geonb predict` and the accessor."""
 from __future__ import annotations
 
+import os
 
 import numpy as np
 import xarray as xr
@@ -14,9 +15,13 @@ from ...resample import check_finite, nearest_filled, refine_coords
 from .data import COORDS, _layer, parse_cond
 
 
-def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, tile=None) -> np.ndarray:
+def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, tile=None,
+                 padded: bool = False) -> np.ndarray:
     """Physical-units low-res grid (+ conditioning grids at their resolutions) → high-res grid (float64).
 
+    ``tile``: low-res cells per tile (``"auto"``: sized from the free memory; None: one pass).
+    ``padded``: the grids hold the predictor's halo of context on every side (a dask chunk with its
+    overlap): only the inner cells are predicted and returned.
     Low-res cells at or below the model's ``valid_above`` (ice-free) keep their value in every
     high-res cell they hold: masked cells are passed through, not invented.
     """
@@ -34,20 +39,21 @@ def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, t
             raise GeonbError(f"conditioning grid {name!r} is {c.shape}; expected {(lr.shape[0] * r, lr.shape[1] * r)} "
                              f"(the low-res grid × {r}).")
         cs.append(predictor.tensor(model.norms[f"cond {name}"](c))[None, None])
-    out = predictor((predictor.tensor(norm(lr))[None, None], cs), tile=tile, halo=halo, batch=1)["mean"]
+    out = predictor((predictor.tensor(norm(lr))[None, None], cs), tile=tile, halo=halo, batch=1, padded=padded)["mean"]
     hr = out[0].astype("float64") * norm.std + norm.mean
     above = model.inputs.get("valid_above")
     if above is not None:
-        f = model.arch_args["factor"]
-        coarse = np.kron(lr, np.ones((f, f)))
+        f, k = model.arch_args["factor"], (predictor.halo if halo is None else halo) if padded else 0
+        coarse = np.kron(lr[k:lr.shape[0] - k, k:lr.shape[1] - k], np.ones((f, f)))
         hr = np.where(coarse <= above, coarse, hr)
     return hr
 
 
-def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int | None = 512, tile: int | None = 64):
+def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int | None = 512, tile: int | str | None = "auto"):
     """``predict_grid`` out of core: a low-res grid (numpy or dask, e.g. from ``xr.open_zarr``) in
     chunks of ``chunk`` cells (None: a dask grid's own chunks), each with the network's halo of neighbours (``predict.lazy_map``)
-    and predicted in ``tile``-cell tiles → a lazy (y·f, x·f) float32 dask array equal to the
+    as its tiles' context and predicted in ``tile``-cell tiles (``"auto"``: sized from the free memory
+    shared by dask's threads) → a lazy (y·f, x·f) float32 dask array equal to the
     in-memory prediction; memory is bounded by the chunk size, not the grid's. Conditioning grids
     (numpy/dask, at their resolutions) travel with the chunks as channels."""
     import dask.array as dsa
@@ -62,12 +68,15 @@ def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int | None = 512,
     parts = [lr[..., None]] + [fine_to_channels(dsa.asarray(c).rechunk(tuple(tuple(k * r for k in ks) for ks in lr.chunks)), r)
                                for c, r in zip(conds, rs)]
     edges = np.cumsum([0] + [r * r for r in rs])
+    if tile == "auto":  # dask's local threads each predict a chunk at once
+        tile = predictor.auto_tile(share=os.cpu_count() or 1)
 
     def block(b):
         cs = [channels_to_fine(b[..., 1 + edges[k]:1 + edges[k + 1]], r) for k, r in enumerate(rs)]
-        return predict_grid(predictor, b[..., 0], cs, tile=tile).astype(np.float32)
+        return predict_grid(predictor, b[..., 0], cs, tile=tile, padded=True).astype(np.float32)
 
-    return lazy_map(block, dsa.concatenate(parts, axis=2), halo=predictor.halo, factor=model.arch_args["factor"])
+    return lazy_map(block, dsa.concatenate(parts, axis=2), halo=predictor.halo, factor=model.arch_args["factor"],
+                    crops=True)
 
 
 def _cond_on_grid(spec: str, target: xr.Dataset, factor: int, allow_outliers: bool):
@@ -132,10 +141,10 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     conds = conditioning(model, grid, args.cond, args.allow_outliers)
     check_inputs(model, da, conds, f"{args.input}:{da.name}")
     if "time" in da.dims:
-        hr = predict_steps(predictor, da.data, conds, tile=args.tile or 64)
+        hr = predict_steps(predictor, da.data, conds, tile=args.tile or "auto")
     else:
         check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
-        hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or 64)
+        hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or "auto")
     return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
 
 
@@ -148,7 +157,7 @@ def check_inputs(model: TrainedModel, lr: xr.DataArray, conds, what: str) -> Non
             model.check_input(f"cond {name}", c, None, f"conditioning grid {name!r}")
 
 
-def predict_steps(predictor: Predictor, lr, conds=(), *, tile: int | None = 64):
+def predict_steps(predictor: Predictor, lr, conds=(), *, tile: int | str | None = "auto"):
     """Every step of a (time, y, x) low-res series (numpy or dask), lazily, one dask chunk per step: the
     step's NaN cells (clouds, land) nearest-filled for the network and NaN again in the output (each
     covers its factor × factor fine cells), as training treated them."""
@@ -156,6 +165,8 @@ def predict_steps(predictor: Predictor, lr, conds=(), *, tile: int | None = 64):
 
     f = predictor.model.arch_args["factor"]
     lr = dsa.asarray(lr).rechunk({0: 1, 1: -1, 2: -1})
+    if tile == "auto":
+        tile = predictor.auto_tile(share=os.cpu_count() or 1)
 
     def step(block):
         out = predict_grid(predictor, nearest_filled(block[0].astype("float64")), conds, tile=tile)

@@ -133,7 +133,7 @@ def _evaluate(run) -> xr.Dataset:
             out[f"{b}_x{f}"] = keep(baseline(b, lr, f))
         conds = [block_mean(torch.as_tensor(_layer(ds, c))[None, None], f // r)[0, 0].numpy()
                  for c, r in zip(model.inputs["cond"], model.arch_args["cond_res"])]
-        out[name] = keep(predict_grid(Predictor(model), lr, conds, tile=64))
+        out[name] = keep(predict_grid(Predictor(model), lr, conds, tile="auto"))
     return out
 
 

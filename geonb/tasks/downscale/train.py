@@ -16,6 +16,8 @@ from ...outputs import check_outputs, locked
 from ...losses import DEEPBEDMAP_WEIGHTS
 from ...modelfile import TrainedModel
 from ...normalise import Normaliser
+from ...predict import HALO_TOL, MEASURE_ABOVE, Predictor
+from ...terrain import fractal_terrain
 from ...params import resolved
 from ...registry import get_arch
 from ...report import Report
@@ -71,7 +73,8 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
 def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Normaliser, cond_norms,
                trained_on: str, history, valid_above=None, crs: str = "", units: str = ""):
     """The model file: generator settings, normalisers of the target and each conditioning grid,
-    the mask threshold, the grid's CRS and the target's units."""
+    the mask threshold, the grid's CRS and the target's units; for a network whose receptive field is
+    wider than ``MEASURE_ABOVE`` cells (srgan), its effective halo (``measure_halo``)."""
     arch_args = {"factor": method.generator.factor, "cond_res": [int(r) for _, r in cond], **hparams}
     norms = {"target": norm, **{f"cond {n}": cn for (n, _), cn in zip(cond, cond_norms)}}
     model = TrainedModel("downscale", arch, arch_args, method.weights(), norms,
@@ -79,7 +82,30 @@ def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Nor
                                  "valid_above": None if valid_above is None else float(valid_above), "crs": str(crs),
                                  "units": {"target": str(units)}},
                          info={"trained_on": str(trained_on), "history": history})
+    if method.generator.halo > MEASURE_ABOVE:
+        model.info.update(effective_halo=measure_halo(model), halo_tol=HALO_TOL)
     return model.save(path)
+
+
+def measure_halo(model: TrainedModel, tol: float = HALO_TOL) -> int:
+    """The model's effective halo in low-res cells (``Predictor.effective_halo``), probed in normalised units
+    with white noise (std 1: every wavelength) and fractal terrain of std 3 (steep, ±3 training stds), the
+    conditioning grids likewise at their resolutions."""
+    predictor = Predictor(model)
+    size = 32 + 2 * int(predictor.net.halo)
+    rs = model.arch_args["cond_res"]
+    rng = np.random.default_rng(0)
+
+    def field(kind, n, seed):
+        if kind == "noise":
+            return rng.standard_normal((n, n))
+        f = fractal_terrain(n, n, seed=seed)
+        return 3 * (f - f.mean()) / f.std()
+
+    probes = [(predictor.tensor(field(kind, size, 1))[None, None],
+               [predictor.tensor(field(kind, size * r, 2 + k))[None, None] for k, r in enumerate(rs)])
+              for kind in ("noise", "terrain")]
+    return predictor.effective_halo(probes, tol=tol)
 
 
 def train(run) -> Report:
