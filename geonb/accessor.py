@@ -57,10 +57,10 @@ class GeonbAccessor:
 
         model, source = _load(model, "downscale")
         grid = load_grid(self._da)
-        lr, conds, predictor = grid[grid.attrs["target"]], conditioning(model, grid, cond), Predictor(model)
-        check_inputs(model, lr, conds, f"the DataArray {self._da.name!r}")
-        hr = predict_lazy(predictor, lr.data, conds, chunk=None, tile=tile) if lr.chunks else \
-            predict_grid(predictor, lr.values.astype("float64"), conds, tile=tile)
+        low_res, conds, predictor = grid[grid.attrs["target"]], conditioning(model, grid, cond), Predictor(model)
+        check_inputs(model, low_res, conds, f"the DataArray {self._da.name!r}")
+        hr = predict_lazy(predictor, low_res.data, conds, chunk=None, tile=tile) if low_res.chunks else \
+            predict_grid(predictor, low_res.values.astype("float64"), conds, tile=tile)
         out = super_resolved(model, grid, hr, f"the DataArray {self._da.name!r}", source)
         da = out[grid.attrs["target"]]
         da.attrs.update({k: v for k, v in out.attrs.items() if k != "history"})

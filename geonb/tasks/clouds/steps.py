@@ -23,7 +23,9 @@ from ...registry import METHODS, get_arch
 from ...report import Report
 from ...training import run_accelerator
 from ...transect import line_points, sample_line
-from .data import QUICK_BOX, TRANSECT, _compare, _days, _encode, _field, _hole_sets, _options, _points, _show_day, hole_sets, methods, per_set
+from .data import (
+    QUICK_BOX, TRANSECT, _compare, _days, _encode, _field, _hole_sets, _options, _points, _show_day, hole_sets,
+    methods, per_set)
 from .infer import predictions
 
 

@@ -204,9 +204,9 @@ def _kind(ds) -> str:
 BASELINES = ("bicubic", "spline")
 
 
-def baseline(name: str, lr: np.ndarray, factor: int) -> np.ndarray:
+def baseline(name: str, low_res: np.ndarray, factor: int) -> np.ndarray:
     """The classical upsampling ``name``: Keys bicubic or the cubic B-spline, both pixel-area aligned."""
-    return (bicubic if name == "bicubic" else cubic_spline)(lr, factor)
+    return (bicubic if name == "bicubic" else cubic_spline)(low_res, factor)
 
 
 def baseline_rmse(vals: list, factor: int) -> dict[str, float]:
@@ -214,11 +214,11 @@ def baseline_rmse(vals: list, factor: int) -> dict[str, float]:
     ``train_model``'s validation scores the model: the model's val_loss beside the classical methods."""
     sse, n = dict.fromkeys(BASELINES, 0.0), 0.0
     for v in vals:
-        lr = block_mean(torch.as_tensor(v.hr, dtype=torch.float64)[None, None], factor)[0, 0].numpy()
-        h, w = lr.shape[0] * factor, lr.shape[1] * factor  # the cells the model predicts too
+        low_res = block_mean(torch.as_tensor(v.hr, dtype=torch.float64)[None, None], factor)[0, 0].numpy()
+        h, w = low_res.shape[0] * factor, low_res.shape[1] * factor  # the cells the model predicts too
         weight = (np.ones(v.hr.shape) if v.valid is None else v.valid)[:h, :w]
         for b in BASELINES:
-            sse[b] += float((weight * (baseline(b, lr, factor) - v.hr[:h, :w]) ** 2).sum())
+            sse[b] += float((weight * (baseline(b, low_res, factor) - v.hr[:h, :w]) ** 2).sum())
         n += float(weight.sum())
     return {b: (sse[b] / n) ** 0.5 for b in BASELINES}
 

@@ -15,7 +15,7 @@ from ...resample import check_finite, nearest_filled, refine_coords
 from .data import COORDS, _layer, parse_cond
 
 
-def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, tile=None,
+def predict_grid(predictor: Predictor, low_res: np.ndarray, conds=(), *, halo=None, tile=None,
                  padded: bool = False) -> np.ndarray:
     """Physical-units low-res grid (+ conditioning grids at their resolutions) → high-res grid (float64).
 
@@ -26,7 +26,7 @@ def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, t
     high-res cell they hold: masked cells are passed through, not invented.
     """
     model = predictor.model
-    lr = check_finite(lr, "the low-res input grid")
+    low_res = check_finite(low_res, "the low-res input grid")
     names, cond_res = model.inputs["cond"], model.arch_args["cond_res"]
     if len(conds) != len(names):
         raise GeonbError(f"this model needs {len(names)} conditioning grid(s) ({', '.join(names) or 'none'}); "
@@ -35,21 +35,22 @@ def predict_grid(predictor: Predictor, lr: np.ndarray, conds=(), *, halo=None, t
     cs = []
     for c, name, r in zip(conds, names, cond_res):
         c = check_finite(c, f"conditioning grid {name!r}")
-        if c.shape != (lr.shape[0] * r, lr.shape[1] * r):
-            raise GeonbError(f"conditioning grid {name!r} is {c.shape}; expected {(lr.shape[0] * r, lr.shape[1] * r)} "
-                             f"(the low-res grid × {r}).")
+        if c.shape != (low_res.shape[0] * r, low_res.shape[1] * r):
+            raise GeonbError(f"conditioning grid {name!r} is {c.shape}; expected "
+                             f"{(low_res.shape[0] * r, low_res.shape[1] * r)} (the low-res grid × {r}).")
         cs.append(predictor.tensor(model.norms[f"cond {name}"](c))[None, None])
-    out = predictor((predictor.tensor(norm(lr))[None, None], cs), tile=tile, halo=halo, batch=1, padded=padded)["mean"]
+    out = predictor((predictor.tensor(norm(low_res))[None, None], cs), tile=tile, halo=halo, batch=1,
+                    padded=padded)["mean"]
     hr = out[0].astype("float64") * norm.std + norm.mean
     above = model.inputs.get("valid_above")
     if above is not None:
         f, k = model.arch_args["factor"], (predictor.halo if halo is None else halo) if padded else 0
-        coarse = np.kron(lr[k:lr.shape[0] - k, k:lr.shape[1] - k], np.ones((f, f)))
+        coarse = np.kron(low_res[k:low_res.shape[0] - k, k:low_res.shape[1] - k], np.ones((f, f)))
         hr = np.where(coarse <= above, coarse, hr)
     return hr
 
 
-def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int | None = 512, tile: int | str | None = "auto"):
+def predict_lazy(predictor: Predictor, low_res, conds=(), *, chunk: int | None = 512, tile: int | str | None = "auto"):
     """``predict_grid`` out of core: a low-res grid (numpy or dask, e.g. from ``xr.open_zarr``) in
     chunks of ``chunk`` cells (None: a dask grid's own chunks), each with the network's halo of neighbours (``predict.lazy_map``)
     as its tiles' context and predicted in ``tile``-cell tiles (``"auto"``: sized from the free memory
@@ -63,10 +64,11 @@ def predict_lazy(predictor: Predictor, lr, conds=(), *, chunk: int | None = 512,
     if len(conds) != len(rs):
         raise GeonbError(f"this model needs {len(rs)} conditioning grid(s) ({', '.join(model.inputs['cond']) or 'none'}); "
                          f"got {len(conds)}. Pass them with --cond FILE:VAR.")
-    lr = lr if isinstance(lr, dsa.Array) else dsa.from_array(np.asarray(lr), chunks=chunk or 512)
-    lr = lr.rechunk(chunk) if chunk else lr
-    parts = [lr[..., None]] + [fine_to_channels(dsa.asarray(c).rechunk(tuple(tuple(k * r for k in ks) for ks in lr.chunks)), r)
-                               for c, r in zip(conds, rs)]
+    low_res = low_res if isinstance(low_res, dsa.Array) else dsa.from_array(np.asarray(low_res), chunks=chunk or 512)
+    low_res = low_res.rechunk(chunk) if chunk else low_res
+    parts = [low_res[..., None]] + [
+        fine_to_channels(dsa.asarray(c).rechunk(tuple(tuple(k * r for k in ks) for ks in low_res.chunks)), r)
+        for c, r in zip(conds, rs)]
     edges = np.cumsum([0] + [r * r for r in rs])
     if tile == "auto":  # dask's local threads each predict a chunk at once
         tile = predictor.auto_tile(share=os.cpu_count() or 1)
@@ -148,23 +150,23 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
 
 
-def check_inputs(model: TrainedModel, lr: xr.DataArray, conds, what: str) -> None:
+def check_inputs(model: TrainedModel, low_res: xr.DataArray, conds, what: str) -> None:
     """The low-res grid and the conditioning grids in the units and value range the model was trained on
     (``TrainedModel.check_input``); x and y are positions, any region's."""
-    model.check_input("target", lr.data, lr.attrs.get("units"), what)
+    model.check_input("target", low_res.data, low_res.attrs.get("units"), what)
     for name, c in zip(model.inputs["cond"], conds):
         if name not in COORDS:
             model.check_input(f"cond {name}", c, None, f"conditioning grid {name!r}")
 
 
-def predict_steps(predictor: Predictor, lr, conds=(), *, tile: int | str | None = "auto"):
+def predict_steps(predictor: Predictor, low_res, conds=(), *, tile: int | str | None = "auto"):
     """Every step of a (time, y, x) low-res series (numpy or dask), lazily, one dask chunk per step: the
     step's NaN cells (clouds, land) nearest-filled for the network and NaN again in the output (each
     covers its factor × factor fine cells), as training treated them."""
     import dask.array as dsa
 
     f = predictor.model.arch_args["factor"]
-    lr = dsa.asarray(lr).rechunk({0: 1, 1: -1, 2: -1})
+    low_res = dsa.asarray(low_res).rechunk({0: 1, 1: -1, 2: -1})
     if tile == "auto":
         tile = predictor.auto_tile(share=os.cpu_count() or 1)
 
@@ -173,7 +175,8 @@ def predict_steps(predictor: Predictor, lr, conds=(), *, tile: int | str | None 
         gaps = np.kron(~np.isfinite(block[0]), np.ones((f, f), bool))
         return np.where(gaps, np.nan, out).astype(np.float32)[None]
 
-    return lr.map_blocks(step, dtype=np.float32, chunks=((1,) * lr.shape[0], (lr.shape[1] * f,), (lr.shape[2] * f,)))
+    return low_res.map_blocks(step, dtype=np.float32,
+                              chunks=((1,) * low_res.shape[0], (low_res.shape[1] * f,), (low_res.shape[2] * f,)))
 
 
 def conditioning(model: TrainedModel, grid: xr.Dataset, specs, allow_outliers: bool = False) -> list[np.ndarray]:

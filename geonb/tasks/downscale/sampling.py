@@ -36,11 +36,11 @@ class Scene:
 
 
 def split_tensor(stack: torch.Tensor, factor: int, cond_res) -> tuple:
-    """(B, 1+nc+1, H, W) scene stack → a batch ``((lr, [cond at its r]), hr, weights)``."""
+    """(B, 1+nc+1, H, W) scene stack → a batch ``((low_res, [cond at its r]), hr, weights)``."""
     hr = stack[:, :1]
-    lr = block_mean(hr, factor)
+    low_res = block_mean(hr, factor)
     conds = [block_mean(stack[:, 1 + i: 2 + i], factor // r) for i, r in enumerate(cond_res)]
-    return (lr, conds), hr, stack[:, -1:]
+    return (low_res, conds), hr, stack[:, -1:]
 
 
 def _corners(scene: Scene, size: int, factor: int, margin: int) -> np.ndarray:

@@ -18,7 +18,9 @@ from ...predict import Predictor
 from ...report import Report
 from ...resample import block_mean, check_factor, check_finite, coarsen
 from ...transect import line_points, line_points_projected, sample_line, straight_line
-from .data import BASELINES, QUICK_CROP, _NAME, _box_axes, _crop, _crop16, _data_id, _kind, _label, _layer, _load, _map_box, _methods, baseline, setting, split_map
+from .data import (
+    BASELINES, QUICK_CROP, _NAME, _box_axes, _crop, _crop16, _data_id, _kind, _label, _layer, _load, _map_box,
+    _methods, baseline, setting, split_map)
 from .infer import predict_grid
 
 
@@ -91,10 +93,10 @@ def simulate(run) -> Report:
     scored = (ds["split"].values == 2) & (ds["valid"].values == 1)
     rows = {}
     for g in (2, 4, 8, 16):
-        lr = coarsen(truth, g)
-        rows[f"×{g}"] = {"low-res shape": f"{lr.shape[0]}×{lr.shape[1]}",
-                         **{f"{b} RMSE": rmse(baseline(b, lr, g), truth, scored) for b in BASELINES}}
-    lr = coarsen(truth, f)
+        low_res = coarsen(truth, g)
+        rows[f"×{g}"] = {"low-res shape": f"{low_res.shape[0]}×{low_res.shape[1]}",
+                         **{f"{b} RMSE": rmse(baseline(b, low_res, g), truth, scored) for b in BASELINES}}
+    low_res = coarsen(truth, f)
     box = _map_box(ds)
     y, x = _box_axes(ds, box)
     ly, lx = y.reshape(-1, f).mean(1), x.reshape(-1, f).mean(1)
@@ -102,7 +104,7 @@ def simulate(run) -> Report:
     panels = [("truth (a test block)", _crop(truth, box), y, x, kind),
               (f"low-res: {f}×{f} block mean", coarsen(_crop(truth, box), f), ly, lx, kind)]
     for b in BASELINES:
-        up = _crop(baseline(b, lr, f), box)
+        up = _crop(baseline(b, low_res, f), box)
         panels.append((f"{b} ×{f} − truth", np.where(_crop(scored, box), up - _crop(truth, box), np.nan), y, x, "diff"))
     fig = plots.map_panels(panels, run.figure(f"02_degradation_x{f}"), ncols=4, units=units, crs=ds.attrs["crs"])
     return Report(f"02 degradation ×{f}", "Low-res inputs are block means of the target (a block's value sits at its "
@@ -128,12 +130,12 @@ def _evaluate(run) -> xr.Dataset:
             print(f"[geonb] skipping {name}: trained on {model.info['trained_on']}, not this data")
             continue
         f = model.arch_args["factor"]
-        lr = coarsen(truth, f)
+        low_res = coarsen(truth, f)
         for b in BASELINES:
-            out[f"{b}_x{f}"] = keep(baseline(b, lr, f))
+            out[f"{b}_x{f}"] = keep(baseline(b, low_res, f))
         conds = [block_mean(torch.as_tensor(_layer(ds, c))[None, None], f // r)[0, 0].numpy()
                  for c, r in zip(model.inputs["cond"], model.arch_args["cond_res"])]
-        out[name] = keep(predict_grid(Predictor(model), lr, conds, tile="auto"))
+        out[name] = keep(predict_grid(Predictor(model), low_res, conds, tile="auto"))
     return out
 
 

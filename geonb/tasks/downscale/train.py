@@ -24,7 +24,9 @@ from ...report import Report
 from ...resample import block_mean, check_factor, check_finite
 from ...checkpoints import config_key
 from ...training import Accelerator, accelerator, run_accelerator
-from .data import COORDS, CPU_BF16, DATA_DEFAULTS, FALLBACK, HALO_CAP, HPARAMS, LOSS_WEIGHTS, PARAMS, _cond, _crop16, _data_id, _hparams, _label, _load, baseline_rmse, model_name, setting, split_map
+from .data import (
+    COORDS, CPU_BF16, DATA_DEFAULTS, FALLBACK, HALO_CAP, HPARAMS, LOSS_WEIGHTS, PARAMS, _cond, _crop16, _data_id,
+    _hparams, _label, _load, baseline_rmse, model_name, setting, split_map)
 from .infer import _cond_on_grid
 from .sampling import Scene, _training_data, patch_sampler, region_scenes, split_tensor, time_blocks
 
