@@ -275,6 +275,10 @@ class MaskDrawer:
     def _ipython_display_(self):
         from IPython.display import display
 
+        from .interactive import bokehjs_with_this_output
+
+        # Before the widget, on every display: its BokehView needs BokehJS in this page.
+        bokehjs_with_this_output()
         display(self.widget)
 
 

@@ -43,21 +43,57 @@ def live_frontend() -> bool:
     return any(name in cmdline for name in _BROWSER_PARENTS)
 
 
-_BOKEH_LOADED = False
+_BOKEH_READY = False
+# Panel's loader waits 100 ms before it runs BokehJS ("a head-start for older versions"); a
+# jupyter_bokeh widget shown in the same cell (the drawer) can be created in that gap and fail
+# ("Failed to create view for BokehView … reading 'require'"): run it at once instead. With
+# inline resources it has nothing to fetch, so it then runs BokehJS before the next output.
+_DEFERRED_LOAD = "setTimeout(load_or_wait, 100)\n}(window));"
+_IMMEDIATE_LOAD = "load_or_wait()\n}(window));"
 
 
 def use_bokeh() -> None:
-    """Load HoloViews' bokeh backend with BokehJS inline: plots render with no network."""
-    global _BOKEH_LOADED
-    if not _BOKEH_LOADED:
+    """HoloViews' bokeh backend in this kernel (once): the Python side only; the page's
+    JS comes with each view (:func:`bokehjs_with_this_output`)."""
+    global _BOKEH_READY
+    if not _BOKEH_READY:
         import holoviews as hv
         import panel as pn
+        from IPython.utils.capture import capture_output
 
         # hv.extension's inline flag does not reach Panel, which renders the widgets'
         # plots: without this Panel fetches BokehJS from a CDN and the plot stays blank.
         pn.config.inline = True
-        hv.extension("bokeh", inline=True, logo=False)
-        _BOKEH_LOADED = True
+        with capture_output(stdout=False, stderr=False):  # its JS output: sent with each view instead
+            hv.extension("bokeh", inline=True, logo=False)
+        _BOKEH_READY = True
+
+
+def bokehjs_with_this_output() -> None:
+    """Put BokehJS, Panel's JS and its comm manager (inline) into the output being made.
+
+    Call it with every live view. HoloViews and Panel load the JS once per kernel, but it
+    lives in the browser page: a reloaded tab or a reopened notebook talks to the same
+    kernel with none of it, and each view there stays blank or fails ("Failed to create
+    view for BokehView") until a kernel restart. Sent with each view, it costs ~6 MB per
+    view cell in the saved notebook (one load per kernel did before); in a page that has
+    BokehJS already, Panel's loader keeps the Bokeh object its views use.
+    """
+    use_bokeh()
+    from IPython import get_ipython
+
+    if get_ipython() is None:
+        return
+    from IPython.display import publish_display_data
+    from IPython.utils.capture import capture_output
+    from panel.io.notebook import load_notebook
+
+    with capture_output(stdout=False, stderr=False) as loader:
+        load_notebook(inline=True)
+    for output in loader.outputs:
+        data = {mime: value.replace(_DEFERRED_LOAD, _IMMEDIATE_LOAD) if isinstance(value, str) else value
+                for mime, value in output.data.items()}
+        publish_display_data(data, output.metadata)
 
 
 def run_field(run) -> xr.DataArray:
@@ -205,7 +241,7 @@ def explore(run, what: str = "field", index: int = 0, hole_set: str | None = Non
     if what == "field":
         field = run_field(run)
         if live:
-            use_bokeh()
+            bokehjs_with_this_output()
             return _field_view(field)
         index = _check_index(index, field.sizes["time"], "time")
         title = f"{field.name} at time {field['time'].values[index]}"
@@ -219,7 +255,7 @@ def explore(run, what: str = "field", index: int = 0, hole_set: str | None = Non
         frames = _Frames(ds, _method(ds, method, files[name]))
         title = name if name != "predictions" else frames.method
         if live:
-            use_bokeh()
+            bokehjs_with_this_output()
             return _prediction_panels(frames, title)
         index = _check_index(index, frames.n, frames.key or "map")
         png = _static_png([(str(frames(w, index).name), frames(w, index), c) for w, c in _PANELS],

@@ -103,3 +103,35 @@ def test_live_frontend_can_be_forced(monkeypatch):
     assert live_frontend()
     monkeypatch.delenv("GEONB_INTERACTIVE")
     assert not live_frontend()  # plain python, no kernel: static
+
+
+def test_every_live_view_carries_bokehjs_that_runs_at_once():
+    """BokehJS lives in the browser page, not the kernel: each view sends it again (a reloaded
+    tab has none), and runs it at once, before a widget in the same cell needs it.
+    tests/test_browser.py checks the page side."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from geonb.interactive import _DEFERRED_LOAD, _IMMEDIATE_LOAD, bokehjs_with_this_output
+
+    had_shell = InteractiveShell.initialized()
+    InteractiveShell.instance()
+    try:
+        sent = []
+        for _ in range(2):  # the second view in the same kernel too
+            with capture_output(stdout=False, stderr=False) as view:
+                bokehjs_with_this_output()
+            sent.append([o.data["application/vnd.holoviews_load.v0+json"] for o in view.outputs
+                         if "application/vnd.holoviews_load.v0+json" in o.data])
+    finally:
+        if not had_shell:
+            InteractiveShell.clear_instance()
+    for loads in sent:
+        bokehjs = [js for js in loads if "Bokeh" in js and "load_or_wait" in js]
+        assert len(bokehjs) == 1 and len(bokehjs[0]) > 1_000_000, "BokehJS inline, once per view"
+        assert bokehjs[0].endswith(_IMMEDIATE_LOAD) and _DEFERRED_LOAD not in bokehjs[0], (
+            "Panel's loader changed: BokehJS must run at once, not after a delay (see geonb/interactive.py)")
+        assert any("JupyterCommManager" in js for js in loads), "the comm manager goes with each view"
+        # Nothing to fetch (no CDN) is also what lets Panel's loader run the inline JS synchronously.
+        for name, empty in (("js_urls", "[]"), ("js_modules", "[]"), ("js_exports", "{}"), ("css_urls", "[]")):
+            assert f"const {name} = {empty};" in bokehjs[0], f"Panel's loader would fetch {name}"
