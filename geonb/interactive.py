@@ -106,10 +106,45 @@ def run_field(run) -> xr.DataArray:
     return ds["field"]
 
 
+CELSIUS = ("degC", "degree_Celsius", "degrees_Celsius", "degree_C", "degrees_C", "celsius", "Celsius")
+LAND = "#a6a6a6"  # NaN cells (land, no data) grey, apart from the white page and from 0 on a diverging map
+
+
+def unit_text(units: str) -> str:
+    """Units as a reader writes them: degC → °C."""
+    return "°C" if units in CELSIUS else units
+
+
 def _label(da: xr.DataArray) -> str:
-    units = da.attrs.get("units", "")
+    units = unit_text(da.attrs.get("units", ""))
     name = str(da.name or "value")
     return f"{name} ({units})" if units else name
+
+
+def quantity(name: str, units: str) -> str:
+    """The colour-map kind of a field (``plots.CMAPS``): one colour map per quantity across geonb's figures."""
+    text = f"{name} {units}".lower()
+    if unit_text(units) in ("°C", "K") or "sst" in text or "temperature" in text:
+        return "sst"
+    return next((k for k in ("thickness", "elevation") if k in text), "")
+
+
+def colours(kind: str, lo: float, hi: float) -> list[str]:
+    """``plots.colour_map`` as the hex list bokeh takes."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from .plots import colour_map
+
+    cmap = colour_map(kind, lo, hi)
+    cmap = colormaps[cmap] if isinstance(cmap, str) else cmap
+    return [to_hex(c) for c in cmap(np.linspace(0, 1, 256))]
+
+
+def robust_limits(values) -> tuple[float, float]:
+    """The 1–99 % range of the finite values: a few extreme cells do not wash out the map."""
+    lo, hi = np.nanpercentile(np.asarray(values, dtype="float64"), [1, 99])
+    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
 def _hvplot(da: xr.DataArray):
@@ -150,7 +185,8 @@ class _Frames:
 
     def __init__(self, ds: xr.Dataset, method: str):
         self.ds, self.method = ds, method
-        self.units = ds["truth"].attrs.get("units", "") or ds.attrs.get("units", "")
+        self.units = unit_text(ds["truth"].attrs.get("units", "") or ds.attrs.get("units", ""))
+        self.kind = quantity(str(ds["truth"].attrs.get("long_name", "")) + " " + method, self.units)
         extra = [d for d in ds["truth"].dims if d not in ("lat", "lon", "y", "x")]
         if len(extra) > 1:
             raise GeonbError(f"predictions have dims {ds['truth'].dims}; expected one sample/time dim at most.")
@@ -171,53 +207,70 @@ class _Frames:
                             name=f"{name} ({self.units})" if self.units else name)
 
     def limits(self, what: str) -> tuple[float, float]:
+        """Truth and prediction on the truth's range; the difference centred on 0."""
         truth = self.ds["truth"].values
         if what == "difference":
             spread = float(np.nanmax(np.abs(self.ds[self.method].values - truth))) or 1.0
             return -spread, spread
-        return float(np.nanmin(truth)), float(np.nanmax(truth))
+        return robust_limits(truth)
+
+    def colours(self, what: str) -> list[str]:
+        return colours("diff" if what == "difference" else self.kind, *self.limits(what))
 
 
-_PANELS = (("truth", "viridis"), ("prediction", "viridis"), ("difference", "RdBu_r"))
+_PANELS = ("truth", "prediction", "difference")
 
 
 def _prediction_panels(frames: _Frames, title: str):
     import holoviews as hv
     import panel as pn
 
-    def panel(what, cmap):
+    def panel(what):
         def draw(index):
             da = frames(what, int(index))
             return _hvplot(da).image(
-                x=da.dims[1], y=da.dims[0], cmap=cmap, clim=frames.limits(what), frame_width=210, data_aspect=1,
-                hover=True, title=f"{title}: {frames.method if what == 'prediction' else what}").opts(framewise=True)
+                x=da.dims[1], y=da.dims[0], cmap=frames.colours(what), clim=frames.limits(what), frame_width=210,
+                data_aspect=1, hover=True, title=f"{title}: {frames.method if what == 'prediction' else what}").opts(
+                    framewise=True, clipping_colors={"NaN": LAND})
         key = hv.Dimension(frames.key or "map", values=list(range(frames.n)))
         return hv.DynamicMap(draw, kdims=[key])
     # One layout: shared axes link zoom/pan across the panels and one slider drives all three.
     # Shown through Panel, which inlines its stylesheets (HoloViews' display links a CDN).
-    layout = hv.Layout([panel(w, c) for w, c in _PANELS]).opts(shared_axes=True).cols(3)
+    layout = hv.Layout([panel(w) for w in _PANELS]).opts(shared_axes=True).cols(3)
     return pn.panel(layout)
 
 
+def _field_colours(field: xr.DataArray) -> tuple[list[str], tuple[float, float]]:
+    limits = robust_limits(field.values)
+    return colours(quantity(str(field.name), field.attrs.get("units", "")), *limits), limits
+
+
 def _field_view(field: xr.DataArray):
+    cmap, limits = _field_colours(field)
     return _hvplot(field.rename(_label(field))).image(
-        x=field.dims[-1], y=field.dims[-2], groupby="time", cmap="viridis", frame_width=560, data_aspect=1,
-        hover=True, widget_location="bottom", title=f"{field.name}: pick a time")
+        x=field.dims[-1], y=field.dims[-2], groupby="time", cmap=cmap, clim=limits, frame_width=560, data_aspect=1,
+        hover=True, widget_location="bottom", title=f"{field.name}: pick a time").opts(clipping_colors={"NaN": LAND})
 
 
 # ---------------------------------------------------------------- static fallback
-def _static_png(panels: list[tuple[str, xr.DataArray, str]], path: Path, title: str) -> Path:
+def _static_png(panels: list[tuple[str, xr.DataArray, list[str], tuple[float, float]]], path: Path,
+                title: str) -> Path:
+    """The live view's panels (name, map, colours, limits) as one PNG, NaN cells grey as there."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     from .plots import save_figure
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (name, da, cmap) in zip(axes[0], panels):
+    for ax, (name, da, cmap, (lo, hi)) in zip(axes[0], panels):
         x, y = da.dims[1], da.dims[0]
+        ax.set_facecolor(LAND)
         mesh = ax.pcolormesh(da[x].values if x in da.coords else np.arange(da.shape[1]),
                              da[y].values if y in da.coords else np.arange(da.shape[0]),
-                             da.values, cmap=cmap, shading="auto")
-        fig.colorbar(mesh, ax=ax, label=da.attrs.get("units", ""))
+                             da.values, cmap=ListedColormap(cmap), vmin=lo, vmax=hi, shading="auto")
+        if x in ("lon", "x") and y in ("lat", "y"):
+            ax.set_aspect("equal")  # a degree (or a metre) is as wide as it is tall: no squeezed world
+        fig.colorbar(mesh, ax=ax, label=unit_text(da.attrs.get("units", "")))
         ax.set_title(name)
         ax.set_xlabel(x)
         ax.set_ylabel(y)
@@ -244,8 +297,11 @@ def explore(run, what: str = "field", index: int = 0, hole_set: str | None = Non
             bokehjs_with_this_output()
             return _field_view(field)
         index = _check_index(index, field.sizes["time"], "time")
-        title = f"{field.name} at time {field['time'].values[index]}"
-        png = _static_png([(_label(field), field.isel(time=index), "viridis")], run.path("explore", "field.png"), title)
+        when = field["time"].values[index]
+        when = np.datetime_as_string(when, unit="D") if np.issubdtype(np.asarray(when).dtype, np.datetime64) else when
+        title = f"{field.name} at time {when}"
+        png = _static_png([(_label(field), field.isel(time=index), *_field_colours(field))],
+                          run.path("explore", "field.png"), title)
     else:
         files = prediction_files(run)
         name = hole_set or next(iter(files))
@@ -258,7 +314,8 @@ def explore(run, what: str = "field", index: int = 0, hole_set: str | None = Non
             bokehjs_with_this_output()
             return _prediction_panels(frames, title)
         index = _check_index(index, frames.n, frames.key or "map")
-        png = _static_png([(str(frames(w, index).name), frames(w, index), c) for w, c in _PANELS],
+        png = _static_png([(str(frames(w, index).name), frames(w, index), frames.colours(w), frames.limits(w))
+                           for w in _PANELS],
                           run.path("explore", f"predictions_{name}_{index}.png"),
                           f"{title}, {frames.key or 'map'} {index}")
     from IPython.display import Image

@@ -92,7 +92,7 @@ def test_live_panels_are_linked_and_hover_shows_units(tmp_path, task):
     assert len(figures) == 3
     assert figures[0].x_range is figures[1].x_range is figures[2].x_range, "panels must pan/zoom together"
     tooltips = [t.tooltips for t in figures[0].tools if isinstance(t, HoverTool)][0]
-    units, x = ("degC", "lon") if task == "inpaint" else ("m", "x")  # downscale: a projected grid keeps x, y
+    units, x = ("°C", "lon") if task == "inpaint" else ("m", "x")  # degC written °C; downscale: a projected grid keeps x, y
     assert (x, "$x") in tooltips and any(f"({units})" in label for label, _ in tooltips)
 
 
@@ -135,3 +135,18 @@ def test_every_live_view_carries_bokehjs_that_runs_at_once():
         # Nothing to fetch (no CDN) is also what lets Panel's loader run the inline JS synchronously.
         for name, empty in (("js_urls", "[]"), ("js_modules", "[]"), ("js_exports", "{}"), ("css_urls", "[]")):
             assert f"const {name} = {empty};" in bokehjs[0], f"Panel's loader would fetch {name}"
+
+
+def test_one_colour_map_per_quantity_centred_differences_and_readable_units():
+    from geonb.interactive import _Frames, colours, quantity, robust_limits, unit_text
+
+    assert unit_text("degC") == "°C" and unit_text("m") == "m"
+    assert quantity("SST", "degC") == "sst" and quantity("thickness", "m") == "thickness" and quantity("u", "") == ""
+    assert colours("sst", 0, 30) != colours("diff", -1, 1)  # cmocean thermal for SST, balance for differences
+    lo, hi = robust_limits(np.r_[np.arange(100.0), 1e6, np.nan])
+    assert lo < 2 and 97 < hi < 100  # one wild cell does not wash out the map
+    truth = np.arange(16.0).reshape(1, 4, 4)
+    ds = xr.Dataset({"truth": (("sample", "y", "x"), truth, {"units": "degC"}),
+                     "unet": (("sample", "y", "x"), truth + np.r_[0.5, -2.0, 0, 0][None, None])})
+    lo, hi = _Frames(ds, "unet").limits("difference")
+    assert lo == -hi == -2.0  # centred on 0: white means no error
