@@ -33,6 +33,23 @@ def _register_accessor():
     importlib.import_module(".accessor", __name__)  # registers ``da.geonb`` / ``ds.geonb``
 
 
+class _ThenRegister(importlib.abc.Loader):
+    """xarray's own loader, then the accessor's registration (a wrapper: the loader may serve other modules)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _register_accessor()
+
+    def __getattr__(self, name):  # resources, get_data, is_package…: the loader's own
+        return getattr(self.loader, name)
+
+
 class _AfterXarray(importlib.abc.MetaPathFinder):
     """Registers the accessor right after xarray is first imported (xarray is not loaded before)."""
 
@@ -41,13 +58,9 @@ class _AfterXarray(importlib.abc.MetaPathFinder):
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            run(module)
-            _register_accessor()
-
-        spec.loader.exec_module = exec_module
+        if spec is None or not hasattr(spec.loader, "exec_module"):  # no xarray (ImportError as usual), or odd
+            return spec
+        spec.loader = _ThenRegister(spec.loader)
         return spec
 
 

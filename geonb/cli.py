@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import logging
 import signal
 import statistics
 import sys
@@ -39,7 +40,7 @@ def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, note
     from .workflow import NOTEBOOKS, Run
 
     notebooks = NOTEBOOKS if notebooks is None else notebooks
-    params = {name: from_here(value) for name, value in (params or {}).items()}
+    params = {name: from_here(name, value) for name, value in (params or {}).items()}
     quick = bool(quick or params.pop("quick", False))  # --quick or -p quick True
     run_dir = Path(run_dir).resolve()
     run = Run(run_dir, quick=quick, **params)  # names, owners and types checked before any notebook runs
@@ -47,15 +48,20 @@ def run_notebooks(run_dir, quick: bool = False, params: dict | None = None, note
         return _run_notebooks(run_dir, quick, params, notebooks, Path(notebook_dir or REPO_ROOT / "notebooks"))
 
 
-def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook_dir: Path) -> list[Path]:
-    import logging
+def _known_elsewhere(record: logging.LogRecord) -> bool:
+    """papermill's "Passed unknown parameter" warning, dropped: a task's parameters are not all in the short
+    parameters cell, and Run checks every one of them."""
+    return "unknown parameter" not in record.getMessage()
 
+
+def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook_dir: Path) -> list[Path]:
     import papermill
 
     from . import progress
 
-    # a task's parameters are not all in the short parameters cell; Run checks every one of them
-    logging.getLogger("papermill").addFilter(lambda record: "unknown parameter" not in record.getMessage())
+    logger = logging.getLogger("papermill")
+    if _known_elsewhere not in logger.filters:
+        logger.addFilter(_known_elsewhere)
 
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,10 +25,14 @@ NOT_FLAGS = ("arch", "run_dir", "transect_start", "transect_end")
 DATA_SUFFIXES = (".nc", ".nc4", ".zarr", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".pt")
 
 
-def from_here(value):
-    """A parameter naming a file relative to the user's folder, made absolute: the notebooks run in the
-    checkout, where it would name another file or none."""
-    if not isinstance(value, str) or not value or Path(value).is_absolute():
+# The parameters that may name a file (or an embedded dataset).
+PATH_PARAMS = ("data", "labels", "cloud_source")
+
+
+def from_here(name: str, value):
+    """A path parameter naming a file relative to the user's folder, made absolute: the notebooks run in the
+    checkout, where it would name another file or none. Other parameters (a variable, a device) as given."""
+    if name not in PATH_PARAMS or not isinstance(value, str) or not value or Path(value).is_absolute():
         return value
     path = Path(value).expanduser()
     looks_like_a_path = path.exists() or "/" in value or path.suffix.lower() in DATA_SUFFIXES
@@ -36,14 +40,15 @@ def from_here(value):
 
 
 def peek_arch(argv) -> str | None:
-    """The value of ``--arch`` in ``argv`` (``--arch A`` or ``--arch=A``), before the parser exists."""
-    argv = list(argv)
+    """The value of ``--arch`` in ``argv`` (``--arch A`` or ``--arch=A``; the last one, as argparse takes it),
+    before the parser exists."""
+    argv, found = list(argv), None
     for k, word in enumerate(argv):
         if word == "--arch" and k + 1 < len(argv):
-            return argv[k + 1]
-        if word.startswith("--arch="):
-            return word.split("=", 1)[1]
-    return None
+            found = argv[k + 1]
+        elif word.startswith("--arch="):
+            found = word.split("=", 1)[1]
+    return found
 
 
 def flag(name: str) -> str:
@@ -57,12 +62,10 @@ def describe(p: Param) -> str:
     return f"{p.help} (default {default}{quick})"
 
 
-def add_param_flags(parser, params, names=None) -> None:
-    """A flag per parameter in ``params`` (only ``names`` when given), default None: not given, so the task's
-    default (or quick value) applies as in a run."""
+def add_param_flags(parser, params) -> None:
+    """A flag per parameter in ``params``, default None: not given, so the task's default (or quick value)
+    applies as in a run."""
     for p in params:
-        if p.name in NOT_FLAGS or (names is not None and p.name not in names):
-            continue
         if p.type is bool:
             parser.add_argument(flag(p.name), dest=p.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=describe(p))
@@ -73,8 +76,7 @@ def add_param_flags(parser, params, names=None) -> None:
 
 def given(args, params) -> dict:
     """The parameters set on the command line, by name."""
-    return {p.name: getattr(args, p.name) for p in params
-            if p.name not in NOT_FLAGS and getattr(args, p.name, None) is not None}
+    return {p.name: getattr(args, p.name) for p in params if getattr(args, p.name, None) is not None}
 
 
 def train_command(args) -> int:
@@ -84,7 +86,8 @@ def train_command(args) -> int:
     from .workflow import Run
 
     task = get_task(get_arch(args.arch).task)
-    values = {name: from_here(value) for name, value in given(args, task.params).items()}
+    flags = [p for p in task.params if is_flag(task, p.name)]
+    values = {name: from_here(name, value) for name, value in given(args, flags).items()}
     if task.train_command is not None:  # trains on the user's own file, no run dir
         return task.train_command(args, values)
     out = Path(args.model).expanduser()
@@ -111,10 +114,19 @@ def params_command(args) -> int:
 
     arch = get_arch(args.arch)
     task = get_task(arch.task)
-    print(f"{arch.name}: {task.name} task ({task.description}). `geonb train --arch {arch.name} --FLAG VALUE` "
-          f"or `geonb run -p arch {arch.name} -p NAME VALUE`:")
-    print_rows([(p.name, f"{p.type.__name__}: {describe(p)}") for p in task.params if p.name != "arch"])
+    print(f"{arch.name}: {task.name} task ({task.description}). `geonb run -p arch {arch.name} -p NAME VALUE` "
+          f"takes them all; `geonb train --arch {arch.name}` takes those marked --flag:")
+    print_rows([(p.name, f"{p.type.__name__}: {describe(p)}"
+                 + (f" [{flag(p.name)}]" if is_flag(task, p.name) or (p.name == "run_dir" and not task.train_command)
+                    else " [-p only]"))
+                for p in task.params if p.name != "arch"])
     return 0
+
+
+def is_flag(task, name: str) -> bool:
+    """Whether ``geonb train`` takes the parameter as a flag (a task with its own train command: only its
+    ``train_params``)."""
+    return name not in NOT_FLAGS and (task.train_command is None or name in task.train_params)
 
 
 def add_cli(subparsers, argv=()) -> None:
@@ -125,7 +137,7 @@ def add_cli(subparsers, argv=()) -> None:
     t = subparsers.add_parser("train", help="train any arch on its task's default data or yours; "
                               "`geonb params ARCH` lists its flags",
                               description="Train ARCH; the flags after --arch are its task's parameters "
-                              "(`geonb params ARCH`).")
+                              "(`geonb params ARCH`).", allow_abbrev=False)
     t.add_argument("--arch", required=True, help=f"one of {archs}")
     t.add_argument("--model", required=True, help="output model file (.pt)")
     t.add_argument("--overwrite", action="store_true", help="replace --model if it exists")
@@ -143,7 +155,6 @@ def add_cli(subparsers, argv=()) -> None:
     if task.train_command is None:
         t.add_argument("--run-dir", help="where the data, figures, checkpoints and held-out scores go "
                        "(default: <model>_run beside --model)")
-        add_param_flags(t, task.params)
     else:
         task.train_flags(t)
-        add_param_flags(t, task.params, task.train_params)
+    add_param_flags(t, [p for p in task.params if is_flag(task, p.name)])

@@ -89,8 +89,8 @@ class Run:
         self.dir = check_outputs({"run_dir": self.params["run_dir"]}, folders=("run_dir",))["run_dir"]
         if self.params["ddp"] > 1:  # what data-parallel training cannot do, refused with the other parameters
             if not arch.data_parallel:  # the method says (stagewise: its stages train outside DDP's forward pass)
-                raise GeonbError(f"{arch.name} trains stage by stage, which data-parallel training does not "
-                                 "synchronise; use -p ddp 0 (or srcnn/srgan on several GPUs).")
+                raise GeonbError(f"{arch.name}'s training method ({arch.method}) does not train in data-parallel "
+                                 "processes; use -p ddp 0, or an arch whose method does.")
             if self.params["batch_size"] < self.params["ddp"]:
                 raise GeonbError(f"batch_size {self['batch_size']} cannot be shared by ddp {self['ddp']} processes; use a "
                                  f"batch_size of at least {self['ddp']} (a multiple of it for steps equal to one process's).")

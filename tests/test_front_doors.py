@@ -117,3 +117,40 @@ def test_geonb_params_lists_the_task_parameters(capsys):
         if p.name != "arch":
             assert re.search(rf"^{p.name}\s+{p.type.__name__}: ", said, re.M), p.name
     assert "factor" not in said  # downscaling's, not segmentation's
+
+
+@pytest.mark.parametrize("arch", ["srcnn", "unet_seg"])
+def test_every_parameter_geonb_params_marks_as_a_flag_is_one(arch, capsys):
+    assert main(["params", arch]) == 0
+    listed = re.findall(r"^(\w+)\s+(\w+): .*\[(--[\w-]+|-p only)\]$", capsys.readouterr().out, re.M)
+    assert listed
+    for name, kind, how in listed:
+        value = {"bool": None, "int": "1", "float": "1.0", "str": "x", "list": "[1, 2]"}[kind]
+        argv = ["train", "--arch", arch, "--model", "m.pt", how] + ([] if value is None else [value])
+        if how == "-p only":  # not a generated flag: argparse refuses it, unless the task has its own of that
+            try:              # name (downscaling's --cond FILE:VAR, where the parameter is a layer name)
+                parse(["train", "--arch", arch, "--model", "m.pt", flag(name), "1"])
+            except SystemExit:
+                continue
+            assert get_task(get_arch(arch).task).train_flags is not None, name
+            continue
+        try:
+            args = parse(argv)
+        except SystemExit:  # the value is refused by the parameter's bounds: still a flag
+            continue
+        assert getattr(args, name) is not None
+
+
+def test_import_geonb_loads_neither_torch_nor_xarray_and_the_accessor_follows_xarray():
+    import subprocess
+    import sys
+
+    code = ("import sys, geonb; assert 'torch' not in sys.modules and 'xarray' not in sys.modules, 'eager'; "
+            "import xarray as xr; assert hasattr(xr.DataArray([1.0]), 'geonb'), 'no accessor'; "
+            "import importlib.resources as r; assert r.files('xarray').joinpath('__init__.py').is_file()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    code = ("import sys; from geonb.cli import main; assert main(['--version']) == 0; "
+            "assert 'torch' not in sys.modules and 'xarray' not in sys.modules, 'geonb --version imported them'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "geonb " in done.stdout, done.stderr

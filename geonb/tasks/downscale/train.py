@@ -84,16 +84,17 @@ def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Nor
                                  "valid_above": None if valid_above is None else float(valid_above), "crs": str(crs),
                                  "units": {"target": str(units)}},
                          info={"trained_on": str(trained_on), "history": history})
-    if method.generator.halo > MEASURE_ABOVE:
-        model.info.update(effective_halo=measure_halo(model), halo_tol=HALO_TOL)
+    if method.generator.halo > MEASURE_ABOVE:  # on the training device: minutes on a CPU at srgan's size
+        device = str(next(method.generator.parameters()).device)
+        model.info.update(effective_halo=measure_halo(model, device=device), halo_tol=HALO_TOL)
     return model.save(path)
 
 
-def measure_halo(model: TrainedModel, tol: float = HALO_TOL) -> int:
+def measure_halo(model: TrainedModel, tol: float = HALO_TOL, device: str = "cpu") -> int:
     """The model's effective halo in low-res cells (``Predictor.effective_halo``), probed in normalised units
     with white noise (std 1: every wavelength) and fractal terrain of std 3 (steep, ±3 training stds), the
     conditioning grids likewise at their resolutions."""
-    predictor = Predictor(model)
+    predictor = Predictor(model, device=device)
     size = 32 + 2 * int(predictor.net.halo)
     rs = model.arch_args["cond_res"]
     rng = np.random.default_rng(0)
