@@ -180,7 +180,7 @@ class Run:
 
     @contextlib.contextmanager
     def hold(self):
-        """Hold the run dir's lock (``io.locked``) while the block runs: a second process running steps in the
+        """Hold the run dir's lock (``outputs.locked``) while the block runs: a second process running steps in the
         same folder is refused, so two runs never mix their outputs. Nested steps, and the processes started
         while it is held (they inherit ``HELD``), share the hold."""
         mine = str(self.dir.resolve())

@@ -12,7 +12,7 @@ from geonb.doctor import report
 
 
 def test_version_flag_prints_the_package_version(capsys):
-    assert main(["--version"]) == 0  # argparse's exit, returned as the status
+    assert main(["--version"]) == 0  # answered before the parser is built
     assert capsys.readouterr().out.strip() == f"geonb {geonb.__version__}"
     assert geonb.__version__ == metadata.version("geonb")  # one version: the package metadata agrees
 
