@@ -309,8 +309,8 @@ def draw_mask(run, time_index: int = 0) -> MaskDrawer:
         from IPython.display import Markdown
 
         # 02 shows this cell for every task; only gap filling reads a drawn hole set
-        return Markdown(f"*The {run.task} task ({run['arch']}) takes no drawn holes: drawing applies to gap filling "
-                        "(the main job's `dincae`, or `-p arch unet` / `ctxgan`).*")
+        return Markdown(f"*The {run.task} task ({run['arch']}) takes no drawn holes: drawing applies to the gap-filling "
+                        "tasks (`geonb archs` lists their archs).*")
     field = run_field(run)
     return MaskDrawer(field, run.path(MASK_FILE), time_index=time_index,
                       title=f"{field.attrs.get('long_name', field.name)}: draw holes")
