@@ -247,9 +247,12 @@ def _field_colours(field: xr.DataArray) -> tuple[list[str], tuple[float, float]]
 
 def _field_view(field: xr.DataArray):
     cmap, limits = _field_colours(field)
-    return _hvplot(field.rename(_label(field))).image(
+    view = _hvplot(field.rename(_label(field))).image(
         x=field.dims[-1], y=field.dims[-2], groupby="time", cmap=cmap, clim=limits, frame_width=560, data_aspect=1,
-        hover=True, widget_location="bottom", title=f"{field.name}: pick a time").opts(clipping_colors={"NaN": LAND})
+        hover=True, widget_location="bottom", title=f"{field.name}: pick a time")
+    plot = view[0]  # hvPlot lays out the map and its time slider; the map takes the NaN colour (hvPlot does not)
+    plot.object = plot.object.opts(clipping_colors={"NaN": LAND})
+    return view
 
 
 # ---------------------------------------------------------------- static fallback

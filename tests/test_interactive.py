@@ -150,3 +150,22 @@ def test_one_colour_map_per_quantity_centred_differences_and_readable_units():
                      "unet": (("sample", "y", "x"), truth + np.r_[0.5, -2.0, 0, 0][None, None])})
     lo, hi = _Frames(ds, "unet").limits("difference")
     assert lo == -hi == -2.0  # centred on 0: white means no error
+
+
+def test_the_live_field_view_renders_with_its_colours_and_grey_land():
+    import bokeh.models
+    import holoviews as hv
+    import panel as pn
+
+    from geonb.interactive import LAND, _field_view, colours
+
+    hv.extension("bokeh")
+    field = xr.DataArray(np.random.default_rng(0).random((2, 10, 20)) * 30, dims=("time", "lat", "lon"), name="field",
+                         coords={"time": [0, 1], "lat": np.linspace(-80, 80, 10), "lon": np.linspace(-170, 170, 20)},
+                         attrs={"units": "degC"})
+    root = pn.panel(_field_view(field)).get_root()
+    images = [r.glyph for plot in root.select({"type": bokeh.models.Plot}) for r in plot.renderers
+              if isinstance(getattr(r, "glyph", None), bokeh.models.Image)]
+    assert len(images) == 1
+    mapper = images[0].color_mapper
+    assert mapper.nan_color == LAND and list(mapper.palette) == colours("sst", 0, 30)
