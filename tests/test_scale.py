@@ -223,7 +223,7 @@ def test_geonb_predict_streams_zarr_and_netcdf_on_dask(tmp_path, suffix):
 def test_data_parallel_runs_it_cannot_do_are_refused_before_training(tmp_path):
     from geonb.workflow import Run
 
-    with pytest.raises(GeonbError, match="stage by stage"):
+    with pytest.raises(GeonbError, match=r"training method \(stagewise\) does not train in data-parallel processes"):
         Run(tmp_path, quick=True, ddp=2, arch="rsrcnn").step("train")
     with pytest.raises(GeonbError, match="batch_size 1 cannot be shared by ddp 2"):
         Run(tmp_path, quick=True, ddp=2, arch="srcnn", batch_size=1).step("train")
