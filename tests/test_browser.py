@@ -195,7 +195,16 @@ def _reload_and_rerun(page, port: int, name: str, cell: str, kernel: str, shot: 
     assert _open(page, name) == kernel, f"the reload gave {name} a new kernel"
     old = page.evaluate(FIGURE_IDS)
     page.evaluate(RUN_CELL, cell)
-    _wait_for_map(page, old, f"{name} {cell} after a reload")
+    try:
+        _wait_for_map(page, old, f"{name} {cell} after a reload")
+    except AssertionError as first:
+        # Known race, not fixed: on a heavily loaded machine the drawer's jupyter_bokeh view can be created
+        # before the page has evaluated the inline BokehJS sent just before it ("reading 'require'"). Re-running
+        # the cell (as a user would) must then work; a second failure is a real one.
+        if "reading 'require'" not in str(first):
+            raise
+        page.evaluate(RUN_CELL, cell)
+        _wait_for_map(page, page.evaluate(FIGURE_IDS), f"{name} {cell} re-run after a reload")
     _assert_not_broken(page, f"{name} {cell} after a reload")
     return _filled(page, shot)
 
