@@ -16,6 +16,7 @@ import xarray as xr
 
 from .errors import GeonbError
 from .io import open_dataset
+from .units import unit_text
 
 WHATS = ("field", "predictions")
 # A kernel whose parent is one of these serves a browser; any other parent (papermill, the
@@ -106,13 +107,7 @@ def run_field(run) -> xr.DataArray:
     return ds["field"]
 
 
-CELSIUS = ("degC", "degree_Celsius", "degrees_Celsius", "degree_C", "degrees_C", "celsius", "Celsius")
 LAND = "#a6a6a6"  # NaN cells (land, no data) grey, apart from the white page and from 0 on a diverging map
-
-
-def unit_text(units: str) -> str:
-    """Units as a reader writes them: degC → °C."""
-    return "°C" if units in CELSIUS else units
 
 
 def _label(da: xr.DataArray) -> str:

@@ -40,6 +40,7 @@ from .errors import GeonbError
 from .methods.base import AVERAGING
 from .normalise import Normaliser
 from .registry import check_arguments, get_arch, METHODS, NETWORKS
+from .units import canonical_units
 from .version import __version__
 
 FORMAT = "geonb-model/2"
@@ -69,20 +70,6 @@ NORM_RANGE, NORM_DIGITS = 1e15, 1e-6
 # 25 stds away on global SST, 100 on one sea; a new region of the same variable is a few.
 FAR = 20.0
 # Spellings of the units geonb's data comes in (CF and UDUNITS), so "degree Celsius" matches "degC".
-UNIT_SPELLINGS = {
-    "degC": {"degc", "degreec", "degreesc", "degreecelsius", "degreescelsius", "celsius", "degcelsius"},
-    "K": {"k", "kelvin", "kelvins", "degk", "degreek", "degreesk"},
-    "m": {"m", "meter", "meters", "metre", "metres"},
-    "km": {"km", "kilometer", "kilometers", "kilometre", "kilometres"},
-}
-
-
-def canonical_units(units) -> str:
-    """One spelling per unit (``UNIT_SPELLINGS``); other units as given, stripped."""
-    key = str(units).strip().lower().replace("°", "deg").replace(" ", "").replace("_", "")
-    return next((name for name, spellings in UNIT_SPELLINGS.items() if key in spellings), str(units).strip())
-
-
 def _number(value, lo: float, hi: float) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
 
