@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import commands
 from .errors import GeonbError
 from .frontdoor import from_here
 from .outputs import no_room
@@ -147,8 +148,7 @@ def add_predict(subparsers) -> None:
     from .params import Param, cli_type
     from .predict import TILE
 
-    p = subparsers.add_parser("predict", help="apply a trained model to a file (downscale, fill gaps, photo → map, "
-                                                  "image → land-cover classes)")
+    p = commands.add(subparsers, "predict")
     p.add_argument("--model", required=True, help="a geonb model file (.pt)")
     p.add_argument("--input", required=True,
                    help="NetCDF/zarr file or embedded dataset name (image models: also JPEG/PNG/(Geo)TIFF)")
@@ -194,7 +194,7 @@ def add_generate(subparsers) -> None:
     from .params import cli_type
     from .tasks.generate import PARAMS
 
-    p = subparsers.add_parser("generate", help="generate digits with a trained acgan model (NetCDF out)")
+    p = commands.add(subparsers, "generate")
     p.add_argument("--model", required=True, help="a geonb generate-task model file (.pt)")
     p.add_argument("--per-class", type=cli_type(PARAMS["per_class"]), default=100,
                    help="digits per class")
@@ -212,27 +212,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
+def _top_parser():
+    parser = _Parser(prog="geonb", description="Deep learning on gridded earth data.")
+    parser.add_argument("--version", action="version", version=f"geonb {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
 def build_parser(argv=()) -> argparse.ArgumentParser:
     """The parser; ``geonb train``'s flags are those of the task of the ``--arch`` in ``argv``."""
     from . import frontdoor
 
-    parser = _Parser(prog="geonb", description="Deep learning on gridded earth data.")
-    parser.add_argument("--version", action="version", version=f"geonb {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="the main job: execute notebooks 01→06 with papermill")
+    parser, sub = _top_parser()
+    run = commands.add(sub, "run")
     run.add_argument("--quick", action="store_true", help="tiny data and few epochs (seconds on a CPU)")
     run.add_argument("--run-dir", default="runs/default", help="where executed notebooks and figures go")
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="a notebook parameter, e.g. -p arch ctxgan -p epochs 20")
     run.set_defaults(func=_cmd_run)
-    archs = sub.add_parser("archs", help="list the architectures with their task")
+    archs = commands.add(sub, "archs")
     archs.set_defaults(func=_cmd_archs)
     frontdoor.add_cli(sub, argv)
     add_predict(sub)
     add_generate(sub)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_cli(sub)
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     for command in sub.choices.values():  # also after the command; SUPPRESS keeps a --debug given before it
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the full traceback of an error")
@@ -255,6 +259,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if argv == ["--version"]:  # before the parser, which imports every command (and torch)
         print(f"geonb {__version__}")
+        return 0
+    if argv in (["-h"], ["--help"]):  # the command list needs none of the commands' modules
+        parser, sub = _top_parser()
+        for name in commands.COMMANDS:
+            commands.add(sub, name)
+        parser.print_help()
         return 0
     try:
         args = parse(argv)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from . import commands
 from .errors import GeonbError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -88,6 +89,6 @@ def _cmd_data(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("data", help="list the real datasets shipped with geonb: what, licence, where")
+    p = commands.add(subparsers, "data")
     p.add_argument("names", nargs="*", help=f"datasets to describe (default: all of {', '.join(DATASETS)})")
     p.set_defaults(func=_cmd_data)

@@ -8,7 +8,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from . import progress
+from . import commands, progress
 
 # The stack geonb runs on, as pip names it (versions read from metadata: nothing heavy is imported).
 PACKAGES = ("torch", "numpy", "xarray", "dask", "zarr", "netCDF4", "rioxarray", "rasterio", "pyproj", "cartopy",
@@ -105,6 +105,6 @@ def _cmd_doctor(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("doctor", help="print versions, device, data found and a writable run dir (for bug reports)")
+    p = commands.add(subparsers, "doctor")
     p.add_argument("--run-dir", default="runs/default", help="the run dir to check for writing")
     p.set_defaults(func=_cmd_doctor)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from . import commands
 from .checkpoints import config_key
 from .cloudmodel import CLOUD_PARAMS, DEFAULTS, QUICK, fill_cube, train_on_cube
 from .coords import grid_dims, in_order, is_longitude, refuse_curvilinear
@@ -265,7 +266,7 @@ def add_cli(subparsers) -> None:
     """Add ``geonb fill`` to the command line."""
     from .params import cli_type
 
-    p = subparsers.add_parser("fill", help="fill clouds in a NetCDF cube (dincae, dineof or unet) with error σ")
+    p = commands.add(subparsers, "fill")
     p.add_argument("input", help="NetCDF/zarr file with a (time, lat, lon) variable holding gaps (NaN/_FillValue)")
     p.add_argument("--var", required=True, help="the variable to fill, e.g. SST")
     p.add_argument("--mask-var", help="land/sea mask variable on the same grid (1 = sea)")

@@ -14,6 +14,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from . import commands
 from .errors import GeonbError
 from .params import NOT_SET, Param, cli_type
 
@@ -134,15 +135,13 @@ def add_cli(subparsers, argv=()) -> None:
     from .tasks import get_task
 
     archs = ", ".join(a.name for a in list_archs())
-    t = subparsers.add_parser("train", help="train any arch on its task's default data or yours; "
-                              "`geonb params ARCH` lists its flags",
-                              description="Train ARCH; the flags after --arch are its task's parameters "
+    t = commands.add(subparsers, "train", description="Train ARCH; the flags after --arch are its task's parameters "
                               "(`geonb params ARCH`).", allow_abbrev=False)
     t.add_argument("--arch", required=True, help=f"one of {archs}")
     t.add_argument("--model", required=True, help="output model file (.pt)")
     t.add_argument("--overwrite", action="store_true", help="replace --model if it exists")
     t.set_defaults(func=train_command)
-    p = subparsers.add_parser("params", help="the parameters of an arch's task: flags of `geonb train`, -p of `geonb run`")
+    p = commands.add(subparsers, "params")
     p.add_argument("arch", help=f"one of {archs}")
     p.set_defaults(func=params_command)
     arch = peek_arch(argv)

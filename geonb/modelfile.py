@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import progress
+from . import commands, progress
 from .checkpoints import load_checkpoint, save_checkpoint
 from .cloudinputs import CloudInputs
 from .errors import GeonbError
@@ -339,6 +339,6 @@ def _cmd_info(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("info", help="the model card of a geonb model file: task, arch, data, scores, versions")
+    p = commands.add(subparsers, "info")
     p.add_argument("models", nargs="+", help="model files (.pt) written by geonb")
     p.set_defaults(func=_cmd_info)

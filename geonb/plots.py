@@ -8,16 +8,22 @@ import cmocean
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 from .outputs import atomic_path
 from .metrics import rmse
 from .paths import use_offline_cartopy
+from .units import unit_text
 
 use_offline_cartopy()
 
 CMAPS = {"sst": cmocean.cm.thermal, "elevation": cmocean.cm.topo, "diff": cmocean.cm.balance,
          "sigma": cmocean.cm.amp, "error": cmocean.cm.amp, "thickness": cmocean.cm.ice,
          "split": ListedColormap(["#4c72b0", "#dd8452", "#c44e52"]), "mask": ListedColormap(["#ffffff", "#222222"])}
+# Cells without a value: land (outside the field's domain) grey, as in the live views; a gap inside the
+# domain (cloud, hidden or unscored cell) hatched on white, so neither reads as a value or as zero error.
+LAND = "#a6a6a6"
+GAP_HATCH = "////"
 CATEGORY_COLOURS = ["#e8e8e8", "#8c8c8c", "#c44e52", "#4c72b0", "#dd8452", "#55a868", "#8172b2", "#937860"]
 
 
@@ -58,18 +64,48 @@ def projection(crs: str = ""):
     return ccrs.Projection(CRS.from_user_input(crs))
 
 
-def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = "", line=None, crs: str = "") -> Path:
-    """Panels of (title, values(y, x), y, x, kind) on maps with coastlines, in the grid's own
-    projection (``crs``; lat/lon on PlateCarree by default).
+def _no_value(ax, proj, lat, lon, values, domain) -> set[str]:
+    """Draw the cells without a value under the data: outside ``domain`` grey (land), inside it hatched
+    (gaps); without a domain every such cell is grey ("no data"). Returns the legend entries used."""
+    empty = ~np.isfinite(np.asarray(values, dtype=float))
+    if domain is None:
+        ax.pcolormesh(lon, lat, np.where(empty, 1.0, np.nan), transform=proj, cmap=ListedColormap([LAND]),
+                      shading="nearest", zorder=0)
+        return {"no data"} if empty.any() else set()
+    domain = np.asarray(domain, dtype=bool)
+    ax.pcolormesh(lon, lat, np.where(domain, np.nan, 1.0), transform=proj, cmap=ListedColormap([LAND]),
+                  shading="nearest", zorder=0)
+    gaps = empty & domain
+    if gaps.any():
+        ax.contourf(lon, lat, gaps.astype(float), levels=[0.5, 1.5], colors="none", hatches=[GAP_HATCH],
+                    transform=proj, zorder=0)
+    return {"land"} | ({"gap"} if gaps.any() else set())
+
+
+def _ticks(ax) -> None:
+    """Latitude/longitude labels on the left and bottom edges, faint graticule."""
+    grid = ax.gridlines(draw_labels=True, linewidth=0.3, color="grey", alpha=0.6, linestyle=":")
+    grid.top_labels = grid.right_labels = False
+    grid.xlabel_style = grid.ylabel_style = {"size": 6}
+
+
+def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = "", line=None, crs: str = "",
+               domain=None, gap: str = "cloud / hidden") -> Path:
+    """Panels of (title, values(y, x), y, x, kind[, domain]) on maps with coastlines and lat/lon ticks, in
+    the grid's own projection (``crs``; lat/lon on PlateCarree by default).
 
     ``kind`` picks the colour map (sst, elevation, diff, sigma, error); panels of the same
     kind share colour limits so they compare at a glance; ``diff`` is centred on zero. A tuple of
     names is a categorical map: values 0, 1, … are those categories, one colour and tick each, no units.
+    ``domain`` (a boolean (y, x) mask of the cells that can hold a value, e.g. the sea; per panel as a sixth
+    element, or for every panel of its shape) tells land (grey) from gaps (hatched, labelled ``gap`` in
+    the legend); without it a cell with no value is grey, "no data".
     ``line`` = (ys, xs) in the grid's coordinates draws a transect on every panel.
     """
     proj = projection(crs)
+    units = unit_text(units)
     limits = {}
-    for _, values, _, _, kind in panels:
+    for _, values, _, _, kind, *_ in panels:
         if isinstance(kind, tuple):
             continue
         finite = np.asarray(values)[np.isfinite(values)]
@@ -81,21 +117,31 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
         m = max(abs(v) for v in limits["diff"]) or 1.0
         limits["diff"] = (-m, m)
     nrows = int(np.ceil(len(panels) / ncols))
-    fig = plt.figure(figsize=(3.6 * min(ncols, len(panels)), 3.1 * nrows))
-    for k, (title, values, lat, lon, kind) in enumerate(panels):
+    fig = plt.figure(figsize=(3.8 * min(ncols, len(panels)), 3.3 * nrows))
+    legend = set()
+    for k, (title, values, lat, lon, kind, *own) in enumerate(panels):
         ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=proj)
         categories = kind if isinstance(kind, tuple) else ("train", "val", "test") if kind == "split" else None
         lo, hi = (-0.5, len(categories) - 0.5) if categories else limits.get(kind, (0, 1))
         cmap = ListedColormap(CATEGORY_COLOURS[:len(categories)]) if isinstance(kind, tuple) else colour_map(kind, lo, hi)
+        mask = own[0] if own else domain if domain is not None and np.shape(domain) == np.shape(values) else None
+        legend |= _no_value(ax, proj, lat, lon, values, mask)
         mesh = ax.pcolormesh(lon, lat, values, transform=proj, cmap=cmap, vmin=lo, vmax=hi, shading="nearest")
         ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))], crs=proj)
         ax.coastlines(resolution="50m", linewidth=0.7)
+        _ticks(ax)
         if line is not None:
             ax.plot(line[1], line[0], "m-", lw=1.5, transform=proj)
         ax.set_title(title, fontsize=9)
         bar = fig.colorbar(mesh, ax=ax, shrink=0.75, label="" if categories else units)
         if categories:
             bar.set_ticks(range(len(categories)), labels=list(categories))
+    handles = [Patch(facecolor=LAND, label=name) for name in ("land", "no data") if name in legend]
+    if "gap" in legend:
+        handles.append(Patch(facecolor="white", edgecolor="#555555", hatch=GAP_HATCH, label=gap))
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, -0.02))
     if suptitle:
         fig.suptitle(suptitle)
     return save_figure(fig, path)

@@ -7,6 +7,17 @@ from pathlib import Path
 import pandas as pd
 
 
+def readable(table: pd.DataFrame, decimals: int) -> pd.DataFrame:
+    """``table`` rounded, with its count rows (labelled "n …", in columns of scores) printed as integers:
+    a count is never "1181.0"."""
+    out = table.round(decimals)
+    counts = [row for row in out.index if str(row) == "n" or str(row).startswith("n ")]
+    if counts and all(out.loc[counts].map(lambda v: float(v).is_integer()).all()):
+        out = out.astype(object)
+        out.loc[counts] = out.loc[counts].map(int)
+    return out
+
+
 @dataclass
 class Report:
     title: str
@@ -16,7 +27,7 @@ class Report:
 
     def table_text(self, decimals: int = 3) -> str:
         """Tables as rounded plain text: what nbval compares between runs."""
-        parts = [f"{name}\n{table.round(decimals).to_string()}" for name, table in self.tables.items()]
+        parts = [f"{name}\n{readable(table, decimals).to_string()}" for name, table in self.tables.items()]
         return "\n\n".join(parts) if parts else "(no tables)"
 
     def numbers(self) -> dict[str, float | int | None]:
@@ -53,6 +64,6 @@ class Report:
 
         display(Markdown(f"### {self.title}\n\n{self.text}"))
         for name, table in self.tables.items():
-            display(Markdown(f"**{name}**"), table.round(4))
+            display(Markdown(f"**{name}**"), readable(table, 4))
         for path in self.figures:
             display(Image(filename=str(path)))

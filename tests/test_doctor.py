@@ -44,3 +44,23 @@ def test_doctor_reports_versions_device_data_and_run_dir(capsys, monkeypatch, tm
     assert "is missing from this install" in rows["dataset alboran"]
     datasets.path.cache_clear()
     assert rows[f"run dir {tmp_path / 'a_file' / 'run'} writable"] == f"no: {tmp_path / 'a_file'} is not a folder"
+
+
+def test_help_lists_every_command_of_the_full_parser_without_importing_torch(capsys):
+    """`geonb --help` reads the command table alone (fast); the table must name every command the full
+    parser builds, with the same help, or the quick help would hide or misdescribe one."""
+    import subprocess
+    import sys
+
+    from geonb.cli import build_parser
+    from geonb.commands import COMMANDS
+
+    full = build_parser([])._subparsers._group_actions[0]
+    assert list(full.choices) == list(COMMANDS)
+    assert {a.dest: a.help for a in full._choices_actions} == COMMANDS
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS) and "--debug" in out
+    probe = "import sys; from geonb.cli import main; main(['--help']); print('torch' in sys.modules)"
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip().endswith("False")

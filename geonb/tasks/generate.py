@@ -293,7 +293,7 @@ def error_maps(run) -> Report:
         rows[c] = {"recognised": float((recognised[sel] == c).mean()), "n": int(sel.sum()),
                    "judge accuracy (real)": float((classify(judge, _to_unit(real)) == c).mean()),
                    "diversity generated": _pairwise(images[sel]), "diversity real": _pairwise(real)}
-    table = pd.DataFrame(rows).T
+    table = pd.DataFrame.from_dict(rows, orient="index")
     table["diversity ratio"] = table["diversity generated"] / table["diversity real"]
     table.index.name = "class"
     overall = {"recognised": float((recognised == labels).mean()), "n": len(labels), "judge accuracy (real)": judge_acc,

@@ -93,7 +93,7 @@ def data_prep(run) -> Report:
                                    "unlabeled": float((labels == aerial.IGNORE).mean())}
             thumbs.append((f"tile_{loc} ({name})", [("photo", pairs[0].photo[::4, ::4]), ("map", pairs[0].map[::4, ::4])]))
             field[loc] = pairs[0].photo
-    table = pd.DataFrame(rows).T
+    table = pd.DataFrame.from_dict(rows, orient="index")
     write_text(run.path("split.json"), json.dumps(split))
     write_netcdf(aerial.brightness_field(field), run.path("field.nc"))
     fig = ganplots.triptychs(thumbs, run.figure("01_pairs"), legend=aerial.legend(aerial.NAMES, aerial.COLOURS),
@@ -233,7 +233,7 @@ def error_maps(run) -> Report:
     rows, matrices = {}, {}
     for n, maps in outputs.items():
         rows[n], matrices[n] = _scores(np.stack(maps), truth, classes)
-    table = pd.DataFrame(rows).T
+    table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "method"
     table["tiles"] = len(truth)
     write_text(run.metrics_path("test_location"), table.to_csv())

@@ -43,7 +43,8 @@ def data_prep(run) -> Report:
     step = max(1, field.sizes["time"] // 4)
     panels = [(str(field.time.values[t])[:10], field.values[t], field.lat, field.lon, "sst")
               for t in range(0, field.sizes["time"], step)][:4]
-    fig = plots.map_panels(panels, run.figure("01_days"), ncols=4, units=field.attrs.get("units", ""))
+    fig = plots.map_panels(panels, run.figure("01_days"), ncols=4, units=field.attrs.get("units", ""), domain=sea,
+                           gap="cloud")
     gaps = np.diff(field.time.values) / np.timedelta64(1, "D") if np.issubdtype(field.time.dtype, np.datetime64) else []
     note = f"; time gaps of {sorted(set(np.round(gaps, 2)) - {1.0})} days" if len(gaps) and np.any(np.asarray(gaps) != 1) else ""
     return Report("Cloudy cube", f"{dict(field.sizes)}, {int(sea.sum())} sea pixels, "
@@ -74,12 +75,13 @@ def simulate(run) -> Report:
     t = _show_day(run, cv)
     shown = np.where(cv[t], code[t] + 1, np.where(val[t], 1, np.where(obs[t], 0, np.nan)))
     panels = [("observed", field.values[t], field.lat, field.lon, "sst"),
-              ("hidden pixels (white: cloud or land)", shown, field.lat, field.lon, ("kept", "validation", *sets))]
-    fig = plots.map_panels(panels, run.figure("02_points"), ncols=2, units=field.attrs.get("units", ""),
+              ("hidden pixels", shown, field.lat, field.lon, ("kept", "validation", *sets))]
+    fig = plots.map_panels(panels, run.figure("02_points"), ncols=2, units=field.attrs.get("units", ""), domain=sea,
+                           gap="cloud",
                            suptitle=f"day {str(field.time.values[t])[:10]}: the hole sets over observed pixels")
     return Report("Hole sets over observed pixels", "Every set hides pixels that were observed, so the truth is "
                   "known; none of them (nor the validation points) is seen in training. Each set is filled with "
-                  "only its own points hidden.", {"hidden points": pd.DataFrame(rows).T}, [fig])
+                  "only its own points hidden.", {"hidden points": pd.DataFrame.from_dict(rows, orient="index")}, [fig])
 
 
 def train(run) -> Report:
@@ -121,7 +123,7 @@ def score_table(ds) -> pd.DataFrame:
     cv = ds.holes.values > 0
     rows = {m: score(ds.truth.values, ds[m].values, cv, ds[f"{m}_sigma"].values if f"{m}_sigma" in ds else None)
             for m in methods(ds)}
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def rmse_per_set(ds) -> pd.DataFrame:
@@ -154,6 +156,7 @@ def error_maps(run) -> Report:
               *[(f"{m} error at CV points", np.where(cv[t], ds[m].values[t] - ds.truth.values[t], np.nan),
                  lat, lon, "diff") for m in shown]]
     fig = plots.map_panels(panels, run.figure("04_maps"), ncols=len(shown) + 1 if len(shown) < 5 else 3, units=units,
+                           domain=np.isfinite(ds.truth.values).any(0), gap="no value: cloud, hidden, or not a CV point",
                            suptitle=f"day {str(ds.time.values[t])[:10]}")
     best = per_set_table.loc[[m for m in ("dincae", "unet") if m in per_set_table.index]].min()
     wins = [n for n in per_set_table.columns[:-1] if best[n] < per_set_table.loc["biharmonic", n]]
@@ -248,7 +251,7 @@ def transects(run) -> Report:
     sigma = sample_line(day.dincae_sigma, lat, lon)
     panels = [(k, g.values, ds.lat, ds.lon, "sst") for k, g in grids.items()]
     fig_map = plots.map_panels(panels, run.figure("06_transect_map"), ncols=len(panels),
-                               units=units, line=(lat, lon))
+                               units=units, line=(lat, lon), domain=np.isfinite(ds.truth.values).any(0), gap="cloud")
     cv_line = sample_line(day.holes, lat, lon) > 0
     rows = [{"method": m, "rmse at CV points on the line": metrics.rmse(values[m], values["truth"], cv_line),
              "n CV points": int(cv_line.sum())} for m in values if m != "truth"]

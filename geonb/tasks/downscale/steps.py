@@ -82,7 +82,7 @@ def data_prep(run) -> Report:
     return Report(f"01 data: {name} {ny}×{nx}",
                   ("Blocks" if block else "Column bands") + " train | val | test; the test region is never used "
                   "for training or tuning, and no training patch (with its halo) reaches a val or test cell. "
-                  f"Layers: {', '.join(layers)} (+ coordinates x, y).", {"regions": pd.DataFrame(rows).T}, [fig])
+                  f"Layers: {', '.join(layers)} (+ coordinates x, y).", {"regions": pd.DataFrame.from_dict(rows, orient="index")}, [fig])
 
 
 def simulate(run) -> Report:
@@ -109,7 +109,7 @@ def simulate(run) -> Report:
     fig = plots.map_panels(panels, run.figure(f"02_degradation_x{f}"), ncols=4, units=units, crs=ds.attrs["crs"])
     return Report(f"02 degradation ×{f}", "Low-res inputs are block means of the target (a block's value sits at its "
                   "centre). Baselines: Keys bicubic and the cubic B-spline of the block means, both pixel-area aligned; "
-                  "RMSE on the valid cells of the test region.", {"baselines on the test region": pd.DataFrame(rows).T},
+                  "RMSE on the valid cells of the test region.", {"baselines on the test region": pd.DataFrame.from_dict(rows, orient="index")},
                   [fig])
 
 

@@ -17,6 +17,7 @@ from ...modelfile import TrainedModel
 from ...normalise import Normaliser
 from ...params import ALLOW_OUTLIERS, COMMON, Param
 from ...report import Report
+from ...units import unit_text
 from ...tiling import SPLITS, cut_patches, split_blocks
 from ...training import run_accelerator
 from ...transect import line_points, sample_line
@@ -74,9 +75,10 @@ def data_prep(run) -> Report:
     counts = pd.DataFrame({"patches": [int((patches.split == s).sum()) for s in SPLITS]}, index=list(SPLITS))
     t = int(patches.time_index[0])
     fig = plots.map_panels(
-        [(f"{field.name} ({field.attrs.get('units', '')})", field[t].values, field.lat, field.lon, "sst"),
+        [(f"{field.name} ({unit_text(field.attrs.get('units', ''))})", field[t].values, field.lat, field.lon, "sst"),
          ("blocked split: train / val / test", split[t].where(np.isfinite(field[t])).values, field.lat, field.lon, "split")],
-        run.figure("01_field_split"), ncols=2, units=field.attrs.get("units", ""))
+        run.figure("01_field_split"), ncols=2, units=field.attrs.get("units", ""),
+        domain=np.isfinite(field.values).any(0), gap="sea ice / no value")
     return Report("Data prepared", f"{field.sizes} → {patches.sizes['patch']} patches of {run['patch']}²; "
                   f"normalisation from the training split: mean {norm.mean:.3f}, std {norm.std:.3f}",
                   {"patches per split": counts}, [fig])
@@ -119,17 +121,17 @@ def simulate(run) -> Report:
         ds[f"patch_{kind}"] = ((f"sample_{kind}",), index)
     ds.attrs["sets"] = ",".join(sets)
     write_netcdf(ds, run.path("holes.nc"))
-    table = pd.DataFrame({
+    table = pd.DataFrame.from_dict({
         kind: {"samples": len(index), "hole fraction of valid pixels": float(masks.sum() / max(valid[index].sum(), 1)),
                **{f"{s} samples": int((patches.split.values[index] == s).sum()) for s in SPLITS}}
-        for kind, (index, masks) in sets.items()}).T
+        for kind, (index, masks) in sets.items()}, orient="index")
     panels = []
     for kind, (index, masks) in sets.items():
         i = index[0] if len(index) else 0
         shown = np.where(masks[0], np.nan, patches.field.values[i]) if len(index) else patches.field.values[i]
-        panels.append((f"{kind}", shown, patches.lat[i], patches.lon[i], "sst"))
-    fig = plots.map_panels(panels, run.figure("02_hole_sets"), ncols=len(panels),
-                           units=patches.field.attrs.get("units", ""), suptitle="one example per hole set (white = hidden)")
+        panels.append((f"{kind}", shown, patches.lat[i], patches.lon[i], "sst", np.isfinite(patches.field.values[i])))
+    fig = plots.map_panels(panels, run.figure("02_hole_sets"), ncols=len(panels), gap="hidden",
+                           units=patches.field.attrs.get("units", ""), suptitle="one example per hole set")
     return Report("Hole sets simulated", "; ".join(notes), {"hole sets": table}, [fig])
 
 
@@ -256,6 +258,7 @@ def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
     for j in picks:
         i = index[j]
         lat, lon = patches.lat[i].values, patches.lon[i].values
+        first = len(panels)
         panels.append(("input with holes", np.where(hidden[j], np.nan, truth[j]), lat, lon, "sst"))
         panels.append(("truth", truth[j], lat, lon, "sst"))
         for name in raw:
@@ -265,8 +268,10 @@ def _example_maps(run, kind, patches, index, truth, hidden, raw, filled, units):
                            lat, lon, "diff"))
         panels.append(("biharmonic − truth (holes)", np.where(hidden[j], filled["biharmonic"][j] - truth[j], np.nan),
                        lat, lon, "diff"))
+        panels[first:] = [(*panel, np.isfinite(truth[j])) for panel in panels[first:]]  # land vs holes
     ncols = 3 + 3 * len(raw)
     return plots.map_panels(panels, run.figure(f"04_maps_{kind}"), ncols=ncols, units=units,
+                            gap="hidden (input) / not a hole (errors)",
                             suptitle=f"hole set '{kind}': test examples")
 
 

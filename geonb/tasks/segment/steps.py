@@ -49,7 +49,7 @@ def data_prep(run) -> Report:
             field[len(field) + 1] = photo
         if split == "train":
             weights = class_weights(pairs, len(names))
-    table = pd.DataFrame(rows).T
+    table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "location"
     balance = pd.DataFrame({"median-frequency weight": weights}, index=list(names))
     write_text(run.path("class_weights.json"), json.dumps(dict(zip(names, weights.tolist()))))
