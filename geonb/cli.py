@@ -55,7 +55,31 @@ def _known_elsewhere(record: logging.LogRecord) -> bool:
     return "unknown parameter" not in record.getMessage()
 
 
+def _local_kernels(folder: Path):
+    """A kernel manager whose kernels listen on IPC sockets in ``folder`` (a private temporary folder):
+    reachable only on this machine, and ipykernel then has no unencrypted TCP port to warn about on
+    every notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _ip(self):
+            return str(folder / "kernel")
+
+    return LocalKernelManager
+
+
 def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook_dir: Path) -> list[Path]:
+    with tempfile.TemporaryDirectory(prefix="geonb-kernels-") as sockets:
+        return _run_each(run_dir, quick, params, notebooks, notebook_dir, _local_kernels(Path(sockets)))
+
+
+def _run_each(run_dir: Path, quick: bool, params: dict, notebooks, notebook_dir: Path, kernels) -> list[Path]:
     import papermill
 
     from . import progress
@@ -76,7 +100,8 @@ def _run_notebooks(run_dir: Path, quick: bool, params: dict, notebooks, notebook
         t0 = time.perf_counter()
         try:
             papermill.execute_notebook(str(source), str(target), cwd=str(REPO_ROOT), progress_bar=False,
-                                       parameters={**params, "run_dir": str(run_dir), "quick": quick})
+                                       parameters={**params, "run_dir": str(run_dir), "quick": quick},
+                                       kernel_manager_class=kernels)
         except papermill.PapermillExecutionError as exc:  # the cell's error in one line; the notebook shows the rest
             error = " ".join(str(exc.evalue).split())
             raise GeonbError(f"{name} failed in cell [{exc.exec_count}]: {exc.ename}: {error} — the executed notebook "

@@ -370,3 +370,21 @@ def test_the_notebooks_of_a_geonb_run_share_its_hold(tmp_path):
     nbformat.write(notebook, tmp_path / "tiny.ipynb")
     (written,) = run_notebooks(tmp_path / "run", quick=True, notebooks=("tiny",), notebook_dir=tmp_path)
     assert "shared" in written.read_text()
+
+
+def test_geonb_run_kernels_listen_on_private_sockets_without_the_tcp_warning(tmp_path, capfd):
+    """The kernels of `geonb run` use IPC sockets in a temporary folder (removed after), not TCP ports:
+    nothing else can reach them, and ipykernel prints no "running over TCP without encryption" per notebook."""
+    import nbformat
+
+    from geonb.cli import run_notebooks
+
+    cell = "from ipykernel.kernelapp import IPKernelApp; print(IPKernelApp.instance().transport)"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)],
+                                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                 "language": "python"}})
+    nbformat.write(notebook, tmp_path / "tiny.ipynb")
+    (written,) = run_notebooks(tmp_path / "run", quick=True, notebooks=("tiny",), notebook_dir=tmp_path)
+    out = nbformat.read(written, as_version=4).cells[-1].outputs[0]["text"]
+    assert out.strip() == "ipc"
+    assert "without encryption" not in capfd.readouterr().err
