@@ -20,7 +20,7 @@ from ...registry import get_arch
 from ...report import Report
 from ...training import run_accelerator
 from .data import BANDS, NORM, VAL_TILES, _check_patch, _is_image, _names, _pairs, class_weights
-from .calibrate import fit_on_validation, probabilities, reliability_figure, scores, uncertainty_panel
+from . import calibrate
 
 
 def data_prep(run) -> Report:
@@ -124,7 +124,7 @@ def train(run) -> Report:
                                  "scheme": run["scheme"], "patch": patch},
                          info={"trained_on": split, "history": history,
                                "class_weights": None if weights is None else weights.tolist()})
-    temperature = fit_on_validation(model, val_pairs, run["seed"])
+    temperature = calibrate.fit_on_validation(model, val_pairs, run["seed"])
     path = model.save(run.model_path(arch_name))
     fig = loss_curves(history, run.figure(f"03_curves_{arch_name}"),
                       title=f"{arch_name}: cross-entropy (val: {VAL_TILES} fixed val crops)")
@@ -186,7 +186,7 @@ def error_maps(run) -> Report:
             raise GeonbError(f"model {k} ({models[k]}) predicts {pr.model.inputs.get('classes')}, this run's scheme "
                              f"is {list(names)}; use another run_dir or retrain it (03).")
     test_pairs = _pairs(run, "test")
-    probs = {k: probabilities(pr, test_pairs) for k, pr in preds.items()}
+    probs = {k: calibrate.probabilities(pr, test_pairs) for k, pr in preds.items()}
     outputs = {k: [p.argmax(0).astype(np.uint8) for p in ps] for k, ps in probs.items()}
     outputs.update({k: [f(p.photo) for p in test_pairs] for k, f in _baselines(run, n).items()})
     truth = np.concatenate([p.classes.ravel() for p in test_pairs])
@@ -214,7 +214,7 @@ def error_maps(run) -> Report:
         rows.append((p.name, [("image", p.photo), ("labels", aerial.colourise(p.classes, colours)),
                               (f"{best}", aerial.colourise(outputs[best][i], colours)),
                               (f"{best} errors", error_panel(p.classes, outputs[best][i])),
-                              (f"{best} uncertainty", uncertainty_panel(probs[best][i])),
+                              (f"{best} uncertainty", calibrate.uncertainty_panel(probs[best][i])),
                               (RANDOM_FOREST, aerial.colourise(outputs[RANDOM_FOREST][i], colours)),
                               (f"{RANDOM_FOREST} errors", error_panel(p.classes, outputs[RANDOM_FOREST][i]))]))
     maps = ganplots.triptychs(rows, run.figure("04_error_maps"), legend=aerial.legend(names, colours, errors=True),
@@ -222,9 +222,10 @@ def error_maps(run) -> Report:
                                     "uncertainty (1 − max probability: dark sure, bright unsure)")
     _write_predictions(run, test_pairs, outputs, names)
     t = preds[best].method.temperature
-    calibrated, bins = scores(probs[best], test_pairs, t)
+    calibrated, bins = calibrate.scores(probs[best], test_pairs, t)
     write_text(run.metrics_path("calibration"), calibrated.to_csv())
-    diagram = reliability_figure(bins, run.figure("04_reliability"), f"{best}: reliability on the test pixels")
+    diagram = calibrate.reliability_figure(bins, run.figure("04_reliability"),
+                                           f"{best}: reliability on the test pixels")
     where = "the held-out " + ("band" if _is_image(run) else f"location tile_{run['test_location']}")
     return Report(f"04 {where}: {len(test_pairs)} images, {int((truth != aerial.IGNORE).sum())} labelled px",
                   "Each test image is predicted whole through the one predictor (tiles with a cropped halo). "
