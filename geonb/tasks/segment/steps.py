@@ -1,5 +1,5 @@
-"""The segment task's notebook steps: data, training crops, training, held-out scores beside per-pixel
-baselines, per-class bars, class along a line."""
+"""The segment task's notebook steps: data, training crops, training (and the temperature), held-out scores
+beside per-pixel baselines with the calibration of the probabilities, per-class bars, class along a line."""
 from __future__ import annotations
 
 import json
