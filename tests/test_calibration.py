@@ -110,6 +110,10 @@ def test_lazy_probabilities_on_dask_equal_in_memory():
     assert np.abs(got - probs).max() < 1e-6 and np.allclose(got.sum(0), 1, atol=1e-5)
     assert np.allclose(out["uncertainty"].values, 1 - probs.max(0), atol=1e-6)
     assert out["probability_road"].attrs["long_name"] == "probability of road" and out["uncertainty"].attrs["units"] == "1"
+    image = xr.DataArray(photo.transpose(2, 0, 1), dims=("band", "y", "x"))  # rioxarray's layout, in memory
+    same = image.geonb.segment(model, probabilities=True)
+    assert np.array_equal(same["class"].values, out["class"].values) and "history" in same.attrs
+    assert np.abs(same["probability_water"].values - out["probability_water"].values).max() < 1e-5
 
 
 def test_geonb_predict_probabilities_netcdf_zarr_geotiff_and_the_documented_errors(tmp_path, capsys):
