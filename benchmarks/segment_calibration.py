@@ -19,10 +19,10 @@ import torch
 from deeplab_segment import markdown
 
 import geonb
-from geonb import aerial, ganplots
+from geonb import aerial, calibration, ganplots
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
-from geonb.tasks.segment.calibrate import (fit_on_validation, probabilities, reliability_figure, scores,
+from geonb.tasks.segment.calibrate import (fit_on_validation, pixels, probabilities, reliability_figure, scores,
                                            uncertainty_panel)
 from geonb.tasks.segment.steps import error_panel
 
@@ -48,6 +48,12 @@ def main() -> None:
     probs = probabilities(Predictor(model), test)
     table, bins = scores(probs, test, t)
     t_test = time.perf_counter() - t0
+    p, y = pixels(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
+    keep = y != aerial.IGNORE
+    p, y = p[keep], y[keep]
+    oracle = calibration.fit_temperature(calibration.temper(p, 1 / t), y)
+    bins_ece = {n: [calibration.expected_calibration_error(q, y, n_bins=n) for q in (calibration.temper(p, 1 / t), p)]
+                for n in (10, 15, 20)}
     out = Path(args.out)
     diagram = reliability_figure(bins, out.with_name(out.stem + "_reliability.png"),
                                  f"{model.arch}: reliability on tile_{args.test_location} (held out)")
@@ -64,7 +70,10 @@ def main() -> None:
              f"Temperature fitted on tile_{args.val_location} (validation; 200 000 labelled pixels, NLL): "
              f"**T = {t:.3f}** ({t_fit:.0f} s with the validation predictions). Test: {len(test)} images, "
              f"{labelled} labelled pixels ({t_test:.0f} s). Torch threads {torch.get_num_threads()}.", "",
-             markdown(table), "", "Reliability bins (after):", "", markdown(bins[table.index[1]].round(4).set_index("lower")),
+             markdown(table), "",
+             f"Reference, not used: the T fitted on the test pixels themselves is {oracle:.3f}. ECE before → after "
+             "with other binnings: " + "; ".join(f"{n} bins {a:.4f} → {b:.4f}" for n, (a, b) in bins_ece.items()) + ".",
+             "", "Reliability bins (after):", "", markdown(bins[table.index[1]].round(4).set_index("lower")),
              "", f"Figures: `{diagram.name}`, `{maps.name}`."]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -19,7 +19,7 @@ def probabilities(pred: Predictor, pairs: list[aerial.Pair]) -> list[np.ndarray]
     return [segment_image(pred, p.photo, tile=_tile(pred, p.photo), probabilities=True)[1] for p in pairs]
 
 
-def _pixels(probs: list[np.ndarray], pairs: list[aerial.Pair]) -> tuple[np.ndarray, np.ndarray]:
+def pixels(probs: list[np.ndarray], pairs: list[aerial.Pair]) -> tuple[np.ndarray, np.ndarray]:
     """(N, C) probabilities and (N,) classes of every pixel of the images."""
     return (np.concatenate([p.reshape(p.shape[0], -1).T for p in probs]),
             np.concatenate([p.classes.ravel() for p in pairs]))
@@ -29,7 +29,7 @@ def fit_on_validation(model, pairs: list[aerial.Pair], seed: int = 0) -> float:
     """Fit the temperature on the validation images (NLL of ``FIT_PIXELS`` labelled pixels) and store it in the
     model's ``method_args`` (saved with it; the predictor applies it). Returns T."""
     model.method_args.pop("temperature", None)  # fitted on the network's own probabilities
-    probs, labels = _pixels(probabilities(Predictor(model), pairs), pairs)
+    probs, labels = pixels(probabilities(Predictor(model), pairs), pairs)
     labelled = np.flatnonzero(labels != aerial.IGNORE)
     pick = np.random.default_rng(seed).choice(labelled, min(FIT_PIXELS, len(labelled)), replace=False)
     t = calibration.fit_temperature(probs[pick], labels[pick])
@@ -41,7 +41,7 @@ def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], t: float) -> tuple
     """Calibration of the test probabilities (at temperature ``t``) and of the network's own (T = 1):
     a table (rows: before / after) of ECE, NLL, accuracy on the 20 % most uncertain labelled pixels and on
     the rest; and the reliability bins of each."""
-    after, labels = _pixels(probs, pairs)
+    after, labels = pixels(probs, pairs)  # the network's own are p_T^T renormalised: no second prediction
     keep = labels != aerial.IGNORE
     after, labels = after[keep], labels[keep]
     rows, bins = {}, {}
