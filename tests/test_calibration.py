@@ -140,6 +140,7 @@ def test_geonb_predict_probabilities_netcdf_zarr_geotiff_and_the_documented_erro
         assert np.array_equal(ds["class"].values[5:], p[:, 5:].argmax(0))
         assert ds["probability_land"].attrs["long_name"] == "probability of land" and ds["probability_land"].attrs["units"] == "1"
         assert "T = 1.5" in ds["probability_land"].attrs["comment"]
+        assert ds["class"].attrs["ancillary_variables"] == " ".join([*names, "uncertainty"])
     assert np.allclose(nc["uncertainty"].values[5:], 1 - p[:, 5:].max(0))
     with rasterio.open(tmp_path / "p.tif") as src:
         bands = src.read()

@@ -51,7 +51,7 @@ def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = Fa
     memory bounded by the chunk size. Chunks must be multiples of 2^depth along y and x (the last one
     excepted). Compute it with any dask scheduler, e.g. a ``dask.distributed.Client`` given by address.
     With ``probabilities``: a lazy Dataset of the class ids, a probability per class (at the model's
-    temperature) and the uncertainty (``probability_vars``), all from one pass per chunk."""
+    temperature) and the uncertainty (``with_probabilities``), all from one pass per chunk."""
     import dask.array as dsa
 
     pred = Predictor(model, float64=float64)
@@ -74,26 +74,29 @@ def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = Fa
     if not probabilities:
         return xr.DataArray(out, dims=photo.dims[:2], coords=coords, name="class", attrs=class_attrs(model))
     classes = out[..., :-1].argmax(2).astype(np.uint8)  # the argmax of the probabilities, as ``combine`` takes it
-    return xr.Dataset({"class": (photo.dims[:2], classes, class_attrs(model)),
-                       **probability_vars(model, [out[..., k] for k in range(out.shape[2] - 1)], out[..., -1],
-                                          photo.dims[:2])}, coords=coords)
+    ds = xr.Dataset({"class": (photo.dims[:2], classes, class_attrs(model))}, coords=coords)
+    return with_probabilities(ds, model, [out[..., k] for k in range(out.shape[2] - 1)], out[..., -1])
 
 
 def class_names(model: TrainedModel) -> list[str]:
     return list(model.inputs.get("classes", list(aerial.NAMES)))
 
 
-def probability_vars(model: TrainedModel, probs, uncertainty, dims=("y", "x")) -> dict:
-    """CF variables of the class probabilities (one 2-D array per class, numpy or dask): ``probability_<class>``
-    (long_name from the class table, units 1) and ``uncertainty`` (1 − the largest probability)."""
+def with_probabilities(ds: xr.Dataset, model: TrainedModel, probs, uncertainty) -> xr.Dataset:
+    """``ds`` (its ``class`` map) with the class probabilities (one 2-D array per class, numpy or dask) as CF
+    variables ``probability_<class>`` (long_name from the class table, units 1) and ``uncertainty`` (1 − the
+    largest probability), named by the class map's ``ancillary_variables``."""
     t = model.method_args.get("temperature")
     how = f"temperature scaled, T = {t:.3g} fitted on validation pixels" if t else "not calibrated (T = 1)"
-    out = {"probability_" + re.sub(r"\W+", "_", name): (dims, p, {"long_name": f"probability of {name}", "units": "1",
+    dims = ds["class"].dims
+    new = {"probability_" + re.sub(r"\W+", "_", name): (dims, p, {"long_name": f"probability of {name}", "units": "1",
                                                                     "comment": how})
            for name, p in zip(class_names(model), probs)}
-    out["uncertainty"] = (dims, uncertainty, {"long_name": "class uncertainty: 1 - the largest class probability",
+    new["uncertainty"] = (dims, uncertainty, {"long_name": "class uncertainty: 1 - the largest class probability",
                                               "units": "1", "valid_range": np.array([0, 1], np.float32)})
-    return out
+    ds = ds.assign(new)
+    ds["class"].attrs["ancillary_variables"] = " ".join(new)
+    return ds
 
 
 def class_attrs(model: TrainedModel) -> dict:
@@ -115,7 +118,7 @@ def predict_file(model: TrainedModel, args):
     """``geonb predict`` for a segment model: an RGB image in (GeoTIFF/PNG/JPEG/NetCDF/zarr), class ids out
     (uint8; 255 where the input has no data) in the format of ``--out`` (.tif/.png, .nc, .zarr), a GeoTIFF's
     georeferencing kept; ``--tile`` px per tile (a multiple of 2^depth; default ~1024). ``--probabilities``:
-    also ``probability_vars`` (NaN where the input has no data) in .nc/.zarr; a .tif then holds them as bands
+    also ``with_probabilities`` (NaN where the input has no data) in .nc/.zarr; a .tif then holds them as bands
     (one per class, then the uncertainty; the class map is their argmax) and needs a georeferenced input."""
     if args.probabilities:
         _check_probability_out(args.out, args.input)
@@ -133,7 +136,7 @@ def predict_file(model: TrainedModel, args):
     ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
     if args.probabilities:
         probs = np.where(valid, probs, np.nan).astype(np.float32) if valid is not None else probs.astype(np.float32)
-        ds = ds.assign(probability_vars(model, list(probs), calibration.uncertainty(probs, 0)))
+        ds = with_probabilities(ds, model, list(probs), calibration.uncertainty(probs, 0))
         if Path(args.out).suffix.lower() in (".tif", ".tiff"):  # one GeoTIFF band per variable, in this order
             bands = [k for k in ds.data_vars if k != "class"]
             ds["bands"] = ds[bands].to_dataarray("band").transpose("y", "x", "band").assign_attrs(
