@@ -46,6 +46,17 @@ def test_temperature_fitted_on_an_overconfident_case_recovers_it_and_lowers_nll_
     assert 0.4 < calibration.fit_temperature(soft, labels, ignore_index=255) < 0.6
 
 
+def test_snapshots_are_averaged_by_probability_then_tempered():
+    from geonb.methods.classification import Classification
+
+    logits = [np.random.default_rng(k).normal(0, 30, (2, 5, 4, 6)) for k in range(3)]  # far beyond float32's exp
+    mean = np.mean([torch.softmax(torch.as_tensor(z), 1).numpy() for z in logits], 0)
+    out = Classification.for_prediction({"temperature": 2.5}).combine(logits)
+    assert np.allclose(out["mean"], calibration.temper(mean, 2.5)) and np.allclose(out["mean"].sum(1), 1)
+    assert np.array_equal(out["classes"], mean.argmax(1))
+    assert np.allclose(Classification.for_prediction({}).combine(logits)["mean"], mean)
+
+
 def test_ece_and_reliability_bins_on_a_case_worked_by_hand():
     # 10 pixels at confidence 0.75 (half right), 10 at 0.95 (all right), 5 unlabelled at 0.55:
     # ECE = 0.5 · |0.5 − 0.75| + 0.5 · |1 − 0.95| = 0.15
