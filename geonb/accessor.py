@@ -4,7 +4,8 @@
   by ``ancillary_variables`` (``geonb.fill``; the whole cube is read: training needs every day).
 - ``da.geonb.downscale(model=…)`` → the (y, x) grid × factor, its CRS as a grid-mapping coordinate.
 - ``da.geonb.segment(model=…)`` → (y, x) uint8 class ids with ``flag_values``/``flag_meanings``; lazy,
-  chunk by chunk, when ``da`` is dask-backed (``tasks.segment.infer.predict_lazy``).
+  chunk by chunk, when ``da`` is dask-backed (``tasks.segment.infer.predict_lazy``); with
+  ``probabilities=True`` a Dataset that adds a probability per class and the uncertainty.
 
 Each result keeps the input's coordinates and gets a timestamped ``history`` line.
 """
@@ -67,10 +68,11 @@ class GeonbAccessor:
         self._history(da.attrs, f"downscale(model={source!r})")
         return da
 
-    def segment(self, model) -> xr.DataArray:
+    def segment(self, model, probabilities: bool = False):
         """Classify every pixel of this RGB image — dims (y, x, band) or rioxarray's (band, y, x) — with a
         segment model (path or ``TrainedModel``): uint8 class ids, lazily when the image is dask-backed
-        (chunks: multiples of 2^depth along y and x)."""
+        (chunks: multiples of 2^depth along y and x). ``probabilities``: a Dataset of the class ids, a
+        calibrated probability per class and the uncertainty (1 − max probability)."""
         from .tasks.segment.infer import predict_lazy
 
         photo = self._da
@@ -80,7 +82,7 @@ class GeonbAccessor:
                              "3 bands, e.g. rioxarray.open_rasterio(path).")
         photo = photo.transpose(*(d for d in photo.dims if d != bands[0]), bands[0])
         model, source = _load(model, "segment")
-        out = predict_lazy(model, photo)
+        out = predict_lazy(model, photo, probabilities=probabilities)
         out = out.assign_coords({k: c for k, c in photo.coords.items() if bands[0] not in c.dims and k not in out.coords})
         if photo.chunks is None:  # an in-memory image gives an in-memory map
             out = out.compute()

@@ -139,7 +139,7 @@ def _cmd_archs(args) -> int:
 
 # ``geonb predict``'s options by the name a task's ``predict_options`` uses: a task refuses the others
 OPTIONS = {"cond": "--cond", "tile": "--tile", "chunk": "--chunk", "mask_var": "--mask-var",
-           "allow_outliers": "--allow-outliers"}
+           "allow_outliers": "--allow-outliers", "probabilities": "--probabilities"}
 
 
 def predict_command(args) -> int:
@@ -193,6 +193,9 @@ def add_predict(subparsers) -> None:
                    "predict on; default: this machine's threads")
     p.add_argument("--allow-outliers", action="store_true",
                    help="gridded inputs: keep values far outside the field's robust range (else refused)")
+    p.add_argument("--probabilities", action="store_true",
+                   help="segmentation: also a band per class (its calibrated probability) and the uncertainty "
+                   "(1 - max probability); .nc, .zarr, or .tif for a georeferenced input")
     p.set_defaults(func=predict_command)
 
 

@@ -83,6 +83,7 @@ def _count(most: int):
 # (σ scale 0), flips σ's sign, or asks for terabytes.
 RANGES = {
     ("method_args", "sigma_scale"): (lambda v: _number(v, 1e-6, 1e6), "a finite number from 1e-6 to 1e6"),
+    ("method_args", "temperature"): (lambda v: _number(v, 0.01, 100.0), "a finite number from 0.01 to 100"),
     ("method_args", "average"): (lambda v: v in AVERAGING, " or ".join(map(repr, AVERAGING))),
     ("method_args", "residual"): (lambda v: isinstance(v, bool), "true or false"),
     ("inputs", "window"): (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 31,
@@ -234,6 +235,9 @@ class TrainedModel:
             rows.append(("training time", f"{self.info['train_seconds']:.0f} s"))
         if arch.method == "gaussian_nll":
             rows.append(("σ scale", f"{self.method_args['sigma_scale']:.3g} (fitted on validation points)"))
+        if "temperature" in self.method_args:
+            rows.append(("temperature", f"{self.method_args['temperature']:.3g} (class probabilities; fitted on "
+                                        "validation pixels)"))
         versions = ", ".join(f"{k} {self.info[k]}" for k in ("geonb", "torch") if k in self.info)
         rows.append(("saved", f"{self.info.get('saved', 'date not recorded')}"
                               f"{f' by {versions}' if versions else ' (before geonb kept versions)'}"))

@@ -310,7 +310,8 @@ def channels_to_fine(block: np.ndarray, r: int) -> np.ndarray:
     return block.reshape(h, w, r, r).transpose(0, 2, 1, 3).reshape(h * r, w * r)
 
 
-def lazy_map(fn, data, *, halo: int, factor: int = 1, multiple: int = 1, dtype=np.float32, crops: bool = False):
+def lazy_map(fn, data, *, halo: int, factor: int = 1, multiple: int = 1, dtype=np.float32, crops: bool = False,
+             bands: int = 0):
     """Apply ``fn`` to a dask array ``data`` (y, x, channel) chunk by chunk: each chunk gets ``halo``
     cells of its neighbours (replicated at the array's edge, as the one-shot ``Predictor`` pads),
     ``fn(block) → (factor·h, factor·w)`` and the halo is cropped (``crops``: ``fn`` returns the inner
@@ -318,7 +319,8 @@ def lazy_map(fn, data, *, halo: int, factor: int = 1, multiple: int = 1, dtype=n
     instead of predicting it), so the result equals a
     one-shot prediction and memory is bounded by the chunk size. Returns a lazy (y·f, x·f) array
     for any dask scheduler (threads, or a ``dask.distributed`` cluster). Chunks along y, x must
-    be multiples of ``multiple`` (a network's pooling; the last one excepted)."""
+    be multiples of ``multiple`` (a network's pooling; the last one excepted). ``bands``: ``fn`` returns
+    (factor·h, factor·w, bands), the result is lazy (y·f, x·f, bands): several outputs of one pass."""
     data = data.rechunk({2: -1})
     for axis, name in ((0, "y"), (1, "x")):
         chunks = list(data.chunks[axis])
@@ -338,8 +340,9 @@ def lazy_map(fn, data, *, halo: int, factor: int = 1, multiple: int = 1, dtype=n
         return out if crops else out[crop:out.shape[0] - crop, crop:out.shape[1] - crop]
 
     out = data.map_overlap(block, depth={0: halo, 1: halo, 2: 0}, boundary={0: "nearest", 1: "nearest", 2: "none"},
-                           trim=False, drop_axis=2, dtype=dtype, meta=np.empty((0, 0), dtype),
-                           chunks=tuple(tuple(c * factor for c in data.chunks[a]) for a in (0, 1)))
+                           trim=False, drop_axis=[] if bands else 2, dtype=dtype,
+                           meta=np.empty((0,) * (3 if bands else 2), dtype),
+                           chunks=(*(tuple(c * factor for c in data.chunks[a]) for a in (0, 1)), *[(bands,)][:bool(bands)]))
     return out.rechunk(tuple(c[0] for c in out.chunks))  # regular chunks (zarr): a joined last chunk is split
 
 

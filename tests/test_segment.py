@@ -180,6 +180,10 @@ def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path,
     assert table.loc[arch, "overall accuracy"] > 0.75, table
     assert table.loc["random_forest_rgb", "overall accuracy"] < 0.6, table  # no per-pixel clue: chance
     assert table.loc["majority_class", "overall accuracy"] < 0.65
+    calibrated = report.tables[f"{arch}: calibration"]  # T fitted on the val rows, scored on the test rows
+    before, after = calibrated.iloc[0], calibrated.iloc[1]
+    assert after["NLL"] < before["NLL"] and after["accuracy"] == before["accuracy"], calibrated
+    assert after["accuracy, 20% most uncertain"] < after["accuracy, other 80%"] - 0.1, calibrated
 
 
 def test_lazy_chunked_prediction_equals_one_shot_also_on_a_distributed_cluster():

@@ -5,6 +5,9 @@ A batch is ``(x, y, None)``: images (B, C, H, W) and class indices (B, H, W); pi
 class, e.g. median-frequency balancing as SegNet did) weight each pixel's term by its true class:
 
     L = Σ_i w_{y_i} · (−log softmax(z_i)_{y_i}) / Σ_i w_{y_i}   over labelled pixels i.
+
+Prediction applies the model file's ``method_args["temperature"]`` T (fitted on validation pixels,
+``geonb.calibration``): the snapshots' mean probability p, then p_T ∝ exp(log p / T); the argmax stays.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from .base import Method
 @METHODS.register("classification")
 class Classification(Method):
     loss_name = "cross-entropy"
+    temperature = 1.0  # a model file without one: probabilities as the network gives them
 
     def __init__(self, nets, *, lr: float, class_weights: list | None = None, ignore_index: int = 255,
                  betas: list | None = None):
@@ -31,9 +35,16 @@ class Classification(Method):
     def loss(self, pred, y, w) -> torch.Tensor:
         return F.cross_entropy(pred, y.long(), weight=self.class_weights, ignore_index=self.ignore_index)
 
-    @staticmethod
-    def combine(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Logits (N, C, H, W) of one or several snapshots → ``{"mean": class probabilities (N, C, H, W),
-        "classes": (N, H, W) uint8 argmax}`` (snapshots averaged by probability)."""
-        probs = np.stack([torch.softmax(torch.as_tensor(o), 1).numpy() for o in outputs]).mean(0)
+    @classmethod
+    def for_prediction(cls, method_args: dict) -> Method:
+        method = super().for_prediction(method_args)
+        method.temperature = float(method_args.get("temperature", 1.0))
+        return method
+
+    def combine(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Logits (N, C, H, W) of one or several snapshots → ``{"mean": class probabilities (N, C, H, W) at the
+        model's temperature, "classes": (N, H, W) uint8 argmax}`` (snapshots averaged by probability)."""
+        logp = torch.stack([torch.log_softmax(torch.as_tensor(o), 1) for o in outputs])
+        mean = torch.logsumexp(logp, 0) - np.log(len(outputs))  # log of the mean probability, without underflow
+        probs = torch.softmax(mean / self.temperature, 1).numpy()
         return {"mean": probs, "classes": probs.argmax(1).astype(np.uint8)}

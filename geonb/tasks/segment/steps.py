@@ -1,5 +1,5 @@
-"""The segment task's notebook steps: data, training crops, training, held-out scores beside per-pixel
-baselines, per-class bars, class along a line."""
+"""The segment task's notebook steps: data, training crops, training (and the temperature), held-out scores
+beside per-pixel baselines with the calibration of the probabilities, per-class bars, class along a line."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ from ...registry import get_arch
 from ...report import Report
 from ...training import run_accelerator
 from .data import BANDS, NORM, VAL_TILES, _check_patch, _is_image, _names, _pairs, class_weights
-from .infer import _tile, segment_image
+from . import calibrate
 
 
 def data_prep(run) -> Report:
@@ -124,6 +124,7 @@ def train(run) -> Report:
                                  "scheme": run["scheme"], "patch": patch},
                          info={"trained_on": split, "history": history,
                                "class_weights": None if weights is None else weights.tolist()})
+    temperature = calibrate.fit_on_validation(model, val_pairs, run["seed"])
     path = model.save(run.model_path(arch_name))
     fig = loss_curves(history, run.figure(f"03_curves_{arch_name}"),
                       title=f"{arch_name}: cross-entropy (val: {VAL_TILES} fixed val crops)")
@@ -132,7 +133,9 @@ def train(run) -> Report:
     return Report(f"03 train {arch_name}",
                   f"Up to {n} random {patch}×{patch} crops (flips, 90° turns); width {run['width']}, depth "
                   f"{run['depth']}; class weights: {wtext}. Early stopping on the validation loss; the best "
-                  f"epoch's weights are kept. Model file: `{path}`.",
+                  f"epoch's weights are kept. Temperature T = {temperature:.3g} fitted on the validation images "
+                  "(class probabilities ∝ p^(1/T), NLL minimised; the class map is unchanged), kept in the model "
+                  f"file. Model file: `{path}`.",
                   {f"{arch_name}: history (last epochs)": pd.DataFrame(history).set_index("epoch").tail(5)}, [fig])
 
 
@@ -182,10 +185,10 @@ def error_maps(run) -> Report:
         if pr.model.inputs.get("classes") != list(names):
             raise GeonbError(f"model {k} ({models[k]}) predicts {pr.model.inputs.get('classes')}, this run's scheme "
                              f"is {list(names)}; use another run_dir or retrain it (03).")
-    methods_ = {k: (lambda photo, pr=pr: segment_image(pr, photo, tile=_tile(pr, photo))) for k, pr in preds.items()}
-    methods_.update(_baselines(run, n))
     test_pairs = _pairs(run, "test")
-    outputs = {k: [f(p.photo) for p in test_pairs] for k, f in methods_.items()}
+    probs = {k: calibrate.probabilities(pr, test_pairs) for k, pr in preds.items()}
+    outputs = {k: [p.argmax(0).astype(np.uint8) for p in ps] for k, ps in probs.items()}
+    outputs.update({k: [f(p.photo) for p in test_pairs] for k, f in _baselines(run, n).items()})
     truth = np.concatenate([p.classes.ravel() for p in test_pairs])
     scores = {k: confusion_scores(truth, np.concatenate([o.ravel() for o in outs]), n, ignore_index=aerial.IGNORE)
               for k, outs in outputs.items()}
@@ -211,11 +214,18 @@ def error_maps(run) -> Report:
         rows.append((p.name, [("image", p.photo), ("labels", aerial.colourise(p.classes, colours)),
                               (f"{best}", aerial.colourise(outputs[best][i], colours)),
                               (f"{best} errors", error_panel(p.classes, outputs[best][i])),
+                              (f"{best} uncertainty", calibrate.uncertainty_panel(probs[best][i])),
                               (RANDOM_FOREST, aerial.colourise(outputs[RANDOM_FOREST][i], colours)),
                               (f"{RANDOM_FOREST} errors", error_panel(p.classes, outputs[RANDOM_FOREST][i]))]))
     maps = ganplots.triptychs(rows, run.figure("04_error_maps"), legend=aerial.legend(names, colours, errors=True),
-                              title="test images: labels, predictions and errors (red: wrong; grey: no label)")
+                              title="test images: labels, predictions, errors (red: wrong; grey: no label) and "
+                                    "uncertainty (1 − max probability: dark sure, bright unsure)")
     _write_predictions(run, test_pairs, outputs, names)
+    t = preds[best].method.temperature
+    calibrated, bins = calibrate.scores(probs[best], test_pairs, t)
+    write_text(run.metrics_path("calibration"), calibrated.to_csv())
+    diagram = calibrate.reliability_figure(bins, run.figure("04_reliability"),
+                                           f"{best}: reliability on the test pixels")
     where = "the held-out " + ("band" if _is_image(run) else f"location tile_{run['test_location']}")
     return Report(f"04 {where}: {len(test_pairs)} images, {int((truth != aerial.IGNORE).sum())} labelled px",
                   "Each test image is predicted whole through the one predictor (tiles with a cropped halo). "
@@ -223,9 +233,13 @@ def error_maps(run) -> Report:
                   "= correct / labelled pixels; IoU_c = TP/(TP+FP+FN); mean IoU over the classes in the test truth. "
                   f"Baselines on the same pixels: `{RANDOM_FOREST}` (50 trees on the RGB of "
                   f"{run['baseline_pixels']} training pixels), `{NEAREST_MEAN}` (nearest class-mean colour), "
-                  f"`{MAJORITY}`. Confusion matrices of the best model (`{best}`, by mean IoU) below.",
+                  f"`{MAJORITY}`. Confusion matrices of the best model (`{best}`, by mean IoU) below. Calibration "
+                  f"of its class probabilities before and after the temperature fitted on the validation images "
+                  "(T = 1: none stored): expected calibration error (15 confidence bins, torchmetrics), NLL, and the "
+                  "accuracy on the 20 % labelled pixels of highest uncertainty (1 − max probability) against the rest.",
                   {"test scores": table, f"{best}: confusion (counts)": counts,
-                   f"{best}: confusion (row-normalised)": shares}, [maps, conf])
+                   f"{best}: confusion (row-normalised)": shares, f"{best}: calibration": calibrated},
+                  [maps, conf, diagram])
 
 
 def _write_predictions(run, pairs, outputs, names) -> None:

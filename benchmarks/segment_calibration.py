@@ -1,0 +1,83 @@
+"""Calibration of a trained segment model's class probabilities on the held-out location (issue 28).
+
+Fits the temperature on the validation location's images (``calibrate.fit_on_validation``: NLL of 200 000
+labelled pixels, the same call as 03) and scores the test location's probabilities before (T = 1) and after
+(``calibrate.scores``, as 04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain
+labelled pixels against the rest. Writes the table as markdown, the reliability diagram, and the first test
+images' errors beside their uncertainty; the calibrated model file goes to ``--model-out`` (not committed).
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/segment_calibration.py /work/keep/deeplab_tile3.pt \\
+        benchmarks/results/segment_calibration.md --model-out /tmp/deeplab_tile3_T.pt
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from deeplab_segment import markdown
+
+import geonb
+from geonb import aerial, calibration, ganplots
+from geonb.modelfile import TrainedModel
+from geonb.predict import Predictor
+from geonb.tasks.segment.calibrate import (fit_on_validation, pixels, probabilities, reliability_figure, scores,
+                                           uncertainty_panel)
+from geonb.tasks.segment.steps import error_panel
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("out", help="markdown file; the figures go beside it")
+    ap.add_argument("--model-out", required=True)
+    ap.add_argument("--val-location", type=int, default=2)
+    ap.add_argument("--test-location", type=int, default=3)
+    ap.add_argument("--examples", type=int, default=2)
+    args = ap.parse_args()
+    print(f"geonb from {geonb.__file__}; torch threads {torch.get_num_threads()}", flush=True)
+    model = TrainedModel.load(args.model, task="segment")
+    val = aerial.load_location(args.val_location)
+    test = aerial.load_location(args.test_location)
+    t0 = time.perf_counter()
+    t = fit_on_validation(model, val)
+    t_fit = time.perf_counter() - t0
+    model.save(args.model_out)
+    t0 = time.perf_counter()
+    probs = probabilities(Predictor(model), test)
+    table, bins = scores(probs, test, t)
+    t_test = time.perf_counter() - t0
+    p, y = pixels(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
+    keep = y != aerial.IGNORE
+    p, y = p[keep], y[keep]
+    oracle = calibration.fit_temperature(calibration.temper(p, 1 / t), y)
+    bins_ece = {n: [calibration.expected_calibration_error(q, y, n_bins=n) for q in (calibration.temper(p, 1 / t), p)]
+                for n in (10, 15, 20)}
+    out = Path(args.out)
+    diagram = reliability_figure(bins, out.with_name(out.stem + "_reliability.png"),
+                                 f"{model.arch}: reliability on tile_{args.test_location} (held out)")
+    colours = aerial.scheme_colours(model.inputs.get("scheme", "all"))
+    rows = [(p.name, [("image", p.photo), ("labels", aerial.colourise(p.classes, colours)),
+                      ("prediction", aerial.colourise(q.argmax(0), colours)),
+                      ("errors", error_panel(p.classes, q.argmax(0))), ("uncertainty", uncertainty_panel(q))])
+            for p, q in list(zip(test, probs))[:args.examples]]
+    maps = ganplots.triptychs(rows, out.with_name(out.stem + "_maps.png"),
+                              legend=aerial.legend(model.inputs["classes"], colours, errors=True),
+                              title="errors (red) beside uncertainty (1 − max probability: bright unsure)")
+    labelled = sum(int((p.classes != aerial.IGNORE).sum()) for p in test)
+    lines = [f"# {model.arch} ({args.model}): calibration on the held-out tile_{args.test_location}", "",
+             f"Temperature fitted on tile_{args.val_location} (validation; 200 000 labelled pixels, NLL): "
+             f"**T = {t:.3f}** ({t_fit:.0f} s with the validation predictions). Test: {len(test)} images, "
+             f"{labelled} labelled pixels ({t_test:.0f} s). Torch threads {torch.get_num_threads()}.", "",
+             markdown(table), "",
+             f"Reference, not used: the T fitted on the test pixels themselves is {oracle:.3f}. ECE before → after "
+             "with other binnings: " + "; ".join(f"{n} bins {a:.4f} → {b:.4f}" for n, (a, b) in bins_ece.items()) + ".",
+             "", "Reliability bins (after):", "", markdown(bins[table.index[1]].round(4).set_index("lower")),
+             "", f"Figures: `{diagram.name}`, `{maps.name}`."]
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
