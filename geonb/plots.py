@@ -24,6 +24,7 @@ CMAPS = {"sst": cmocean.cm.thermal, "elevation": cmocean.cm.topo, "diff": cmocea
 # domain (cloud, hidden or unscored cell) hatched on white, so neither reads as a value or as zero error.
 LAND = "#a6a6a6"
 GAP_HATCH = "////"
+GAP_LINES = "#b4b4b4"
 CATEGORY_COLOURS = ["#e8e8e8", "#8c8c8c", "#c44e52", "#4c72b0", "#dd8452", "#55a868", "#8172b2", "#937860"]
 
 
@@ -77,8 +78,10 @@ def _no_value(ax, proj, lat, lon, values, domain) -> set[str]:
                   shading="nearest", zorder=0)
     gaps = empty & domain
     if gaps.any():
-        ax.contourf(lon, lat, gaps.astype(float), levels=[0.5, 1.5], colors="none", hatches=[GAP_HATCH],
-                    transform=proj, zorder=0)
+        hatched = ax.contourf(lon, lat, gaps.astype(float), levels=[0.5, 1.5], colors="none", hatches=[GAP_HATCH],
+                              transform=proj, zorder=0)
+        hatched.set_edgecolor(GAP_LINES)  # light lines: the values drawn over them stay the eye-catcher
+        hatched.set_linewidth(0)
     return {"land"} | ({"gap"} if gaps.any() else set())
 
 
@@ -117,10 +120,14 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
         m = max(abs(v) for v in limits["diff"]) or 1.0
         limits["diff"] = (-m, m)
     nrows = int(np.ceil(len(panels) / ncols))
-    fig = plt.figure(figsize=(3.8 * min(ncols, len(panels)), 3.3 * nrows))
-    legend = set()
+    _, _, lat0, lon0, *_ = panels[0]  # rows as tall as the maps are (wide seas, tall ice sheets), plus titles
+    shape = float(np.clip(np.ptp(np.asarray(lat0)) / max(np.ptp(np.asarray(lon0)), 1e-9), 0.3, 1.6))
+    fig = plt.figure(figsize=(3.8 * min(ncols, len(panels)), (2.4 * shape + 1.1) * nrows))
+    fig.subplots_adjust(wspace=0.45)  # room for a colour bar's label before the next map's latitudes
+    legend, maps = set(), []
     for k, (title, values, lat, lon, kind, *own) in enumerate(panels):
         ax = fig.add_subplot(nrows, min(ncols, len(panels)), k + 1, projection=proj)
+        maps.append(ax)
         categories = kind if isinstance(kind, tuple) else ("train", "val", "test") if kind == "split" else None
         lo, hi = (-0.5, len(categories) - 0.5) if categories else limits.get(kind, (0, 1))
         cmap = ListedColormap(CATEGORY_COLOURS[:len(categories)]) if isinstance(kind, tuple) else colour_map(kind, lo, hi)
@@ -138,10 +145,13 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
             bar.set_ticks(range(len(categories)), labels=list(categories))
     handles = [Patch(facecolor=LAND, label=name) for name in ("land", "no data") if name in legend]
     if "gap" in legend:
-        handles.append(Patch(facecolor="white", edgecolor="#555555", hatch=GAP_HATCH, label=gap))
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, -0.02))
+        handles.append(Patch(facecolor="white", edgecolor=GAP_LINES, hatch=GAP_HATCH, label=gap))
+    if handles:  # just under the lowest map (maps keep their aspect, so their boxes are taller than they are)
+        for ax in maps:
+            ax.apply_aspect()
+        bottom = min(ax.get_position().y0 for ax in maps)
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, bottom - 0.12 / nrows))
     if suptitle:
         fig.suptitle(suptitle)
     return save_figure(fig, path)
