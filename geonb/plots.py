@@ -174,6 +174,7 @@ def scatter_density(series: dict, path, units: str = "", title: str = "") -> Pat
 
     Hexbin keeps millions of points cheap.
     """
+    units = unit_text(units)
     fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 4), squeeze=False)
     for ax, (name, (truth, pred)) in zip(axes[0], series.items()):
         truth, pred = np.asarray(truth, float).ravel(), np.asarray(pred, float).ravel()
@@ -200,6 +201,7 @@ def scatter_density(series: dict, path, units: str = "", title: str = "") -> Pat
 def transect_plot(distance, values: dict, roughness: dict, path, units: str = "", shade=None, title: str = "",
                   shade_label: str = "hidden (holes)") -> Path:
     """Values and roughness along a line; ``shade`` marks (boolean per sample) e.g. holes."""
+    units = unit_text(units)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     for name, v in values.items():
         top.plot(distance, v, label=name, lw=2.2 if name == "truth" else 1.3, color="k" if name == "truth" else None)

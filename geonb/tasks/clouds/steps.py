@@ -23,6 +23,7 @@ from ...registry import METHODS, get_arch
 from ...report import Report
 from ...training import run_accelerator
 from ...transect import line_points, sample_line
+from ...units import unit_text
 from .data import (
     QUICK_BOX, TRANSECT, _compare, _days, _encode, _field, _hole_sets, _options, _points, _show_day, hole_sets,
     methods, per_set)
@@ -148,7 +149,7 @@ def error_maps(run) -> Report:
                          for m in methods(ds)}, axis=1)
     t = _show_day(run, cv)
     lat, lon = ds.lat, ds.lon
-    units = ds.truth.attrs.get("units", "")
+    units = unit_text(ds.truth.attrs.get("units", ""))
     shown = [m for m in ("dincae", "unet", "dineof", "biharmonic") if m in ds]
     panels = [("input (every hole set hidden)", ds.input.values[t], lat, lon, "sst"),
               *[(f"{m} filled", _composite(ds, m, t), lat, lon, "sst") for m in shown],
@@ -184,7 +185,7 @@ def scatter_plots(run) -> Report:
     ds = predictions(run)
     cv = ds.holes.values > 0
     truth = ds.truth.values[cv]
-    units = ds.truth.attrs.get("units", "")
+    units = unit_text(ds.truth.attrs.get("units", ""))
     series = {m: (truth, ds[m].values[cv]) for m in methods(ds) if m != "dincae_last_epoch"}
     fig_density = plots.scatter_density(series, run.figure("05_scatter"), units, "at the CV points")
     fig_bars = errorbar_scatter(truth, ds.dincae.values[cv], ds.dincae_sigma.values[cv],
@@ -245,7 +246,7 @@ def transects(run) -> Report:
     rough = {("truth" if k == "observed" else k): sample_line(g.copy(data=metrics.roughness(g.values)), lat, lon)
              for k, g in grids.items()}
     shade = ~np.isfinite(sample_line(day.input, lat, lon))
-    units = ds.truth.attrs.get("units", "")
+    units = unit_text(ds.truth.attrs.get("units", ""))
     fig = plots.transect_plot(dist, values, rough, run.figure("06_transect"), units, shade,
                               f"day {str(ds.time.values[t])[:10]}: 'truth' = observed (gaps where cloudy)")
     sigma = sample_line(day.dincae_sigma, lat, lon)

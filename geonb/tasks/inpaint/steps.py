@@ -202,7 +202,7 @@ def error_maps(run) -> Report:
     patches, _ = _load_patches(run)
     sets = load_holes(run)
     models = trained_models(run)
-    units = patches.field.attrs.get("units", "")
+    units = unit_text(patches.field.attrs.get("units", ""))
     climatology = pixel_mean(run)
     rows, figures = [], []
     for kind, (index, masks) in sets.items():
@@ -302,7 +302,7 @@ def transects(run) -> Report:
     run.require("train")
     t = int(xr.open_dataset(run.path("patches.nc")).time_index.values[-1])
     field = xr.open_dataset(run.path("field.nc")).field[t].load()
-    units = field.attrs.get("units", "")
+    units = unit_text(field.attrs.get("units", ""))
     rng = np.random.default_rng(run["seed"] + 2)
     valid = np.isfinite(field.values)
     area = valid.size / run["patch"] ** 2
