@@ -87,7 +87,11 @@ def _no_value(ax, proj, lat, lon, values, domain) -> set[str]:
 
 def _ticks(ax) -> None:
     """Latitude/longitude labels on the left and bottom edges, faint graticule."""
-    grid = ax.gridlines(draw_labels=True, linewidth=0.3, color="grey", alpha=0.6, linestyle=":")
+    from cartopy.mpl.ticker import LatitudeLocator, LongitudeLocator
+
+    grid = ax.gridlines(draw_labels=True, linewidth=0.3, color="grey", alpha=0.6, linestyle=":",
+                        xlocs=LongitudeLocator(nbins=4), ylocs=LatitudeLocator(nbins=5),  # labels that fit a small map
+                        x_inline=False, y_inline=False)  # on the edges, also in polar projections
     grid.top_labels = grid.right_labels = False
     grid.xlabel_style = grid.ylabel_style = {"size": 6}
 
