@@ -13,8 +13,9 @@ def readable(table: pd.DataFrame, decimals: int) -> pd.DataFrame:
     out = table.round(decimals)
     counts = [row for row in out.index if str(row) == "n" or str(row).startswith("n ")]
     if counts and all(out.loc[counts].map(lambda v: float(v).is_integer()).all()):
-        out = out.astype(object)
-        out.loc[counts] = out.loc[counts].map(int)
+        shown = out.map(lambda v: v if isinstance(v, str) else "NaN" if pd.isna(v) else f"{v:.{decimals}f}")
+        shown.loc[counts] = out.loc[counts].map(lambda v: f"{int(v)}")  # text, so the columns keep their digits
+        out = shown
     return out
 
 

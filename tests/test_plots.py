@@ -59,3 +59,15 @@ def test_map_panel_labels_say_degrees_celsius_and_carry_lat_lon_ticks(tmp_path, 
     assert "°C" in seen["labels"] and not any("Celsius" in label for label in seen["labels"])
     assert any("°N" in t for t in seen["texts"]) and any("°W" in t for t in seen["texts"])
     assert seen["legend"] == ["land", "cloud"]
+
+
+def test_count_rows_print_as_integers_beside_scores_with_their_digits():
+    import pandas as pd
+
+    from geonb.report import Report
+
+    table = pd.DataFrame({"clouds": [0.28886, 0.18], "all": [0.235, float("nan")]}, index=["dincae", "biharmonic"])
+    table.loc["n points"] = [12122, 29710]  # a count row in float columns: pandas makes it 12122.0
+    text = Report("t", tables={"RMSE": table}).table_text(3)
+    assert "12122" in text and "12122.0" not in text and "0.180" in text and "NaN" in text
+    assert Report("t", tables={"RMSE": table}).numbers()["RMSE | n points | clouds"] == 12122.0  # data unchanged
