@@ -1,11 +1,11 @@
-"""A calibrated σ for Antarctic ice-thickness downscaling (issue 28): srcnn ×4 with ``sigma``, scored on
-the valid cells of the test blocks (04's σ tables: 1σ/2σ coverage, spread–skill by σ decile).
+"""A calibrated σ for Antarctic ice-thickness downscaling (issue 28): srcnn ×4 (and srgan ×4) with ``sigma``,
+scored on the valid cells of the test blocks (04's σ tables: 1σ/2σ coverage, spread–skill by σ decile).
 
 The mean of a σ model is the network trained without σ (the head is trained afterwards on the frozen
 mean, ``geonb.tasks.downscale.sigma``); the script checks that to the bit against the same weights
 rebuilt without the head, and writes the tables to ``benchmarks/results/antarctica_sigma.md``.
 
-    python benchmarks/antarctica_sigma.py runs/antarctica_sigma [epochs]
+    python benchmarks/antarctica_sigma.py runs/antarctica_sigma [srcnn] [srgan]
 """
 from __future__ import annotations
 
@@ -24,28 +24,38 @@ from geonb.tasks.downscale.infer import predict_grid
 from geonb.workflow import Run
 
 RESULTS = Path(__file__).parent / "results" / "antarctica_sigma.md"
+COMMON = dict(factor=4, data="antarctica", sigma=True, steps_per_epoch=40, patience=5, seed=0)
+PLAN = {"srcnn": dict(epochs=12),
+        "srgan": dict(epochs=6, n_blocks=4, nf=32, batch_size=8)}  # benchmarks/antarctica_downscale.py's srgan
 
 
-def main(run_dir: str, epochs: int = 12) -> None:
-    run = Run(run_dir, arch="srcnn", factor=4, data="antarctica", sigma=True, epochs=epochs, steps_per_epoch=40,
-              patience=5, seed=0)
-    start = time.time()
-    run.step("train")
-    print(json.dumps({"run": "srcnn_x4 sigma", "train_seconds": round(time.time() - start)}), flush=True)
+def without_head(model: TrainedModel) -> TrainedModel:
+    """The same weights in the network built without σ."""
+    return TrainedModel(model.task, model.arch, {k: v for k, v in model.arch_args.items() if k != "sigma"},
+                        [{k: v for k, v in w.items() if not k.startswith("sigma.")} for w in model.weights],
+                        model.norms, {}, model.inputs, model.info)
+
+
+def main(run_dir: str, archs: list[str]) -> None:
+    lines = []
+    for arch in archs or ["srcnn"]:
+        run = Run(run_dir, arch=arch, **COMMON, **PLAN[arch])
+        start = time.time()
+        run.step("train")
+        lines.append(f"{arch} ×4: train step {time.time() - start:.0f} s")
+        print(json.dumps({"run": f"{arch}_x4 sigma", "train_seconds": round(time.time() - start)}), flush=True)
     report = run.step("error_maps")
-    # the mean without the head: the same weights in the network built without σ
-    model = TrainedModel.load(run.model_path("srcnn_x4"), task="downscale")
-    plain = TrainedModel(model.task, model.arch, {k: v for k, v in model.arch_args.items() if k != "sigma"},
-                         [{k: v for k, v in w.items() if not k.startswith("sigma.")} for w in model.weights],
-                         model.norms, {}, model.inputs, model.info)
     low_res = coarsen(_load(run)["target"].values.astype("float64"), 4)
-    same = np.array_equal(predict_grid(Predictor(model), low_res), predict_grid(Predictor(plain), low_res))
+    for arch in archs or ["srcnn"]:
+        model = TrainedModel.load(run.model_path(f"{arch}_x4"), task="downscale")
+        same = np.array_equal(predict_grid(Predictor(model), low_res), predict_grid(Predictor(without_head(model)), low_res))
+        lines.append(f"{arch} ×4: σ scale {model.method_args['sigma_scale']:.4g}; the mean equals the network "
+                     f"without the σ head, to the bit: {same}")
     text = report.table_text()
-    RESULTS.write_text(f"# srcnn ×4 with σ, Antarctic ice thickness, test blocks\n\n`python benchmarks/antarctica_sigma.py "
-                       f"{run_dir} {epochs}` (train {time.time() - start:.0f} s incl. 04)\n\nmean equals the network "
-                       f"without the σ head, to the bit: {same}\n\n{text}\n")
-    print(text, f"\nmean equals the no-σ network: {same}")
+    RESULTS.write_text(f"# ×4 with σ, Antarctic ice thickness, test blocks\n\n`python benchmarks/antarctica_sigma.py "
+                       f"{run_dir} {' '.join(archs)}`\n\n" + "\n".join(f"- {line}" for line in lines) + f"\n\n```\n{text}\n```\n")
+    print(text, *lines, sep="\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], *map(int, sys.argv[2:]))
+    main(sys.argv[1], sys.argv[2:])

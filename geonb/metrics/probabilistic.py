@@ -67,15 +67,16 @@ COVERAGE = {1: 0.6827, 2: 0.9545}  # a Gaussian's share within 1σ and 2σ of it
 
 def fit_sigma_scale(error, sigma) -> float:
     """The scalar s by which σ is multiplied so that the 1σ and 2σ coverages of ``error`` (mean − truth)
-    come closest to a Gaussian's (least squares over both): fitted on validation cells, then applied
-    unchanged to every prediction. A variance scaling (s²), robust to heavy-tailed errors, where the
-    mean squared z-score would be set by the few largest."""
+    come closest to a Gaussian's p: least squares over both, each miss in units of a coverage's spread
+    (divided by p(1 − p), a χ² distance, so the 2σ miss, whose p(1 − p) is 5× smaller, weighs more).
+    Fitted on validation cells, then applied unchanged to every prediction. A variance scaling (s²),
+    robust to heavy-tailed errors, where the mean squared z-score would be set by the few largest."""
     z = np.sort(np.abs(np.ravel(error)) / np.ravel(sigma))
     z = z[np.isfinite(z)]
     if not z.size:
         raise ValueError("no finite error / σ to fit a σ scale on")
     scales = np.geomspace(1e-4, 1e4, 16_001) * max(float(np.median(z)), 1e-12)
-    miss = sum((np.searchsorted(z, k * scales, side="right") / z.size - p) ** 2 for k, p in COVERAGE.items())
+    miss = sum((np.searchsorted(z, k * scales, side="right") / z.size - p) ** 2 / (p * (1 - p)) for k, p in COVERAGE.items())
     return float(scales[int(np.argmin(miss))])
 
 

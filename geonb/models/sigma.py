@@ -14,16 +14,17 @@ from torch import nn
 
 from ..resample import to_resolution, upsample_bicubic
 
-SPAN = 5  # fine cells of context each side (5×5, 5×5 and 3×3 convolutions)
+SPAN = 15  # fine cells of context each side: 5×5, 5×5 dilated 2 and 4, 3×3 convolutions
 
 
 class SigmaHead(nn.Module):
-    def __init__(self, factor: int, cond_res: tuple = (), width: int = 16):
+    def __init__(self, factor: int, cond_res: tuple = (), width: int = 32):
         super().__init__()
         self.factor, self.cond_res = int(factor), tuple(cond_res)
         self.body = nn.Sequential(
             nn.Conv2d(3 + len(self.cond_res), width, 5, padding=2), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 5, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 5, padding=4, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 5, padding=8, dilation=4), nn.ReLU(inplace=True),
             nn.Conv2d(width, 1, 3, padding=1),
         )
         # low-res cells of context beyond the mean's own: the convolutions' span and the bicubic support

@@ -145,8 +145,8 @@ def _evaluate(run) -> xr.Dataset:
 
 
 def _sigma_report(run, pred, scored, box):
-    """For each model with σ: coverage and spread–skill on the valid test cells, a map of its error beside
-    its σ (the test block of the maps)."""
+    """For each model with σ: coverage and spread–skill on the valid test cells that have a σ (cells passed
+    through at or below ``valid_above`` have none), a map of its error beside its σ (the test block of the maps)."""
     names = [n for n, _ in _methods(pred) if n + ERROR in pred]
     if not names:
         return {}, []
@@ -155,9 +155,10 @@ def _sigma_report(run, pred, scored, box):
     y, x = _box_axes(pred, box)
     for name in names:
         error, sd = pred[name].values - truth, pred[name + ERROR].values
-        s = score(truth, pred[name].values, scored, sd)
-        skill[_label(name)] = table = spread_skill(error[scored], sd[scored])
-        rows[_label(name)] = {"1σ coverage %": 100 * s["cover_1sigma"], "2σ coverage %": 100 * s["cover_2sigma"],
+        has = scored & np.isfinite(sd)
+        s = score(truth, pred[name].values, has, sd)
+        skill[_label(name)] = table = spread_skill(error[has], sd[has])
+        rows[_label(name)] = {"cells": int(has.sum()), "passed through (no σ)": int((scored & ~has).sum()),"1σ coverage %": 100 * s["cover_1sigma"], "2σ coverage %": 100 * s["cover_2sigma"],
                               "RMSE": s["rmse"], "mean σ": s["mean_sigma"], "CRPS": s["crps"],
                               "RMSE top / bottom σ decile": table["rmse"].iloc[-1] / table["rmse"].iloc[0]}
         figures.append(plots.map_panels(
