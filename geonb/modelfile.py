@@ -232,7 +232,7 @@ class TrainedModel:
                                  f"{field_radius}"))
         if "train_seconds" in self.info:
             rows.append(("training time", f"{self.info['train_seconds']:.0f} s"))
-        if "sigma_scale" in self.method_args:  # dincae, and downscaling models trained with sigma
+        if arch.method == "gaussian_nll" or self.arch_args.get("sigma"):  # dincae; downscaling trained with sigma
             rows.append(("σ scale", f"{self.method_args['sigma_scale']:.3g} (fitted on validation points)"))
         versions = ", ".join(f"{k} {self.info[k]}" for k in ("geonb", "torch") if k in self.info)
         rows.append(("saved", f"{self.info.get('saved', 'date not recorded')}"
