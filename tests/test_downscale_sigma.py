@@ -123,7 +123,7 @@ def test_cli_writes_the_error_as_a_cf_ancillary_variable_in_every_format(tmp_pat
                   str(tmp_path / "sr.tif"), "--tile", "8"])
     assert args.func(args) == 0
     tif = rioxarray.open_rasterio(tmp_path / "sr.tif")
-    assert tif.shape == (2, 64, 128) and tif.rio.crs is not None
+    assert tif.shape == (2, 64, 128) and tif.rio.crs is not None and tif.attrs["units"] == "m"
     np.testing.assert_allclose(tif.values[1][::-1] if ds.lat.values[1] > ds.lat.values[0] else tif.values[1], sd, rtol=1e-4)
 
 

@@ -177,9 +177,14 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
         hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or "auto",
                           sigma=has_sigma(model))
     out = super_resolved(model, grid, *unpacked(hr), f"{args.input}", f"geonb model {args.model}")
-    # a GeoTIFF holds one variable: the grid and its σ as bands 1 and 2
-    return out.to_array("band").transpose(..., "band").to_dataset(name=str(da.name)) \
-        if has_sigma(model) and "time" not in da.dims and Path(args.out).suffix.lower() in GEOTIFF else out
+    if not has_sigma(model) or "time" in da.dims or Path(args.out).suffix.lower() not in GEOTIFF:
+        return out
+    # a GeoTIFF holds one variable: the grid and its σ as bands 1 and 2, the units they share
+    name = str(da.name)
+    bands = out.to_array("band").transpose(..., "band").assign_attrs(
+        units=out[name].attrs.get("units", ""), long_name=f"band 1: {out[name].attrs['long_name']}; band 2: "
+        f"{out[name + '_error'].attrs['long_name']} (1 sigma)")
+    return bands.to_dataset(name=name)
 
 
 def check_inputs(model: TrainedModel, low_res: xr.DataArray, conds, what: str) -> None:
