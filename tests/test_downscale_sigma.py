@@ -63,7 +63,7 @@ def test_the_mean_is_the_model_trained_without_sigma(trained):
 
 def test_the_scale_is_fitted_on_the_val_region_and_applied(trained):
     model, method = trained[True], trained["method True"]
-    (x, hr, w), = [split_tensor(trained["val"].tensor()[None], 4, [])]
+    (x, hr, _), = [split_tensor(trained["val"].tensor()[None], 4, [])]
     with torch.no_grad():
         out = method.predict(x)
     error, head_sd = (out[:, 0] - hr[:, 0]).numpy(), torch.exp(0.5 * out[:, 1]).numpy()

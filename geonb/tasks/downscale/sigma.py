@@ -42,7 +42,9 @@ def add_sigma(method, arch: str, arch_args: dict, batches, vals, ckpt_dir, *, ep
     device), the head's training history (val_loss: the val region's Gaussian NLL, normalised units)."""
     check_sigma(arch)
     net = get_arch(arch).build("generator", **arch_args, sigma=True).to(acc.device)
-    net.load_state_dict(method.weights()[-1], strict=False)  # all but the head's weights
+    loaded = net.load_state_dict(method.weights()[-1], strict=False)  # every weight but the head's
+    if loaded.unexpected_keys or not all(k.startswith("sigma.") for k in loaded.missing_keys):
+        raise RuntimeError(f"the {arch} weights do not fit its σ network: {loaded}")
     for name, p in net.named_parameters():
         p.requires_grad_(name.startswith("sigma."))
     net.eval()
