@@ -177,6 +177,7 @@ def _sigma_report(run, pred, scored, box):
 def error_maps(run) -> Report:
     """Metric table (models vs both baselines on the held-out test region), maps and spectra."""
     pred = _evaluate(run)
+    pred.attrs["methods"] = ",".join(n for n, _ in _methods(pred))  # what geonb.explore offers: not the σ grids
     write_netcdf(pred, run.prediction_path("test_region"))
     truth, scored = pred["truth"].values, (pred["split"].values == 2) & (pred["valid"].values == 1)
     box = _map_box(pred.rename(truth="target"))
