@@ -51,19 +51,28 @@ class GeonbAccessor:
         ``cond``: the model's conditioning grids as ``geonb predict --cond`` takes them (``x``, ``y``,
         ``FILE:VAR[@r]``); ``tile``: low-res cells per tile (the halo is added and cropped; ``"auto"``:
         sized from the free memory). Lazy when the
-        grid is dask-backed: chunk by chunk in its own chunks (each with the network's halo)."""
+        grid is dask-backed: chunk by chunk in its own chunks (each with the network's halo). A model trained
+        with ``sigma`` adds its calibrated σ as the coordinate ``<name>_error`` (the result's CF
+        ``ancillary_variables``), lazy alike."""
         from .data import load_grid
         from .predict import Predictor
-        from .tasks.downscale.infer import check_inputs, conditioning, predict_grid, predict_lazy, super_resolved
+        from .tasks.downscale.infer import (
+            check_inputs, conditioning, has_sigma, predict_grid, predict_lazy, super_resolved, unpacked)
 
         model, source = _load(model, "downscale")
         grid = load_grid(self._da)
         low_res, conds, predictor = grid[grid.attrs["target"]], conditioning(model, grid, cond), Predictor(model)
         check_inputs(model, low_res, conds, f"the DataArray {self._da.name!r}")
-        hr = predict_lazy(predictor, low_res.data, conds, chunk=None, tile=tile) if low_res.chunks else \
-            predict_grid(predictor, low_res.values.astype("float64"), conds, tile=tile)
-        out = super_resolved(model, grid, hr, f"the DataArray {self._da.name!r}", source)
+        sigma = has_sigma(model)
+        if low_res.chunks:
+            hr, error = unpacked(predict_lazy(predictor, low_res.data, conds, chunk=None, tile=tile, sigma=sigma))
+        else:
+            hr = predict_grid(predictor, low_res.values.astype("float64"), conds, tile=tile, sigma=sigma)
+            hr, error = hr if sigma else (hr, None)
+        out = super_resolved(model, grid, hr, error, f"the DataArray {self._da.name!r}", source)
         da = out[grid.attrs["target"]]
+        if sigma:
+            da = da.assign_coords({f"{da.name}_error": out[f"{da.name}_error"]})
         da.attrs.update({k: v for k, v in out.attrs.items() if k != "history"})
         self._history(da.attrs, f"downscale(model={source!r})")
         return da

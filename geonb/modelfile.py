@@ -233,7 +233,7 @@ class TrainedModel:
                                  f"{field_radius}"))
         if "train_seconds" in self.info:
             rows.append(("training time", f"{self.info['train_seconds']:.0f} s"))
-        if arch.method == "gaussian_nll":
+        if arch.method == "gaussian_nll" or self.arch_args.get("sigma"):  # dincae; downscaling trained with sigma
             rows.append(("σ scale", f"{self.method_args['sigma_scale']:.3g} (fitted on validation points)"))
         if "temperature" in self.method_args:
             rows.append(("temperature", f"{self.method_args['temperature']:.3g} (class probabilities; fitted on "

@@ -239,3 +239,24 @@ def loss_curves(history: list[dict], path, title: str = "") -> Path:
         axes[0, 1].set(xlabel="epoch", title="other metrics")
         axes[0, 1].legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def spread_skill(tables: dict, path, units: str = "", title: str = "") -> Path:
+    """Per name → a ``metrics.probabilistic.spread_skill`` table: left, the RMSE in each σ bin against its
+    mean σ (on the 1:1 line where σ is right); right, the share within 1σ per bin against the Gaussian 68 %."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    top = max(max(t["rmse"].max(), t["mean sigma"].max()) for t in tables.values())
+    left.plot([0, top], [0, top], "k--", lw=1, label="1:1 (RMSE = σ)")
+    for name, t in tables.items():
+        left.plot(t["mean sigma"], t["rmse"], "o-", label=name)
+        right.plot(t.index, 100 * t["cover_1sigma"], "o-", label=name)
+    right.axhline(68.27, color="k", ls="--", lw=1, label="Gaussian 68.3 %")
+    left.set(xlabel=f"mean predicted σ in the bin {units}", ylabel=f"RMSE in the bin {units}",
+             title="spread–skill (cells binned by σ decile)")
+    right.set(xlabel="σ decile (1: smallest σ)", ylabel="% of cells within 1σ", ylim=(0, 100),
+              title="1σ coverage per σ decile")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..registry import NETWORKS
 from .base import GeonbNet
+from .sigma import SigmaHead, with_sigma
 from ..resample import upsample_bicubic
 
 
@@ -54,7 +55,7 @@ class RRDB(nn.Module):
 @NETWORKS.register("esrgan")
 class ESRGANGenerator(GeonbNet):
     def __init__(self, factor: int = 4, cond_res: tuple = (), n_blocks: int = 12, nf: int = 64,
-                 gc: int = 32, beta: float = 0.2, cond_features: int = 16):
+                 gc: int = 32, beta: float = 0.2, cond_features: int = 16, sigma: bool = False):
         super().__init__()
         self.factor, self.cond_res = int(factor), tuple(int(r) for r in cond_res)
         self.cond_convs = nn.ModuleList(
@@ -74,6 +75,8 @@ class ESRGANGenerator(GeonbNet):
         # Receptive-field radius in low-res px: 15 convs per RRDB + first/body convs,
         # the upsampling and output convs (< 2 low-res px), bicubic support (2).
         self.halo = 15 * n_blocks + 2 + 2 + 2 + 1
+        self.sigma = SigmaHead(self.factor, self.cond_res) if sigma else None  # (mean, log-variance): models.sigma
+        self.halo += self.sigma.halo if sigma else 0
 
     def forward(self, lr, conds=()):
         cond_feats = [conv(c) for conv, c in zip(self.cond_convs, conds)]
@@ -82,7 +85,7 @@ class ESRGANGenerator(GeonbNet):
         for conv in self.ups:
             feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
         out = self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
-        return upsample_bicubic(lr, self.factor) + out
+        return with_sigma(self.sigma, upsample_bicubic(lr, self.factor) + out, lr, conds)
 
 
 @NETWORKS.register("esrgan_discriminator")

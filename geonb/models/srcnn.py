@@ -15,6 +15,7 @@ from torch import nn
 
 from ..registry import NETWORKS
 from .base import GeonbNet
+from .sigma import SigmaHead, with_sigma
 from ..resample import to_resolution, upsample_bicubic
 
 
@@ -23,10 +24,11 @@ class SRCNN(GeonbNet):
     """9-1-5 SRCNN on the bicubic-upsampled grid (+ conditioning / coordinate channels).
 
     The network predicts a correction added to the bicubic input (residual learning,
-    as VDSR): the same architecture, but it converges in a CPU-sized budget.
+    as VDSR): the same architecture, but it converges in a CPU-sized budget. ``sigma``: a σ head
+    too (``models.sigma``), the output (mean, log-variance).
     """
 
-    def __init__(self, factor: int = 4, cond_res: tuple = (), f1: int = 64, f2: int = 32):
+    def __init__(self, factor: int = 4, cond_res: tuple = (), f1: int = 64, f2: int = 32, sigma: bool = False):
         super().__init__()
         self.factor, self.cond_res = int(factor), tuple(int(r) for r in cond_res)
         self.body = nn.Sequential(
@@ -36,11 +38,13 @@ class SRCNN(GeonbNet):
         )
         # 6 high-res px of convs + 2 low-res px of bicubic support (+1 to be safe).
         self.halo = math.ceil(6 / self.factor) + 3
+        self.sigma = SigmaHead(self.factor, self.cond_res) if sigma else None
+        self.halo += self.sigma.halo if sigma else 0
 
     def forward(self, lr, conds=()):
         up = upsample_bicubic(lr, self.factor)
         extra = [to_resolution(c, r, self.factor) for c, r in zip(conds, self.cond_res)]
-        return up + self.body(torch.cat([up, *extra], 1))
+        return with_sigma(self.sigma, up + self.body(torch.cat([up, *extra], 1)), lr, conds)
 
 
 @NETWORKS.register("rsrcnn")

@@ -44,6 +44,8 @@ PARAMS = COMMON.override(
     Param("w_adversarial", float, DEEPBEDMAP_WEIGHTS["w_adversarial"], "srgan: weight of the adversarial loss", min=0),
     Param("w_topographic", float, DEEPBEDMAP_WEIGHTS["w_topographic"], "srgan: weight of the topographic loss", min=0),
     Param("w_structural", float, DEEPBEDMAP_WEIGHTS["w_structural"], "srgan: weight of 1 − SSIM (DeepBedMap)", min=0),
+    Param("sigma", bool, False, "a predictive σ per fine cell (<var>_error): a Gaussian-NLL head trained on the "
+          "frozen network (srcnn, srgan), its scale fitted on the val region"),
     Param("tune_trials", int, 0, "> 0: optuna search (TPE + Hyperband) on the val region before training", min=0, max=10_000),
     Param("tune_epochs", int, 6, "epochs per optuna trial at most", min=1, max=10_000),
 )
@@ -127,6 +129,9 @@ def model_name(arch: str, factor: int, cond) -> str:
     return f"{arch}_x{factor}" + (f"_{'+'.join(n for n, _ in cond)}" if cond else "")
 
 
+ERROR = "_error"  # a model's σ in 04's predictions: ``<name>_error``, as `geonb predict` names ``<var>_error``
+
+
 _NAME = re.compile(r"^(?P<method>.+?)_x(?P<factor>\d+)(?:_(?P<inputs>.+))?$")
 
 
@@ -138,7 +143,7 @@ def _label(name: str) -> str:
 
 def _methods(pred: xr.Dataset):
     """(name, factor) of every prediction, baselines first within each factor."""
-    names = [v for v in pred.data_vars if _NAME.match(v)]
+    names = [v for v in pred.data_vars if _NAME.match(v) and not v.endswith(ERROR)]
     return sorted(((v, int(_NAME.match(v)["factor"])) for v in names),
                   key=lambda t: (t[1], not t[0].startswith(BASELINES), t[0]))
 

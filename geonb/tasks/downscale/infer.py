@@ -3,21 +3,31 @@ grids matched to the target's cells, the CF output of `geonb predict` and the ac
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from ...data import load_grid
 from ...errors import GeonbError
+from ...io import GEOTIFF
 from ...modelfile import TrainedModel
 from ...predict import Predictor, channels_to_fine, fine_to_channels, lazy_map
 from ...resample import check_finite, nearest_filled, refine_coords
 from .data import COORDS, _layer, parse_cond
 
 
+def has_sigma(model: TrainedModel) -> bool:
+    """Whether the model predicts a σ beside its mean (trained with ``sigma``: ``tasks.downscale.sigma``)."""
+    return bool(model.arch_args.get("sigma", False))
+
+
 def predict_grid(predictor: Predictor, low_res: np.ndarray, conds=(), *, halo=None, tile=None,
-                 padded: bool = False) -> np.ndarray:
-    """Physical-units low-res grid (+ conditioning grids at their resolutions) → high-res grid (float64).
+                 padded: bool = False, sigma: bool = False):
+    """Physical-units low-res grid (+ conditioning grids at their resolutions) → high-res grid (float64);
+    with ``sigma`` (a model with a σ head) → (grid, σ): σ the calibrated predictive standard deviation
+    per fine cell in the grid's units (the head's σ × the model's ``sigma_scale``), NaN where the cell is
+    passed through.
 
     ``tile``: low-res cells per tile (``"auto"``: sized from the free memory; None: one pass).
     ``padded``: the grids hold the predictor's halo of context on every side (a dask chunk with its
@@ -39,24 +49,42 @@ def predict_grid(predictor: Predictor, low_res: np.ndarray, conds=(), *, halo=No
             raise GeonbError(f"conditioning grid {name!r} is {c.shape}; expected "
                              f"{(low_res.shape[0] * r, low_res.shape[1] * r)} (the low-res grid × {r}).")
         cs.append(predictor.tensor(model.norms[f"cond {name}"](c))[None, None])
+    if sigma and not has_sigma(model):
+        raise GeonbError(f"this {model.arch} model has no σ; retrain it with sigma (-p sigma true, geonb train --sigma).")
     out = predictor((predictor.tensor(norm(low_res))[None, None], cs), tile=tile, halo=halo, batch=1,
-                    padded=padded)["mean"]
-    hr = out[0].astype("float64") * norm.std + norm.mean
+                    padded=padded)["mean"][0]
+    # one weight set: its (mean, log-variance) channels are the output as they are
+    hr = (out[0] if has_sigma(model) else out).astype("float64") * norm.std + norm.mean
+    sd = np.exp(0.5 * out[1].astype("float64")) * norm.std * model.method_args["sigma_scale"] if sigma else None
     above = model.inputs.get("valid_above")
     if above is not None:
         f, k = model.arch_args["factor"], (predictor.halo if halo is None else halo) if padded else 0
         coarse = np.kron(low_res[k:low_res.shape[0] - k, k:low_res.shape[1] - k], np.ones((f, f)))
         hr = np.where(coarse <= above, coarse, hr)
-    return hr
+        sd = None if sd is None else np.where(coarse <= above, np.nan, sd)
+    return (hr, sd) if sigma else hr
 
 
-def predict_lazy(predictor: Predictor, low_res, conds=(), *, chunk: int | None = 512, tile: int | str | None = "auto"):
+def _packed(out, sigma: bool):
+    """A fine block (grid, or (grid, σ) with ``sigma``) as one array: σ rides as the imaginary part of a
+    complex64, so one lazy pass per chunk yields both (``unpacked`` splits them)."""
+    return (out[0] + 1j * out[1]).astype(np.complex64) if sigma else out.astype(np.float32)
+
+
+def unpacked(out):
+    """(grid, σ) of a ``predict_lazy``/``predict_steps`` result made with ``sigma``; (grid, None) without."""
+    return (out.real, out.imag) if np.iscomplexobj(out) else (out, None)
+
+
+def predict_lazy(predictor: Predictor, low_res, conds=(), *, chunk: int | None = 512, tile: int | str | None = "auto",
+                 sigma: bool = False):
     """``predict_grid`` out of core: a low-res grid (numpy or dask, e.g. from ``xr.open_zarr``) in
     chunks of ``chunk`` cells (None: a dask grid's own chunks), each with the network's halo of neighbours (``predict.lazy_map``)
     as its tiles' context and predicted in ``tile``-cell tiles (``"auto"``: sized from the free memory
     shared by dask's threads) → a lazy (y·f, x·f) float32 dask array equal to the
     in-memory prediction; memory is bounded by the chunk size, not the grid's. Conditioning grids
-    (numpy/dask, at their resolutions) travel with the chunks as channels."""
+    (numpy/dask, at their resolutions) travel with the chunks as channels. ``sigma``: σ too, packed with the
+    grid in one lazy complex array (``unpacked`` splits it)."""
     import dask.array as dsa
 
     model = predictor.model
@@ -75,10 +103,10 @@ def predict_lazy(predictor: Predictor, low_res, conds=(), *, chunk: int | None =
 
     def block(b):
         cs = [channels_to_fine(b[..., 1 + edges[k]:1 + edges[k + 1]], r) for k, r in enumerate(rs)]
-        return predict_grid(predictor, b[..., 0], cs, tile=tile, padded=True).astype(np.float32)
+        return _packed(predict_grid(predictor, b[..., 0], cs, tile=tile, padded=True, sigma=sigma), sigma)
 
     return lazy_map(block, dsa.concatenate(parts, axis=2), halo=predictor.halo, factor=model.arch_args["factor"],
-                    crops=True)
+                    crops=True, dtype=np.complex64 if sigma else np.float32)
 
 
 def _cond_on_grid(spec: str, target: xr.Dataset, factor: int, allow_outliers: bool):
@@ -143,11 +171,20 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
     conds = conditioning(model, grid, args.cond, args.allow_outliers)
     check_inputs(model, da, conds, f"{args.input}:{da.name}")
     if "time" in da.dims:
-        hr = predict_steps(predictor, da.data, conds, tile=args.tile or "auto")
+        hr = predict_steps(predictor, da.data, conds, tile=args.tile or "auto", sigma=has_sigma(model))
     else:
         check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
-        hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or "auto")
-    return super_resolved(model, grid, hr, f"{args.input}", f"geonb model {args.model}")
+        hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or "auto",
+                          sigma=has_sigma(model))
+    out = super_resolved(model, grid, *unpacked(hr), f"{args.input}", f"geonb model {args.model}")
+    if not has_sigma(model) or "time" in da.dims or Path(args.out).suffix.lower() not in GEOTIFF:
+        return out
+    # a GeoTIFF holds one variable: the grid and its σ as bands 1 and 2, the units they share
+    name = str(da.name)
+    bands = out.to_array("band").transpose(..., "band").assign_attrs(
+        units=out[name].attrs.get("units", ""), long_name=f"band 1: {out[name].attrs['long_name']}; band 2: "
+        f"{out[name + '_error'].attrs['long_name']} (1 sigma)")
+    return bands.to_dataset(name=name)
 
 
 def check_inputs(model: TrainedModel, low_res: xr.DataArray, conds, what: str) -> None:
@@ -159,10 +196,11 @@ def check_inputs(model: TrainedModel, low_res: xr.DataArray, conds, what: str) -
             model.check_input(f"cond {name}", c, None, f"conditioning grid {name!r}")
 
 
-def predict_steps(predictor: Predictor, low_res, conds=(), *, tile: int | str | None = "auto"):
+def predict_steps(predictor: Predictor, low_res, conds=(), *, tile: int | str | None = "auto", sigma: bool = False):
     """Every step of a (time, y, x) low-res series (numpy or dask), lazily, one dask chunk per step: the
     step's NaN cells (clouds, land) nearest-filled for the network and NaN again in the output (each
-    covers its factor × factor fine cells), as training treated them."""
+    covers its factor × factor fine cells), as training treated them. ``sigma``: σ too, packed as in
+    ``predict_lazy``."""
     import dask.array as dsa
 
     f = predictor.model.arch_args["factor"]
@@ -171,11 +209,11 @@ def predict_steps(predictor: Predictor, low_res, conds=(), *, tile: int | str | 
         tile = predictor.auto_tile(share=os.cpu_count() or 1)
 
     def step(block):
-        out = predict_grid(predictor, nearest_filled(block[0].astype("float64")), conds, tile=tile)
+        out = predict_grid(predictor, nearest_filled(block[0].astype("float64")), conds, tile=tile, sigma=sigma)
         gaps = np.kron(~np.isfinite(block[0]), np.ones((f, f), bool))
-        return np.where(gaps, np.nan, out).astype(np.float32)[None]
+        return _packed(np.where(gaps, np.nan, out), sigma)[None]
 
-    return low_res.map_blocks(step, dtype=np.float32,
+    return low_res.map_blocks(step, dtype=np.complex64 if sigma else np.float32,
                               chunks=((1,) * low_res.shape[0], (low_res.shape[1] * f,), (low_res.shape[2] * f,)))
 
 
@@ -191,10 +229,10 @@ def conditioning(model: TrainedModel, grid: xr.Dataset, specs, allow_outliers: b
             for spec, r in zip(specs, model.arch_args["cond_res"])]
 
 
-def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source: str) -> xr.Dataset:
+def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, error, what: str, source: str) -> xr.Dataset:
     """The high-res grid ``hr`` (numpy or dask; (time, y, x) for a series) as a CF Dataset on ``grid``'s
     refined cells, with the input's coordinate names and attributes and its CRS (a grid-mapping coordinate,
-    via rioxarray)."""
+    via rioxarray); its σ ``error`` (or None) as ``<var>_error``, named by the grid's ``ancillary_variables``."""
     import rioxarray  # noqa: F401  (registers .rio)
 
     f = model.arch_args["factor"]
@@ -216,11 +254,27 @@ def super_resolved(model: TrainedModel, grid: xr.Dataset, hr, what: str, source:
         attrs={**{k: v for k, v in da.attrs.items() if k != "grid_mapping"},
                "long_name": f"{da.attrs.get('long_name', da.name)}, super-resolved ×{f}"},
     ).to_dataset()
+    if error is not None:
+        name = f"{da.name}_error"
+        out[name] = out[str(da.name)].copy(data=error).assign_attrs(standard_error_attrs(da, model))
+        out[str(da.name)].attrs["ancillary_variables"] = name
     if crs:  # a CF grid-mapping coordinate: NetCDF, zarr and GeoTIFF readers all find the CRS
         out = out.rio.write_crs(crs)
     out.attrs.update(Conventions="CF-1.8", title=f"geonb {model.arch} ×{f} downscaling of {what}",
                      source=f"{source} ({model.arch}, trained on {model.info.get('trained_on', '?')})")
     return out
+
+
+def standard_error_attrs(da: xr.DataArray, model: TrainedModel) -> dict:
+    """CF attributes of the σ of ``da``'s prediction: its units, the ``standard_error`` modifier of its
+    standard name, what the number means and how it was calibrated."""
+    return {"units": da.attrs.get("units", ""),
+            **({"standard_name": f"{da.attrs['standard_name']} standard_error"} if "standard_name" in da.attrs else {}),
+            "long_name": f"predictive standard deviation of {da.attrs.get('long_name', da.name)}, super-resolved",
+            "comment": "1 sigma of a Gaussian predictive distribution per cell: the truth lies within 1 sigma of the "
+                       "prediction in about 68 % of cells and within 2 sigma in about 95 %; the network's sigma scaled "
+                       f"by {model.method_args['sigma_scale']:.4g}, fitted on the training grid's validation region; "
+                       "NaN where the input cell is passed through (at or below valid_above)"}
 
 
 def _refined(grid: xr.Dataset, r: int) -> xr.Dataset:

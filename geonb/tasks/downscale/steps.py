@@ -12,6 +12,7 @@ from ...data import load_grid
 from ...errors import GeonbError
 from ...io import open_dataset, write_netcdf, write_text
 from ...metrics import rmse, roughness
+from ...metrics.probabilistic import score, spread_skill
 from ...metrics.superres import masked_scores, radial_spectrum, spectrum_ratio, topographic_consistency
 from ...modelfile import TrainedModel
 from ...predict import Predictor
@@ -19,9 +20,9 @@ from ...report import Report
 from ...resample import block_mean, check_factor, check_finite, coarsen
 from ...transect import line_points, line_points_projected, sample_line, straight_line
 from .data import (
-    BASELINES, QUICK_CROP, _NAME, _box_axes, _crop, _crop16, _data_id, _kind, _label, _layer, _load, _map_box,
+    BASELINES, ERROR, QUICK_CROP, _NAME, _box_axes, _crop, _crop16, _data_id, _kind, _label, _layer, _load, _map_box,
     _methods, baseline, setting, split_map)
-from .infer import predict_grid
+from .infer import has_sigma, predict_grid
 
 
 def data_prep(run) -> Report:
@@ -135,13 +136,48 @@ def _evaluate(run) -> xr.Dataset:
             out[f"{b}_x{f}"] = keep(baseline(b, low_res, f))
         conds = [block_mean(torch.as_tensor(_layer(ds, c))[None, None], f // r)[0, 0].numpy()
                  for c, r in zip(model.inputs["cond"], model.arch_args["cond_res"])]
-        out[name] = keep(predict_grid(Predictor(model), low_res, conds, tile="auto"))
+        if has_sigma(model):
+            mean, sd = predict_grid(Predictor(model), low_res, conds, tile="auto", sigma=True)
+            out[name], out[name + ERROR] = keep(mean), (("y", "x"), np.where(valid, sd, np.nan))
+        else:
+            out[name] = keep(predict_grid(Predictor(model), low_res, conds, tile="auto"))
     return out
+
+
+def _sigma_report(run, pred, scored, box):
+    """For each model with σ: coverage and spread–skill on the valid test cells that have a σ (cells passed
+    through at or below ``valid_above`` have none), a map of its error beside its σ (the test block of the maps)."""
+    names = [n for n, _ in _methods(pred) if n + ERROR in pred]
+    if not names:
+        return {}, []
+    truth, units, crs = pred["truth"].values, pred.attrs.get("units", ""), pred.attrs.get("crs", "")
+    rows, skill, figures = {}, {}, []
+    y, x = _box_axes(pred, box)
+    for name in names:
+        error, sd = pred[name].values - truth, pred[name + ERROR].values
+        has = scored & np.isfinite(sd)
+        s = score(truth, pred[name].values, has, sd)
+        skill[_label(name)] = table = spread_skill(error[has], sd[has])
+        rows[_label(name)] = {"cells": int(has.sum()), "passed through (no σ)": int((scored & ~has).sum()),"1σ coverage %": 100 * s["cover_1sigma"], "2σ coverage %": 100 * s["cover_2sigma"],
+                              "RMSE": s["rmse"], "mean σ": s["mean_sigma"], "CRPS": s["crps"],
+                              "RMSE top / bottom σ decile": table["rmse"].iloc[-1] / table["rmse"].iloc[0]}
+        figures.append(plots.map_panels(
+            [(f"{_label(name)} − truth", np.where(_crop(scored, box), _crop(error, box), np.nan), y, x, "diff"),
+             (f"{_label(name)} σ", np.where(_crop(scored, box), _crop(sd, box), np.nan), y, x, "sigma")],
+            run.figure(f"04_sigma_{name}"), ncols=2, units=units, crs=crs,
+            suptitle="error (centred) beside the predicted σ: valid test cells of the map block"))
+    figures.insert(0, plots.spread_skill(skill, run.figure("04_spread_skill"), units=units,
+                                         title="predictive σ on the valid cells of the test region"))
+    table = pd.DataFrame(rows).T
+    write_text(run.metrics_path("test_region_sigma"), table.to_csv())
+    return {"predictive σ (target: 1σ 68 ± 5 %, 2σ 95 ± 3 %)": table,
+            **{f"spread–skill {k} ({units})": t for k, t in skill.items()}}, figures
 
 
 def error_maps(run) -> Report:
     """Metric table (models vs both baselines on the held-out test region), maps and spectra."""
     pred = _evaluate(run)
+    pred.attrs["methods"] = ",".join(n for n, _ in _methods(pred))  # what geonb.explore offers: not the σ grids
     write_netcdf(pred, run.prediction_path("test_region"))
     truth, scored = pred["truth"].values, (pred["split"].values == 2) & (pred["valid"].values == 1)
     box = _map_box(pred.rename(truth="target"))
@@ -183,12 +219,14 @@ def error_maps(run) -> Report:
                title=f"×{f}: radially averaged power spectrum, the test block of the maps")
         ax.legend(fontsize=7)
     figures.append(plots.save_figure(fig, run.figure("04_spectra")))
+    sigma_tables, sigma_figures = _sigma_report(run, pred, scored, box)
     return Report("04 error maps (held-out test region)",
                   "RMSE, MAE, bias, PSNR, SSIM (torchmetrics) on the valid cells of the test region; the ratios compare "
                   "RMSE with Keys bicubic and the cubic B-spline on the same cells; topo consistency = RMSE between "
                   "the block mean of the output and the low-res input; spectrum ratio = fine-scale power (above the "
-                  "low-res Nyquist) recovered, output / truth, on the test block of the maps.",
-                  {"metrics": table}, figures)
+                  "low-res Nyquist) recovered, output / truth, on the test block of the maps. A model trained with "
+                  "sigma adds its σ: coverage of 1σ and 2σ, CRPS and the RMSE per σ decile (spread–skill), and "
+                  "its error beside its σ on the map block.", {"metrics": table, **sigma_tables}, figures + sigma_figures)
 
 
 def _predictions(run) -> xr.Dataset:

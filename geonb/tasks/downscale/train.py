@@ -28,23 +28,29 @@ from .data import (
     COORDS, CPU_BF16, DATA_DEFAULTS, FALLBACK, HALO_CAP, HPARAMS, LOSS_WEIGHTS, PARAMS, _cond, _crop16, _data_id,
     _hparams, _label, _load, baseline_rmse, model_name, setting, split_map)
 from .infer import _cond_on_grid
+from .sigma import add_sigma, check_sigma
 from .sampling import Scene, _training_data, patch_sampler, region_scenes, split_tensor, time_blocks
 
 
 def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Scene], vals, ckpt_dir, *,
                 epochs: int, steps: int, batch_size: int, lr: float, patch_lr: int, patience: int, seed: int,
-                losses: dict | None = None, on_epoch=None, units: float = 1.0, device: Accelerator | None = None):
+                losses: dict | None = None, on_epoch=None, units: float = 1.0, device: Accelerator | None = None,
+                sigma: bool = False):
     """Train ``arch`` on random patches of the ``scenes``; early-stop on the RMSE of the ``vals``
     scenes (one Scene or a list) on their valid cells.
 
     ``on_epoch(epoch, val_rmse)`` is called after each validation (optuna pruning).
     ``units``: physical units (e.g. metres) per normalised unit (the normaliser's std), for
     the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``; default DeepBedMap's);
-    ``device``: the ``training.Accelerator`` (default: the CPU). Returns (method, history); the trained generator is ``method.generator``.
+    ``device``: the ``training.Accelerator`` (default: the CPU); ``sigma``: then a σ head on the trained mean,
+    calibrated on the ``vals`` (``sigma.add_sigma``). Returns (method, history); the trained generator is
+    ``method.generator``.
     """
     factor, cond_res = check_factor(factor), tuple(cond_res)
     acc = device or Accelerator(torch.device("cpu"))
     spec = get_arch(arch)
+    if sigma:
+        check_sigma(arch)
     w = {**DEEPBEDMAP_WEIGHTS, **(losses or {})}
     method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=acc,
                            adv_weight=w.pop("w_adversarial", 0.0), content_args={"factor": factor, "units": units, **w})
@@ -69,6 +75,9 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
         return {"val_loss": score}
 
     history = method.fit(batches, validate, ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=arch)
+    if sigma:
+        add_sigma(method, arch, {"factor": factor, "cond_res": cond_res, **hparams}, batches, vals,
+                  Path(ckpt_dir) / "sigma", epochs=epochs, patience=patience, seed=seed, acc=acc)
     return method, history
 
 
@@ -76,14 +85,19 @@ def save_model(path, method, arch: str, hparams: dict, var: str, cond, norm: Nor
                trained_on: str, history, valid_above=None, crs: str = "", units: str = ""):
     """The model file: generator settings, normalisers of the target and each conditioning grid,
     the mask threshold, the grid's CRS and the target's units; for a network whose receptive field is
-    wider than ``MEASURE_ABOVE`` cells (srgan), its effective halo (``measure_halo``)."""
-    arch_args = {"factor": method.generator.factor, "cond_res": [int(r) for _, r in cond], **hparams}
+    wider than ``MEASURE_ABOVE`` cells (srgan), its effective halo (``measure_halo``); with a σ head
+    (``method.sigma_fit``), its scale and training history."""
+    fitted = getattr(method, "sigma_fit", None)
+    arch_args = {"factor": method.generator.factor, "cond_res": [int(r) for _, r in cond], **hparams,
+                 **({"sigma": True} if fitted else {})}
     norms = {"target": norm, **{f"cond {n}": cn for (n, _), cn in zip(cond, cond_norms)}}
     model = TrainedModel("downscale", arch, arch_args, method.weights(), norms,
                          inputs={"variable": str(var), "cond": [n for n, _ in cond],
                                  "valid_above": None if valid_above is None else float(valid_above), "crs": str(crs),
                                  "units": {"target": str(units)}},
-                         info={"trained_on": str(trained_on), "history": history})
+                         method_args={"sigma_scale": fitted["scale"]} if fitted else {},
+                         info={"trained_on": str(trained_on), "history": history,
+                               **({"sigma_history": fitted["history"]} if fitted else {})})
     if method.generator.halo > MEASURE_ABOVE:  # on the training device: minutes on a CPU at srgan's size
         device = str(next(method.generator.parameters()).device)
         model.info.update(effective_halo=measure_halo(model, device=device), halo_tol=HALO_TOL)
@@ -143,7 +157,7 @@ def train(run) -> Report:
         tables["optuna trials (val RMSE, normalised)"] = trials
         figures.append(fig)
     method, history = train_model(arch, f, [r for _, r in cond], hp, scenes, vals, run.checkpoint_dir(name),
-                                  epochs=run["epochs"], batch_size=batch, lr=lr, **settings)
+                                  epochs=run["epochs"], batch_size=batch, lr=lr, sigma=run["sigma"], **settings)
     trained_on = f"{_data_id(ds)} train region + {setting(run, 'synthetic')} synthetic scenes"
     above = setting(run, "valid_above")
     path = save_model(run.model_path(name), method, arch, hp, ds["target"].attrs["variable"], cond, norm, cond_norms,
@@ -151,6 +165,10 @@ def train(run) -> Report:
     figures.insert(0, plots.loss_curves(history, run.figure(f"03_loss_{name}"),
                                         title=f"{_label(name)} (val loss = val-region RMSE, normalised)"))
     tables["history (last epochs)"] = pd.DataFrame(history).tail(5).set_index("epoch")
+    if run["sigma"]:
+        fitted = method.sigma_fit
+        tables[f"σ head (val loss: val-region Gaussian NLL; σ scale {fitted['scale']:.3g}, fitted on the val region)"] = \
+            pd.DataFrame(fitted["history"]).tail(5).set_index("epoch")
     return Report(f"03 train {_label(name)}", f"Model file: `{path}` ({trained_on}; lr {lr:.3g}, "
                   f"batch {batch}, {hp or 'default SRCNN'}; device {device.device}).", tables, figures)
 
@@ -204,7 +222,7 @@ def train_command(args, given: dict) -> int:
     with locked(checkpoints / key, "the checkpoint folder"):
         acc = accelerator(run["device"], run["amp"], run["compile"], run["workers"], CPU_BF16)
         method, history = train_model(args.arch, f, [r for _, r in cond], hp, scenes, vals, checkpoints / key,
-                                      units=float(norm.std), device=acc, **settings)
+                                      units=float(norm.std), device=acc, sigma=run["sigma"], **settings)
     steps = f"{hr.shape[0]} steps of " if "time" in dims else ""
     save_model(out, method, args.arch, hp, var, cond, norm, cond_norms, f"{run['data']} {steps}{ny}x{nx}", history,
                above, grid.attrs["crs"], grid[var].attrs.get("units", ""))
