@@ -12,7 +12,7 @@ import xarray as xr
 from ... import holes as holesets, metrics, plots
 from ...cv import cloud_cv_mask
 from ...cloudmodel import train_on_cube
-from ...metrics.probabilistic import distance_to_observed, reliability, rmse_by_distance, score
+from ...metrics.probabilistic import distance_to_observed, reliability, rmse_by_distance, score, spread_skill
 from ...data import load_field
 from ...dineof import dineof
 from ...draw import MASK_FILE, load_mask
@@ -195,10 +195,16 @@ def scatter_plots(run) -> Report:
            for m in ("dincae", "dincae_last_epoch")}
     fig_rel = reliability_plot(rel, run.figure("05_reliability"))
     table = pd.concat({m: r.set_index("nominal") for m, r in rel.items()}, axis=1)
+    skill = {m: spread_skill(ds[m].values[cv] - truth, ds[f"{m}_sigma"].values[cv]) for m in ("dincae", "dincae_last_epoch")}
+    fig_skill = plots.spread_skill(skill, run.figure("05_spread_skill"), units, "σ against the error at the CV points")
+    top = skill["dincae"]["rmse"].iloc[-1] / skill["dincae"]["rmse"].iloc[0]
     return Report("Predicted vs true at the CV points, and calibration",
                   "Error bars: dincae ±1σ on a random subset of CV points. Reliability: fraction of CV points "
-                  "inside the central interval of each nominal probability (on the diagonal = calibrated).",
-                  {"reliability (fraction inside)": table}, [fig_density, fig_bars, fig_rel])
+                  "inside the central interval of each nominal probability (on the diagonal = calibrated). "
+                  f"Spread–skill: the CV points in deciles of σ; the RMSE in dincae's top σ decile is {top:.1f}× "
+                  "the bottom decile's (a σ that knows where it is wrong rises with the error).",
+                  {"reliability (fraction inside)": table, f"spread–skill, dincae ({units})": skill["dincae"]},
+                  [fig_density, fig_bars, fig_rel, fig_skill])
 
 
 def errorbar_scatter(truth, mean, sigma, others: dict, path, units: str, seed: int = 0, n: int = 400):
