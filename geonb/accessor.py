@@ -46,7 +46,7 @@ class GeonbAccessor:
         return ds
 
     def downscale(self, model, cond=(), tile: int | str = "auto") -> xr.DataArray:
-        """Super-resolve this low-res (y, x) grid with a downscaling model (path or ``TrainedModel``);
+        """Super-resolve this low-res (y, x) grid with a downscaling model (path, shipped name or ``TrainedModel``);
         ``cond``: the model's conditioning grids as ``geonb predict --cond`` takes them (``x``, ``y``,
         ``FILE:VAR[@r]``); ``tile``: low-res cells per tile (the halo is added and cropped; ``"auto"``:
         sized from the free memory). Lazy when the
@@ -69,7 +69,7 @@ class GeonbAccessor:
 
     def segment(self, model) -> xr.DataArray:
         """Classify every pixel of this RGB image — dims (y, x, band) or rioxarray's (band, y, x) — with a
-        segment model (path or ``TrainedModel``): uint8 class ids, lazily when the image is dask-backed
+        segment model (path, shipped name or ``TrainedModel``): uint8 class ids, lazily when the image is dask-backed
         (chunks: multiples of 2^depth along y and x)."""
         from .tasks.segment.infer import predict_lazy
 

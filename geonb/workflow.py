@@ -87,6 +87,10 @@ class Run:
         self.given = check_params(self.spec, params)
         self.params = resolved(self.spec.params, self.given, arch.lr)
         self.dir = check_outputs({"run_dir": self.params["run_dir"]}, folders=("run_dir",))["run_dir"]
+        if self.params["init"]:  # a model of another arch is refused before any step runs (its shape: methods.build)
+            from .pretrained import init_model
+
+            init_model(self.params["init"], arch)
         if self.params["ddp"] > 1:  # what data-parallel training cannot do, refused with the other parameters
             if not arch.data_parallel:  # the method says (stagewise: its stages train outside DDP's forward pass)
                 raise GeonbError(f"{arch.name}'s training method ({arch.method}) does not train in data-parallel "
