@@ -26,9 +26,9 @@ FAMILIES = {"clouds": "dincae_alboran", "downscale": "srcnn_antarctica_x4", "gen
 def test_every_family_ships_a_small_model_whose_card_has_held_out_scores_and_licence():
     models = shipped()
     assert set(FAMILIES.values()) <= set(models)
-    assert sum(p.stat().st_size for p in models.values()) < 15_000_000
+    assert sum(p.stat().st_size for p in models.values()) < 17_000_000
     for name, path in models.items():
-        assert path.stat().st_size < 5_000_000, name
+        assert path.stat().st_size < 8_000_000, name
         torch.load(path, weights_only=True)  # plain tensors, numbers, strings only
         model = TrainedModel.load(name)
         card = dict(model.card())
