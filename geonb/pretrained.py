@@ -47,7 +47,7 @@ def _cmd_models(args) -> int:
         model = TrainedModel.load(path)
         card = dict(model.card())
         seconds = model.info.get("shipped", {}).get("train_seconds", model.info.get("train_seconds"))
-        print(f"{name}  ({model.task} task, {model.arch}, {path.stat().st_size / 1e6:.1f} MB, trained in "
+        print(f"{name}  ({model.task} task, {model.arch}, {path.stat().st_size / 1e6:.2g} MB, trained in "
               f"{'?' if seconds is None else f'{seconds / 60:.0f} min'} on 2 shared CPU cores)")
         progress.print_rows([(k, card[k]) for k in ("trained on", "held-out scores", "data licence") if k in card],
                             indent="  ")

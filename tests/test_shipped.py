@@ -119,3 +119,12 @@ def test_the_wheel_carries_the_shipped_models_and_git_keeps_them():
     ignored = subprocess.run(["git", "check-ignore", *map(str, shipped().values())], cwd=REPO, capture_output=True,
                              text=True).stdout
     assert ignored == ""
+
+
+def test_init_names_a_users_file_from_their_folder_and_a_shipped_one_as_is(tmp_path, monkeypatch):
+    """`geonb run` runs the notebooks in the checkout: a relative model path must be made absolute first."""
+    from geonb.frontdoor import from_here
+
+    monkeypatch.chdir(tmp_path)
+    assert from_here("init", "mine.pt") == str(tmp_path / "mine.pt")
+    assert from_here("init", "unet_seg_dubai") == "unet_seg_dubai"
