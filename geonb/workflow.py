@@ -170,6 +170,11 @@ class Run:
             for name in self.spec.step_files.get(earlier, ()):
                 path = self.dir / self.task / name
                 stamp[f"file {name}"] = [path.stat().st_mtime_ns, path.stat().st_size] if path.exists() else None
+        if stamp.get("init"):  # a model file rewritten under the same name is another start
+            from .modelfile import resolve
+
+            path = resolve(stamp["init"])
+            stamp["file init"] = [path.stat().st_mtime_ns, path.stat().st_size]
         return dict(sorted(stamp.items()))
 
     def is_current(self, step: str) -> bool:

@@ -110,6 +110,12 @@ def test_init_from_a_shipped_model_is_in_the_checkpoint_key(tmp_path):
     assert all(torch.equal(net.state_dict()[k], v) for k, v in model.weights[-1].items())
     plain, tuned = (Run(tmp_path / "r", arch="unet_seg", **extra) for extra in ({}, {"init": "unet_seg_dubai"}))
     assert plain.checkpoint_dir("unet_seg") != tuned.checkpoint_dir("unet_seg")
+    _srcnn(tmp_path / "m.pt")
+    run = Run(tmp_path / "r", arch="srcnn", init=str(tmp_path / "m.pt"))
+    before = run.checkpoint_dir("srcnn")
+    _srcnn(tmp_path / "m.pt", seed=2)  # the same path, other weights: never resumed as the same training
+    os.utime(tmp_path / "m.pt", ns=(0, os.stat(tmp_path / "m.pt").st_mtime_ns + 10 ** 9))  # 1 s mtime file systems
+    assert run.checkpoint_dir("srcnn") != before
 
 
 def test_the_wheel_carries_the_shipped_models_and_git_keeps_them():
