@@ -47,7 +47,7 @@ class GeonbAccessor:
         return ds
 
     def downscale(self, model, cond=(), tile: int | str = "auto") -> xr.DataArray:
-        """Super-resolve this low-res (y, x) grid with a downscaling model (path or ``TrainedModel``);
+        """Super-resolve this low-res (y, x) grid with a downscaling model (path, shipped name or ``TrainedModel``);
         ``cond``: the model's conditioning grids as ``geonb predict --cond`` takes them (``x``, ``y``,
         ``FILE:VAR[@r]``); ``tile``: low-res cells per tile (the halo is added and cropped; ``"auto"``:
         sized from the free memory). Lazy when the
@@ -79,9 +79,9 @@ class GeonbAccessor:
 
     def segment(self, model, probabilities: bool = False):
         """Classify every pixel of this RGB image — dims (y, x, band) or rioxarray's (band, y, x) — with a
-        segment model (path or ``TrainedModel``): uint8 class ids, lazily when the image is dask-backed
-        (chunks: multiples of 2^depth along y and x). ``probabilities``: a Dataset of the class ids, a
-        calibrated probability per class and the uncertainty (1 − max probability)."""
+        segment model (path, shipped name or ``TrainedModel``): uint8 class ids, lazily when the image is
+        dask-backed (chunks: multiples of 2^depth along y and x). ``probabilities``: a Dataset of the class ids,
+        a calibrated probability per class and the uncertainty (1 − max probability)."""
         from .tasks.segment.infer import predict_lazy
 
         photo = self._da

@@ -24,7 +24,7 @@ from .version import __version__
 # answers at once.
 
 # Modules that add their own subcommands through ``add_cli(subparsers)``.
-COMMAND_MODULES = ("geonb.filling", "geonb.doctor", "geonb.datasets", "geonb.modelfile")
+COMMAND_MODULES = ("geonb.filling", "geonb.doctor", "geonb.datasets", "geonb.modelfile", "geonb.pretrained")
 
 
 def parse_value(text: str):
@@ -174,7 +174,7 @@ def add_predict(subparsers) -> None:
     from .predict import TILE
 
     p = commands.add(subparsers, "predict")
-    p.add_argument("--model", required=True, help="a geonb model file (.pt)")
+    p.add_argument("--model", required=True, help="a geonb model file (.pt) or a shipped model's name (`geonb models`)")
     p.add_argument("--input", required=True,
                    help="NetCDF/zarr file or embedded dataset name (image models: also JPEG/PNG/(Geo)TIFF)")
     p.add_argument("--var", default="", help="the variable to predict from")
@@ -223,7 +223,8 @@ def add_generate(subparsers) -> None:
     from .tasks.generate import PARAMS
 
     p = commands.add(subparsers, "generate")
-    p.add_argument("--model", required=True, help="a geonb generate-task model file (.pt)")
+    p.add_argument("--model", required=True, help="a geonb generate-task model file (.pt) or a shipped name "
+                   "(`geonb models`: acgan_mnist)")
     p.add_argument("--per-class", type=cli_type(PARAMS["per_class"]), default=100,
                    help="digits per class")
     p.add_argument("--seed", type=cli_type(PARAMS["seed"]), default=0,

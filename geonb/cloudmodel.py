@@ -43,7 +43,8 @@ CLOUD_PARAMS = COMMON.override(
 CPU_BF16 = True
 
 DEFAULTS = {"window": 3, "widths": [16, 24, 32, 48], "epochs": 60, "batch_size": 4, "lr": 1e-3,
-            "crop": 96, "samples_per_day": 4, "n_average": 5, "patience": 1000, "average": "predictions"}
+            "crop": 96, "samples_per_day": 4, "n_average": 5, "patience": 1000, "average": "predictions",
+            "init": ""}
 PAD = 16  # training crops: a multiple of DINCAE's pooling
 
 
@@ -57,7 +58,8 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     score points stay untouched). Options (``DEFAULTS``): window, widths, epochs,
     batch_size, lr, crop (training patch size), samples_per_day (random other-day masks
     per day and epoch), n_average (the last epochs whose weights are kept for averaging),
-    average ("predictions" or "weights", see ``geonb.methods.gaussian_nll``), patience.
+    average ("predictions" or "weights", see ``geonb.methods.gaussian_nll``), patience, init (a model to
+    start from, ``methods.build``).
     (A cosine decay of the learning rate over 60 epochs was tried and gave a worse CV
     RMSE on Alboran: 0.330 vs 0.277.)
     """
@@ -93,7 +95,7 @@ def train_on_cube(values, lat, lon, times, *, arch: str = "dincae", val_points=N
     acc = device if isinstance(device, Accelerator) else accelerator(device, cpu_bf16=CPU_BF16)
     device = acc.device
     method = methods.build(spec, arch_args, lr=float(opt["lr"]), seed=seed, device=acc,
-                           n_average=int(opt["n_average"]))
+                           n_average=int(opt["n_average"]), init=opt["init"])
 
     def batches(epoch):
         rng = np.random.default_rng([seed, epoch])

@@ -73,7 +73,7 @@ def fill(da: xr.DataArray, *, arch: str = "dincae", mask=None, epochs: int | Non
     """Fill the missing sea values of ``da`` (dims time/lat/lon, in any order and naming).
 
     ``arch``: dincae (trained here, self-supervised, unless ``model`` = a saved model
-    path), dineof, or unet (the seed U-Net trained the same masked way, no σ).
+    path or a shipped name, `geonb models`), dineof, or unet (the seed U-Net trained the same masked way, no σ).
     Returns a Dataset with ``da.name`` filled and ``<name>_error`` (σ of the error of
     each filled value; 0 where the value is an observation; NaN on land), with the
     coordinates sorted ascending where they were not in order. Values far outside the
@@ -273,7 +273,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--arch", default="dincae", choices=ARCHS)
     p.add_argument("--epochs", type=cli_type(CLOUD_PARAMS["epochs"]), help=f"training epochs (default {DEFAULT_EPOCHS})")
     p.add_argument("--quick", action="store_true", help="a tiny network and 2 epochs (smoke test)")
-    p.add_argument("--model", help="a model saved earlier (--save-model): no training")
+    p.add_argument("--model", help="a model saved earlier (--save-model) or a shipped clouds model's name (`geonb "
+                   "models`): no training")
     p.add_argument("--save-model", help="save the trained model here, to fill other files fast")
     p.add_argument("--window", type=cli_type(CLOUD_PARAMS["window"]), default=DEFAULTS["window"], help="days per input (odd)")
     p.add_argument("--seed", type=cli_type(CLOUD_PARAMS["seed"]), default=0)

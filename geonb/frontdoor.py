@@ -26,8 +26,8 @@ NOT_FLAGS = ("arch", "run_dir", "transect_start", "transect_end")
 DATA_SUFFIXES = (".nc", ".nc4", ".zarr", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".pt")
 
 
-# The parameters that may name a file (or an embedded dataset).
-PATH_PARAMS = ("data", "labels", "cloud_source")
+# The parameters that may name a file (or an embedded dataset, or a shipped model).
+PATH_PARAMS = ("data", "labels", "cloud_source", "init")
 
 
 def from_here(name: str, value):

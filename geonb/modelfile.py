@@ -44,6 +44,8 @@ from .units import canonical_units
 from .version import __version__
 
 FORMAT = "geonb-model/2"
+# The models geonb ships (``benchmarks/train_models.py``), by name: ``<name>.pt`` (``geonb models``).
+SHIPPED_DIR = Path(__file__).parent / "data" / "models"
 KEYS = ("format", "task", "arch", "arch_args", "method_args", "inputs", "norms", "weights", "info")
 # Files of geonb 0.1 (before one format), recognised by their keys, so the error can say what they are.
 OLD_FORMATS = {
@@ -144,6 +146,23 @@ def _check_halo(info: dict, net, refuse) -> None:
                f"receptive-field radius), a multiple of {int(net.multiple)}")
 
 
+def shipped() -> dict[str, Path]:
+    """The shipped model files by name."""
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.pt"))}
+
+
+def resolve(name_or_path) -> Path:
+    """A model file: an existing path as given (it wins over a shipped name), else the shipped model of that name."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    names = shipped()
+    if str(name_or_path) in names:
+        return names[str(name_or_path)]
+    raise GeonbError(f"{name_or_path}: no such model file, and no shipped model of that name; give a model file (.pt) "
+                     f"or a shipped name: {', '.join(names) or 'none installed'} (`geonb models`).")
+
+
 @dataclass
 class TrainedModel:
     task: str
@@ -225,6 +244,7 @@ class TrainedModel:
             unit = self.inputs.get("units", {}).get("field", "")
             rows.append(("held-out", f"RMSE {held['rmse']:.3g} {unit} on {held['points']} observed pixels never trained "
                                      f"on; biharmonic per day on them {held['rmse_biharmonic']:.3g} {unit}"))
+        rows += self._shipped_rows()
         if "effective_halo" in self.info:
             with torch.device("meta"):  # the receptive field: nothing allocated
                 field_radius = int(arch.build("generator", **self.arch_args).halo)
@@ -243,6 +263,17 @@ class TrainedModel:
                               f"{f' by {versions}' if versions else ' (before geonb kept versions)'}"))
         return rows
 
+    def _shipped_rows(self) -> list[tuple[str, str]]:
+        """The card of a model trained by ``benchmarks/train_models.py``: its held-out scores beside the task's
+        baselines (its 04 table), how it was trained, and the licence of the data it learned from."""
+        shipped = self.info.get("shipped")
+        if not isinstance(shipped, dict) or not isinstance(shipped.get("scores"), dict):
+            return []
+        scores = ", ".join(f"{label} {value:.4g}" for label, value in shipped["scores"].items())
+        return [("held-out scores", f"{shipped.get('metric', '')}: {scores}"),
+                ("trained by", f"benchmarks/train_models.py: {shipped.get('command', '?')} ({shipped.get('budget', '')})"),
+                ("data licence", str(shipped.get("licence", "not recorded")))]
+
     @classmethod
     def load(cls, path, task: str | None = None) -> "TrainedModel":
         """Read and check a model file (``weights_only``); ``task``: refuse a model of another task.
@@ -251,6 +282,7 @@ class TrainedModel:
         ``meta`` device (no memory) to cap its size and to match the weights' names and shapes, so a
         damaged or crafted file is a GeonbError ("not a geonb model file: <reason>") before anything is
         allocated."""
+        path = resolve(path)
         saved = load_checkpoint(path)
         newer = isinstance(saved, dict) and re.fullmatch(r"geonb-model/(\d+)", str(saved.get("format")))
         if newer and int(newer[1]) > int(FORMAT.split("/")[1]):
@@ -344,5 +376,5 @@ def _cmd_info(args) -> int:
 
 def add_cli(subparsers) -> None:
     p = commands.add(subparsers, "info")
-    p.add_argument("models", nargs="+", help="model files (.pt) written by geonb")
+    p.add_argument("models", nargs="+", help="model files (.pt) written by geonb, or shipped names (`geonb models`)")
     p.set_defaults(func=_cmd_info)

@@ -148,6 +148,8 @@ COMMON = ParamSet((
     Param("epochs", int, 100, "maximum training epochs", min=1, max=100_000),
     Param("patience", int, 5, "stop after this many epochs without a better validation score", min=1, max=100_000),
     Param("batch_size", int, 10, "samples per optimisation step", min=1, max=4096),
+    Param("init", str, "", "start from this model's weights (fine-tuning): a shipped name (`geonb models`) or a model "
+          "file of the same arch and network shape; '' = random weights"),
     Param("lr", float, None, "learning rate; None: the arch default (1e-3; srgan 1.7e-4 as DeepBedMap; acgan, pix2pix 2e-4)",
           above=0),
     Param("device", str, "auto", "auto = cuda if present, else cpu", None, valid=device_problem),

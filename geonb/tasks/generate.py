@@ -210,7 +210,7 @@ def train(run) -> Report:
                                         seed=run["seed"], path=run.checkpoint_dir("digit_cnn") / "classifier.pt")
     judge = judge.to(device)
     arch_args = {"latent": run["latent"], "n_classes": N_CLASSES, "nf": run["nf"]}
-    method = methods.build(run.arch, arch_args, lr=run["lr"], seed=run["seed"], device=acc)
+    method = methods.build(run.arch, arch_args, lr=run["lr"], seed=run["seed"], device=acc, init=run["init"])
     x, y = _to_unit(train_x), torch.as_tensor(train_y)
     batch = run["batch_size"]
 

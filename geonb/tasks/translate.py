@@ -115,7 +115,8 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
     arch_args = {"in_channels": 3, "out_channels": 3, "ngf": run["ngf"], "depth": run["depth"]}
     method = methods.build(arch, arch_args, lr=run["lr"] if arch_name == run["arch"] else arch.lr, seed=run["seed"],
                            device=acc, role_args={"discriminator": {"in_channels": 6, "ndf": run["ndf"]}},
-                           adv_weight=1.0, content_args={"weight": run["l1_weight"]})
+                           adv_weight=1.0, content_args={"weight": run["l1_weight"]},
+                           init=run["init"] if arch_name == run["arch"] else "")
     vp, vm, _ = aerial.grid_tiles(val_pairs, patch)
     pick = np.random.default_rng(run["seed"]).permutation(len(vp))[:VAL_TILES]
     val_x, val_y = acc.to_device(_tiles_tensor(vp[pick], vm[pick]))

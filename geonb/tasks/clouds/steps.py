@@ -94,7 +94,7 @@ def train(run) -> Report:
     for arch in ["dincae"] + [a for a in _compare(run) if a == "unet"]:
         model = train_on_cube(inp, *coords, arch=arch, val_points=val, device=run_accelerator(run),
                               ckpt_dir=run.checkpoint_dir(arch), seed=run["seed"], units=field.attrs.get("units", ""),
-                              **_options(run))
+                              init=run["init"] if arch == run["arch"] else "", **_options(run))
         model.save(run.model_path(arch))
         history = model.info["history"]
         loss = METHODS.get(get_arch(arch).method).loss_name

@@ -35,7 +35,7 @@ from .sampling import Scene, _training_data, patch_sampler, region_scenes, split
 def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Scene], vals, ckpt_dir, *,
                 epochs: int, steps: int, batch_size: int, lr: float, patch_lr: int, patience: int, seed: int,
                 losses: dict | None = None, on_epoch=None, units: float = 1.0, device: Accelerator | None = None,
-                sigma: bool = False):
+                sigma: bool = False, init: str = ""):
     """Train ``arch`` on random patches of the ``scenes``; early-stop on the RMSE of the ``vals``
     scenes (one Scene or a list) on their valid cells.
 
@@ -43,8 +43,8 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
     ``units``: physical units (e.g. metres) per normalised unit (the normaliser's std), for
     the DeepBedMap loss; ``losses``: its weights (``w_content``…, ``w_adversarial``; default DeepBedMap's);
     ``device``: the ``training.Accelerator`` (default: the CPU); ``sigma``: then a σ head on the trained mean,
-    calibrated on the ``vals`` (``sigma.add_sigma``). Returns (method, history); the trained generator is
-    ``method.generator``.
+    calibrated on the ``vals`` (``sigma.add_sigma``); ``init``: a model to start from (``methods.build``).
+    Returns (method, history); the trained generator is ``method.generator``.
     """
     factor, cond_res = check_factor(factor), tuple(cond_res)
     acc = device or Accelerator(torch.device("cpu"))
@@ -52,7 +52,7 @@ def train_model(arch: str, factor: int, cond_res, hparams: dict, scenes: list[Sc
     if sigma:
         check_sigma(arch)
     w = {**DEEPBEDMAP_WEIGHTS, **(losses or {})}
-    method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=acc,
+    method = methods.build(spec, {"factor": factor, "cond_res": cond_res, **hparams}, lr=lr, seed=seed, device=acc, init=init,
                            adv_weight=w.pop("w_adversarial", 0.0), content_args={"factor": factor, "units": units, **w})
     batches = patch_sampler(scenes, factor, cond_res, patch_lr, batch_size, steps, seed,
                             margin=min(method.generator.halo * factor, HALO_CAP))
@@ -136,7 +136,7 @@ def train(run) -> Report:
     device = run_accelerator(run)
     settings = dict(steps=run["steps_per_epoch"], patch_lr=run["patch_lr"], patience=run["patience"], seed=run["seed"],
                     losses={k: run[k] for k in LOSS_WEIGHTS},
-                    units=float(norm.std), device=device)
+                    units=float(norm.std), device=device, init=run["init"])
     tables, figures = {}, []
     if run["tune_trials"] > 0:
         from ... import tuning
@@ -215,7 +215,7 @@ def train_command(args, given: dict) -> int:
     hp = get_arch(args.arch).accepts("generator", {k: run[k] for k in HPARAMS})
     settings = dict(epochs=run["epochs"], steps=run["steps_per_epoch"], batch_size=run["batch_size"], lr=run["lr"],
                     patch_lr=run["patch_lr"], patience=run["patience"], seed=run["seed"],
-                    losses={k: run[k] for k in LOSS_WEIGHTS})
+                    losses={k: run[k] for k in LOSS_WEIGHTS}, init=run["init"])
     # checkpoints keyed by everything the training depends on, data included: another run never resumes them
     key = config_key({"arch": args.arch, "factor": f, "hparams": hp, "cond": cond, "valid_above": above, **settings,
                       "data": hashlib.sha256(b"".join(ds[v].values.tobytes() for v in sorted(ds.data_vars))).hexdigest()})

@@ -164,7 +164,7 @@ def train(run) -> Report:
                for s in data}
     residual = PREFILLS[prefill] is not None
     method = methods.build(arch, {"in_channels": 2}, lr=run["lr"], seed=run["seed"], device=acc,
-                           residual=residual, adv_weight=run["adv_weight"])
+                           residual=residual, adv_weight=run["adv_weight"], init=run["init"])
     n = len(data["train"][0])
 
     def batches(epoch):

@@ -97,6 +97,7 @@ def train(run) -> Report:
     weights = class_weights(train_pairs, len(names)) if run["class_weights"] else None
     arch_args = {"in_channels": 3, "n_classes": len(names), "width": run["width"], "depth": run["depth"]}
     method = methods.build(get_arch(arch_name), arch_args, lr=run["lr"], seed=run["seed"], device=acc,
+                           init=run["init"],
                            class_weights=None if weights is None else weights.tolist(), ignore_index=aerial.IGNORE)
     val_x, val_y = acc.to_device(_batch(*aerial.random_tiles(val_pairs, patch, VAL_TILES, np.random.default_rng(
         run["seed"]), layers=("photo", "classes"))))
