@@ -16,6 +16,8 @@ COMMANDS = {
     "doctor": "print versions, device, data found and a writable run dir (for bug reports)",
     "data": "list the real datasets shipped with geonb: what, licence, where",
     "info": "the model card of a geonb model file: task, arch, data, scores, versions",
+    "models": "the trained models geonb ships: task, arch, data, held-out scores beside the baselines; use a name "
+              "with --model or -p init",
 }
 
 

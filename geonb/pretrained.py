@@ -6,6 +6,7 @@ Names resolve in ``modelfile.resolve``, the one resolver every ``--model`` and `
 """
 from __future__ import annotations
 
+from . import commands
 from .errors import GeonbError
 from .modelfile import TrainedModel, shipped
 
@@ -55,6 +56,5 @@ def _cmd_models(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("models", help="the trained models geonb ships: task, arch, data, held-out scores beside "
-                              "the baselines; use a name with --model or -p init")
+    p = commands.add(subparsers, "models")
     p.set_defaults(func=_cmd_models)
