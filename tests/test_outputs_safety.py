@@ -358,18 +358,23 @@ def test_a_full_disk_anywhere_else_is_one_line_not_a_bug_report(files, tmp_path,
     assert status == 2 and f"the disk is full ([Errno 28] No space left on device: '{tmp_path / 'x'}')" in line
 
 
-def test_the_notebooks_of_a_geonb_run_share_its_hold(tmp_path):
+def _run_one_cell(tmp_path, cell: str) -> Path:
+    """A one-cell notebook run by `geonb run`'s runner; the executed copy's path."""
     import nbformat
 
     from geonb.cli import run_notebooks
 
-    cell = "from geonb.workflow import Run\nwith Run(run_dir, quick=True).hold():\n    print('shared')"
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)],
                                         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                  "language": "python"}})
     nbformat.write(notebook, tmp_path / "tiny.ipynb")
     (written,) = run_notebooks(tmp_path / "run", quick=True, notebooks=("tiny",), notebook_dir=tmp_path)
-    assert "shared" in written.read_text()
+    return written
+
+
+def test_the_notebooks_of_a_geonb_run_share_its_hold(tmp_path):
+    cell = "from geonb.workflow import Run\nwith Run(run_dir, quick=True).hold():\n    print('shared')"
+    assert "shared" in _run_one_cell(tmp_path, cell).read_text()
 
 
 def test_geonb_run_kernels_listen_on_private_sockets_without_the_tcp_warning(tmp_path, capfd):
@@ -377,14 +382,8 @@ def test_geonb_run_kernels_listen_on_private_sockets_without_the_tcp_warning(tmp
     nothing else can reach them, and ipykernel prints no "running over TCP without encryption" per notebook."""
     import nbformat
 
-    from geonb.cli import run_notebooks
-
     cell = "from ipykernel.kernelapp import IPKernelApp; print(IPKernelApp.instance().transport)"
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)],
-                                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                 "language": "python"}})
-    nbformat.write(notebook, tmp_path / "tiny.ipynb")
-    (written,) = run_notebooks(tmp_path / "run", quick=True, notebooks=("tiny",), notebook_dir=tmp_path)
+    written = _run_one_cell(tmp_path, cell)
     out = nbformat.read(written, as_version=4).cells[-1].outputs[0]["text"]
     assert out.strip() == "ipc"
     assert "without encryption" not in capfd.readouterr().err
