@@ -161,7 +161,7 @@ class Case:
         task = get_task(arch.task)
         p = resolved(task.params, {"arch": name}, arch.lr)
         args, settings, make, self.batch_size, self.crop = TASKS[arch.task](arch, p)
-        self.name, self.task, self.cpu_bf16 = name, arch.task, task.cpu_bf16
+        self.name, self.task, self.cpu_bf16 = name, arch.task, task.bf16_on_cpu(name)
         self.acc = Accelerator(CPU, channels_last=channels_last)
         self.method = methods.build(arch, args, lr=p["lr"], seed=0, device=self.acc, **settings)
         if arch.method == "stagewise":  # its last stage, as Stagewise.fit trains it

@@ -110,7 +110,7 @@ def accelerator(device: str | torch.device = "auto", amp: str = "auto", compile:
 
 def run_accelerator(run) -> Accelerator:
     """The accelerator a run's parameters ask for."""
-    return accelerator(run["device"], run["amp"], run["compile"], run["workers"], run.spec.cpu_bf16)
+    return accelerator(run["device"], run["amp"], run["compile"], run["workers"], run.spec.bf16_on_cpu(run.arch.name))
 
 
 class _EpochBatches(torch.utils.data.IterableDataset):

@@ -81,9 +81,10 @@ MIN_VALID = 0.25  # share of valid cells a training patch (or a scored block) ne
 HPARAMS = ("n_blocks", "nf", "beta")  # network settings; each arch's generator takes those it has
 
 
-# amp auto: bf16 on native-bf16 CPUs (srcnn, 3 seeds: every held-out number within float32's spread,
-# benchmarks/results/bf16_srcnn.md)
-CPU_BF16 = True
+# amp auto: bf16 on native-bf16 CPUs for the plain regression networks (srcnn, 3 seeds: every held-out number
+# within float32's spread, benchmarks/results/bf16_srcnn.md); not srgan, whose first epoch on the Antarctic grid
+# diverged to NaN under bf16 (benchmarks/RESULTS.md, downscaling σ): it trains in float32
+CPU_BF16 = ("srcnn", "rsrcnn")
 
 
 LOSS_WEIGHTS = tuple(DEEPBEDMAP_WEIGHTS)  # srgan's loss weights, parameters of the same names

@@ -220,7 +220,7 @@ def train_command(args, given: dict) -> int:
     key = config_key({"arch": args.arch, "factor": f, "hparams": hp, "cond": cond, "valid_above": above, **settings,
                       "data": hashlib.sha256(b"".join(ds[v].values.tobytes() for v in sorted(ds.data_vars))).hexdigest()})
     with locked(checkpoints / key, "the checkpoint folder"):
-        acc = accelerator(run["device"], run["amp"], run["compile"], run["workers"], CPU_BF16)
+        acc = accelerator(run["device"], run["amp"], run["compile"], run["workers"], args.arch in CPU_BF16)
         method, history = train_model(args.arch, f, [r for _, r in cond], hp, scenes, vals, checkpoints / key,
                                       units=float(norm.std), device=acc, sigma=run["sigma"], **settings)
     steps = f"{hr.shape[0]} steps of " if "time" in dims else ""
