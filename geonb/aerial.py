@@ -39,11 +39,15 @@ SOURCE = ("Dubai aerial imagery (MBRSC) with hand-drawn maps by Humans in the Lo
           "(`geonb data dubai`), from github.com/Bandit15/Deep-Learning-Satellite-Image-Segmentation `data/`")
 
 
+def colour_distances(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB (0–255) → (..., C) squared distances to the labelled classes' colours (0–255 units)."""
+    rgb = np.asarray(rgb, np.float32)
+    return ((rgb[..., None, :] - COLOURS.astype(np.float32)) ** 2).sum(-1)
+
+
 def nearest_class(rgb: np.ndarray) -> np.ndarray:
     """(..., 3) RGB (0–255, any float) → index of the nearest class colour (labelled classes only)."""
-    rgb = np.asarray(rgb, np.float32)
-    d = ((rgb[..., None, :] - COLOURS.astype(np.float32)) ** 2).sum(-1)
-    return d.argmin(-1).astype(np.uint8)
+    return colour_distances(rgb).argmin(-1).astype(np.uint8)
 
 
 def colourise(classes: np.ndarray, colours: np.ndarray = COLOURS) -> np.ndarray:

@@ -9,6 +9,7 @@ pixel cancels in the next softmax.
 Expected calibration error (torchmetrics' ``multiclass_calibration_error``, L1, equal-width bins of the
 top-class confidence): ECE = Σ_b (n_b / n) · |accuracy_b − confidence_b|. ``reliability`` gives the bins
 behind it (the reliability diagram). Uncertainty of a pixel: 1 − its largest class probability.
+``compare`` puts these side by side for several probabilities of the same pixels (before / after T).
 """
 from __future__ import annotations
 
@@ -100,3 +101,16 @@ def accuracy_by_uncertainty(probs: np.ndarray, labels: np.ndarray, ignore_index:
     k = int(round(share * len(labels)))
     return {f"accuracy, {share:.0%} most uncertain": float(right[:k].mean()),
             f"accuracy, other {1 - share:.0%}": float(right[k:].mean())}
+
+
+def compare(probs: dict[str, np.ndarray], labels: np.ndarray) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Several (N, C) probabilities of the same labelled pixels (e.g. before / after temperature scaling) side
+    by side: a table (a row each) of ECE, NLL, mean confidence, accuracy, and the accuracy on the 20 % most
+    uncertain pixels and on the rest; and the reliability bins of each."""
+    rows, bins = {}, {}
+    for name, p in probs.items():
+        rows[name] = {"ECE": expected_calibration_error(p, labels), "NLL": nll(p, labels),
+                      "mean confidence": float(p.max(1).mean()), "accuracy": float((p.argmax(1) == labels).mean()),
+                      **accuracy_by_uncertainty(p, labels)}
+        bins[name] = reliability(p, labels)
+    return pd.DataFrame(rows).T, bins

@@ -194,7 +194,7 @@ def add_predict(subparsers) -> None:
     p.add_argument("--allow-outliers", action="store_true",
                    help="gridded inputs: keep values far outside the field's robust range (else refused)")
     p.add_argument("--probabilities", action="store_true",
-                   help="segmentation: also a band per class (its calibrated probability) and the uncertainty "
+                   help="segmentation, translation: also a band per class (its calibrated probability) and the uncertainty "
                    "(1 - max probability); .nc, .zarr, or .tif for a georeferenced input")
     p.set_defaults(func=predict_command)
 

@@ -9,8 +9,12 @@ training locations, flipped at random; validation and test use a regular grid of
 on the same tiles. 04 predicts each test image whole through the one predictor (fully
 convolutional, tiled with a halo) and scores the pixels of the regular test grid: per-pixel L1
 of the map colours (0–255), and class accuracy after decoding every generated colour to the
-nearest class colour (unlabeled pixels left out), beside the trained models a per-pixel colour
-classifier (nearest class mean of the photo's RGB, fitted on the training locations).
+nearest class colour (unlabeled pixels left out), and the per-class IoU, beside the trained models a
+per-pixel colour classifier (nearest class mean of the photo's RGB, fitted on the training locations).
+
+Class probabilities (``translate_calibration``): from each pixel's squared colour distances to the class
+colours, p_c ∝ exp(−d²_c / (2T)), T fitted on the validation location's maps at the end of 03 and kept in
+the model file; 04 shows their calibration on the test location, ``geonb predict --probabilities`` writes them.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ from ..registry import get_arch, list_archs
 from ..report import Report
 from ..training import run_accelerator
 from . import Task
+from . import translate_calibration as probabilities
+from .segment.infer import _check_probability_out as check_probability_out
 
 NORM = aerial.RANGE  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike; kept in the model file
 VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
@@ -139,6 +145,8 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
                              str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
                              + f" ({run['parts']} parts each)", "history": history,
                              "ndf": run["ndf"], "l1_weight": run["l1_weight"]})
+    val_maps = [translate_image(Predictor(model), p.photo, tile=2 * patch) for p in val_pairs]
+    probabilities.fit_on_validation(model, val_maps, [p.classes for p in val_pairs], run["seed"])
     return model.save(run.model_path(arch_name)), history
 
 
@@ -155,7 +163,7 @@ def train(run) -> Report:
     figures, tables, paths = [], {}, []
     for name in names:
         path, history = train_one(run, name, train_pairs, val_pairs, acc)
-        paths.append(f"`{path}`")
+        paths.append(f"`{path}` (T = {TrainedModel.load(path).method_args['temperature']:.3g})")
         figures.append(ganplots.gan_curves(history, run.figure(f"03_curves_{name}"),
                                            title=f"{name}: losses (val = L1 on val tiles, [−1, 1] units)",
                                            val_label="val L1"))
@@ -164,7 +172,8 @@ def train(run) -> Report:
     return Report(f"03 train {' + '.join(names)}",
                   f"{n} random {run['patch']}×{run['patch']} training tiles (flipped at random) per arch, the same "
                   f"for each; U-Net ngf {run['ngf']}, depth {run['depth']}; PatchGAN ndf {run['ndf']}; "
-                  f"λ = {run['l1_weight']:g}. Model files: {', '.join(paths)}.", tables, figures)
+                  f"λ = {run['l1_weight']:g}. Model files: {', '.join(paths)}; T: the temperature of the class "
+                  "probabilities, fitted on the validation location's maps.", tables, figures)
 
 
 # ---------------------------------------------------------------- prediction
@@ -202,7 +211,7 @@ def _scores(maps: np.ndarray, truth_maps: np.ndarray, truth_classes: np.ndarray)
     scores = confusion_scores(truth_classes, aerial.nearest_class(maps), len(aerial.NAMES), ignore_index=aerial.IGNORE)
     l1 = float(mean_absolute_error(*(torch.as_tensor(np.asarray(m, np.float64).ravel()) for m in (maps, truth_maps))))
     return {"class accuracy": scores["accuracy"], "balanced accuracy": scores["balanced accuracy"],
-            "L1 (0-255)": l1}, scores["confusion"]
+            "L1 (0-255)": l1, **probabilities.iou_columns(scores)}, scores["confusion"]
 
 
 def error_maps(run) -> Report:
@@ -215,7 +224,8 @@ def error_maps(run) -> Report:
     tiles: dict[str, list] = {"photo": [], "truth": [], "classes": []}
     outputs: dict[str, list] = {n: [] for n in [*models, COLOUR_CLASSIFIER]}
     means = _colour_means(run)
-    preds = {n: Predictor(TrainedModel.load(p, task="translate")) for n, p in models.items()}
+    loaded = {n: TrainedModel.load(p, task="translate") for n, p in models.items()}
+    preds = {n: Predictor(m) for n, m in loaded.items()}
     for pair in test_pairs:
         full = {n: translate_image(pr, pair.photo, tile=2 * patch) for n, pr in preds.items()}
         full[COLOUR_CLASSIFIER] = aerial.colourise(aerial.nearest_mean_classes(pair.photo, means))
@@ -238,6 +248,10 @@ def error_maps(run) -> Report:
     table.index.name = "method"
     table["tiles"] = len(truth)
     write_text(run.metrics_path("test_location"), table.to_csv())
+    main = run["arch"] if run["arch"] in loaded else next(iter(loaded))
+    calibrated, _, reliability = probabilities.scores(
+        loaded[main], np.stack(outputs[main]), classes, run.figure("04_reliability"),
+        f"{main}: reliability of the class probabilities on tile_{run['test_location']} (held out)")
     k = min(run["n_examples"], len(truth))
     show = np.random.default_rng(run["seed"]).permutation(len(truth))[:k]
     rows_fig = [(f"test tile {t}", [("photo", tiles["photo"][t]), *((n, outputs[n][t]) for n in outputs),
@@ -259,14 +273,23 @@ def error_maps(run) -> Report:
                   "pixels of its regular tile grid. *class accuracy*: each generated colour decoded to the nearest "
                   "class colour, unlabeled pixels left out; *balanced*: the mean of the per-class accuracies; "
                   "*L1*: mean absolute difference of the map colours (0–255, all pixels). "
-                  f"`{COLOUR_CLASSIFIER}`: every photo pixel → the class whose mean training-photo colour is nearest.",
-                  {"test location": table}, [trip, conf])
+                  f"`{COLOUR_CLASSIFIER}`: every photo pixel → the class whose mean training-photo colour is nearest. "
+                  f"*IoU*: per class, and their mean. *Calibration* of {main}'s class probabilities (p_c ∝ "
+                  "exp(−d²_c / 2T), d_c the distance of the generated colour to class c's) on the same pixels, "
+                  "before (T = 1) and after the temperature fitted on the validation location: expected calibration "
+                  "error (15 bins), NLL, and the accuracy of the 20 % most uncertain pixels (1 − max probability) "
+                  "against the rest; the reliability diagram plots it per confidence bin.",
+                  {"test location": table, "calibration": calibrated}, [trip, conf, reliability])
 
 
 # ---------------------------------------------------------------- command line: geonb predict
 def predict_file(model: TrainedModel, args):
     """``geonb predict`` for a translate model: an aerial photo in (JPEG/PNG/TIFF/NetCDF), its colour map out
-    in the format of ``--out`` (.png, .tif, .nc); ``--tile`` px per tile (a multiple of 2^depth)."""
+    in the format of ``--out`` (.png, .tif, .nc); ``--tile`` px per tile (a multiple of 2^depth).
+    ``--probabilities``: also a band per class and the uncertainty (``translate_calibration``) in .nc/.zarr, or
+    those bands alone in a GeoTIFF of a georeferenced input."""
+    if args.probabilities:
+        check_probability_out(args.out, args.input)
     aerial.refuse_lossy(args.out, "a class map")
     photo, tags, _ = aerial.read_photo(args.input, args.var)
     pred = Predictor(model)
@@ -283,6 +306,9 @@ def predict_file(model: TrainedModel, args):
         coords={"y": np.arange(h), "x": np.arange(w), "rgb": ["red", "green", "blue"]},
         attrs={**attrs, "image_variable": "map"})
     ds.encoding["tiff_tags"] = tags  # a GeoTIFF's georeferencing
+    if args.probabilities:
+        ds = probabilities.with_class_probabilities(ds, model, rgb, args.input,
+                                                    tif=Path(args.out).suffix.lower() in (".tif", ".tiff"))
     return ds
 
 
@@ -299,5 +325,5 @@ NOT_APPLICABLE = {
 TASK = Task(
     "translate", "aerial photo → land-cover colour map (Dubai aerial imagery)", PARAMS,
     {"data_prep": data_prep, "train": train, "error_maps": error_maps, **NOT_APPLICABLE},
-    predict_file=predict_file, predict_options=("tile",),
+    predict_file=predict_file, predict_options=("tile", "probabilities"),
 )

@@ -44,13 +44,8 @@ def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], t: float) -> tuple
     after, labels = pixels(probs, pairs)  # the network's own are p_T^T renormalised: no second prediction
     keep = labels != aerial.IGNORE
     after, labels = after[keep], labels[keep]
-    rows, bins = {}, {}
-    for name, p in (("before (T = 1)", calibration.temper(after, 1 / t)), (f"after (T = {t:.3g})", after)):
-        rows[name] = {"ECE": calibration.expected_calibration_error(p, labels), "NLL": calibration.nll(p, labels),
-                      "mean confidence": float(p.max(1).mean()), "accuracy": float((p.argmax(1) == labels).mean()),
-                      **calibration.accuracy_by_uncertainty(p, labels)}
-        bins[name] = calibration.reliability(p, labels)
-    table = pd.DataFrame(rows).T
+    table, bins = calibration.compare({"before (T = 1)": calibration.temper(after, 1 / t),
+                                       f"after (T = {t:.3g})": after}, labels)
     table.index.name = "test probabilities"
     return table, bins
 
