@@ -156,6 +156,14 @@ def test_short_l1_training_beats_its_start_and_04_scores_it_beside_the_colour_cl
     report = run.step("train")
     hist = report.tables["pix2pix_l1: history (last epochs)"]["val_loss"]
     assert hist.min() < hist.iloc[0]
-    table = run.step("error_maps").tables["test location"]
+    t = TrainedModel.load(run.model_path("pix2pix_l1")).method_args["temperature"]  # fitted at the end of 03
+    assert f"(T = {t:.3g})" in report.text
+    tables = run.step("error_maps").tables
+    table = tables["test location"]
     assert list(table.index) == ["pix2pix_l1", "colour_classifier"]
     assert ((table["class accuracy"] >= 0) & (table["class accuracy"] <= 1)).all()
+    iou = table[[f"IoU {n}" for n in classtable.NAMES]]
+    assert ((iou >= 0) & (iou <= 1)).all().all() and "mean IoU" in table
+    calibrated = tables["calibration"]  # the arch's probabilities before / after T, on the same pixels
+    assert list(calibrated.index) == ["before (T = 1)", f"after (T = {t:.3g})"]
+    assert calibrated["accuracy"].tolist() == pytest.approx([table.loc["pix2pix_l1", "class accuracy"]] * 2)
