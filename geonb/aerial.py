@@ -7,7 +7,8 @@ Loop / MBRSC, CC0; see its README), or a folder of the same layout. A mask is a 
 decoded through the one class table (``geonb.classtable``: ``CLASSES``, ``decode``); pix2pix
 translation scores with it, segmentation trains on it.
 
-- ``nearest_class(rgb)``: any RGB (a generated map) → the class whose colour is nearest;
+- ``nearest_class(rgb)``: any RGB (a generated map) → the class whose colour is nearest (``colour_distances``,
+  also the translate task's class probabilities);
   ``colourise``, ``class_colours``, ``legend``: class ids back to colours for maps and figures.
 - ``load_pair``: photo + map of one part, sizes checked; ``load_location``: all parts.
 - ``split_locations``: whole locations to train / val / test (no test location in training).
