@@ -81,9 +81,14 @@ def test_lazy_input_equals_the_in_memory_prediction(inputs, capsys, image):
         for flags in ((), ("--probabilities",)):
             run_cli(capsys, "predict", "--model", tmp / "seg.pt", "--input", tmp / image, "--out", tmp / f"o{len(flags)}.tif",
                     "--chunk", "64", *flags)
-            with rasterio.open(tmp / f"o{len(flags)}.tif") as src:
+            with rasterio.open(tmp / f"o{len(flags)}.tif") as src:  # streamed: tiled, then copied
                 bands = src.read()
-                assert src.crs.to_epsg() == 32640 and src.transform.c == 300000
+                assert src.crs.to_epsg() == 32640 and src.transform.c == 300000 and src.compression.name == "deflate"
+                if not flags:
+                    assert src.nodata == 255 and src.colormap(1)[255][:3] == (155,) * 3
+                    assert np.array_equal(bands[0], out["class"].values)
+                else:
+                    assert np.isnan(src.nodata) and src.descriptions[-1] == out["uncertainty"].attrs["long_name"]
         probs = np.stack([out[f"probability_{n}"].values for n in aerial.NAMES] + [out["uncertainty"].values])
         assert bands.shape == (6, 150, 170) and np.allclose(bands, probs, atol=1e-6, equal_nan=True)
 
