@@ -87,22 +87,17 @@ def run(mosaic: Path, model: str, chunk: int, out_json: Path | None) -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build")
-    b.add_argument("out", type=Path)
-    b.add_argument("--size", type=int, default=2048)
-    b.add_argument("--chunk", type=int, default=512)
-    r = sub.add_parser("run")
-    r.add_argument("mosaic", type=Path)
-    r.add_argument("--model", default="unet_seg_dubai")
-    r.add_argument("--chunk", type=int, default=1024)
-    r.add_argument("--json", type=Path)
+    parser.add_argument("command", choices=("build", "run"))
+    parser.add_argument("mosaic", type=Path, help="the zarr store to build, or to predict")
+    parser.add_argument("--size", type=int, default=2048, help="build: px per side (stored in 512² chunks)")
+    parser.add_argument("--model", default="unet_seg_dubai")
+    parser.add_argument("--chunk", type=int, default=1024, help="run: geonb predict --chunk")
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.command == "build":
-        build(args.out, args.size, args.chunk)
+        build(args.mosaic, args.size, 512)
     else:
         run(args.mosaic, args.model, args.chunk, args.json)
-
 
 if __name__ == "__main__":
     main()
