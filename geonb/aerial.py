@@ -15,7 +15,7 @@ translation scores with it, segmentation trains on it.
   segmentation, 90° turns, of any of a pair's layers); both refuse an image smaller than a tile.
 - Segmentation: ``scheme_names``/``apply_scheme`` (the five classes, or one against the rest),
   ``median_frequency_weights`` (SegNet's class balancing), ``read_photo`` (any RGB image: JPEG/PNG/
-  TIFF with GeoTIFF tags and nodata, NetCDF/zarr), ``read_labels`` (class ids or class colours),
+  TIFF with GeoTIFF tags and nodata, NetCDF/zarr; ``photo_variable``: a file's RGB variable, also lazy), ``read_labels`` (class ids or class colours),
   ``georeference`` (a GeoTIFF's CRS and coordinates via rioxarray). Image files are decoded by
   ``geonb.images``.
 """
