@@ -135,11 +135,9 @@ def write_geotiff(da: xr.DataArray, path) -> Path:
             import threading
 
             raw = tmp.with_name(tmp.name + ".raw.tif")
-            # GDAL's block cache (default 5 % of the RAM) grows with the image: +430 MB at 8192² px (RESULTS.md)
             try:
-                with rasterio.Env(GDAL_CACHEMAX=256 * 2 ** 20):
-                    da.rio.to_raster(raw, driver="GTiff", tiled=True, lock=threading.Lock())
-                    rasterio.shutil.copy(raw, tmp, **layout)
+                da.rio.to_raster(raw, driver="GTiff", tiled=True, lock=threading.Lock())
+                rasterio.shutil.copy(raw, tmp, **layout)
             finally:
                 raw.unlink(missing_ok=True)
         if classes:
