@@ -16,7 +16,7 @@ translation scores with it, segmentation trains on it.
   segmentation, 90° turns, of any of a pair's layers); both refuse an image smaller than a tile.
 - Segmentation: ``scheme_names``/``apply_scheme`` (the five classes, or one against the rest),
   ``median_frequency_weights`` (SegNet's class balancing), ``read_photo`` (any RGB image: JPEG/PNG/
-  TIFF with GeoTIFF tags and nodata, NetCDF/zarr), ``read_labels`` (class ids or class colours),
+  TIFF with GeoTIFF tags and nodata, NetCDF/zarr; ``photo_variable``: a file's RGB variable, also lazy), ``read_labels`` (class ids or class colours),
   ``georeference`` (a GeoTIFF's CRS and coordinates via rioxarray). Image files are decoded by
   ``geonb.images``.
 """
@@ -144,7 +144,7 @@ GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)  # GeoTIFF: pixel scale, t
 NODATA_TAG = 42113  # GDAL_NODATA
 
 
-def _is_gridded(path: Path) -> bool:
+def is_gridded(path: Path) -> bool:
     return path.suffix.lower() in (".nc", ".nc4", ".zarr") or path.is_dir()
 
 
@@ -152,22 +152,12 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
     """An RGB photo from an image file (JPEG/PNG/TIFF; a GeoTIFF's georeferencing tags kept) or a
     NetCDF/zarr variable with a dimension of size 3 (bands). Returns (H, W, 3) uint8, the GeoTIFF tags
     to write back, and where the photo has data (False: NaN in NetCDF, transparent, or a GeoTIFF's nodata)."""
-    from .io import open_dataset
-
     p = Path(path)
-    if _is_gridded(p):
-        ds = open_dataset(p, var or None)
-        names = [var] if var else [v for v in ds.data_vars if 3 in ds[v].shape and ds[v].ndim == 3]
-        if len(names) != 1:
-            raise GeonbError(f"{path}: give --var, the RGB variable (3 dims, one of size 3); it has "
-                             f"{', '.join(f'{v}{ds[v].dims}' for v in ds.data_vars)}.")
-        da = ds[names[0]]
-        band = next((d for d in da.dims if da.sizes[d] == 3), None)
-        if band is None or da.ndim != 3:
-            raise GeonbError(f"{path}:{names[0]} has dims {dict(da.sizes)}; an RGB photo needs 3 dims, one of size 3.")
-        rgb = da.transpose(*[d for d in da.dims if d != band], band).values
+    if is_gridded(p):
+        da = photo_variable(p, var)
+        rgb = da.values
         valid = np.isfinite(rgb).all(-1) if rgb.dtype.kind == "f" else np.ones(rgb.shape[:2], bool)
-        return to_uint8(rgb, f"{path}:{names[0]}"), {}, valid
+        return to_uint8(rgb, f"{path}:{da.name}"), {}, valid
 
     def read(im):
         tags = dict(getattr(im, "tag_v2", {}) or {}) if p.suffix.lower() in (".tif", ".tiff") else {}
@@ -180,6 +170,23 @@ def read_photo(path, var: str = "") -> tuple[np.ndarray, dict, np.ndarray]:
         return rgb, {k: v for k, v in tags.items() if k in GEO_TAGS}, valid
 
     return open_image(p, read, tiff_bands if p.suffix.lower() in (".tif", ".tiff") else None)
+
+
+def photo_variable(path, var: str = "", lazy: bool = False):
+    """The RGB variable of a NetCDF/zarr file (``var``, else the one with 3 dims, one of size 3) as
+    (y, x, band), loaded or (``lazy``) dask-backed in the file's chunks."""
+    from .io import open_dataset
+
+    ds = open_dataset(path, var or None, lazy=lazy)
+    names = [var] if var else [v for v in ds.data_vars if 3 in ds[v].shape and ds[v].ndim == 3]
+    if len(names) != 1:
+        raise GeonbError(f"{path}: give --var, the RGB variable (3 dims, one of size 3); it has "
+                         f"{', '.join(f'{v}{ds[v].dims}' for v in ds.data_vars)}.")
+    da = ds[names[0]]
+    band = next((d for d in da.dims if da.sizes[d] == 3), None)
+    if band is None or da.ndim != 3:
+        raise GeonbError(f"{path}:{names[0]} has dims {dict(da.sizes)}; an RGB photo needs 3 dims, one of size 3.")
+    return da.transpose(*[d for d in da.dims if d != band], band)
 
 
 def georeference(path):
@@ -202,7 +209,7 @@ def read_labels(path, var: str = "", n: int = len(NAMES)) -> np.ndarray:
     from .io import open_dataset
 
     p = Path(path)
-    if _is_gridded(p):
+    if is_gridded(p):
         ds = open_dataset(p, var or None)
         names = [var] if var else [v for v in ds.data_vars if ds[v].ndim == 2]
         if len(names) != 1:

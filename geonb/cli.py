@@ -187,8 +187,9 @@ def add_predict(subparsers) -> None:
                    "image models: a multiple of the network's pooling, default one pass); the halo is added and cropped")
     p.add_argument("--mask-var", help="gap filling: land/sea mask variable (1 = sea)")
     p.add_argument("--chunk", type=cli_type(Param("chunk", int, None, "chunk side in input cells", min=1, max=65_536)),
-                   help="downscaling: input cells per dask chunk side (default 512; memory is bounded by the chunk, "
-                   "not the grid)")
+                   help="input cells per dask chunk side (downscaling: default 512; segmentation of NetCDF/zarr/GeoTIFF "
+                   "inputs: px, a multiple of the network's pooling, default ~1024); memory is bounded by the chunk, "
+                   "not the grid")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a dask.distributed scheduler address (tcp://host:8786) to "
                    "predict on; default: this machine's threads")
     p.add_argument("--allow-outliers", action="store_true",

@@ -62,9 +62,7 @@ def tiff_bands(path: Path) -> tuple[np.ndarray, dict, np.ndarray]:
 
     with rasterio.open(path) as src:
         _refuse_huge(path, src.width, src.height)
-        if src.count not in (1, 3, 4):
-            raise GeonbError(f"{path} has {src.count} bands; a photo has 3 (RGB), 4 (RGBA) or 1 (grey): write the "
-                             "red, green and blue bands to a file first (e.g. gdal_translate -b 3 -b 2 -b 1).")
+        check_bands(path, src.count)
         bands = src.read(masked=True)
     valid = ~np.ma.getmaskarray(bands).any(0) & np.isfinite(bands.filled(0)).all(0)
     if src.count == 4:
@@ -73,21 +71,46 @@ def tiff_bands(path: Path) -> tuple[np.ndarray, dict, np.ndarray]:
     return to_uint8(np.where(valid[..., None], rgb, 0), str(path)), {}, valid
 
 
+def check_bands(path, count: int) -> None:
+    if count not in (1, 3, 4):
+        raise GeonbError(f"{path} has {count} bands; a photo has 3 (RGB), 4 (RGBA) or 1 (grey): write the "
+                         "red, green and blue bands to a file first (e.g. gdal_translate -b 3 -b 2 -b 1).")
+
+
 def to_uint8(values: np.ndarray, what: str) -> np.ndarray:
     """Image values → 0–255 uint8 by the range their type holds: 8-bit as they are, 16-bit ÷ 257, floats in
-    0–1 × 255 (in 0–255 as they are); NaN → 0. Other ranges are refused: clipped, they read as white or black."""
-    values = np.asarray(values)
+    0–1 × 255 (in 0–255 as they are); NaN → 0. Other ranges are refused: clipped, they read as white or black.
+    A dask array stays lazy (its range read in one pass first)."""
+    lazy = hasattr(values, "dask")
+    values = values if lazy else np.asarray(values)
     if values.dtype == np.uint8:
         return values
+    if lazy:
+        import dask
+        import dask.array as dsa
+
+        finite = dsa.where(dsa.isfinite(values), values, np.nan) if values.dtype.kind == "f" else values
+        lo, hi = (float(v) for v in dask.compute(dsa.nanmin(finite), dsa.nanmax(finite)))
+        top = _top(values.dtype, *((lo, hi) if np.isfinite(lo) else (0.0, 0.0)), what)
+        return values.map_blocks(_scaled, top, dtype=np.uint8)
     finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    if values.dtype.kind == "f":
+    return _scaled(values, _top(values.dtype, lo, hi, what))
+
+
+def _top(dtype, lo: float, hi: float, what: str) -> float:
+    """The value that maps to 255 for values of ``dtype`` in lo … hi (else a GeonbError)."""
+    if dtype.kind == "f":
         top = 1.0 if hi <= 1 else 255.0
     else:
-        top = 65535.0 if values.dtype.itemsize == 2 or hi > 255 else 255.0
+        top = 65535.0 if dtype.itemsize == 2 or hi > 255 else 255.0
     if lo < 0 or hi > top:
-        raise GeonbError(f"{what} holds {values.dtype} values {lo:g} … {hi:g}; geonb reads images as 0–255 (8-bit), "
+        raise GeonbError(f"{what} holds {dtype} values {lo:g} … {hi:g}; geonb reads images as 0–255 (8-bit), "
                          "0–65535 (16-bit) or 0–1 (floats): rescale it into one of those ranges.")
+    return top
+
+
+def _scaled(values: np.ndarray, top: float) -> np.ndarray:
     return np.round(np.nan_to_num(values.astype("float64")) * (255.0 / top)).astype(np.uint8)
 
 

@@ -117,17 +117,30 @@ def _raster_variable(ds: xr.Dataset):
 def write_geotiff(da: xr.DataArray, path) -> Path:
     """A (band,) y, x DataArray with a CRS → a Cloud Optimized GeoTIFF (rioxarray; DEFLATE), atomically.
     Its attributes become tags; nodata is ``no_label`` for class maps, NaN for floats. A class map with
-    ``flag_colors`` is a tiled GeoTIFF with a colour table instead (GDAL writes no colour table into a COG)."""
+    ``flag_colors`` is a tiled GeoTIFF with a colour table instead (GDAL writes no colour table into a COG).
+    A dask-backed array is streamed: chunk by chunk into an uncompressed tiled GeoTIFF beside it (GDAL cannot
+    update a COG, and rioxarray computes a whole non-dask write), then copied block by block into the COG."""
+    import rasterio.shutil
+
     path = Path(path)
     nodata = da.attrs.get("no_label", np.nan if da.dtype.kind == "f" else None)
     if nodata is not None:
         da = da.rio.write_nodata(nodata, encoded=False)
     classes = "flag_colors" in da.attrs
+    layout = {"driver": "GTiff" if classes else "COG", "compress": "DEFLATE", **({"tiled": True} if classes else {})}
     with atomic_path(path) as tmp:
-        da.rio.to_raster(tmp, driver="GTiff" if classes else "COG", compress="DEFLATE", **({"tiled": True} if classes else {}))
-        if classes:
-            import rasterio
+        if da.chunks is None:
+            da.rio.to_raster(tmp, **layout)
+        else:
+            import threading
 
+            raw = tmp.with_name(tmp.name + ".raw.tif")
+            try:
+                da.rio.to_raster(raw, driver="GTiff", tiled=True, lock=threading.Lock())
+                rasterio.shutil.copy(raw, tmp, **layout)
+            finally:
+                raw.unlink(missing_ok=True)
+        if classes:
             from .classtable import palette
 
             flat = palette(da.attrs["flag_colors"])

@@ -17,7 +17,8 @@ row-normalised), per-class precision, recall and IoU, overall accuracy, mean IoU
 the validation images (kept in the model file); 04 scores the calibration of the best model's probabilities
 (ECE, NLL before/after, the most uncertain pixels' accuracy; reliability diagram, uncertainty maps).
 ``predict_lazy`` runs a model over an image of any size chunk by chunk with dask (out of core), with
-``probabilities`` also a band per class and the uncertainty.
+``probabilities`` also a band per class and the uncertainty; ``geonb predict`` runs it on NetCDF, zarr and
+GeoTIFF inputs (``infer.read_photo_lazy``), so the writers stream the result.
 
 The package: ``data`` (parameters, image/label pairs, class weights), ``infer`` (the one inference path:
 04, the accessor, ``geonb predict``), ``calibrate`` (the temperature fit, 04's calibration), ``steps`` (the
@@ -35,5 +36,5 @@ TASK = Task(
     "segment", "aerial image → land-cover class per pixel (Dubai aerial imagery, or any image + labels)", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
-    predict_file=predict_file, predict_options=("tile", "probabilities"),
+    predict_file=predict_file, predict_options=("tile", "chunk", "probabilities"),
 )

@@ -9,19 +9,25 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ... import aerial, calibration
+from ... import aerial, calibration, images
 from ...errors import GeonbError
-from ...io import NETCDF
+from ...io import GEOTIFF, NETCDF
 from ...modelfile import TrainedModel
 from ...predict import Predictor, lazy_map
+
+
+def _check_multiple(pred: Predictor, size: int, what: str = "tile") -> int:
+    if size % pred.multiple:
+        raise GeonbError(f"{what}={size} is not a multiple of {pred.multiple} (2^depth of this network): {what}s must "
+                         f"start on its pooling grid. Use e.g. --{what} "
+                         f"{max(pred.multiple, size // pred.multiple * pred.multiple)}.")
+    return size
 
 
 def _check_tile(pred: Predictor, tile: int | None, shape) -> int | None:
     if tile is None:
         return None
-    if tile % pred.multiple:
-        raise GeonbError(f"tile={tile} is not a multiple of {pred.multiple} (2^depth of this network): tiles must "
-                         f"start on its pooling grid. Use e.g. --tile {max(pred.multiple, tile // pred.multiple * pred.multiple)}.")
+    _check_multiple(pred, tile)
     if tile > max(shape):
         raise GeonbError(f"tile={tile} is larger than the {shape[0]}×{shape[1]} px image; give a tile of at most "
                          f"{max(shape)} px, or none (one pass).")
@@ -108,46 +114,118 @@ def class_attrs(model: TrainedModel) -> dict:
             "no_label": aerial.IGNORE}
 
 
+def _side(pred: Predictor) -> int:
+    """The default tile or chunk side: ~1024 px, a multiple of the network's pooling (memory)."""
+    return pred.multiple * max(1, 1024 // pred.multiple)
+
+
 def _tile(pred: Predictor, photo: np.ndarray) -> int | None:
-    """Whole images up to ~1 Mpx in one pass, larger ones in 1024-px-ish tiles (memory)."""
-    tile = pred.multiple * max(1, 1024 // pred.multiple)
+    """Whole images up to ~1 Mpx in one pass, larger ones in ``_side`` tiles."""
+    tile = _side(pred)
     return None if max(photo.shape[:2]) <= tile else tile
 
 
 def predict_file(model: TrainedModel, args):
     """``geonb predict`` for a segment model: an RGB image in (GeoTIFF/PNG/JPEG/NetCDF/zarr), class ids out
     (uint8; 255 where the input has no data) in the format of ``--out`` (.tif/.png, .nc, .zarr), a GeoTIFF's
-    georeferencing kept; ``--tile`` px per tile (a multiple of 2^depth; default ~1024). ``--probabilities``:
-    also ``with_probabilities`` (NaN where the input has no data) in .nc/.zarr; a .tif then holds them as bands
+    georeferencing kept. NetCDF, zarr and GeoTIFF with a CRS (the formats of large rasters) are read and
+    predicted lazily, ``--chunk`` px per dask chunk side (a multiple of 2^depth; default ~1024, or ``--tile``),
+    so the writer streams the result chunk by chunk; PNG/JPEG/plain TIFF are decoded whole (PIL) and predicted
+    in ``--tile`` px tiles (default ~1024). Both equal a one-shot prediction. ``--probabilities``: also
+    ``with_probabilities`` (NaN where the input has no data) in .nc/.zarr; a .tif then holds them as bands
     (one per class, then the uncertainty; the class map is their argmax) and needs a georeferenced input."""
     if args.probabilities:
         _check_probability_out(args.out, args.input)
     aerial.refuse_lossy(args.out, "a class map")
-    photo, tags, valid = aerial.read_photo(args.input, args.var)
     pred = Predictor(model)
-    classes, probs = segment_image(pred, photo, tile=args.tile if args.tile else _tile(pred, photo), valid=valid,
-                                   probabilities=True)
-    h, w = classes.shape
-    ds = xr.Dataset({"class": (("y", "x"), classes, class_attrs(model))},
-                    coords={"y": np.arange(h), "x": np.arange(w)},
-                    attrs={"title": f"geonb {model.arch} classes of {args.input}", "image_variable": "class",
-                           "source": f"geonb model {args.model} ({model.arch}, trained on "
-                                     f"{model.info.get('trained_on', '?')})"})
+    if is_lazy_input(args.input):
+        chunk = _check_multiple(pred, args.chunk or args.tile or _side(pred), "chunk" if args.chunk else "tile")
+        photo, valid = read_photo_lazy(args.input, args.var, chunk)
+        if max(photo.shape[:2]) > chunk and min(photo.shape[:2]) > pred.halo:
+            ds = _predicted_lazily(model, photo, valid, args.probabilities)
+        else:  # one chunk, or thinner than the overlap dask gives a chunk: small, predicted whole
+            ds = _predicted(model, pred, photo.values, valid.compute(), None, args.probabilities)
+        tags = {}
+    elif args.chunk:
+        raise GeonbError(f"--chunk applies to NetCDF, zarr and GeoTIFF (with a CRS) inputs, which are read lazily; "
+                         f"{args.input} is decoded whole: drop --chunk (--tile sets its tiles).")
+    else:
+        photo, tags, valid = aerial.read_photo(args.input, args.var)
+        ds = _predicted(model, pred, photo, valid, args.tile, args.probabilities)
+    h, w = ds["class"].shape
+    ds = ds.assign_coords(y=np.arange(h), x=np.arange(w)).assign_attrs(
+        title=f"geonb {model.arch} classes of {args.input}", image_variable="class",
+        source=f"geonb model {args.model} ({model.arch}, trained on {model.info.get('trained_on', '?')})")
     ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
-    if args.probabilities:
-        probs = np.where(valid, probs, np.nan).astype(np.float32) if valid is not None else probs.astype(np.float32)
-        ds = with_probabilities(ds, model, list(probs), calibration.uncertainty(probs, 0))
-        if Path(args.out).suffix.lower() in (".tif", ".tiff"):  # one GeoTIFF band per variable, in this order
-            bands = [k for k in ds.data_vars if k != "class"]
-            ds["bands"] = ds[bands].to_dataarray("band").transpose("y", "x", "band").assign_attrs(
-                long_name=tuple(ds[k].attrs["long_name"] for k in bands), units="1")
-            ds = ds[["bands"]].drop_vars("band").assign_attrs(ds.attrs, image_variable="bands")
+    if args.probabilities and Path(args.out).suffix.lower() in (".tif", ".tiff"):
+        bands = [k for k in ds.data_vars if k != "class"]  # one GeoTIFF band per variable, in this order
+        ds["bands"] = ds[bands].to_dataarray("band").transpose("y", "x", "band").assign_attrs(
+            long_name=tuple(ds[k].attrs["long_name"] for k in bands), units="1")
+        ds = ds[["bands"]].drop_vars("band").assign_attrs(ds.attrs, image_variable="bands")
     geo = aerial.georeference(args.input)
     if geo is not None:  # map coordinates and the CF grid mapping (rioxarray's spatial_ref): GeoTIFF/NetCDF/zarr out
         ds = ds.assign_coords(geo)
         for k in ds.data_vars:
             ds[k].attrs["grid_mapping"] = "spatial_ref"
     return ds
+
+
+def _predicted(model: TrainedModel, pred: Predictor, photo: np.ndarray, valid, tile, probabilities: bool):
+    """A photo in memory → the Dataset of ``predict_file`` (``tile``: None for ``_tile``'s)."""
+    classes, probs = segment_image(pred, photo, tile=tile or _tile(pred, photo), valid=valid, probabilities=True)
+    ds = xr.Dataset({"class": (("y", "x"), classes, class_attrs(model))})
+    if probabilities:
+        probs = np.where(valid, probs, np.nan).astype(np.float32) if valid is not None else probs.astype(np.float32)
+        ds = with_probabilities(ds, model, list(probs), calibration.uncertainty(probs, 0))
+    return ds
+
+
+def _predicted_lazily(model: TrainedModel, photo: xr.DataArray, valid, probabilities: bool) -> xr.Dataset:
+    """``predict_lazy`` with the no-data pixels of ``valid`` (lazy, y × x) as ``aerial.IGNORE`` / NaN."""
+    out = predict_lazy(model, photo, probabilities=probabilities)
+    ds = out if probabilities else out.to_dataset()
+    valid = xr.DataArray(valid, dims=ds["class"].dims)
+    for k in ds.data_vars:
+        ds[k] = ds[k].where(valid, aerial.IGNORE).astype(np.uint8) if k == "class" else ds[k].where(valid)
+    return ds
+
+
+def is_lazy_input(path) -> bool:
+    """NetCDF/zarr, or a GeoTIFF with a CRS: read chunk by chunk (``read_photo_lazy``)."""
+    p = Path(path)
+    return aerial.is_gridded(p) or (p.suffix.lower() in GEOTIFF and aerial.georeference(p) is not None)
+
+
+def read_photo_lazy(path, var: str, chunk: int):
+    """``aerial.read_photo`` of a NetCDF/zarr variable or a GeoTIFF with a CRS, lazily: a dask-backed
+    (y, x, band) uint8 DataArray in ``chunk``² px chunks, and where it has data (lazy (y, x) bool: NaN, a
+    GeoTIFF's nodata — all three bands for 8-bit, any band for 16-bit/float images, as ``read_photo`` and
+    ``images.tiff_bands`` — or alpha 0)."""
+    import dask.array as dsa
+
+    p = Path(path)
+    if aerial.is_gridded(p):
+        da = aerial.photo_variable(p, var, lazy=True)
+        data, what, nodata, alpha = da.data, f"{path}:{da.name}", None, None
+    else:
+        import rioxarray
+
+        da = rioxarray.open_rasterio(p, chunks={"band": -1, "y": chunk, "x": chunk})
+        images.check_bands(p, da.sizes["band"])
+        data, what, nodata = da.data.transpose(1, 2, 0), str(p), da.rio.nodata
+        alpha = data[..., 3] > 0 if data.shape[2] == 4 else None
+        data = data[..., :3] if data.shape[2] > 1 else dsa.repeat(data, 3, axis=2)
+    data = data.rechunk((chunk, chunk, -1))
+    valid = dsa.isfinite(data).all(-1) if data.dtype.kind == "f" else dsa.ones(data.shape[:2], bool, chunks=chunk)
+    if nodata is not None:
+        hit = data == nodata
+        # dask's & and ~ on bool arrays give NotImplemented here: its ufuncs
+        valid = dsa.logical_and(valid, dsa.logical_not(hit.all(-1) if data.dtype == np.uint8 else hit.any(-1)))
+    if alpha is not None:
+        valid = dsa.logical_and(valid, alpha.rechunk(chunk))
+    if data.dtype != np.uint8:  # no-data values out of the scaled range, as tiff_bands
+        data = dsa.where(valid[..., None], data, 0)
+    return xr.DataArray(images.to_uint8(data, what), dims=("y", "x", "band")), valid
 
 
 def _check_probability_out(out, image) -> None:
