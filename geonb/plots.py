@@ -228,10 +228,15 @@ def loss_curves(history: list[dict], path, title: str = "") -> Path:
     other = sorted({k for h in history for k in h} - {"epoch", "loss", "val_loss"})
     fig, axes = plt.subplots(1, 2 if other else 1, figsize=(10 if other else 5.5, 3.8), squeeze=False)
     ax = axes[0, 0]
+    shown = []
     for key in ("loss", "val_loss"):
         if any(key in h for h in history):
-            ax.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key.replace("_", " "))
-    ax.set(xlabel="epoch", ylabel="loss (log scale)", yscale="log", title=title or "loss curves")
+            shown += [h.get(key, np.nan) for h in history]
+            ax.plot(epochs, shown[-len(history):], marker=".", label=key.replace("_", " "))
+    # a log axis would hide every value ≤ 0 (a Gaussian NLL goes negative as σ shrinks): linear then
+    log = bool(shown) and np.nanmin(np.asarray(shown, float)) > 0
+    ax.set(xlabel="epoch", ylabel="loss (log scale)" if log else "loss", yscale="log" if log else "linear",
+           title=title or "loss curves")
     ax.legend()
     if other:
         for key in other:

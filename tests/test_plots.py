@@ -71,3 +71,20 @@ def test_count_rows_print_as_integers_beside_scores_with_their_digits():
     text = Report("t", tables={"RMSE": table}).table_text(3)
     assert "12122" in text and "12122.0" not in text and "0.180" in text and "NaN" in text
     assert Report("t", tables={"RMSE": table}).numbers()["RMSE | n points | clouds"] == 12122.0  # data unchanged
+
+
+def test_loss_curves_keep_negative_losses_on_a_linear_axis(tmp_path, monkeypatch):
+    """A Gaussian NLL goes below zero: on a log axis those epochs would vanish from the figure."""
+    seen = {}
+    save = plots.save_figure
+
+    def keep(fig, path):
+        seen["scales"] = [a.get_yscale() for a in fig.axes]
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    history = [{"epoch": e, "loss": 0.5 - 0.1 * e, "val_loss": 0.4 - 0.1 * e} for e in range(1, 9)]
+    plots.loss_curves(history, tmp_path / "nll.png")
+    assert seen["scales"] == ["linear"]
+    plots.loss_curves([{**h, "loss": 1 / h["epoch"], "val_loss": 2 / h["epoch"]} for h in history], tmp_path / "mse.png")
+    assert seen["scales"] == ["log"]
