@@ -38,7 +38,7 @@ from ..report import Report
 from ..training import run_accelerator
 from . import Task
 from . import translate_calibration as probabilities
-from .segment.infer import _check_probability_out as check_probability_out
+from .segment.infer import as_written, check_probability_out
 
 NORM = aerial.RANGE  # 0–255 ↔ [−1, 1] (tanh output), photos and maps alike; kept in the model file
 VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
@@ -307,8 +307,7 @@ def predict_file(model: TrainedModel, args):
         attrs={**attrs, "image_variable": "map"})
     ds.encoding["tiff_tags"] = tags  # a GeoTIFF's georeferencing
     if args.probabilities:
-        ds = probabilities.with_class_probabilities(ds, model, rgb, args.input,
-                                                    tif=Path(args.out).suffix.lower() in (".tif", ".tiff"))
+        ds = as_written(probabilities.with_class_probabilities(ds, model, rgb), args.out, args.input, True)
     return ds
 
 

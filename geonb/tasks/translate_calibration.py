@@ -65,22 +65,8 @@ def iou_columns(scores: dict) -> dict[str, float]:
     return {"mean IoU": scores["mean IoU"], **{f"IoU {n}": float(v) for n, v in zip(aerial.NAMES, scores["IoU"])}}
 
 
-def with_class_probabilities(ds: xr.Dataset, model: TrainedModel, rgb: np.ndarray, image, tif: bool) -> xr.Dataset:
+def with_class_probabilities(ds: xr.Dataset, model: TrainedModel, rgb: np.ndarray) -> xr.Dataset:
     """``geonb predict --probabilities``: ``ds`` (the map and its ``class``) with a probability per class and the
-    uncertainty (segmentation's ``with_probabilities``), on the map coordinates of a georeferenced ``image``;
-    for a GeoTIFF (``tif``) those bands alone, one per class, then the uncertainty."""
+    uncertainty (segmentation's ``with_probabilities``)."""
     probs = np.moveaxis(class_probabilities(model, rgb), -1, 0).astype(np.float32)
-    ds = with_probabilities(ds, model, list(probs), calibration.uncertainty(probs, 0))
-    if tif:
-        names = list(ds["class"].attrs["ancillary_variables"].split())
-        bands = ds[names].to_dataarray("band").transpose("y", "x", "band").drop_vars("band")
-        ds = xr.Dataset({"bands": bands.assign_attrs(long_name=tuple(ds[k].attrs["long_name"] for k in names),
-                                                     units="1")}, attrs={**ds.attrs, "image_variable": "bands"})
-    geo = aerial.georeference(image)
-    if geo is None:
-        return ds
-    ds = ds.assign_coords(geo)
-    for k in ds.data_vars:
-        ds[k].attrs["grid_mapping"] = "spatial_ref"
-    return ds
-
+    return with_probabilities(ds, model, list(probs), calibration.uncertainty(probs, 0))

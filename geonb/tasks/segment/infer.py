@@ -135,7 +135,7 @@ def predict_file(model: TrainedModel, args):
     ``with_probabilities`` (NaN where the input has no data) in .nc/.zarr; a .tif then holds them as bands
     (one per class, then the uncertainty; the class map is their argmax) and needs a georeferenced input."""
     if args.probabilities:
-        _check_probability_out(args.out, args.input)
+        check_probability_out(args.out, args.input)
     aerial.refuse_lossy(args.out, "a class map")
     pred = Predictor(model)
     if is_lazy_input(args.input):
@@ -157,13 +157,21 @@ def predict_file(model: TrainedModel, args):
         title=f"geonb {model.arch} classes of {args.input}", image_variable="class",
         source=f"geonb model {args.model} ({model.arch}, trained on {model.info.get('trained_on', '?')})")
     ds.encoding["tiff_tags"] = {**tags, aerial.NODATA_TAG: str(aerial.IGNORE)} if tags else tags
-    if args.probabilities and Path(args.out).suffix.lower() in (".tif", ".tiff"):
-        bands = [k for k in ds.data_vars if k != "class"]  # one GeoTIFF band per variable, in this order
-        ds["bands"] = ds[bands].to_dataarray("band").transpose("y", "x", "band").assign_attrs(
-            long_name=tuple(ds[k].attrs["long_name"] for k in bands), units="1")
-        ds = ds[["bands"]].drop_vars("band").assign_attrs(ds.attrs, image_variable="bands")
-    geo = aerial.georeference(args.input)
-    if geo is not None:  # map coordinates and the CF grid mapping (rioxarray's spatial_ref): GeoTIFF/NetCDF/zarr out
+    return as_written(ds, args.out, args.input, args.probabilities)
+
+
+def as_written(ds: xr.Dataset, out, image, probabilities: bool) -> xr.Dataset:
+    """``geonb predict``'s Dataset as ``out`` holds it (segment and translate models): to a GeoTIFF with
+    ``probabilities``, their bands alone — one per class, then the uncertainty, as the class map's
+    ``ancillary_variables`` names them; on the map coordinates and CF grid mapping (rioxarray's spatial_ref)
+    of a georeferenced ``image``."""
+    if probabilities and Path(out).suffix.lower() in (".tif", ".tiff"):
+        names = ds["class"].attrs["ancillary_variables"].split()
+        bands = ds[names].to_dataarray("band").transpose("y", "x", "band").drop_vars("band")
+        ds = xr.Dataset({"bands": bands.assign_attrs(long_name=tuple(ds[k].attrs["long_name"] for k in names),
+                                                     units="1")}, attrs={**ds.attrs, "image_variable": "bands"})
+    geo = aerial.georeference(image)
+    if geo is not None:
         ds = ds.assign_coords(geo)
         for k in ds.data_vars:
             ds[k].attrs["grid_mapping"] = "spatial_ref"
@@ -228,7 +236,7 @@ def read_photo_lazy(path, var: str, chunk: int):
     return xr.DataArray(images.to_uint8(data, what), dims=("y", "x", "band")), valid
 
 
-def _check_probability_out(out, image) -> None:
+def check_probability_out(out, image) -> None:
     """Probabilities are float bands: NetCDF, zarr, or a GeoTIFF of a georeferenced image (a plain TIFF/PNG/JPEG
     holds 8-bit colours)."""
     suffix = Path(out).suffix.lower()
