@@ -65,7 +65,7 @@ class GeonbAccessor:
         check_inputs(model, low_res, conds, f"the DataArray {self._da.name!r}")
         sigma = has_sigma(model)
         if low_res.chunks:
-            hr, error = unpacked(predict_lazy(predictor, low_res.data, conds, chunk=None, tile=tile, sigma=sigma))
+            hr, error = unpacked(predict_lazy(predictor, low_res.data, conds, chunk=None, tile=tile, sigma=sigma), sigma)
         else:
             hr = predict_grid(predictor, low_res.values.astype("float64"), conds, tile=tile, sigma=sigma)
             hr, error = hr if sigma else (hr, None)

@@ -66,14 +66,14 @@ def predict_grid(predictor: Predictor, low_res: np.ndarray, conds=(), *, halo=No
 
 
 def _packed(out, sigma: bool):
-    """A fine block (grid, or (grid, σ) with ``sigma``) as one array: σ rides as the imaginary part of a
-    complex64, so one lazy pass per chunk yields both (``unpacked`` splits them)."""
-    return (out[0] + 1j * out[1]).astype(np.complex64) if sigma else out.astype(np.float32)
+    """A fine block (grid, or (grid, σ) with ``sigma``) as one float32 array: σ as a last axis of 2 bands, so
+    one lazy pass per chunk yields both (``lazy_map``'s ``bands``; ``unpacked`` splits them)."""
+    return np.stack(out, -1).astype(np.float32) if sigma else out.astype(np.float32)
 
 
-def unpacked(out):
+def unpacked(out, sigma: bool):
     """(grid, σ) of a ``predict_lazy``/``predict_steps`` result made with ``sigma``; (grid, None) without."""
-    return (out.real, out.imag) if np.iscomplexobj(out) else (out, None)
+    return (out[..., 0], out[..., 1]) if sigma else (out, None)
 
 
 def predict_lazy(predictor: Predictor, low_res, conds=(), *, chunk: int | None = 512, tile: int | str | None = "auto",
@@ -83,8 +83,8 @@ def predict_lazy(predictor: Predictor, low_res, conds=(), *, chunk: int | None =
     as its tiles' context and predicted in ``tile``-cell tiles (``"auto"``: sized from the free memory
     shared by dask's threads) → a lazy (y·f, x·f) float32 dask array equal to the
     in-memory prediction; memory is bounded by the chunk size, not the grid's. Conditioning grids
-    (numpy/dask, at their resolutions) travel with the chunks as channels. ``sigma``: σ too, packed with the
-    grid in one lazy complex array (``unpacked`` splits it)."""
+    (numpy/dask, at their resolutions) travel with the chunks as channels. ``sigma``: σ too, a last axis of 2
+    (grid, σ) of the same lazy array (``unpacked`` splits it)."""
     import dask.array as dsa
 
     model = predictor.model
@@ -106,7 +106,7 @@ def predict_lazy(predictor: Predictor, low_res, conds=(), *, chunk: int | None =
         return _packed(predict_grid(predictor, b[..., 0], cs, tile=tile, padded=True, sigma=sigma), sigma)
 
     return lazy_map(block, dsa.concatenate(parts, axis=2), halo=predictor.halo, factor=model.arch_args["factor"],
-                    crops=True, dtype=np.complex64 if sigma else np.float32)
+                    crops=True, bands=2 if sigma else 0)
 
 
 def _cond_on_grid(spec: str, target: xr.Dataset, factor: int, allow_outliers: bool):
@@ -176,7 +176,7 @@ def predict_file(model: TrainedModel, args) -> xr.Dataset:
         check_finite(da.data, f"{args.input}:{da.name}")  # one lazy pass over the input before any prediction
         hr = predict_lazy(predictor, da.data, conds, chunk=args.chunk or 512, tile=args.tile or "auto",
                           sigma=has_sigma(model))
-    out = super_resolved(model, grid, *unpacked(hr), f"{args.input}", f"geonb model {args.model}")
+    out = super_resolved(model, grid, *unpacked(hr, has_sigma(model)), f"{args.input}", f"geonb model {args.model}")
     if not has_sigma(model) or "time" in da.dims or Path(args.out).suffix.lower() not in GEOTIFF:
         return out
     # a GeoTIFF holds one variable: the grid and its σ as bands 1 and 2, the units they share
@@ -199,7 +199,7 @@ def check_inputs(model: TrainedModel, low_res: xr.DataArray, conds, what: str) -
 def predict_steps(predictor: Predictor, low_res, conds=(), *, tile: int | str | None = "auto", sigma: bool = False):
     """Every step of a (time, y, x) low-res series (numpy or dask), lazily, one dask chunk per step: the
     step's NaN cells (clouds, land) nearest-filled for the network and NaN again in the output (each
-    covers its factor × factor fine cells), as training treated them. ``sigma``: σ too, packed as in
+    covers its factor × factor fine cells), as training treated them. ``sigma``: σ too, a last axis of 2 as in
     ``predict_lazy``."""
     import dask.array as dsa
 
@@ -213,8 +213,9 @@ def predict_steps(predictor: Predictor, low_res, conds=(), *, tile: int | str | 
         gaps = np.kron(~np.isfinite(block[0]), np.ones((f, f), bool))
         return _packed(np.where(gaps, np.nan, out), sigma)[None]
 
-    return low_res.map_blocks(step, dtype=np.complex64 if sigma else np.float32,
-                              chunks=((1,) * low_res.shape[0], (low_res.shape[1] * f,), (low_res.shape[2] * f,)))
+    return low_res.map_blocks(step, dtype=np.float32, new_axis=[3] if sigma else None,
+                              chunks=((1,) * low_res.shape[0], (low_res.shape[1] * f,), (low_res.shape[2] * f,),
+                                      *[(2,)][:sigma]))
 
 
 def conditioning(model: TrainedModel, grid: xr.Dataset, specs, allow_outliers: bool = False) -> list[np.ndarray]:
