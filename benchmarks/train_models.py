@@ -47,12 +47,13 @@ FAMILIES = {
                       metric="RMSE (m of ice) ×4 on the test blocks; lower is better",
                       scores={"srcnn": ("srcnn / 4", "RMSE"), "cubic spline": ("spline / 4", "RMSE"),
                               "bicubic": ("bicubic / 4", "RMSE")}),
-    "generate": dict(name="acgan_mnist", arch="acgan", params={},
-                     budget="the task's defaults (30 epochs)",
+    "generate": dict(name="acgan_mnist", arch="acgan", params={"epochs": 60, "patience": 20},
+                     budget="60 epochs, patience 20 (the task's default: 30 epochs)",
                      metric="share of generated digits the judge recognises as the class asked for; higher is better",
                      scores={"acgan": ("all", "recognised"), "real held-out digits": ("all", "judge accuracy (real)")}),
-    "segment": dict(name="unet_seg_dubai", arch="unet_seg", params={},
-                    budget="the task's defaults (10 epochs of 25 batches, patience 5)",
+    "segment": dict(name="unet_seg_dubai", arch="unet_seg", params={"epochs": 30, "patience": 10, "val_location": [1, 2]},
+                    budget="30 epochs of 25 batches, patience 10, validated on two locations (tile_1 and tile_2; the "
+                           "task's default: 10 epochs, patience 5, tile_2)",
                     metric="overall accuracy on held-out location tile_3; higher is better",
                     scores={"unet_seg": ("unet_seg", "overall accuracy"),
                             "random forest (RGB)": ("random_forest_rgb", "overall accuracy"),
@@ -85,7 +86,7 @@ def command(family: str, spec: dict) -> str:
     """The ``geonb run`` line of the same run (``geonb train`` takes the same values as flags)."""
     params = {"arch": spec["arch"], "seed": SEED, **spec["params"]}
     return "geonb run --run-dir runs/shipped/" + family + "".join(
-        f" -p {k} {v if v != '' else repr(v)}" for k, v in params.items())
+        f" -p {k} {str(v).replace(' ', '') if v != '' else repr(v)}" for k, v in params.items())
 
 
 def table_rows(table) -> dict:
@@ -153,10 +154,11 @@ def main() -> None:
     args = parser.parse_args()
     run_root = Path(tempfile.mkdtemp(prefix="geonb-shipped-")) if args.quick else args.run_root
     store = (run_root if args.quick else RESULTS) / "shipped_models.json"
-    results = json.loads(store.read_text()) if store.exists() else {}
     for family in args.family:
         t0 = time.perf_counter()
-        results[family] = train(family, run_root, args.quick)
+        entry = train(family, run_root, args.quick)
+        # read just before writing: another family's run may have written meanwhile
+        results = {**(json.loads(store.read_text()) if store.exists() else {}), family: entry}
         print(f"[train_models] {family} done in {time.perf_counter() - t0:.0f} s", flush=True)
         store.write_text(json.dumps(results, indent=1))
         write_markdown(results, store.with_suffix(".md"))

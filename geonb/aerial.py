@@ -270,7 +270,9 @@ def load_location(location: int, parts=PARTS, root=None) -> list[Pair]:
 
 # The parameters of the tasks that read these images by location (translate, segment).
 LOCATION_PARAMS = (
-    Param("val_location", int, 2, "the location (1–7) held out for validation", "data_prep", min=1, max=7),
+    Param("val_location", list, [2], "the locations (1–7) held out for validation: one (2) or several ([2, 6]), "
+                                     "so the epoch and the temperature are not chosen on one neighbourhood",
+          "data_prep", min=1, max=7, single=True),
     Param("test_location", int, 3, "the location (1–7) held out for testing", "data_prep", min=1, max=7),
     Param("parts", int, 9, "image parts per location used (1–9)", "data_prep", quick=1, min=1, max=9),
 )
@@ -282,15 +284,22 @@ def task_params(data_help: str, **overrides) -> ParamSet:
     return COMMON.override(data={"default": "dubai", "help": data_help}, **overrides) + LOCATION_PARAMS
 
 
-def split_locations(val: int, test: int) -> dict[str, list[int]]:
-    """Whole locations to splits: ``test`` and ``val`` one each, the rest train."""
-    for name, loc in (("val_location", val), ("test_location", test)):
+def split_locations(val: int | list[int], test: int) -> dict[str, list[int]]:
+    """Whole locations to splits: ``test`` one, ``val`` one or several, the rest train."""
+    val = [val] if isinstance(val, int) else list(val)
+    for name, loc in [*(("val_location", v) for v in val), ("test_location", test)]:
         if loc not in LOCATIONS:
             raise GeonbError(f"{name}={loc}: pick one of {', '.join(map(str, LOCATIONS))}.")
-    if val == test:
-        raise GeonbError(f"val_location and test_location are both {val}; they must differ (no test location "
-                         "may be seen in training or validation).")
-    return {"train": [k for k in LOCATIONS if k not in (val, test)], "val": [val], "test": [test]}
+    if not val or len(set(val)) < len(val):
+        raise GeonbError(f"val_location={val}: give one location or several different ones, e.g. [2, 6].")
+    if test in val:
+        raise GeonbError(f"location {test} is both the test_location and a val_location; they must differ (no test "
+                         "location may be seen in training or validation).")
+    train = [k for k in LOCATIONS if k not in (*val, test)]
+    if not train:
+        raise GeonbError(f"val_location={val} and test_location={test} leave no location to train on; validate on "
+                         "fewer locations.")
+    return {"train": train, "val": val, "test": [test]}
 
 
 def brightness_field(photos: dict[int, np.ndarray], size: int = 504):

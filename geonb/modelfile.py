@@ -86,6 +86,7 @@ def _count(most: int):
 RANGES = {
     ("method_args", "sigma_scale"): (lambda v: _number(v, 1e-6, 1e6), "a finite number from 1e-6 to 1e6"),
     ("method_args", "temperature"): (lambda v: _number(v, 0.01, 100.0), "a finite number from 0.01 to 100"),
+    ("method_args", "tta"): (lambda v: isinstance(v, bool), "true or false"),
     ("method_args", "average"): (lambda v: v in AVERAGING, " or ".join(map(repr, AVERAGING))),
     ("method_args", "residual"): (lambda v: isinstance(v, bool), "true or false"),
     ("inputs", "window"): (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 31,

@@ -33,6 +33,7 @@ class Param:
     above: float | None = None
     max: float | None = None
     allowed: tuple | None = None
+    single: bool = False  # a list parameter that also takes one number alone (2 → [2])
     valid: Callable[[Any], str | None] | None = None
 
     def check(self, value):
@@ -43,6 +44,8 @@ class Param:
             value = float(value)
         if self.type is list and isinstance(value, tuple):
             value = list(value)
+        if self.single and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             raise GeonbError(f"parameter {self.name!r} must be {self.type.__name__} ({self.help}); "
                              f"got {value!r} ({type(value).__name__}).")

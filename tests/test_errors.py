@@ -539,7 +539,7 @@ def test_a_subset_written_by_xarray_with_both_fill_values_fills(files, tmp_path,
     ({"seed": 2 ** 40}, "'seed' = 1099511627776: must be at most 4.29497e+09"),
     ({"batch_size": 10 ** 9}, "'batch_size' = 1000000000: must be at most 4096"),
     ({"arch": "dincae", "widths": [16, 10 ** 6]}, "must be at most 1024 in every item"),
-    ({"arch": "segnet", "val_location": 9}, "'val_location' = 9: must be at most 7"),
+    ({"arch": "segnet", "val_location": 9}, "'val_location' = [9]: must be at most 7 in every item"),
     ({"arch": "acgan", "per_class": 10 ** 9}, "'per_class' = 1000000000: must be at most 10000"),
 ])
 def test_bad_parameter_values_are_refused_naming_parameter_value_and_what_is_allowed(tmp_path, params, message):
@@ -592,6 +592,7 @@ def _saved(path, obj):
     ("negative_sigma_scale", "method_args['sigma_scale'] is -1.0; it must be a finite number"),
     ("nan_sigma_scale", "method_args['sigma_scale'] is nan"),
     ("string_average", "method_args['average'] is 'median'"),
+    ("string_tta", "method_args['tta'] is 'yes'; it must be true or false"),
     ("huge_valid_above", "inputs['valid_above'] is inf"),
     ("string_norm", "normalisation 'target'"),
     ("no_inputs", "inputs['variable']"),
@@ -630,9 +631,10 @@ def test_bad_model_files_are_not_geonb_model_files(tmp_path, capsys, case, reaso
     elif case in ("tiny_std", "huge_std", "std_below_float32_digits"):
         pair = {"tiny_std": [500.0, 1e-300], "huge_std": [500.0, 1e300], "std_below_float32_digits": [1e9, 1.0]}[case]
         _saved(path, {**good, "norms": {"target": pair}})
-    elif case in ("negative_sigma_scale", "nan_sigma_scale", "string_average"):
-        value = {"negative_sigma_scale": -1.0, "nan_sigma_scale": float("nan"), "string_average": "median"}[case]
-        _saved(path, {**good, "method_args": {"sigma_scale" if "sigma" in case else "average": value}})
+    elif case in ("negative_sigma_scale", "nan_sigma_scale", "string_average", "string_tta"):
+        value = {"negative_sigma_scale": -1.0, "nan_sigma_scale": float("nan"), "string_average": "median",
+                 "string_tta": "yes"}[case]
+        _saved(path, {**good, "method_args": {case.split("_", 1)[1]: value}})
     elif case == "huge_valid_above":
         _saved(path, {**good, "inputs": {**good["inputs"], "valid_above": float("inf")}})
     elif case == "string_norm":

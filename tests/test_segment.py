@@ -72,6 +72,29 @@ def test_tiled_equals_one_shot_and_too_small_a_halo_shows_the_seam(name):
     assert diff[border].mean() > diff[~border].mean()  # … most at the tile borders: a seam
 
 
+def test_test_time_augmentation_makes_the_prediction_turn_and_flip_with_the_image():
+    model = _model("unet_seg")
+    photo = _photo(64, 64)  # a multiple of 2^depth: no padding, which would sit on one side only
+    views = {"flip left-right": lambda a: a[..., ::-1], "flip up-down": lambda a: a[..., ::-1, :],
+             "turn 90°": lambda a: np.rot90(a, 1, (-2, -1))}
+
+    def probs(tta, image):
+        model.method_args["tta"] = tta
+        return segment_image(Predictor(model, float64=True), image, probabilities=True)[1]
+
+    for tta in (False, True):
+        p = probs(tta, photo)
+        worst = max(np.abs(probs(tta, np.ascontiguousarray(np.moveaxis(view(np.moveaxis(photo, -1, 0)), 0, -1)))
+                           - view(p)).max() for view in views.values())
+        if tta:
+            assert worst < 1e-9 and np.allclose(p.sum(0), 1)
+        else:  # the control: a network alone does not turn with its input
+            assert worst > 1e-4
+    model.method_args["tta"] = True
+    tiled = segment_image(Predictor(model, float64=True), _photo(), tile=32, probabilities=True)[1]
+    assert np.abs(tiled - segment_image(Predictor(model, float64=True), _photo(), probabilities=True)[1]).max() < 1e-12
+
+
 def test_tile_must_fit_the_pooling_grid_and_the_image():
     pred = Predictor(_model("segnet"))
     with pytest.raises(GeonbError, match="tile=12 is not a multiple of 8"):

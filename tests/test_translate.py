@@ -68,8 +68,11 @@ def test_palette_masks_load_and_bad_files_name_their_location(tmp_path):
 def test_split_is_by_whole_location():
     split = aerial.split_locations(2, 3)
     assert split == {"train": [1, 4, 5, 6, 7], "val": [2], "test": [3]}
-    with pytest.raises(GeonbError, match="must differ"):
-        aerial.split_locations(3, 3)
+    assert aerial.split_locations([2, 6], 3) == {"train": [1, 4, 5, 7], "val": [2, 6], "test": [3]}
+    for val, test, message in ((3, 3, "must differ"), ([2, 3], 3, "must differ"), ([2, 2], 3, "several different"),
+                               ([1, 2, 4, 5, 6, 7], 3, "no location to train on"), ([2, 8], 3, "pick one of")):
+        with pytest.raises(GeonbError, match=message):
+            aerial.split_locations(val, test)
 
 
 def test_random_tiles_keep_photo_and_map_aligned():

@@ -7,7 +7,9 @@ class, e.g. median-frequency balancing as SegNet did) weight each pixel's term b
     L = Σ_i w_{y_i} · (−log softmax(z_i)_{y_i}) / Σ_i w_{y_i}   over labelled pixels i.
 
 Prediction applies the model file's ``method_args["temperature"]`` T (fitted on validation pixels,
-``geonb.calibration``): the snapshots' mean probability p, then p_T ∝ exp(log p / T); the argmax stays.
+``geonb.calibration``): the snapshots' mean probability p, then p_T ∝ exp(log p / T); the argmax stays. With ``method_args["tta"]``
+(test-time augmentation) each snapshot's probability is itself the mean over the 8 flips and 90° turns of the
+input (the training augmentations), each mapped back; training and its validation never use it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from .base import Method
 class Classification(Method):
     loss_name = "cross-entropy"
     temperature = 1.0  # a model file without one: probabilities as the network gives them
+    tta = False
 
     def __init__(self, nets, *, lr: float, class_weights: list | None = None, ignore_index: int = 255,
                  betas: list | None = None):
@@ -39,7 +42,23 @@ class Classification(Method):
     def for_prediction(cls, method_args: dict) -> Method:
         method = super().for_prediction(method_args)
         method.temperature = float(method_args.get("temperature", 1.0))
+        method.tta = bool(method_args.get("tta", False))
         return method
+
+    def infer(self, net, x) -> torch.Tensor:
+        """Logits, or with ``tta`` the log of the mean probability over the 8 dihedral views of ``x``
+        (a valid input to ``combine``'s log-softmax, which leaves it unchanged)."""
+        if not self.tta:
+            return super().infer(net, x)
+        views = []
+        for flip in (False, True):
+            xf = x.flip(-1) if flip else x
+            for k in range(4):
+                logits = super().infer(net, xf.rot90(k, (-2, -1)))  # bf16 under autocast: sum in float32 at least
+                logp = torch.log_softmax(logits, 1, dtype=torch.promote_types(logits.dtype, torch.float32))
+                logp = logp.rot90(-k, (-2, -1))
+                views.append(logp.flip(-1) if flip else logp)
+        return torch.logsumexp(torch.stack(views), 0) - np.log(len(views))
 
     def combine(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Logits (N, C, H, W) of one or several snapshots → ``{"mean": class probabilities (N, C, H, W) at the

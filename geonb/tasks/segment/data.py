@@ -38,6 +38,8 @@ PARAMS = aerial.task_params(
     Param("width", int, 16, "network width: channels of the first level (VGG and U-Net: 64; 16 is CPU-sized)",
           quick=4, min=1, max=512),
     Param("depth", int, 4, "pooling levels; inputs padded to 2^depth (fcn needs 3 or more)", quick=3, min=1, max=8),
+    Param("tta", bool, False, "test-time augmentation: class probabilities averaged over the 8 flips and 90° turns "
+                              "(8× the prediction time); kept in the model file, so every prediction uses it"),
     Param("baseline_pixels", int, 200000, "training pixels the random-forest baseline learns from", "error_maps",
           quick=20000, min=1, max=10_000_000),
     Param("n_examples", int, 3, "test images shown as error maps in 04", None, min=0, max=100),

@@ -125,6 +125,7 @@ def train(run) -> Report:
                                  "scheme": run["scheme"], "patch": patch},
                          info={"trained_on": split, "history": history,
                                "class_weights": None if weights is None else weights.tolist()})
+    model.method_args["tta"] = run["tta"]
     temperature = calibrate.fit_on_validation(model, val_pairs, run["seed"])
     path = model.save(run.model_path(arch_name))
     fig = loss_curves(history, run.figure(f"03_curves_{arch_name}"),
@@ -134,7 +135,8 @@ def train(run) -> Report:
     return Report(f"03 train {arch_name}",
                   f"Up to {n} random {patch}×{patch} crops (flips, 90° turns); width {run['width']}, depth "
                   f"{run['depth']}; class weights: {wtext}. Early stopping on the validation loss; the best "
-                  f"epoch's weights are kept. Temperature T = {temperature:.3g} fitted on the validation images "
+                  f"epoch's weights are kept. " + ("Test-time augmentation: every prediction averages the probabilities "
+                  "of the 8 flips and 90° turns. " if run["tta"] else "") + f"Temperature T = {temperature:.3g} fitted on the validation images "
                   "(class probabilities ∝ p^(1/T), NLL minimised; the class map is unchanged), kept in the model "
                   f"file. Model file: `{path}`.",
                   {f"{arch_name}: history (last epochs)": pd.DataFrame(history).set_index("epoch").tail(5)}, [fig])
