@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from deeplab_segment import markdown
 
 from geonb import aerial
 from geonb.metrics.classification import confusion_scores
@@ -29,8 +30,8 @@ def score(model: TrainedModel, location: int, tta: bool) -> dict:
     truth = np.concatenate([p.classes.ravel() for p in pairs])
     s = confusion_scores(truth, np.concatenate([c.ravel() for c in preds]), len(aerial.NAMES),
                          ignore_index=aerial.IGNORE)
-    return {"overall accuracy": s["accuracy"], "mean IoU": s["mean IoU"],
-            **{f"IoU {n}": v for n, v in zip(aerial.NAMES, s["IoU"])}, "predict s": seconds}
+    return {"overall accuracy": float(s["accuracy"]), "mean IoU": float(s["mean IoU"]),
+            **{f"IoU {n}": float(v) for n, v in zip(aerial.NAMES, s["IoU"])}, "predict s": seconds}
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
     rows = {f"{split} tile_{loc}, tta {tta}": score(model, loc, tta)
             for split, loc in (("val", args.val), ("test", args.test)) for tta in (False, True)}
     print(f"# Test-time augmentation, `{args.model}`\n\n`python benchmarks/segment_tta.py {args.model}`\n")
-    print(pd.DataFrame.from_dict(rows, orient="index").round(4).to_markdown())
+    print(markdown(pd.DataFrame.from_dict(rows, orient="index")))
 
 
 if __name__ == "__main__":
