@@ -139,7 +139,7 @@ def _cmd_archs(args) -> int:
 
 # ``geonb predict``'s options by the name a task's ``predict_options`` uses: a task refuses the others
 OPTIONS = {"cond": "--cond", "tile": "--tile", "chunk": "--chunk", "mask_var": "--mask-var",
-           "allow_outliers": "--allow-outliers", "probabilities": "--probabilities"}
+           "allow_outliers": "--allow-outliers", "probabilities": "--probabilities", "tta": "--tta"}
 
 
 def predict_command(args) -> int:
@@ -197,6 +197,9 @@ def add_predict(subparsers) -> None:
     p.add_argument("--probabilities", action="store_true",
                    help="segmentation, translation: also a band per class (its calibrated probability) and the uncertainty "
                    "(1 - max probability); .nc, .zarr, or .tif for a georeferenced input")
+    p.add_argument("--tta", action="store_true",
+                   help="segmentation: average the class probabilities over the 8 flips and 90° turns of the image "
+                   "(8× the time; always on for a model trained with -p tta true)")
     p.set_defaults(func=predict_command)
 
 

@@ -95,6 +95,29 @@ def test_test_time_augmentation_makes_the_prediction_turn_and_flip_with_the_imag
     assert np.abs(tiled - segment_image(Predictor(model, float64=True), _photo(), probabilities=True)[1]).max() < 1e-12
 
 
+def test_geonb_predict_tta_turns_it_on_for_one_prediction_and_is_refused_by_other_tasks(tmp_path, capsys):
+    from .test_errors import one_error, run_cli, srcnn_model
+
+    path = _model("unet_seg").save(tmp_path / "seg.pt")
+    photo = _photo(48, 64, seed=2)
+    Image.fromarray(photo).save(tmp_path / "image.png")
+    for flags, out in (([], "plain.nc"), (["--tta"], "tta.nc")):
+        assert main(["predict", "--model", str(path), "--input", str(tmp_path / "image.png"), "--out",
+                     str(tmp_path / out), "--probabilities", *flags]) == 0
+    plain, tta = (xr.load_dataset(tmp_path / out) for out in ("plain.nc", "tta.nc"))
+    model = TrainedModel.load(path)
+    model.method_args["tta"] = True
+    expected = segment_image(Predictor(model), photo, probabilities=True)[1]
+    got = np.stack([tta[f"probability_{n}"].values for n in aerial.NAMES])
+    assert np.abs(got - expected).max() < 1e-5 and np.array_equal(tta["class"].values, expected.argmax(0))
+    assert np.abs(got - np.stack([plain[f"probability_{n}"].values for n in aerial.NAMES])).max() > 1e-4
+    assert "8 flips" in tta["class"].attrs["comment"] and "comment" not in plain["class"].attrs
+    assert not TrainedModel.load(path).method_args.get("tta")  # the model file is read, never changed
+    status, err = run_cli(capsys, "predict", "--model", srcnn_model(tmp_path / "srcnn.pt"), "--input",
+                          tmp_path / "plain.nc", "--out", tmp_path / "x.nc", "--tta")
+    assert status == 2 and "--tta does not apply to a downscale model" in one_error(err)
+
+
 def test_tile_must_fit_the_pooling_grid_and_the_image():
     pred = Predictor(_model("segnet"))
     with pytest.raises(GeonbError, match="tile=12 is not a multiple of 8"):

@@ -36,5 +36,5 @@ TASK = Task(
     "segment", "aerial image → land-cover class per pixel (Dubai aerial imagery, or any image + labels)", PARAMS,
     {"data_prep": data_prep, "simulate": simulate, "train": train, "error_maps": error_maps,
      "scatter_plots": scatter_plots, "transects": transects},
-    predict_file=predict_file, predict_options=("tile", "chunk", "probabilities"),
+    predict_file=predict_file, predict_options=("tile", "chunk", "probabilities", "tta"),
 )

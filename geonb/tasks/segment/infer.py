@@ -109,9 +109,10 @@ def class_attrs(model: TrainedModel) -> dict:
     """CF attributes of a model's class map: ``flag_values`` (uint8, the map's own type), ``flag_meanings``,
     ``flag_colors`` (hex: the palette PNG and GeoTIFF outputs carry)."""
     names = class_names(model)
+    tta = {"comment": "test-time augmentation: class probabilities averaged over the image's 8 flips and 90° turns"}
     return {"long_name": "land-cover class", "flag_values": np.arange(len(names), dtype=np.uint8),
             "flag_meanings": " ".join(names), "flag_colors": " ".join(aerial.class_colours(names)),
-            "no_label": aerial.IGNORE}
+            "no_label": aerial.IGNORE, **(tta if model.method_args.get("tta") else {})}
 
 
 def _side(pred: Predictor) -> int:
@@ -133,7 +134,9 @@ def predict_file(model: TrainedModel, args):
     so the writer streams the result chunk by chunk; PNG/JPEG/plain TIFF are decoded whole (PIL) and predicted
     in ``--tile`` px tiles (default ~1024). Both equal a one-shot prediction. ``--probabilities``: also
     ``with_probabilities`` (NaN where the input has no data) in .nc/.zarr; a .tif then holds them as bands
-    (one per class, then the uncertainty; the class map is their argmax) and needs a georeferenced input."""
+    (one per class, then the uncertainty; the class map is their argmax) and needs a georeferenced input.
+    ``--tta``: test-time augmentation for this prediction, as a model trained with ``-p tta true`` always does."""
+    model.method_args["tta"] = bool(model.method_args.get("tta")) or args.tta
     if args.probabilities:
         check_probability_out(args.out, args.input)
     aerial.refuse_lossy(args.out, "a class map")
