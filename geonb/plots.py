@@ -85,21 +85,27 @@ def _no_value(ax, proj, lat, lon, values, domain) -> set[str]:
     return {"land"} | ({"gap"} if gaps.any() else set())
 
 
-def _ticks(ax) -> None:
-    """Latitude/longitude labels on the left and bottom edges, faint graticule."""
+def _ticks(ax, labels: bool = True) -> None:
+    """Faint graticule, with latitude/longitude labels on the left and bottom edges when ``labels``."""
     from cartopy.mpl.ticker import LatitudeLocator, LongitudeLocator
 
-    grid = ax.gridlines(draw_labels=True, linewidth=0.3, color="grey", alpha=0.6, linestyle=":",
+    grid = ax.gridlines(draw_labels=labels, linewidth=0.3, color="grey", alpha=0.6, linestyle=":",
                         xlocs=LongitudeLocator(nbins=4), ylocs=LatitudeLocator(nbins=5),  # labels that fit a small map
                         x_inline=False, y_inline=False)  # on the edges, also in polar projections
     grid.top_labels = grid.right_labels = False
     grid.xlabel_style = grid.ylabel_style = {"size": 6}
 
 
+def _same_place(panel, lat, lon) -> bool:
+    _, _, lat0, lon0, *_ = panel
+    return np.array_equal(lat0, lat) and np.array_equal(lon0, lon)
+
+
 def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = "", line=None, crs: str = "",
                domain=None, gap: str = "cloud / hidden") -> Path:
     """Panels of (title, values(y, x), y, x, kind[, domain]) on maps with coastlines and lat/lon ticks, in
-    the grid's own projection (``crs``; lat/lon on PlateCarree by default).
+    the grid's own projection (``crs``; lat/lon on PlateCarree by default). A map of the same place as the
+    map to its left keeps the graticule but not the labels.
 
     ``kind`` picks the colour map (sst, elevation, diff, sigma, error); panels of the same
     kind share colour limits so they compare at a glance; ``diff`` is centred on zero. A tuple of
@@ -140,7 +146,8 @@ def map_panels(panels, path, ncols: int = 4, suptitle: str = "", units: str = ""
         mesh = ax.pcolormesh(lon, lat, values, transform=proj, cmap=cmap, vmin=lo, vmax=hi, shading="nearest")
         ax.set_extent([float(np.min(lon)), float(np.max(lon)), float(np.min(lat)), float(np.max(lat))], crs=proj)
         ax.coastlines(resolution="50m", linewidth=0.7)
-        _ticks(ax)
+        # labels on the first map of a row's run of maps of one place (a third of 04's drawing time)
+        _ticks(ax, labels=not (k % ncols and _same_place(panels[k - 1], lat, lon)))
         if line is not None:
             ax.plot(line[1], line[0], "m-", lw=1.5, transform=proj)
         ax.set_title(title, fontsize=9)

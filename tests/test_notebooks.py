@@ -43,10 +43,14 @@ def _pngs(run_dir, task):
 
 # One arch of every family on the data shipped inside the package, with every read beside the checkout
 # and the network refused (conftest); dincae/clouds (the quick main job itself) runs in test_offline.py.
-@pytest.mark.parametrize("arch,task,params", [("srcnn", "downscale", {"data": "antarctica"}), ("unet", "inpaint", {}),
-                                              ("segnet", "segment", {}), ("pix2pix", "translate", {}),
-                                              ("acgan", "generate", {})])
-def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, params, capfd):
+# The figures named are each family's own (04's standalone run, building 01-03 first: test_notebooks_segment).
+@pytest.mark.parametrize("arch,task,params,figures", [
+    ("srcnn", "downscale", {"data": "antarctica"}, {"04_spectra", "05_scatter", "06_transect"}),
+    ("unet", "inpaint", {}, {"04_maps_clouds", "05_scatter_clouds", "06_transect"}),
+    ("segnet", "segment", {}, {"04_error_maps", "04_confusion", "04_reliability"}),
+    ("pix2pix", "translate", {}, {"04_triptychs", "04_confusion"}),
+    ("acgan", "generate", {}, {"04_generated_vs_real", "04_confusion"})])
+def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, params, figures, capfd):
     written = run_notebooks(tmp_path, quick=True, params={"arch": arch, **params})
     assert [p.stem for p in written] == list(NOTEBOOKS)
     terminal = capfd.readouterr().err  # what the user's terminal shows (the kernels' stderr included)
@@ -58,6 +62,21 @@ def test_main_job_runs_all_six_notebooks_quick(tmp_path, arch, task, params, cap
         assert not _other_archs_named(path, task), path  # a short paper about this run, not about all six
     pngs = _pngs(tmp_path, task)
     assert len(pngs) >= 5 and all(p.stat().st_size > 5000 for p in pngs)  # real figures, not blanks
+    assert figures <= {p.stem for p in pngs}
+    _progress_is_one_live_view_saved_finished(written[2], arch)
+
+
+def _progress_is_one_live_view_saved_finished(notebook, arch):
+    """03's progress is one output updated in place (what papermill saves is its final state: 100 %), not
+    stderr text, and no frozen 0/N widget."""
+    outputs = [o for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"
+               for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("name") == "stderr"]
+    views = [o["data"]["text/plain"] for o in outputs if o.get("output_type") == "display_data"
+             and "the first epoch took" in o["data"].get("text/plain", "")]
+    assert len(views) == 1 and "100%" in views[0] and arch in views[0], views
+    if arch == "unet":  # 5 quick epochs: only the last is kept
+        assert "epoch 5/5" in views[0] and "epoch 4/5" not in views[0], views
 
 
 @pytest.mark.parametrize("arch,params", [("ctxgan", {}), ("rsrcnn", {"factor": 4}), ("rsrcnn", {"factor": 8}),
@@ -75,18 +94,3 @@ def test_unknown_arch_fails_in_the_notebook_with_the_valid_names(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="unknown arch 'resnet'; valid names: .*unet"):
         papermill.execute_notebook(str(REPO / "notebooks" / "03_train.ipynb"), str(tmp_path / "o.ipynb"),
                                    parameters={"arch": "resnet", "run_dir": str(tmp_path)}, progress_bar=False)
-
-
-def test_progress_in_the_notebook_is_one_live_view_saved_finished(tmp_path):
-    """03's progress is one output updated in place (what papermill saves is its final state: the last epoch),
-    not stderr text, and no frozen 0/N widget."""
-    out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / "03_train.ipynb"), str(out), cwd=str(REPO),
-                               parameters={"arch": "unet", "quick": True, "run_dir": str(tmp_path / "run")},
-                               progress_bar=False)
-    outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("name") == "stderr"]
-    views = [o["data"]["text/plain"] for o in outputs if o.get("output_type") == "display_data"
-             and "[geonb] train unet epoch" in o["data"].get("text/plain", "")]
-    assert len(views) == 1 and "epoch 5/5" in views[0] and "epoch 4/5" not in views[0], views
-    assert "100%" in views[0] and "the first epoch took" in views[0]
