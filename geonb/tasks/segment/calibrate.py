@@ -52,15 +52,18 @@ def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], t: float) -> tuple
 
 def reliability_figure(bins: dict[str, pd.DataFrame], path, title: str):
     """Reliability diagram: accuracy against mean confidence per bin, before and after temperature scaling,
-    with the pixel share per bin below."""
+    with the pixel share per bin below. Bins of under 0.1 % of the pixels are open circles off the line: a
+    handful of pixels says little about calibration."""
     import matplotlib.pyplot as plt
 
     fig, (ax, share) = plt.subplots(2, 1, figsize=(5.2, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfectly calibrated")
     width = 1 / len(next(iter(bins.values())))
     for (name, b), offset, colour in zip(bins.items(), (-0.25, 0.25), ("tab:red", "tab:blue")):
-        used = b["pixels"] > 0
+        few = b["pixels"] < 1e-3 * b["pixels"].sum()
+        used = (b["pixels"] > 0) & ~few
         ax.plot(b["confidence"][used], b["accuracy"][used], "o-", color=colour, label=name, ms=4)
+        ax.plot(b["confidence"][few], b["accuracy"][few], "o", mfc="none", color=colour, ms=4)
         share.bar(b["lower"] + width * (0.5 + offset / 2), b["pixels"] / b["pixels"].sum(), width / 2, color=colour)
     ax.set(ylabel="accuracy (share of pixels right)", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(fontsize=8, loc="upper left")
