@@ -4,7 +4,8 @@ Fits the temperature on the validation location's images (``calibrate.fit_on_val
 labelled pixels, the same call as 03) and scores the test location's probabilities before (T = 1) and after
 (``calibrate.scores``, as 04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain
 labelled pixels against the rest. Writes the table as markdown, the reliability diagram, and the first test
-images' errors beside their uncertainty; the calibrated model file goes to ``--model-out`` (not committed).
+images' errors beside their uncertainty; the calibrated model file goes to ``--model-out`` (not committed). ``--tta``
+predicts with test-time augmentation, as ``geonb predict --tta``.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/segment_calibration.py /work/keep/deeplab_tile3.pt \\
         benchmarks/results/segment_calibration.md --model-out /tmp/deeplab_tile3_T.pt
@@ -35,9 +36,11 @@ def main() -> None:
     ap.add_argument("--val-location", type=int, default=2)
     ap.add_argument("--test-location", type=int, default=3)
     ap.add_argument("--examples", type=int, default=2)
+    ap.add_argument("--tta", action="store_true", help="test-time augmentation, as geonb predict --tta")
     args = ap.parse_args()
     print(f"geonb from {geonb.__file__}; torch threads {torch.get_num_threads()}", flush=True)
     model = TrainedModel.load(args.model, task="segment")
+    model.method_args["tta"] = bool(model.method_args.get("tta")) or args.tta
     val = aerial.load_location(args.val_location)
     test = aerial.load_location(args.test_location)
     t0 = time.perf_counter()
@@ -66,7 +69,8 @@ def main() -> None:
                               legend=aerial.legend(model.inputs["classes"], colours, errors=True),
                               title="errors (red) beside uncertainty (1 − max probability: bright unsure)")
     labelled = sum(int((p.classes != aerial.IGNORE).sum()) for p in test)
-    lines = [f"# {model.arch} ({args.model}): calibration on the held-out tile_{args.test_location}", "",
+    tta = ", test-time augmentation" if model.method_args["tta"] else ""
+    lines = [f"# {model.arch} ({args.model}{tta}): calibration on the held-out tile_{args.test_location}", "",
              f"Temperature fitted on tile_{args.val_location} (validation; 200 000 labelled pixels, NLL): "
              f"**T = {t:.3f}** ({t_fit:.0f} s with the validation predictions). Test: {len(test)} images, "
              f"{labelled} labelled pixels ({t_test:.0f} s). Torch threads {torch.get_num_threads()}.", "",

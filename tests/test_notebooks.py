@@ -43,7 +43,7 @@ def _pngs(run_dir, task):
 
 # One arch of every family on the data shipped inside the package, with every read beside the checkout
 # and the network refused (conftest); dincae/clouds (the quick main job itself) runs in test_offline.py.
-# The figures named are each family's own (04's standalone run, building 01-03 first: test_notebooks_segment).
+# `figures`: a few of each family's own figures (the count and size check below covers the rest).
 @pytest.mark.parametrize("arch,task,params,figures", [
     ("srcnn", "downscale", {"data": "antarctica"}, {"04_spectra", "05_scatter", "06_transect"}),
     ("unet", "inpaint", {}, {"04_maps_clouds", "05_scatter_clouds", "06_transect"}),

@@ -61,8 +61,7 @@ def reliability_figure(bins: dict[str, pd.DataFrame], path, title: str):
     width = 1 / len(next(iter(bins.values())))
     for (name, b), offset, colour in zip(bins.items(), (-0.25, 0.25), ("tab:red", "tab:blue")):
         few = b["pixels"] < 1e-3 * b["pixels"].sum()
-        used = (b["pixels"] > 0) & ~few
-        ax.plot(b["confidence"][used], b["accuracy"][used], "o-", color=colour, label=name, ms=4)
+        ax.plot(b["confidence"][~few], b["accuracy"][~few], "o-", color=colour, label=name, ms=4)
         ax.plot(b["confidence"][few], b["accuracy"][few], "o", mfc="none", color=colour, ms=4)
         share.bar(b["lower"] + width * (0.5 + offset / 2), b["pixels"] / b["pixels"].sum(), width / 2, color=colour)
     ax.set(ylabel="accuracy (share of pixels right)", xlim=(0, 1), ylim=(0, 1), title=title)
