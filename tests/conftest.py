@@ -24,6 +24,38 @@ os.environ.setdefault("GEONB_REFUSED_LOG", str(_TMP / "refused.log"))
 _guard = importlib.util.spec_from_file_location("geonb_offline_guard", REPO / "tests" / "offline" / "sitecustomize.py")
 _guard.loader.exec_module(importlib.util.module_from_spec(_guard))  # and this pytest process too
 
+# pytest-xdist (pyproject's addopts: -n auto): one worker per core, as many as the memory holds (a worker
+# and its notebook kernel take up to ~3 GiB). Each worker, and every process it starts, gets its share of
+# the cores: workers each running torch on all cores would fight over them (measured on 2 cores: a
+# test 6× slower).
+_CORES = len(os.sched_getaffinity(0))
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _CORES // _WORKERS))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(_CORES, int(memory_gib // 3)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Each test on whichever worker is free, but a regression notebook's cells all on one worker, in order
+    (they share one kernel). xdist's loadgroup would do this with marks, but sets a node id pytest 9.2 no
+    longer reads; loadscope would keep each test module on one worker (test_notebooks.py alone ~8 min)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return path if path.endswith(".ipynb") else nodeid
+
+    return NotebookScope(config, log)
+
 
 @pytest.fixture(scope="session")
 def alboran_path() -> Path:
