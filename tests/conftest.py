@@ -24,11 +24,11 @@ os.environ.setdefault("GEONB_REFUSED_LOG", str(_TMP / "refused.log"))
 _guard = importlib.util.spec_from_file_location("geonb_offline_guard", REPO / "tests" / "offline" / "sitecustomize.py")
 _guard.loader.exec_module(importlib.util.module_from_spec(_guard))  # and this pytest process too
 
-# pytest-xdist (pyproject's addopts: -n auto): one worker per core, as many as the memory holds (a worker
-# and its notebook kernel take up to ~3 GiB). Each worker, and every process it starts, gets its share of
+# pytest-xdist (pyproject's addopts: -n auto): one worker per core, as many as the memory holds at 3 GiB a
+# worker (one held 1.2 GiB here, beside its notebook kernels). Each worker, and every process it starts, gets its share of
 # the cores: workers each running torch on all cores would fight over them (measured on 2 cores: a
 # test 6× slower).
-_CORES = len(os.sched_getaffinity(0))
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
 if _WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(max(1, _CORES // _WORKERS))
@@ -38,7 +38,9 @@ if _WORKERS > 1:
 def pytest_xdist_auto_num_workers(config):
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import psutil
+
+    memory_gib = psutil.virtual_memory().total / 2**30
     return max(1, min(_CORES, int(memory_gib // 3)))
 
 
