@@ -25,6 +25,7 @@ from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
 from geonb.tasks.segment.calibrate import (fit_on_validation, pixels, probabilities, reliability_figure, scores,
                                            uncertainty_panel)
+from geonb.tasks.segment.infer import use_tta
 from geonb.tasks.segment.steps import error_panel
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"geonb from {geonb.__file__}; torch threads {torch.get_num_threads()}", flush=True)
     model = TrainedModel.load(args.model, task="segment")
-    model.method_args["tta"] = bool(model.method_args.get("tta")) or args.tta
+    use_tta(model, args.tta)
     val = aerial.load_location(args.val_location)
     test = aerial.load_location(args.test_location)
     t0 = time.perf_counter()

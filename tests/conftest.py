@@ -25,9 +25,9 @@ _guard = importlib.util.spec_from_file_location("geonb_offline_guard", REPO / "t
 _guard.loader.exec_module(importlib.util.module_from_spec(_guard))  # and this pytest process too
 
 # pytest-xdist (pyproject's addopts: -n auto): one worker per core, as many as the memory holds at 3 GiB a
-# worker (one held 1.2 GiB here, beside its notebook kernels). Each worker, and every process it starts, gets its share of
-# the cores: workers each running torch on all cores would fight over them (measured on 2 cores: a
-# test 6× slower).
+# worker (one held 1.2 GiB here, beside its notebook kernels). Each worker, and every process it starts, gets
+# its share of the cores: workers each running torch on all cores would fight over them (measured on 2
+# cores: a test 6× slower).
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
 if _WORKERS > 1:

@@ -126,6 +126,11 @@ def _tile(pred: Predictor, photo: np.ndarray) -> int | None:
     return None if max(photo.shape[:2]) <= tile else tile
 
 
+def use_tta(model: TrainedModel, asked: bool) -> None:
+    """Test-time augmentation for this prediction when asked, and always for a model trained with ``-p tta true``."""
+    model.method_args["tta"] = bool(model.method_args.get("tta")) or asked
+
+
 def predict_file(model: TrainedModel, args):
     """``geonb predict`` for a segment model: an RGB image in (GeoTIFF/PNG/JPEG/NetCDF/zarr), class ids out
     (uint8; 255 where the input has no data) in the format of ``--out`` (.tif/.png, .nc, .zarr), a GeoTIFF's
@@ -136,7 +141,7 @@ def predict_file(model: TrainedModel, args):
     ``with_probabilities`` (NaN where the input has no data) in .nc/.zarr; a .tif then holds them as bands
     (one per class, then the uncertainty; the class map is their argmax) and needs a georeferenced input.
     ``--tta``: test-time augmentation for this prediction, as a model trained with ``-p tta true`` always does."""
-    model.method_args["tta"] = bool(model.method_args.get("tta")) or args.tta
+    use_tta(model, args.tta)
     if args.probabilities:
         check_probability_out(args.out, args.input)
     aerial.refuse_lossy(args.out, "a class map")
