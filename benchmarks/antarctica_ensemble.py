@@ -1,8 +1,8 @@
 """A deep ensemble of σ models for Antarctic ×4 downscaling: are its 1σ and 2σ coverages both right? (issue 28)
 
 Does averaging seeds give σ the shape one model lacks (acceptance 1)? The members are ``antarctica_sigma.py``'s
-seed runs (srcnn ×4 with its σ head, each member's σ already scaled by its own val fit); the ensemble's predictive distribution is their equal
-mixture, summarised by its mean and variance (Lakshminarayanan et al. 2017: mean of the means; variance =
+seed runs (srcnn ×4 with its σ head, each member's σ already scaled by its own val fit); the ensemble's
+predictive distribution is their equal mixture, summarised by its mean and variance (Lakshminarayanan et al. 2017: mean of the means; variance =
 mean of the variances + variance of the means), its σ scaled once more by one number fitted on the val
 blocks (``fit_sigma_scale``, the rule every σ model uses), everything scored on the test blocks. Beside it,
 each seed alone with a scale per σ decile of the val blocks (a binned recalibration): can a function of σ
