@@ -2,11 +2,11 @@
 
 Does averaging seeds give σ the shape one model lacks (acceptance 1)? The members are ``antarctica_sigma.py``'s
 seed runs (srcnn ×4 with its σ head, each member's σ already scaled by its own val fit); the ensemble's
-predictive distribution is their equal mixture, summarised by its mean and variance (Lakshminarayanan et al. 2017: mean of the means; variance =
-mean of the variances + variance of the means), its σ scaled once more by one number fitted on the val
-blocks (``fit_sigma_scale``, the rule every σ model uses), everything scored on the test blocks. Beside it,
-each seed alone with a scale per σ decile of the val blocks (a binned recalibration): can a function of σ
-alone fix what one scale cannot?
+predictive distribution is their equal mixture, summarised by its mean and variance (Lakshminarayanan et al.
+2017: mean of the means; variance = mean of the variances + variance of the means), its σ scaled once more by
+one number fitted on the val blocks (``fit_sigma_scale``, the rule every σ model uses), everything scored on the
+test blocks. Beside it, each seed alone with a scale per σ decile of the val blocks (a binned recalibration):
+can a function of σ alone fix what one scale cannot?
 
     for s in 0 1 2 3 4; do python benchmarks/antarctica_sigma.py runs/sigma_s$s srcnn --seed $s; done
     python benchmarks/antarctica_ensemble.py 0 1 2 3 4 [--runs runs/sigma_s{}]
