@@ -65,19 +65,32 @@ def rmse_by_distance(truth, mean, points, obs_input, edges=(0, 2, 4, 8, 16, 32, 
 COVERAGE = {1: 0.6827, 2: 0.9545}  # a Gaussian's share within 1σ and 2σ of its mean
 
 
-def fit_sigma_scale(error, sigma) -> float:
+def chi2_miss(cover: dict) -> np.ndarray:
+    """How far coverages ``{k: share within kσ}`` are from a Gaussian's: each miss in units of a coverage's
+    spread (divided by p(1 − p), a χ² distance, so the 2σ miss, whose p(1 − p) is 5× smaller, weighs more)."""
+    return sum((c - COVERAGE[k]) ** 2 / (COVERAGE[k] * (1 - COVERAGE[k])) for k, c in cover.items())
+
+
+def fit_sigma_scale(error, sigma, miss=chi2_miss) -> float:
     """The scalar s by which σ is multiplied so that the 1σ and 2σ coverages of ``error`` (mean − truth)
-    come closest to a Gaussian's p: least squares over both, each miss in units of a coverage's spread
-    (divided by p(1 − p), a χ² distance, so the 2σ miss, whose p(1 − p) is 5× smaller, weighs more).
-    Fitted on validation cells, then applied unchanged to every prediction. A variance scaling (s²),
-    robust to heavy-tailed errors, where the mean squared z-score would be set by the few largest."""
+    come closest to a Gaussian's p, by ``miss`` of the coverages (default ``chi2_miss``: least squares over
+    both in units of their spread). Fitted on validation cells, then applied unchanged to every prediction.
+    A variance scaling (s²), robust to heavy-tailed errors, where the mean squared z-score would be set by
+    the few largest."""
     z = np.sort(np.abs(np.ravel(error)) / np.ravel(sigma))
     z = z[np.isfinite(z)]
     if not z.size:
         raise ValueError("no finite error / σ to fit a σ scale on")
     scales = np.geomspace(1e-4, 1e4, 16_001) * max(float(np.median(z)), 1e-12)
-    miss = sum((np.searchsorted(z, k * scales, side="right") / z.size - p) ** 2 / (p * (1 - p)) for k, p in COVERAGE.items())
-    return float(scales[int(np.argmin(miss))])
+    cover = {k: np.searchsorted(z, k * scales, side="right") / z.size for k in COVERAGE}
+    return float(scales[int(np.argmin(miss(cover)))])
+
+
+def quantile_bins(values, bins: int, reference=None) -> np.ndarray:
+    """The bin (0 … bins − 1) of each value among ``bins`` quantile bins of ``reference`` (default: the values)."""
+    values = np.asarray(values)
+    edges = np.quantile(values if reference is None else reference, np.linspace(0, 1, bins + 1))
+    return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
 
 
 def spread_skill(error, sigma, bins: int = 10) -> pd.DataFrame:
@@ -85,8 +98,7 @@ def spread_skill(error, sigma, bins: int = 10) -> pd.DataFrame:
     ``error`` in it and the share within 1σ. A σ that knows where it is wrong has RMSE rising with σ,
     RMSE ≈ σ in every bin."""
     error, sigma = np.ravel(error), np.ravel(sigma)
-    edges = np.quantile(sigma, np.linspace(0, 1, bins + 1))
-    which = np.clip(np.searchsorted(edges, sigma, side="right") - 1, 0, bins - 1)
+    which = quantile_bins(sigma, bins)
     rows = [{"bin": k + 1, "n": int((which == k).sum()), "mean sigma": float(sigma[which == k].mean()),
              "rmse": float(np.sqrt(np.mean(error[which == k] ** 2))),
              "cover_1sigma": float(np.mean(np.abs(error[which == k]) <= sigma[which == k]))}
