@@ -1,9 +1,9 @@
 """Calibration of a trained segment model's class probabilities on the held-out location (issue 28).
 
-Fits the temperature on the validation location's images (``calibrate.fit_on_validation``: NLL of 200 000
-labelled pixels, the same call as 03) and scores the test location's probabilities before (T = 1) and after
-(``calibrate.scores``, as 04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain
-labelled pixels against the rest. Writes the table as markdown, the reliability diagram, and the first test
+Fits the calibration on the validation location's images (``calibrate.fit_on_validation``, the same call as
+03: the share α of the class weights' prior divided out and the temperature, NLL of 200 000 labelled pixels)
+and scores the test location's probabilities before (the network's own) and after (``calibrate.scores``, as
+04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain labelled pixels against the rest. Writes the table as markdown, the reliability diagram, and the first test
 images' errors beside their uncertainty; the calibrated model file goes to ``--model-out`` (not committed). ``--tta``
 predicts with test-time augmentation, as ``geonb predict --tta``.
 
@@ -45,19 +45,20 @@ def main() -> None:
     val = aerial.load_location(args.val_location)
     test = aerial.load_location(args.test_location)
     t0 = time.perf_counter()
-    t = fit_on_validation(model, val)
+    t, alpha = fit_on_validation(model, val)
     t_fit = time.perf_counter() - t0
     model.save(args.model_out)
     t0 = time.perf_counter()
     probs = probabilities(Predictor(model), test)
-    table, bins = scores(probs, test, t)
+    table, bins = scores(probs, test, model.method_args)
     t_test = time.perf_counter() - t0
     p, y = pixels(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
     keep = y != aerial.IGNORE
     p, y = p[keep], y[keep]
-    oracle = calibration.fit_temperature(calibration.temper(p, 1 / t), y)
-    bins_ece = {n: [calibration.expected_calibration_error(q, y, n_bins=n) for q in (calibration.temper(p, 1 / t), p)]
-                for n in (10, 15, 20)}
+    divided = calibration.temper(p, 1 / t)  # the prior divided out, T = 1
+    oracle = calibration.fit_temperature(divided, y)
+    own = calibration.unweight(divided, model.method_args["class_weights"], -alpha) if alpha else divided
+    bins_ece = {n: [calibration.expected_calibration_error(q, y, n_bins=n) for q in (own, p)] for n in (10, 15, 20)}
     out = Path(args.out)
     diagram = reliability_figure(bins, out.with_name(out.stem + "_reliability.png"),
                                  f"{model.arch}: reliability on tile_{args.test_location} (held out)")
@@ -72,8 +73,9 @@ def main() -> None:
     labelled = sum(int((p.classes != aerial.IGNORE).sum()) for p in test)
     tta = ", test-time augmentation" if model.method_args["tta"] else ""
     lines = [f"# {model.arch} ({args.model}{tta}): calibration on the held-out tile_{args.test_location}", "",
-             f"Temperature fitted on tile_{args.val_location} (validation; 200 000 labelled pixels, NLL): "
-             f"**T = {t:.3f}** ({t_fit:.0f} s with the validation predictions). Test: {len(test)} images, "
+             f"Calibration fitted on tile_{args.val_location} (validation; 200 000 labelled pixels, NLL): "
+             f"**T = {t:.3f}**" + (f", the class weights' prior divided out with **α = {alpha:g}**" if alpha else "")
+             + f" ({t_fit:.0f} s with the validation predictions). Test: {len(test)} images, "
              f"{labelled} labelled pixels ({t_test:.0f} s). Torch threads {torch.get_num_threads()}.", "",
              markdown(table), "",
              f"Reference, not used: the T fitted on the test pixels themselves is {oracle:.3f}. ECE before → after "

@@ -6,6 +6,11 @@ validation pixels. The argmax (the class map) never changes; T > 1 softens an ov
 Probabilities from a softmax at T = 1 serve as logits here: log p = z − logsumexp(z), and the shift per
 pixel cancels in the next softmax.
 
+A class-weighted loss (median-frequency weights w_c) trains the network towards p_w(c|x) ∝ w_c p(c|x): its
+probabilities lean to the rare classes, an error no single T undoes. ``unweight`` divides part of that prior
+back out, p ∝ p_w / w^α (α = 0: none, 1: all); it moves the argmax towards the common classes, so how much
+to divide is a choice made on validation (``geonb.tasks.segment.calibrate``).
+
 Expected calibration error (torchmetrics' ``multiclass_calibration_error``, L1, equal-width bins of the
 top-class confidence): ECE = Σ_b (n_b / n) · |accuracy_b − confidence_b|. ``reliability`` gives the bins
 behind it (the reliability diagram). Uncertainty of a pixel: 1 − its largest class probability.
@@ -29,6 +34,18 @@ def temper(probs: np.ndarray, t: float, axis: int = 1) -> np.ndarray:
     """Class probabilities (classes along ``axis``) at temperature ``t``: softmax(log p / t), in p's dtype."""
     out = torch.softmax(_log(probs) / float(t), dim=axis).numpy()
     return out.astype(np.asarray(probs).dtype, copy=False)
+
+
+def unweight(probs: np.ndarray, weights, alpha: float, axis: int = 1) -> np.ndarray:
+    """Class probabilities (classes along ``axis``) with the prior w^α divided out, renormalised (a negative α
+    multiplies it back in). A weight of 0 (a class absent from training) divides nothing."""
+    probs = np.asarray(probs)
+    w = np.asarray(weights, dtype=np.float64)
+    factor = np.where(w > 0, w, 1.0) ** -float(alpha)
+    shape = [1] * probs.ndim
+    shape[axis] = len(w)
+    out = probs * factor.reshape(shape)
+    return (out / out.sum(axis, keepdims=True)).astype(probs.dtype, copy=False)
 
 
 def _labelled(probs: np.ndarray, labels: np.ndarray, ignore_index: int | None):

@@ -86,6 +86,9 @@ def _count(most: int):
 RANGES = {
     ("method_args", "sigma_scale"): (lambda v: _number(v, 1e-6, 1e6), "a finite number from 1e-6 to 1e6"),
     ("method_args", "temperature"): (lambda v: _number(v, 0.01, 100.0), "a finite number from 0.01 to 100"),
+    ("method_args", "prior_alpha"): (lambda v: _number(v, 0.0, 1.0), "a finite number from 0 to 1"),
+    ("method_args", "class_weights"): (lambda v: isinstance(v, list) and 1 <= len(v) <= 256 and all(
+        _number(w, 0.0, 1e6) for w in v), "a list of 1 to 256 finite numbers from 0 to 1e6"),
     ("method_args", "tta"): (lambda v: isinstance(v, bool), "true or false"),
     ("method_args", "average"): (lambda v: v in AVERAGING, " or ".join(map(repr, AVERAGING))),
     ("method_args", "residual"): (lambda v: isinstance(v, bool), "true or false"),
@@ -259,6 +262,9 @@ class TrainedModel:
         if "temperature" in self.method_args:
             rows.append(("temperature", f"{self.method_args['temperature']:.3g} (class probabilities; fitted on "
                                         "validation pixels)"))
+        if self.method_args.get("prior_alpha"):
+            rows.append(("class prior", f"divided out: p / w^{self.method_args['prior_alpha']:.3g}, w the class weights "
+                                        "(chosen on validation pixels)"))
         versions = ", ".join(f"{k} {self.info[k]}" for k in ("geonb", "torch") if k in self.info)
         rows.append(("saved", f"{self.info.get('saved', 'date not recorded')}"
                               f"{f' by {versions}' if versions else ' (before geonb kept versions)'}"))

@@ -89,9 +89,10 @@ def test_temperature_is_fitted_on_validation_stored_in_the_model_file_and_applie
     rng = np.random.default_rng(0)  # labels: the network's own classes, half of them replaced at random
     labels = [np.where(rng.random(o.shape) < 1 / 2, rng.integers(0, 5, o.shape), o).astype(np.uint8) for o in own]
     pairs = [aerial.Pair(p, aerial.colourise(lab), lab, f"val {k}") for k, (p, lab) in enumerate(zip(photos, labels))]
-    t = fit_on_validation(model, pairs)
-    assert t > 1.2 and model.method_args["temperature"] == t
-    table, _ = scores([segment_image(Predictor(model), p.photo, probabilities=True)[1] for p in pairs], pairs, t)
+    t, alpha = fit_on_validation(model, pairs)  # trained without class weights: no prior to divide out
+    assert t > 1.2 and model.method_args["temperature"] == t and alpha == 0 and "prior_alpha" not in model.method_args
+    table, _ = scores([segment_image(Predictor(model), p.photo, probabilities=True)[1] for p in pairs], pairs,
+                      model.method_args)
     before, after = table.iloc[0], table.iloc[1]
     assert after.NLL < before.NLL and after.ECE < before.ECE and after.accuracy == before.accuracy
     loaded = TrainedModel.load(model.save(tmp_path / "seg.pt"))
@@ -105,6 +106,50 @@ def test_temperature_is_fitted_on_validation_stored_in_the_model_file_and_applie
     model.method_args["temperature"] = -1.0  # a crafted file: would flip every probability ranking
     with pytest.raises(GeonbError, match="temperature"):
         TrainedModel.load(model.save(tmp_path / "bad.pt"))
+
+
+def test_class_weights_prior_is_divided_out_when_validation_says_so_and_applied_by_the_predictor(tmp_path):
+    # a network trained with class weights w leans to the rare classes: p_w ∝ w · p. Validation labels drawn
+    # from the unweighted p: dividing w back out (α = 1) is right, and the fit must find an α > 0
+    model = _sharp_model(gain=3.0)
+    photos = [_photo(64, 72, seed=s) for s in (1, 2)]
+    raw = [segment_image(Predictor(model, float64=True), p, probabilities=True)[1] for p in photos]
+    weights = [3.0, 1.0, 0.3, 1.0, 1.0]
+    rng = np.random.default_rng(0)
+    labels = []
+    for q in raw:
+        p = calibration.unweight(q, weights, 1.0, axis=0).reshape(5, -1).T
+        labels.append((p.cumsum(1) > rng.random((len(p), 1))).argmax(1).reshape(q.shape[1:]).astype(np.uint8))
+    pairs = [aerial.Pair(p, aerial.colourise(lab), lab, f"val {k}") for k, (p, lab) in enumerate(zip(photos, labels))]
+    model.info["class_weights"] = weights
+    t, alpha = fit_on_validation(model, pairs)
+    assert alpha > 0 and model.method_args["prior_alpha"] == alpha and model.method_args["class_weights"] == weights
+    loaded = TrainedModel.load(model.save(tmp_path / "seg.pt"))
+    assert ("class prior", f"divided out: p / w^{alpha:.3g}, w the class weights (chosen on validation pixels)") in loaded.card()
+    classes, probs = segment_image(Predictor(loaded, float64=True), photos[0], probabilities=True)
+    expected = calibration.temper(calibration.unweight(raw[0], weights, alpha, axis=0), t, axis=0)
+    assert np.allclose(probs, expected, atol=1e-6) and np.array_equal(classes, expected.argmax(0))
+    assert not np.array_equal(classes, raw[0].argmax(0))  # the class map moves off the weighted network's
+    # 04's "before" row is the network's own probabilities, recovered from the calibrated ones
+    table, _ = scores([segment_image(Predictor(loaded), p.photo, probabilities=True)[1] for p in pairs], pairs,
+                      loaded.method_args)
+    assert table.index[1] == f"after (T = {t:.3g}, prior ÷ w^{alpha:.3g})" and table.NLL.iloc[1] < table.NLL.iloc[0]
+    # crafted files: a share outside 0–1, weights for another number of classes
+    model.method_args["prior_alpha"] = 1.5
+    with pytest.raises(GeonbError, match="prior_alpha"):
+        TrainedModel.load(model.save(tmp_path / "bad.pt"))
+    model.method_args.update(prior_alpha=0.5, class_weights=[1.0, 2.0])
+    with pytest.raises(GeonbError, match="2 class weights for 5 classes"):
+        segment_image(Predictor(TrainedModel.load(model.save(tmp_path / "bad2.pt"))), photos[0])
+
+
+def test_unweight_divides_the_prior_out_and_back_in():
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    w = [2.0, 1.0, 0.0]  # a class absent from training (weight 0) divides nothing
+    out = calibration.unweight(probs, w, 1.0)
+    assert np.allclose(out, [[0.25 / 0.75, 0.3 / 0.75, 0.2 / 0.75], [0.05 / 0.95, 0.1 / 0.95, 0.8 / 0.95]])
+    assert np.allclose(calibration.unweight(out, w, -1.0), probs)
+    assert np.allclose(calibration.unweight(probs.T, w, 0.5, axis=0), calibration.unweight(probs, w, 0.5).T)
 
 
 def test_lazy_probabilities_on_dask_equal_in_memory():

@@ -226,9 +226,12 @@ def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path,
     assert table.loc[arch, "overall accuracy"] > 0.75, table
     assert table.loc["random_forest_rgb", "overall accuracy"] < 0.6, table  # no per-pixel clue: chance
     assert table.loc["majority_class", "overall accuracy"] < 0.65
-    calibrated = report.tables[f"{arch}: calibration"]  # T fitted on the val rows, scored on the test rows
+    calibrated = report.tables[f"{arch}: calibration"]  # T (and α) fitted on the val rows, scored on the test rows
     before, after = calibrated.iloc[0], calibrated.iloc[1]
-    assert after["NLL"] < before["NLL"] and after["accuracy"] == before["accuracy"], calibrated
+    assert after["NLL"] < before["NLL"], calibrated
+    # T alone never moves the class map; dividing the class weights' prior out (α > 0) may move a few pixels
+    moved = abs(after["accuracy"] - before["accuracy"])
+    assert moved < 0.01 if "prior" in calibrated.index[1] else moved == 0, calibrated
     assert after["accuracy, 20% most uncertain"] < after["accuracy, other 80%"] - 0.1, calibrated
 
 

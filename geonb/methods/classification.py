@@ -6,9 +6,11 @@ class, e.g. median-frequency balancing as SegNet did) weight each pixel's term b
 
     L = Σ_i w_{y_i} · (−log softmax(z_i)_{y_i}) / Σ_i w_{y_i}   over labelled pixels i.
 
-Prediction applies the model file's ``method_args["temperature"]`` T (fitted on validation pixels,
-``geonb.calibration``): the snapshots' mean probability p, then p_T ∝ exp(log p / T); the argmax stays. With ``method_args["tta"]``
-(test-time augmentation) each snapshot's probability is itself the mean over the 8 flips and 90° turns of the
+Prediction applies the model file's calibration, both fitted on validation pixels (``geonb.calibration``,
+``geonb.tasks.segment.calibrate``): the snapshots' mean probability p, the class weights' prior divided out by
+``method_args["prior_alpha"]`` α (p / w^α with ``method_args["class_weights"]`` w; the argmax may move to a
+common class), then the temperature ``method_args["temperature"]`` T, p_T ∝ exp(log p / T) (the argmax stays).
+With ``method_args["tta"]`` (test-time augmentation) each snapshot's probability is itself the mean over the 8 flips and 90° turns of the
 input (the training augmentations), each mapped back; training and its validation never use it.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import GeonbError
 from ..registry import METHODS
 from .base import Method
 
@@ -25,6 +28,7 @@ from .base import Method
 class Classification(Method):
     loss_name = "cross-entropy"
     temperature = 1.0  # a model file without one: probabilities as the network gives them
+    log_prior = None  # α · log w, or None: no prior divided out
     tta = False
 
     def __init__(self, nets, *, lr: float, class_weights: list | None = None, ignore_index: int = 255,
@@ -42,6 +46,10 @@ class Classification(Method):
     def for_prediction(cls, method_args: dict) -> Method:
         method = super().for_prediction(method_args)
         method.temperature = float(method_args.get("temperature", 1.0))
+        alpha, weights = method_args.get("prior_alpha", 0.0), method_args.get("class_weights")
+        if alpha and weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            method.log_prior = torch.as_tensor(alpha * np.log(np.where(w > 0, w, 1.0)))
         method.tta = bool(method_args.get("tta", False))
         return method
 
@@ -61,9 +69,15 @@ class Classification(Method):
         return torch.logsumexp(torch.stack(views), 0) - np.log(len(views))
 
     def combine(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Logits (N, C, H, W) of one or several snapshots → ``{"mean": class probabilities (N, C, H, W) at the
-        model's temperature, "classes": (N, H, W) uint8 argmax}`` (snapshots averaged by probability)."""
+        """Logits (N, C, H, W) of one or several snapshots → ``{"mean": class probabilities (N, C, H, W), prior
+        divided out and at the model's temperature, "classes": (N, H, W) uint8 argmax}`` (snapshots averaged by
+        probability)."""
         logp = torch.stack([torch.log_softmax(torch.as_tensor(o), 1) for o in outputs])
         mean = torch.logsumexp(logp, 0) - np.log(len(outputs))  # log of the mean probability, without underflow
+        if self.log_prior is not None:
+            if len(self.log_prior) != mean.shape[1]:
+                raise GeonbError(f"the model file has {len(self.log_prior)} class weights for {mean.shape[1]} classes; "
+                                 "refit its calibration (geonb.tasks.segment.calibrate.fit_on_validation).")
+            mean = mean - self.log_prior.to(mean.dtype).view(1, -1, *([1] * (mean.ndim - 2)))
         probs = torch.softmax(mean / self.temperature, 1).numpy()
         return {"mean": probs, "classes": probs.argmax(1).astype(np.uint8)}

@@ -1,17 +1,19 @@
-"""The segment task's class probabilities: temperature scaling fitted on the validation images (03), and
-04's calibration on the test images (ECE and NLL before/after, accuracy of the most uncertain pixels,
-the reliability diagram, uncertainty maps)."""
+"""The segment task's class probabilities: calibration fitted on the validation images (03: how much of the
+class weights' prior to divide out, α, and the temperature T), and 04's calibration on the test images (ECE and
+NLL before/after, accuracy of the most uncertain pixels, the reliability diagram, uncertainty maps)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from ... import aerial, calibration
+from ...metrics.classification import confusion_scores
 from ...plots import save_figure
 from ...predict import Predictor
 from .infer import _tile, segment_image
 
 FIT_PIXELS = 200_000  # labelled validation pixels T is fitted on (a random sample: the NLL's mean settles long before)
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares of the class weights' prior that may be divided out
 
 
 def probabilities(pred: Predictor, pairs: list[aerial.Pair]) -> list[np.ndarray]:
@@ -25,27 +27,49 @@ def pixels(probs: list[np.ndarray], pairs: list[aerial.Pair]) -> tuple[np.ndarra
             np.concatenate([p.classes.ravel() for p in pairs]))
 
 
-def fit_on_validation(model, pairs: list[aerial.Pair], seed: int = 0) -> float:
-    """Fit the temperature on the validation images (NLL of ``FIT_PIXELS`` labelled pixels) and store it in the
-    model's ``method_args`` (saved with it; the predictor applies it). Returns T."""
-    model.method_args.pop("temperature", None)  # fitted on the network's own probabilities
+def fit_on_validation(model, pairs: list[aerial.Pair], seed: int = 0) -> tuple[float, float]:
+    """Fit the calibration on the validation images and store it in the model's ``method_args`` (saved with it;
+    the predictor applies it). For each α of ``ALPHAS`` (only 0 for a model trained without class weights, its
+    ``info["class_weights"]``; with α > 0 they are copied to ``method_args`` for the predictor), the
+    prior w^α is divided out and T fitted (NLL of ``FIT_PIXELS`` labelled pixels); kept: the α of least NLL
+    among those whose mean IoU on all the labelled validation pixels is no lower than α = 0's (calibrating
+    must not cost the class map). Returns (T, α)."""
+    for key in ("temperature", "prior_alpha", "class_weights"):  # fitted on the network's own probabilities
+        model.method_args.pop(key, None)
     probs, labels = pixels(probabilities(Predictor(model), pairs), pairs)
-    labelled = np.flatnonzero(labels != aerial.IGNORE)
-    pick = np.random.default_rng(seed).choice(labelled, min(FIT_PIXELS, len(labelled)), replace=False)
-    t = calibration.fit_temperature(probs[pick], labels[pick])
+    keep = labels != aerial.IGNORE
+    probs, labels = probs[keep], labels[keep]
+    pick = np.random.default_rng(seed).choice(len(labels), min(FIT_PIXELS, len(labels)), replace=False)
+    weights = model.info.get("class_weights")
+    best, floor = None, None
+    for alpha in ALPHAS if weights is not None else (0.0,):
+        q = calibration.unweight(probs, weights, alpha) if alpha else probs
+        t = calibration.fit_temperature(q[pick], labels[pick])
+        iou = confusion_scores(labels, q.argmax(1), probs.shape[1])["mean IoU"]  # T never moves the argmax
+        floor = iou if floor is None else floor
+        nll = calibration.nll(calibration.temper(q[pick], t), labels[pick])
+        if iou >= floor and (best is None or nll < best[0]):
+            best = (nll, t, alpha)
+    _, t, alpha = best
     model.method_args["temperature"] = t
-    return t
+    if alpha:
+        model.method_args.update(prior_alpha=alpha, class_weights=list(weights))
+    return t, alpha
 
 
-def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], t: float) -> tuple[pd.DataFrame, dict]:
-    """Calibration of the test probabilities (at temperature ``t``) and of the network's own (T = 1):
-    a table (rows: before / after) of ECE, NLL, accuracy on the 20 % most uncertain labelled pixels and on
-    the rest; and the reliability bins of each."""
-    after, labels = pixels(probs, pairs)  # the network's own are p_T^T renormalised: no second prediction
+def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], method_args: dict) -> tuple[pd.DataFrame, dict]:
+    """Calibration of the test probabilities (calibrated by ``method_args``' T and α) and of the network's own
+    (T = 1, no prior divided out): a table (rows: before / after) of ECE, NLL, accuracy on the 20 % most
+    uncertain labelled pixels and on the rest; and the reliability bins of each."""
+    after, labels = pixels(probs, pairs)  # the network's own are recovered from them: no second prediction
     keep = labels != aerial.IGNORE
     after, labels = after[keep], labels[keep]
-    table, bins = calibration.compare({"before (T = 1)": calibration.temper(after, 1 / t),
-                                       f"after (T = {t:.3g})": after}, labels)
+    t, alpha = method_args.get("temperature", 1.0), method_args.get("prior_alpha", 0.0)
+    before = calibration.temper(after, 1 / t)
+    if alpha:
+        before = calibration.unweight(before, method_args["class_weights"], -alpha)
+    label = f"after (T = {t:.3g}" + (f", prior ÷ w^{alpha:.3g})" if alpha else ")")
+    table, bins = calibration.compare({"before (T = 1)": before, label: after}, labels)
     table.index.name = "test probabilities"
     return table, bins
 

@@ -126,7 +126,7 @@ def train(run) -> Report:
                          info={"trained_on": split, "history": history,
                                "class_weights": None if weights is None else weights.tolist()})
     model.method_args["tta"] = run["tta"]
-    temperature = calibrate.fit_on_validation(model, val_pairs, run["seed"])
+    temperature, alpha = calibrate.fit_on_validation(model, val_pairs, run["seed"])
     path = model.save(run.model_path(arch_name))
     fig = loss_curves(history, run.figure(f"03_curves_{arch_name}"),
                       title=f"{arch_name}: cross-entropy (val: {VAL_TILES} fixed val crops)")
@@ -136,9 +136,11 @@ def train(run) -> Report:
                   f"Up to {n} random {patch}×{patch} crops (flips, 90° turns); width {run['width']}, depth "
                   f"{run['depth']}; class weights: {wtext}. Early stopping on the validation loss; the best "
                   f"epoch's weights are kept. " + ("Test-time augmentation: every prediction averages the probabilities "
-                  "of the 8 flips and 90° turns. " if run["tta"] else "") + f"Temperature T = {temperature:.3g} fitted on the validation images "
-                  "(class probabilities ∝ p^(1/T), NLL minimised; the class map is unchanged), kept in the model "
-                  f"file. Model file: `{path}`.",
+                  "of the 8 flips and 90° turns. " if run["tta"] else "") + "Calibration fitted on the validation images, kept "
+                  "in the model file: " + (f"the class weights' prior divided out, p / w^α with α = {alpha:.3g} (the "
+                  "α of least NLL among those that keep the validation mean IoU), then " if alpha else "") +
+                  f"temperature T = {temperature:.3g} (probabilities ∝ p^(1/T), NLL minimised; T never moves the "
+                  f"class map). Model file: `{path}`.",
                   {f"{arch_name}: history (last epochs)": pd.DataFrame(history).set_index("epoch").tail(5)}, [fig])
 
 
@@ -224,8 +226,7 @@ def error_maps(run) -> Report:
                               title="test images: labels, predictions, errors (red: wrong; grey: no label) and "
                                     "uncertainty (1 − max probability: dark sure, bright unsure)")
     _write_predictions(run, test_pairs, outputs, names)
-    t = preds[best].method.temperature
-    calibrated, bins = calibrate.scores(probs[best], test_pairs, t)
+    calibrated, bins = calibrate.scores(probs[best], test_pairs, preds[best].model.method_args)
     write_text(run.metrics_path("calibration"), calibrated.to_csv())
     diagram = calibrate.reliability_figure(bins, run.figure("04_reliability"),
                                            f"{best}: reliability on the test pixels")
@@ -237,8 +238,9 @@ def error_maps(run) -> Report:
                   f"Baselines on the same pixels: `{RANDOM_FOREST}` (50 trees on the RGB of "
                   f"{run['baseline_pixels']} training pixels), `{NEAREST_MEAN}` (nearest class-mean colour), "
                   f"`{MAJORITY}`. Confusion matrices of the best model (`{best}`, by mean IoU) below. Calibration "
-                  f"of its class probabilities before and after the temperature fitted on the validation images "
-                  "(T = 1: none stored): expected calibration error (15 confidence bins, torchmetrics), NLL, and the "
+                  f"of its class probabilities before and after the calibration fitted on the validation images "
+                  "(the class weights' prior divided out, α, and the temperature T; T = 1: none stored): expected "
+                  "calibration error (15 confidence bins, torchmetrics), NLL, and the "
                   "accuracy on the 20 % labelled pixels of highest uncertainty (1 − max probability) against the rest.",
                   {"test scores": table, f"{best}: confusion (counts)": counts,
                    f"{best}: confusion (row-normalised)": shares, f"{best}: calibration": calibrated},
