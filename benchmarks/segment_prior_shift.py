@@ -12,7 +12,7 @@ The T each location's own pixels would pick is given for reference only (never u
 adds Saerens et al.'s (2002) EM re-estimation of the test location's class priors from its unlabelled
 pixels, on top of each α.
 
-    PYTHONPATH=. python benchmarks/segment_prior_shift.py geonb/data/models/unet_seg_dubai.pt \\
+    PYTHONPATH=benchmarks:. python benchmarks/segment_prior_shift.py geonb/data/models/unet_seg_dubai.pt \\
         benchmarks/results/segment_prior_shift.md --label-shift
 """
 from __future__ import annotations

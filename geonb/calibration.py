@@ -1,4 +1,4 @@
-"""How far to trust class probabilities: temperature scaling, calibration error, uncertainty.
+"""How far to trust class probabilities: temperature scaling, class-prior division, calibration error, uncertainty.
 
 Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks"): one scalar T divides
 the log-probabilities, p_T ∝ exp(log p / T), T fitted by minimising the negative log-likelihood of the

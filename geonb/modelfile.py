@@ -127,10 +127,15 @@ def _argument_problem(builder, args: dict) -> str | None:
 
 def _check_consistent(saved: dict, refuse) -> None:
     """What ``inputs`` says must agree with the network: as many class names as class outputs (else a map
-    is written with the wrong names), and a clouds window whose channels the network takes."""
+    is written with the wrong names), as many class weights as classes when the calibration divides them out,
+    and a clouds window whose channels the network takes."""
     classes, n = saved["inputs"].get("classes"), saved["arch_args"].get("n_classes")
     if classes is not None and n is not None and len(classes) != n:
         refuse(f"inputs['classes'] names {len(classes)} classes, its network predicts {n}")
+    weights = saved["method_args"].get("class_weights")
+    if saved["method_args"].get("prior_alpha") and (weights is None or (n is not None and len(weights) != n)):
+        refuse(f"method_args['prior_alpha'] divides out class weights, but the file has "
+               f"{'none' if weights is None else len(weights)} for its network's {n} classes")
     if saved["task"] == "clouds" and "in_channels" in saved["arch_args"]:
         window = saved["inputs"]["window"]
         even = window > 0 and window % 2 == 0  # 0: the single-day unet; else t−k … t+k

@@ -13,7 +13,7 @@ from geonb import aerial, calibration
 from geonb.errors import GeonbError
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
-from geonb.tasks.segment.calibrate import fit_on_validation, scores
+from geonb.tasks.segment.calibrate import choose, fit_on_validation, scores
 from geonb.tasks.segment.infer import predict_lazy, segment_image
 
 from .test_errors import one_error, run_cli, srcnn_model
@@ -134,13 +134,28 @@ def test_class_weights_prior_is_divided_out_when_validation_says_so_and_applied_
     table, _ = scores([segment_image(Predictor(loaded), p.photo, probabilities=True)[1] for p in pairs], pairs,
                       loaded.method_args)
     assert table.index[1] == f"after (T = {t:.3g}, prior ÷ w^{alpha:.3g})" and table.NLL.iloc[1] < table.NLL.iloc[0]
-    # crafted files: a share outside 0–1, weights for another number of classes
+    own = np.concatenate([r.reshape(5, -1).T for r in raw]), np.concatenate([p.classes.ravel() for p in pairs])
+    assert table.NLL.iloc[0] == pytest.approx(calibration.nll(*own), abs=1e-4)
+    assert table.ECE.iloc[0] == pytest.approx(calibration.expected_calibration_error(*own), abs=1e-4)
+    # crafted files: a share outside 0–1, weights for another number of classes, or none
     model.method_args["prior_alpha"] = 1.5
-    with pytest.raises(GeonbError, match="prior_alpha"):
+    with pytest.raises(GeonbError, match="prior_alpha'] is 1.5"):
         TrainedModel.load(model.save(tmp_path / "bad.pt"))
     model.method_args.update(prior_alpha=0.5, class_weights=[1.0, 2.0])
-    with pytest.raises(GeonbError, match="2 class weights for 5 classes"):
-        segment_image(Predictor(TrainedModel.load(model.save(tmp_path / "bad2.pt"))), photos[0])
+    with pytest.raises(GeonbError, match="divides out class weights, but the file has 2 for its network's 5 classes"):
+        TrainedModel.load(model.save(tmp_path / "bad2.pt"))
+    del model.method_args["class_weights"]
+    with pytest.raises(GeonbError, match="the file has none for its network's 5 classes"):
+        TrainedModel.load(model.save(tmp_path / "bad3.pt"))
+
+
+def test_the_prior_share_of_least_validation_nll_is_kept_only_if_the_class_map_keeps_its_mean_iou():
+    # the shipped unet_seg's tile_2 numbers (α, T, NLL, mean IoU): α = 1 has the least NLL but costs the map
+    fits = [(0.0, 0.809, 0.981, 0.4171), (0.25, 0.760, 0.879, 0.4179), (0.5, 0.753, 0.812, 0.4112),
+            (0.75, 0.792, 0.781, 0.4034), (1.0, 0.879, 0.779, 0.3930)]
+    assert choose(fits) == (0.760, 0.25)
+    assert choose([fits[0], *[(a, t, nll, 0.41) for a, t, nll, _ in fits[1:]]]) == (0.809, 0.0)  # every α > 0 costs
+    assert choose([(a, t, nll, 0.5) for a, t, nll, _ in fits]) == (0.879, 1.0)  # none costs: least NLL
 
 
 def test_unweight_divides_the_prior_out_and_back_in():

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import GeonbError
 from ..registry import METHODS
 from .base import Method
 
@@ -74,10 +73,7 @@ class Classification(Method):
         probability)."""
         logp = torch.stack([torch.log_softmax(torch.as_tensor(o), 1) for o in outputs])
         mean = torch.logsumexp(logp, 0) - np.log(len(outputs))  # log of the mean probability, without underflow
-        if self.log_prior is not None:
-            if len(self.log_prior) != mean.shape[1]:
-                raise GeonbError(f"the model file has {len(self.log_prior)} class weights for {mean.shape[1]} classes; "
-                                 "refit its calibration (geonb.tasks.segment.calibrate.fit_on_validation).")
+        if self.log_prior is not None:  # its length is checked against the classes when the file loads
             mean = mean - self.log_prior.to(mean.dtype).view(1, -1, *([1] * (mean.ndim - 2)))
         probs = torch.softmax(mean / self.temperature, 1).numpy()
         return {"mean": probs, "classes": probs.argmax(1).astype(np.uint8)}

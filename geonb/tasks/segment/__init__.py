@@ -13,15 +13,15 @@ cross-entropy with ``ignore_index`` and median-frequency class weights (SegNet's
 04 predicts each test image whole through the one predictor (tiles with a cropped halo) and scores
 every model of the run beside per-pixel baselines on the same pixels (a random forest and the
 nearest class mean on RGB, the majority class) with torchmetrics: confusion matrix (counts and
-row-normalised), per-class precision, recall and IoU, overall accuracy, mean IoU. 03 fits a temperature on
-the validation images (kept in the model file); 04 scores the calibration of the best model's probabilities
+row-normalised), per-class precision, recall and IoU, overall accuracy, mean IoU. 03 fits the calibration on
+the validation images (how much of the class weights' prior to divide out, and a temperature; kept in the model file); 04 scores the calibration of the best model's probabilities
 (ECE, NLL before/after, the most uncertain pixels' accuracy; reliability diagram, uncertainty maps).
 ``predict_lazy`` runs a model over an image of any size chunk by chunk with dask (out of core), with
 ``probabilities`` also a band per class and the uncertainty; ``geonb predict`` runs it on NetCDF, zarr and
 GeoTIFF inputs (``infer.read_photo_lazy``), so the writers stream the result.
 
 The package: ``data`` (parameters, image/label pairs, class weights), ``infer`` (the one inference path:
-04, the accessor, ``geonb predict``), ``calibrate`` (the temperature fit, 04's calibration), ``steps`` (the
+04, the accessor, ``geonb predict``), ``calibrate`` (the calibration fit, 04's calibration), ``steps`` (the
 notebook steps: wiring and reports).
 """
 from __future__ import annotations

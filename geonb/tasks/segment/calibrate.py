@@ -17,7 +17,7 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # shares of the class weights' prior that 
 
 
 def probabilities(pred: Predictor, pairs: list[aerial.Pair]) -> list[np.ndarray]:
-    """(C, H, W) class probabilities of each image, whole, at the model's temperature."""
+    """(C, H, W) class probabilities of each image, whole, calibrated as the model file says."""
     return [segment_image(pred, p.photo, tile=_tile(pred, p.photo), probabilities=True)[1] for p in pairs]
 
 
@@ -41,19 +41,23 @@ def fit_on_validation(model, pairs: list[aerial.Pair], seed: int = 0) -> tuple[f
     probs, labels = probs[keep], labels[keep]
     pick = np.random.default_rng(seed).choice(len(labels), min(FIT_PIXELS, len(labels)), replace=False)
     weights = model.info.get("class_weights")
-    best, floor = None, None
+    fits = []
     for alpha in ALPHAS if weights is not None else (0.0,):
         q = calibration.unweight(probs, weights, alpha) if alpha else probs
         t = calibration.fit_temperature(q[pick], labels[pick])
-        iou = confusion_scores(labels, q.argmax(1), probs.shape[1])["mean IoU"]  # T never moves the argmax
-        floor = iou if floor is None else floor
-        nll = calibration.nll(calibration.temper(q[pick], t), labels[pick])
-        if iou >= floor and (best is None or nll < best[0]):
-            best = (nll, t, alpha)
-    _, t, alpha = best
+        fits.append((alpha, t, calibration.nll(calibration.temper(q[pick], t), labels[pick]),
+                     confusion_scores(labels, q.argmax(1), probs.shape[1])["mean IoU"]))  # T never moves the argmax
+    t, alpha = choose(fits)
     model.method_args["temperature"] = t
     if alpha:
         model.method_args.update(prior_alpha=alpha, class_weights=list(weights))
+    return t, alpha
+
+
+def choose(fits: list[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """(α, T, validation NLL, validation mean IoU) per α, α = 0 first → (T, α) of least NLL among those whose
+    mean IoU is no lower than α = 0's."""
+    alpha, t, _, _ = min((f for f in fits if f[3] >= fits[0][3]), key=lambda f: f[2])
     return t, alpha
 
 
@@ -69,13 +73,13 @@ def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], method_args: dict)
     if alpha:
         before = calibration.unweight(before, method_args["class_weights"], -alpha)
     label = f"after (T = {t:.3g}" + (f", prior ÷ w^{alpha:.3g})" if alpha else ")")
-    table, bins = calibration.compare({"before (T = 1)": before, label: after}, labels)
+    table, bins = calibration.compare({"before (T = 1" + (", α = 0)" if alpha else ")"): before, label: after}, labels)
     table.index.name = "test probabilities"
     return table, bins
 
 
 def reliability_figure(bins: dict[str, pd.DataFrame], path, title: str):
-    """Reliability diagram: accuracy against mean confidence per bin, before and after temperature scaling,
+    """Reliability diagram: accuracy against mean confidence per bin, before and after the calibration,
     with the pixel share per bin below. Bins of under 0.1 % of the pixels are open circles off the line: a
     handful of pixels says little about calibration."""
     import matplotlib.pyplot as plt

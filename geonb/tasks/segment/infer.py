@@ -56,8 +56,8 @@ def predict_lazy(model: TrainedModel, photo: xr.DataArray, *, float64: bool = Fa
     chunk by chunk with ``predict.lazy_map`` (the network's halo, cropped): equal to a one-shot prediction,
     memory bounded by the chunk size. Chunks must be multiples of 2^depth along y and x (the last one
     excepted). Compute it with any dask scheduler, e.g. a ``dask.distributed.Client`` given by address.
-    With ``probabilities``: a lazy Dataset of the class ids, a probability per class (at the model's
-    temperature) and the uncertainty (``with_probabilities``), all from one pass per chunk."""
+    With ``probabilities``: a lazy Dataset of the class ids, a probability per class (calibrated as the
+    model file says) and the uncertainty (``with_probabilities``), all from one pass per chunk."""
     import dask.array as dsa
 
     pred = Predictor(model, float64=float64)
@@ -92,8 +92,9 @@ def with_probabilities(ds: xr.Dataset, model: TrainedModel, probs, uncertainty) 
     """``ds`` (its ``class`` map) with the class probabilities (one 2-D array per class, numpy or dask) as CF
     variables ``probability_<class>`` (long_name from the class table, units 1) and ``uncertainty`` (1 − the
     largest probability), named by the class map's ``ancillary_variables``."""
-    t = model.method_args.get("temperature")
-    how = f"temperature scaled, T = {t:.3g} fitted on validation pixels" if t else "not calibrated (T = 1)"
+    t, alpha = model.method_args.get("temperature"), model.method_args.get("prior_alpha")
+    how = (f"class weights' prior divided out (p / w^{alpha:.3g}), then " if alpha else "") + (
+        f"temperature scaled, T = {t:.3g}, fitted on validation pixels" if t else "not calibrated (T = 1)")
     dims = ds["class"].dims
     new = {"probability_" + re.sub(r"\W+", "_", name): (dims, p, {"long_name": f"probability of {name}", "units": "1",
                                                                     "comment": how})

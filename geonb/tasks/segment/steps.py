@@ -1,4 +1,4 @@
-"""The segment task's notebook steps: data, training crops, training (and the temperature), held-out scores
+"""The segment task's notebook steps: data, training crops, training (and the calibration), held-out scores
 beside per-pixel baselines with the calibration of the probabilities, per-class bars, class along a line."""
 from __future__ import annotations
 
