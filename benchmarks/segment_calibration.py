@@ -3,9 +3,10 @@
 Fits the calibration on the validation location's images (``calibrate.fit_on_validation``, the same call as
 03: the share α of the class weights' prior divided out and the temperature, NLL of 200 000 labelled pixels)
 and scores the test location's probabilities before (the network's own) and after (``calibrate.scores``, as
-04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain labelled pixels against the rest. Writes the table as markdown, the reliability diagram, and the first test
-images' errors beside their uncertainty; the calibrated model file goes to ``--model-out`` (not committed). ``--tta``
-predicts with test-time augmentation, as ``geonb predict --tta``.
+04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain labelled pixels against the rest.
+Writes the table as markdown, the reliability diagram, and the first test images' errors beside their
+uncertainty; the calibrated model file goes to ``--model-out`` (not committed). ``--tta`` predicts with
+test-time augmentation, as ``geonb predict --tta``.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/segment_calibration.py /work/keep/deeplab_tile3.pt \\
         benchmarks/results/segment_calibration.md --model-out /tmp/deeplab_tile3_T.pt

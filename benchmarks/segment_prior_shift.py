@@ -3,7 +3,7 @@
 Median-frequency weights w_c make a network's probabilities lean to the rare classes: at the optimum of the
 weighted cross-entropy p_w(c|x) ∝ w_c p(c|x). This divides the weights back out, p_α ∝ p_w / w^α for
 ``calibrate.ALPHAS`` (0: temperature only; 1: the whole prior removed), fits the temperature on the
-validation location for each (``calibration.fit_temperature``, 200 000 labelled pixels, as 03) and scores
+validation location for each (``calibrate.fit_alphas``, the fits 03 chooses among) and scores
 the validation and test locations' calibrated probabilities: ECE (15 bins, torchmetrics), NLL, and the
 overall accuracy and (per-class) IoU of their argmax (α > 0 moves the class map towards the common classes).
 03's rule (``calibrate.fit_on_validation``) keeps the α of least validation NLL among those whose validation
@@ -30,7 +30,7 @@ from geonb import aerial, calibration
 from geonb.metrics.classification import confusion_scores
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
-from geonb.tasks.segment.calibrate import ALPHAS, FIT_PIXELS, pixels, probabilities
+from geonb.tasks.segment.calibrate import fit_alphas, pixels, probabilities
 
 
 def label_shift(probs: np.ndarray, source: np.ndarray, tol: float = 1e-6, iters: int = 200) -> np.ndarray:
@@ -78,10 +78,8 @@ def main() -> None:
         data[role] = (p[keep].astype(np.float64), y[keep].astype(np.int64))
     t_pred = time.perf_counter() - t0
     pv, yv = data["val"]
-    pick = np.random.default_rng(0).choice(len(yv), min(FIT_PIXELS, len(yv)), replace=False)
     rows = {}
-    for a in ALPHAS:
-        t = calibration.fit_temperature(calibration.unweight(pv[pick], weights, a), yv[pick])
+    for a, t, _, _ in fit_alphas(pv, yv, weights):  # 03's fits, one per α
         for role, (p, y) in data.items():
             q = calibration.temper(calibration.unweight(p, weights, a), t)
             own = calibration.fit_temperature(calibration.unweight(p[::20], weights, a), y[::20])

@@ -140,14 +140,14 @@ def train(family: str, run_root: Path, quick: bool, recalibrate: bool = False, p
 def refit_calibration(run: Run, spec: dict, previous: dict | None) -> float:
     """The shipped segment model, its calibration refitted on the validation location, put where 03 would
     have written it (01 and 02 built first, as 04 needs them); returns the original training time."""
-    from geonb import aerial
     from geonb.tasks.segment.calibrate import fit_on_validation
+    from geonb.tasks.segment.data import _pairs
 
     if run.task != "segment" or previous is None:
         raise SystemExit("--recalibrate: only the segment family, once it has been shipped (shipped_models.json)")
     run.step("simulate")
     model = TrainedModel.load(SHIPPED_DIR / f"{spec['name']}.pt", task="segment")
-    t, alpha = fit_on_validation(model, [p for loc in run["val_location"] for p in aerial.load_location(loc)], SEED)
+    t, alpha = fit_on_validation(model, _pairs(run, "val"), SEED)  # the validation images 03 uses
     print(f"[train_models] {spec['name']}: recalibrated on validation, T = {t:.3g}, prior α = {alpha:g}", flush=True)
     model.save(run.model_path(spec["arch"]))
     return previous["train_seconds"]

@@ -36,14 +36,20 @@ def temper(probs: np.ndarray, t: float, axis: int = 1) -> np.ndarray:
     return out.astype(np.asarray(probs).dtype, copy=False)
 
 
+def prior_offsets(weights, alpha: float) -> np.ndarray:
+    """α · log w_c per class, what dividing by w^α subtracts from the log-probabilities; 0 for a weight of 0
+    (a class absent from training divides nothing)."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(alpha) * np.log(np.where(w > 0, w, 1.0))
+
+
 def unweight(probs: np.ndarray, weights, alpha: float, axis: int = 1) -> np.ndarray:
     """Class probabilities (classes along ``axis``) with the prior w^α divided out, renormalised (a negative α
-    multiplies it back in). A weight of 0 (a class absent from training) divides nothing."""
+    multiplies it back in)."""
     probs = np.asarray(probs)
-    w = np.asarray(weights, dtype=np.float64)
-    factor = np.where(w > 0, w, 1.0) ** -float(alpha)
+    factor = np.exp(-prior_offsets(weights, alpha))
     shape = [1] * probs.ndim
-    shape[axis] = len(w)
+    shape[axis] = len(factor)
     out = probs * factor.reshape(shape)
     return (out / out.sum(axis, keepdims=True)).astype(probs.dtype, copy=False)
 

@@ -10,8 +10,9 @@ Prediction applies the model file's calibration, both fitted on validation pixel
 ``geonb.tasks.segment.calibrate``): the snapshots' mean probability p, the class weights' prior divided out by
 ``method_args["prior_alpha"]`` α (p / w^α with ``method_args["class_weights"]`` w; the argmax may move to a
 common class), then the temperature ``method_args["temperature"]`` T, p_T ∝ exp(log p / T) (the argmax stays).
-With ``method_args["tta"]`` (test-time augmentation) each snapshot's probability is itself the mean over the 8 flips and 90° turns of the
-input (the training augmentations), each mapped back; training and its validation never use it.
+With ``method_args["tta"]`` (test-time augmentation) each snapshot's probability is itself the mean over the
+8 flips and 90° turns of the input (the training augmentations), each mapped back; training and its validation
+never use it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..calibration import prior_offsets
 from ..registry import METHODS
 from .base import Method
 
@@ -47,8 +49,7 @@ class Classification(Method):
         method.temperature = float(method_args.get("temperature", 1.0))
         alpha, weights = method_args.get("prior_alpha", 0.0), method_args.get("class_weights")
         if alpha and weights is not None:
-            w = np.asarray(weights, dtype=np.float64)
-            method.log_prior = torch.as_tensor(alpha * np.log(np.where(w > 0, w, 1.0)))
+            method.log_prior = torch.as_tensor(prior_offsets(weights, alpha))
         method.tta = bool(method_args.get("tta", False))
         return method
 

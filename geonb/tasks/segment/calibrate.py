@@ -38,20 +38,26 @@ def fit_on_validation(model, pairs: list[aerial.Pair], seed: int = 0) -> tuple[f
         model.method_args.pop(key, None)
     probs, labels = pixels(probabilities(Predictor(model), pairs), pairs)
     keep = labels != aerial.IGNORE
-    probs, labels = probs[keep], labels[keep]
-    pick = np.random.default_rng(seed).choice(len(labels), min(FIT_PIXELS, len(labels)), replace=False)
     weights = model.info.get("class_weights")
+    t, alpha = choose(fit_alphas(probs[keep], labels[keep], weights, seed))
+    model.method_args["temperature"] = t
+    if alpha:
+        model.method_args.update(prior_alpha=alpha, class_weights=list(weights))
+    return t, alpha
+
+
+def fit_alphas(probs: np.ndarray, labels: np.ndarray, weights, seed: int = 0) -> list[tuple[float, float, float, float]]:
+    """(N, C) probabilities of labelled validation pixels → (α, T, NLL, mean IoU) per α of ``ALPHAS`` (only 0
+    without ``weights``): T fitted on p / w^α (NLL of ``FIT_PIXELS`` of them, the NLL at that T), the mean IoU of
+    the argmax on all of them."""
+    pick = np.random.default_rng(seed).choice(len(labels), min(FIT_PIXELS, len(labels)), replace=False)
     fits = []
     for alpha in ALPHAS if weights is not None else (0.0,):
         q = calibration.unweight(probs, weights, alpha) if alpha else probs
         t = calibration.fit_temperature(q[pick], labels[pick])
         fits.append((alpha, t, calibration.nll(calibration.temper(q[pick], t), labels[pick]),
                      confusion_scores(labels, q.argmax(1), probs.shape[1])["mean IoU"]))  # T never moves the argmax
-    t, alpha = choose(fits)
-    model.method_args["temperature"] = t
-    if alpha:
-        model.method_args.update(prior_alpha=alpha, class_weights=list(weights))
-    return t, alpha
+    return fits
 
 
 def choose(fits: list[tuple[float, float, float, float]]) -> tuple[float, float]:
