@@ -3,7 +3,9 @@
 Fits the calibration on the validation location's images (``calibrate.fit_on_validation``, the same call as
 03: the share α of the class weights' prior divided out and the temperature, NLL of 200 000 labelled pixels)
 and scores the test location's probabilities before (the network's own) and after (``calibrate.scores``, as
-04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain labelled pixels against the rest.
+04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain labelled pixels against the rest;
+beside them the random forest's vote shares (04's classical baseline, fitted as 04 fits it: seed 0, 200 000
+training pixels), and for reference a temperature fitted on the forest's validation vote shares.
 Writes the table as markdown, the reliability diagram, and the first test images' errors beside their
 uncertainty; the calibrated model file goes to ``--model-out`` (not committed). ``--tta`` predicts with
 test-time augmentation, as ``geonb predict --tta``.
@@ -14,20 +16,38 @@ test-time augmentation, as ``geonb predict --tta``.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from deeplab_segment import markdown
 
 import geonb
-from geonb import aerial, calibration, ganplots
+from geonb import Run, aerial, calibration, ganplots
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
 from geonb.tasks.segment.calibrate import (fit_on_validation, pixels, probabilities, reliability_figure, scores,
                                            uncertainty_panel)
 from geonb.tasks.segment.infer import use_tta
-from geonb.tasks.segment.steps import error_panel
+from geonb.tasks.segment.calibrate import FIT_PIXELS
+from geonb.tasks.segment.steps import RANDOM_FOREST, _baselines, error_panel
+
+FOREST = f"{RANDOM_FOREST} (vote shares)"
+
+
+def forest_probabilities(model, val_location: int, test_location: int, val, test) -> tuple[list, list]:
+    """04's random forest (its run's defaults, seed 0) → its vote shares on the validation and test images."""
+    run = Run(tempfile.mkdtemp(), arch=model.arch, seed=0, val_location=val_location, test_location=test_location)
+    forest, _ = _baselines(run, len(model.inputs["classes"]))
+    return [forest(p.photo) for p in val], [forest(p.photo) for p in test]
+
+
+def labelled(probs, pairs):
+    p, y = pixels(probs, pairs)
+    keep = y != aerial.IGNORE
+    return p[keep], y[keep]
 
 
 def main() -> None:
@@ -51,11 +71,18 @@ def main() -> None:
     model.save(args.model_out)
     t0 = time.perf_counter()
     probs = probabilities(Predictor(model), test)
-    table, bins = scores(probs, test, model.method_args)
     t_test = time.perf_counter() - t0
-    p, y = pixels(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
-    keep = y != aerial.IGNORE
-    p, y = p[keep], y[keep]
+    t0 = time.perf_counter()
+    forest_val, forest_test = forest_probabilities(model, args.val_location, args.test_location, val, test)
+    t_forest = time.perf_counter() - t0
+    table, bins = scores(probs, test, model.method_args, {FOREST: forest_test})
+    p, y = labelled(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
+    fv, yv = labelled(forest_val, val)
+    pick = np.random.default_rng(0).choice(len(yv), min(FIT_PIXELS, len(yv)), replace=False)
+    t_fv = calibration.fit_temperature(fv[pick], yv[pick])
+    ft, _ = labelled(forest_test, test)
+    forest_t = {"ECE": calibration.expected_calibration_error(calibration.temper(ft, t_fv), y),
+                "zero": float((ft[np.arange(len(y)), y] == 0).mean())}
     divided = calibration.temper(p, 1 / t)  # the prior divided out, T = 1
     oracle = calibration.fit_temperature(divided, y)
     own = calibration.unweight(divided, model.method_args["class_weights"], -alpha) if alpha else divided
@@ -71,16 +98,21 @@ def main() -> None:
     maps = ganplots.triptychs(rows, out.with_name(out.stem + "_maps.png"),
                               legend=aerial.legend(model.inputs["classes"], colours, errors=True),
                               title="errors (red) beside uncertainty (1 − max probability: bright unsure)")
-    labelled = sum(int((p.classes != aerial.IGNORE).sum()) for p in test)
+    n_labelled = sum(int((p.classes != aerial.IGNORE).sum()) for p in test)
     tta = ", test-time augmentation" if model.method_args["tta"] else ""
     lines = [f"# {model.arch} ({args.model}{tta}): calibration on the held-out tile_{args.test_location}", "",
              f"Calibration fitted on tile_{args.val_location} (validation; 200 000 labelled pixels, NLL): "
              f"**T = {t:.3f}**" + (f", the class weights' prior divided out with **α = {alpha:g}**" if alpha else "")
              + f" ({t_fit:.0f} s with the validation predictions). Test: {len(test)} images, "
-             f"{labelled} labelled pixels ({t_test:.0f} s). Torch threads {torch.get_num_threads()}.", "",
+             f"{n_labelled} labelled pixels ({t_test:.0f} s). Random forest as 04 fits it (seed 0, "
+             f"{FOREST}: the share of its 50 trees voting for each class; {t_forest:.0f} s to fit it and predict "
+             f"both locations). Torch threads {torch.get_num_threads()}.", "",
              markdown(table), "",
              f"Reference, not used: the T fitted on the test pixels themselves is {oracle:.3f}. ECE before → after "
-             "with other binnings: " + "; ".join(f"{n} bins {a:.4f} → {b:.4f}" for n, (a, b) in bins_ece.items()) + ".",
+             "with other binnings: " + "; ".join(f"{n} bins {a:.4f} → {b:.4f}" for n, (a, b) in bins_ece.items()) + ". "
+             f"The forest with a temperature fitted on its tile_{args.val_location} vote shares (T = {t_fv:.3f}): "
+             f"ECE {forest_t['ECE']:.4f}; {forest_t['zero']:.2%} of the test pixels get no vote for their class "
+             "(log-probability −∞: its NLL is that of the 1e-300 floor), which a temperature cannot mend.",
              "", "Reliability bins (after):", "", markdown(bins[table.index[1]].round(4).set_index("lower")),
              "", f"Figures: `{diagram.name}`, `{maps.name}`."]
     out.write_text("\n".join(lines) + "\n")

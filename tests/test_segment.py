@@ -233,6 +233,9 @@ def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path,
     moved = abs(after["accuracy"] - before["accuracy"])
     assert moved < 0.01 if "prior" in calibrated.index[1] else moved == 0, calibrated
     assert after["accuracy, 20% most uncertain"] < after["accuracy, other 80%"] - 0.1, calibrated
+    # the classical baseline's calibration on the same pixels: its class map is the argmax of its vote shares
+    forest = calibrated.loc["random_forest_rgb (vote shares)"]
+    assert forest["accuracy"] == pytest.approx(table.loc["random_forest_rgb", "overall accuracy"], abs=1e-6), calibrated
 
 
 def test_lazy_chunked_prediction_equals_one_shot_also_on_a_distributed_cluster():

@@ -67,9 +67,11 @@ def choose(fits: list[tuple[float, float, float, float]]) -> tuple[float, float]
     return t, alpha
 
 
-def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], method_args: dict) -> tuple[pd.DataFrame, dict]:
+def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], method_args: dict,
+           baselines: dict[str, list[np.ndarray]] | None = None) -> tuple[pd.DataFrame, dict]:
     """Calibration of the test probabilities (calibrated by ``method_args``' T and α) and of the network's own
-    (T = 1, no prior divided out): a table (rows: before / after) of ECE, NLL, accuracy on the 20 % most
+    (T = 1, no prior divided out), and of each baseline's probabilities of the same images (name → (C, H, W)
+    per image): a table (rows: before / after / the baselines) of ECE, NLL, accuracy on the 20 % most
     uncertain labelled pixels and on the rest; and the reliability bins of each."""
     after, labels = pixels(probs, pairs)  # the network's own are recovered from them: no second prediction
     keep = labels != aerial.IGNORE
@@ -79,25 +81,29 @@ def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], method_args: dict)
     if alpha:
         before = calibration.unweight(before, method_args["class_weights"], -alpha)
     label = f"after (T = {t:.3g}" + (f", prior ÷ w^{alpha:.3g})" if alpha else ")")
-    table, bins = calibration.compare({"before (T = 1" + (", α = 0)" if alpha else ")"): before, label: after}, labels)
+    others = {name: pixels(p, pairs)[0][keep] for name, p in (baselines or {}).items()}
+    table, bins = calibration.compare({"before (T = 1" + (", α = 0)" if alpha else ")"): before, label: after, **others},
+                                      labels)
     table.index.name = "test probabilities"
     return table, bins
 
 
 def reliability_figure(bins: dict[str, pd.DataFrame], path, title: str):
-    """Reliability diagram: accuracy against mean confidence per bin, before and after the calibration,
-    with the pixel share per bin below. Bins of under 0.1 % of the pixels are open circles off the line: a
-    handful of pixels says little about calibration."""
+    """Reliability diagram: accuracy against mean confidence per bin of each set of probabilities (before and
+    after the calibration, a baseline's), with the pixel share per bin below. Bins of under 0.1 % of the pixels
+    are open circles off the line: a handful of pixels says little about calibration."""
     import matplotlib.pyplot as plt
 
     fig, (ax, share) = plt.subplots(2, 1, figsize=(5.2, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfectly calibrated")
-    width = 1 / len(next(iter(bins.values())))
-    for (name, b), offset, colour in zip(bins.items(), (-0.25, 0.25), ("tab:red", "tab:blue")):
+    width, k = 1 / len(next(iter(bins.values()))), len(bins)  # k bars side by side in each bin
+    colours = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")
+    for i, (name, b) in enumerate(bins.items()):
+        colour = colours[i % len(colours)]
         few = b["pixels"] < 1e-3 * b["pixels"].sum()
         ax.plot(b["confidence"][~few], b["accuracy"][~few], "o-", color=colour, label=name, ms=4)
         ax.plot(b["confidence"][few], b["accuracy"][few], "o", mfc="none", color=colour, ms=4)
-        share.bar(b["lower"] + width * (0.5 + offset / 2), b["pixels"] / b["pixels"].sum(), width / 2, color=colour)
+        share.bar(b["lower"] + width * (i + 0.5) / k, b["pixels"] / b["pixels"].sum(), width / k, color=colour)
     ax.set(ylabel="accuracy (share of pixels right)", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(fontsize=8, loc="upper left")
     share.set(xlabel="confidence (largest class probability)", ylabel="pixel share")

@@ -149,7 +149,9 @@ RANDOM_FOREST, NEAREST_MEAN, MAJORITY = "random_forest_rgb", "nearest_mean_rgb",
 
 def _baselines(run, n: int):
     """Per-pixel classifiers fitted on RGB of training pixels: a random forest, the nearest class mean,
-    the majority class. Returns name → function (H, W, 3) uint8 → (H, W) class ids."""
+    the majority class. Returns the forest's class probabilities, a function (H, W, 3) uint8 → (n, H, W) (the
+    share of its trees' votes; its class map is their argmax), and name → function (H, W, 3) uint8 → (H, W)
+    class ids of the other two."""
     from sklearn.ensemble import RandomForestClassifier
 
     pairs = _pairs(run, "train")
@@ -163,11 +165,13 @@ def _baselines(run, n: int):
     means = aerial.class_mean_colours(rgb[labelled[::10]], cls[labelled[::10]], n)
     majority = int(np.bincount(cls[labelled], minlength=n).argmax())
 
-    def forest_predict(photo):
-        return forest.predict(photo.reshape(-1, 3).astype(np.float32)).reshape(photo.shape[:2]).astype(np.uint8)
+    def forest_probabilities(photo):
+        out = np.zeros((n, photo.shape[0] * photo.shape[1]), np.float32)
+        out[forest.classes_] = forest.predict_proba(photo.reshape(-1, 3).astype(np.float32)).T  # classes it saw
+        return out.reshape(n, *photo.shape[:2])
 
-    return {RANDOM_FOREST: forest_predict, NEAREST_MEAN: lambda photo: aerial.nearest_mean_classes(photo, means),
-            MAJORITY: lambda photo: np.full(photo.shape[:2], majority, np.uint8)}
+    return forest_probabilities, {NEAREST_MEAN: lambda photo: aerial.nearest_mean_classes(photo, means),
+                                  MAJORITY: lambda photo: np.full(photo.shape[:2], majority, np.uint8)}
 
 
 def error_panel(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -193,7 +197,10 @@ def error_maps(run) -> Report:
     test_pairs = _pairs(run, "test")
     probs = {k: calibrate.probabilities(pr, test_pairs) for k, pr in preds.items()}
     outputs = {k: [p.argmax(0).astype(np.uint8) for p in ps] for k, ps in probs.items()}
-    outputs.update({k: [f(p.photo) for p in test_pairs] for k, f in _baselines(run, n).items()})
+    forest, others = _baselines(run, n)
+    forest_probs = [forest(p.photo) for p in test_pairs]
+    outputs[RANDOM_FOREST] = [p.argmax(0).astype(np.uint8) for p in forest_probs]
+    outputs.update({k: [f(p.photo) for p in test_pairs] for k, f in others.items()})
     truth = np.concatenate([p.classes.ravel() for p in test_pairs])
     scores = {k: confusion_scores(truth, np.concatenate([o.ravel() for o in outs]), n, ignore_index=aerial.IGNORE)
               for k, outs in outputs.items()}
@@ -226,7 +233,8 @@ def error_maps(run) -> Report:
                               title="test images: labels, predictions, errors (red: wrong; grey: no label) and "
                                     "uncertainty (1 − max probability: dark sure, bright unsure)")
     _write_predictions(run, test_pairs, outputs, names)
-    calibrated, bins = calibrate.scores(probs[best], test_pairs, preds[best].model.method_args)
+    calibrated, bins = calibrate.scores(probs[best], test_pairs, preds[best].model.method_args,
+                                        {f"{RANDOM_FOREST} (vote shares)": forest_probs})
     write_text(run.metrics_path("calibration"), calibrated.to_csv())
     diagram = calibrate.reliability_figure(bins, run.figure("04_reliability"),
                                            f"{best}: reliability on the test pixels")
@@ -239,7 +247,8 @@ def error_maps(run) -> Report:
                   f"{run['baseline_pixels']} training pixels), `{NEAREST_MEAN}` (nearest class-mean colour), "
                   f"`{MAJORITY}`. Confusion matrices of the best model (`{best}`, by mean IoU) below. Calibration "
                   f"of its class probabilities before and after the calibration fitted on the validation images "
-                  "(the class weights' prior divided out, α, and the temperature T; T = 1: none stored): expected "
+                  "(the class weights' prior divided out, α, and the temperature T; T = 1: none stored), beside the "
+                  f"random forest's (the share of its trees voting for each class): expected "
                   "calibration error (15 confidence bins, torchmetrics), NLL, and the "
                   "accuracy on the 20 % labelled pixels of highest uncertainty (1 − max probability) against the rest.",
                   {"test scores": table, f"{best}: confusion (counts)": counts,
