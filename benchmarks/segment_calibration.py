@@ -27,6 +27,7 @@ from deeplab_segment import markdown
 import geonb
 from geonb import Run, aerial, calibration, ganplots
 from geonb.modelfile import TrainedModel
+from geonb.outputs import refuse_input_as_output
 from geonb.predict import Predictor
 from geonb.tasks.segment.calibrate import (fit_on_validation, pixels, probabilities, reliability_figure, scores,
                                            uncertainty_panel)
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true", help="test-time augmentation, as geonb predict --tta")
     args = ap.parse_args()
     print(f"geonb from {geonb.__file__}; torch threads {torch.get_num_threads()}", flush=True)
+    refuse_input_as_output(args.model_out, [args.model], "--model-out")  # the calibrated copy never replaces it
     model = TrainedModel.load(args.model, task="segment")
     use_tta(model, args.tta)
     val = aerial.load_location(args.val_location)
