@@ -51,7 +51,8 @@ FAMILIES = {
                       scores={"srcnn": ("srcnn / 4", "RMSE"), "cubic spline": ("spline / 4", "RMSE"),
                               "bicubic": ("bicubic / 4", "RMSE")}),
     "generate": dict(name="acgan_mnist", arch="acgan", params={},
-                     budget="the task's defaults (30 epochs)",
+                     budget="the task's defaults (at most 80 epochs, patience 10; the generator's moving average, "
+                            "ema 0.99, is what is validated and kept)",
                      metric="share of generated digits the judge recognises as the class asked for; higher is better",
                      scores={"acgan": ("all", "recognised"), "real held-out digits": ("all", "judge accuracy (real)")}),
     "segment": dict(name="unet_seg_dubai", arch="unet_seg", params={},

@@ -10,13 +10,20 @@ Logged per step: ``g_loss``, ``d_loss``, ``d_acc`` (real/fake, real and fake tog
 ``d_acc_real``, ``d_acc_fake``, ``class_acc_real`` (D's class head on real digits) and
 ``class_acc_fake`` (on generated ones, against the asked-for label). ``predict((z, c))`` is the
 generator's pass.
+
+With ``ema`` > 0 the generator that validation, sampling and the model file use is a moving average
+of the trained one's weights (and BatchNorm statistics), updated after every generator step: the
+mean of all steps so far until there are 1/(1 − ema) of them, then an exponential average with that
+horizon (Yazici et al. 2019: averaging a GAN's generator smooths the oscillation of its game).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 
 from ..distributed import frozen
+from ..errors import GeonbError
 from ..registry import METHODS
 from .base import Method
 
@@ -26,8 +33,21 @@ class ACGAN(Method):
     roles = ("generator", "discriminator")
     loss_name = "generator loss"
 
-    def __init__(self, nets, *, lr: float, betas: tuple | list = (0.5, 0.999)):
+    def __init__(self, nets, *, lr: float, betas: tuple | list = (0.5, 0.999), ema: float = 0.0):
         super().__init__(nets, lr=lr, betas=betas)
+        if not 0 <= ema < 1:
+            raise GeonbError(f"ema={ema}: the generator's moving-average decay must be in [0, 1) (0: no average).")
+        if ema:
+            trained = nets["generator"]
+            # kept beside the roles, so training.fit checkpoints, resumes and restores it with them
+            self.nets["average"] = AveragedModel(getattr(trained, "module", trained), use_buffers=True,
+                                                 multi_avg_fn=_averaging(ema))
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The generator validation, sampling and the model file use: the moving average when ``ema`` > 0."""
+        average = self.nets.get("average")
+        return average.module if average is not None else self.nets["generator"]
 
     def sample_inputs(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.generator
@@ -37,7 +57,7 @@ class ACGAN(Method):
         real, labels, _ = batch
         disc = self.nets["discriminator"]
         z, asked = self.sample_inputs(len(real), real.device)
-        fake = self.generator(z, asked)
+        fake = self.nets["generator"](z, asked)
         bce, ce = F.binary_cross_entropy_with_logits, F.cross_entropy
         real_s, real_c = disc(real)
         fake_s, fake_c = disc(fake.detach())
@@ -48,8 +68,24 @@ class ACGAN(Method):
             gen_s, gen_c = disc(fake)
             g_loss = bce(gen_s, torch.ones_like(gen_s)) + ce(gen_c, asked)
             self.step("generator", g_loss)
+        if "average" in self.nets:
+            trained = self.nets["generator"]
+            self.nets["average"].update_parameters(getattr(trained, "module", trained))
         acc_real, acc_fake = (real_s > 0).float().mean().item(), (fake_s < 0).float().mean().item()
         return {"g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_acc": (acc_real + acc_fake) / 2,
                 "d_acc_real": acc_real, "d_acc_fake": acc_fake,
                 "class_acc_real": (real_c.argmax(1) == labels).float().mean().item(),
                 "class_acc_fake": (fake_c.argmax(1) == asked).float().mean().item()}
+
+
+def _averaging(decay: float):
+    """AveragedModel's update (called per dtype group): floats move towards the trained weights by
+    max(1 − decay, 1/(n + 1)) after n averaged steps, so the random start leaves the average as in a
+    running mean; integers (BatchNorm's step count) are copied."""
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged) -> None:
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, max(1.0 - decay, 1.0 / (int(n_averaged) + 1)))
+        else:
+            torch._foreach_copy_(averaged, current)
+    return update

@@ -107,10 +107,11 @@ class Method:
 
     def fit(self, batches, validate, ckpt_dir, *, epochs: int, patience: int, seed: int, desc: str) -> list[dict]:
         """Train with ``training.fit`` on this method's accelerator (the best epoch's weights restored
-        at the end); with ``n_average`` the generator of every epoch is saved too and the last n kept."""
+        at the end) — every network, the roles and what a method keeps beside them (acgan's moving
+        average); with ``n_average`` the generator of every epoch is saved too and the last n kept."""
         if self.n_average > 0:
             validate = self._snapshotting(validate, Path(ckpt_dir))
-        history = fit({r: self.nets[r] for r in self.roles}, self.optimizers, batches, self.train_step, validate,
+        history = fit(dict(self.nets), self.optimizers, batches, self.train_step, validate,
                       ckpt_dir, epochs=epochs, patience=patience, seed=seed, desc=desc, acc=self.acc)
         if self.n_average > 0:
             kept = sorted((Path(ckpt_dir) / "snapshots").glob("epoch_*.pt"))[-self.n_average:]

