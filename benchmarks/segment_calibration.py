@@ -29,10 +29,9 @@ from geonb import Run, aerial, calibration, ganplots
 from geonb.modelfile import TrainedModel
 from geonb.outputs import refuse_input_as_output
 from geonb.predict import Predictor
-from geonb.tasks.segment.calibrate import (fit_on_validation, pixels, probabilities, reliability_figure, scores,
-                                           uncertainty_panel)
+from geonb.tasks.segment.calibrate import (FIT_PIXELS, fit_on_validation, pixels, probabilities, reliability_figure,
+                                           scores, uncertainty_panel)
 from geonb.tasks.segment.infer import use_tta
-from geonb.tasks.segment.calibrate import FIT_PIXELS
 from geonb.tasks.segment.steps import RANDOM_FOREST, _baselines, error_panel
 
 FOREST = f"{RANDOM_FOREST} (vote shares)"

@@ -14,7 +14,7 @@ generator's pass.
 With ``ema`` > 0 the generator that validation, sampling and the model file use is a moving average
 of the trained one's weights (and BatchNorm statistics), updated after every generator step: the
 mean of all steps so far until there are 1/(1 − ema) of them, then an exponential average with that
-horizon (Yazici et al. 2019: averaging a GAN's generator smooths the oscillation of its game).
+horizon (Yazici et al. 2019: averaging a GAN's generator over its steps damps their back-and-forth).
 """
 from __future__ import annotations
 
