@@ -146,7 +146,7 @@ def _generate(arch, p):
         digits = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8).numpy()
         return _to_unit(digits), torch.randint(0, N_CLASSES, (n,), generator=g), None
 
-    return {"latent": p["latent"], "n_classes": N_CLASSES, "nf": p["nf"]}, {}, batch, n, "28²"
+    return {"latent": p["latent"], "n_classes": N_CLASSES, "nf": p["nf"]}, {"ema": p["ema"]}, batch, n, "28²"
 
 
 TASKS = {"downscale": _downscale, "inpaint": _inpaint, "clouds": _clouds, "segment": _segment,

@@ -4,8 +4,8 @@ Fits the calibration on the validation location's images (``calibrate.fit_on_val
 03: the share α of the class weights' prior divided out and the temperature, NLL of 200 000 labelled pixels)
 and scores the test location's probabilities before (the network's own) and after (``calibrate.scores``, as
 04): ECE (15 bins, torchmetrics), NLL, accuracy on the 20 % most uncertain labelled pixels against the rest;
-beside them the random forest's vote shares (04's classical baseline, fitted as 04 fits it: seed 0, 200 000
-training pixels), and for reference a temperature fitted on the forest's validation vote shares.
+beside them the random forest's class probabilities (04's classical baseline, fitted as 04 fits it: seed 0,
+200 000 training pixels), and for reference a temperature fitted on the forest's validation probabilities.
 Writes the table as markdown, the reliability diagram, and the first test images' errors beside their
 uncertainty; the calibrated model file goes to ``--model-out`` (not committed). ``--tta`` predicts with
 test-time augmentation, as ``geonb predict --tta``.
@@ -26,21 +26,20 @@ from deeplab_segment import markdown
 
 import geonb
 from geonb import Run, aerial, calibration, ganplots
-from geonb.modelfile import TrainedModel
+from geonb.modelfile import TrainedModel, resolve
 from geonb.outputs import refuse_input_as_output
 from geonb.predict import Predictor
 from geonb.tasks.segment.calibrate import (FIT_PIXELS, fit_on_validation, pixels, probabilities, reliability_figure,
                                            scores, uncertainty_panel)
 from geonb.tasks.segment.infer import use_tta
-from geonb.tasks.segment.steps import RANDOM_FOREST, _baselines, error_panel
-
-FOREST = f"{RANDOM_FOREST} (vote shares)"
+from geonb.tasks.segment.steps import FOREST_PROBABILITIES, _baselines, error_panel
 
 
 def forest_probabilities(model, val_location: int, test_location: int, val, test) -> tuple[list, list]:
-    """04's random forest (its run's defaults, seed 0) → its vote shares on the validation and test images."""
-    run = Run(tempfile.mkdtemp(), arch=model.arch, seed=0, val_location=val_location, test_location=test_location)
-    forest, _ = _baselines(run, len(model.inputs["classes"]))
+    """04's random forest (its run's defaults, seed 0) → its class probabilities on the validation and test images."""
+    with tempfile.TemporaryDirectory() as folder:
+        run = Run(folder, arch=model.arch, seed=0, val_location=val_location, test_location=test_location)
+        forest, _ = _baselines(run, len(model.inputs["classes"]))
     return [forest(p.photo) for p in val], [forest(p.photo) for p in test]
 
 
@@ -61,7 +60,8 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true", help="test-time augmentation, as geonb predict --tta")
     args = ap.parse_args()
     print(f"geonb from {geonb.__file__}; torch threads {torch.get_num_threads()}", flush=True)
-    refuse_input_as_output(args.model_out, [args.model], "--model-out")  # the calibrated copy never replaces it
+    # the calibrated copy never replaces the file it read (a shipped name resolved to its file)
+    refuse_input_as_output(args.model_out, [resolve(args.model)], "--model-out")
     model = TrainedModel.load(args.model, task="segment")
     use_tta(model, args.tta)
     val = aerial.load_location(args.val_location)
@@ -76,7 +76,7 @@ def main() -> None:
     t0 = time.perf_counter()
     forest_val, forest_test = forest_probabilities(model, args.val_location, args.test_location, val, test)
     t_forest = time.perf_counter() - t0
-    table, bins = scores(probs, test, model.method_args, {FOREST: forest_test})
+    table, bins = scores(probs, test, model.method_args, {FOREST_PROBABILITIES: forest_test})
     p, y = labelled(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
     fv, yv = labelled(forest_val, val)
     pick = np.random.default_rng(0).choice(len(yv), min(FIT_PIXELS, len(yv)), replace=False)
@@ -105,15 +105,16 @@ def main() -> None:
              f"Calibration fitted on tile_{args.val_location} (validation; 200 000 labelled pixels, NLL): "
              f"**T = {t:.3f}**" + (f", the class weights' prior divided out with **α = {alpha:g}**" if alpha else "")
              + f" ({t_fit:.0f} s with the validation predictions). Test: {len(test)} images, "
-             f"{n_labelled} labelled pixels ({t_test:.0f} s). Random forest as 04 fits it (seed 0, "
-             f"{FOREST}: the share of its 50 trees voting for each class; {t_forest:.0f} s to fit it and predict "
-             f"both locations). Torch threads {torch.get_num_threads()}.", "",
+             f"{n_labelled} labelled pixels ({t_test:.0f} s). The random forest fitted as 04 fits it (seed 0); its class "
+             "probabilities are the mean over its 50 trees of their leaf's class shares "
+             f"({t_forest:.0f} s to fit it and predict both locations). Torch threads {torch.get_num_threads()}.", "",
              markdown(table), "",
              f"Reference, not used: the T fitted on the test pixels themselves is {oracle:.3f}. ECE before → after "
              "with other binnings: " + "; ".join(f"{n} bins {a:.4f} → {b:.4f}" for n, (a, b) in bins_ece.items()) + ". "
-             f"The forest with a temperature fitted on its tile_{args.val_location} vote shares (T = {t_fv:.3f}): "
-             f"ECE {forest_t['ECE']:.4f}; {forest_t['zero']:.2%} of the test pixels get no vote for their class "
-             "(log-probability −∞: its NLL is that of the 1e-300 floor), which a temperature cannot mend.",
+             f"The forest with a temperature fitted on its tile_{args.val_location} probabilities (T = {t_fv:.3f}): "
+             f"ECE {forest_t['ECE']:.4f}; {forest_t['zero']:.2%} of the test pixels get probability 0 for their class "
+             "(no tree's leaf holds a training pixel of it: log-probability −∞, its NLL that of the 1e-300 floor), "
+             "which a temperature cannot mend.",
              "", "Reliability bins (after):", "", markdown(bins[table.index[1]].round(4).set_index("lower")),
              "", f"Figures: `{diagram.name}`, `{maps.name}`."]
     out.write_text("\n".join(lines) + "\n")

@@ -39,6 +39,14 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
+def broadcast_buffers(net: torch.nn.Module) -> None:
+    """Every process takes process 0's buffers of ``net`` (the BatchNorm statistics a network outside DDP
+    gathers from its own slice), so each process's copy validates and stops alike."""
+    if active():
+        for buffer in net.buffers():
+            dist.broadcast(buffer.data, 0)
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

@@ -31,21 +31,22 @@ def test_acgan_step_logs_losses_and_accuracies():
 
 
 def test_acgan_moving_average_is_the_mean_of_the_steps_so_far_then_exponential():
-    m = methods.build(get_arch("acgan"), {"latent": 8, "nf": 4}, lr=1e-2, seed=0, device="cpu", ema=0.5)
+    m = methods.build(get_arch("acgan"), {"latent": 8, "nf": 4}, lr=1e-2, seed=0, device="cpu", ema=0.75)
     trained = m.nets["generator"]
     assert m.generator is not trained  # validation, sampling and the model file use the average
     batch = (torch.rand(6, 1, 28, 28) * 2 - 1, torch.arange(6), None)
-    states = []
-    for _ in range(3):
+    states, averages = [], []
+    for _ in range(5):
         m.train_step(batch)
         states.append({k: v.clone() for k, v in trained.state_dict().items()})
+        averages.append({k: v.clone() for k, v in m.generator.state_dict().items()})
     floats = [k for k, v in states[0].items() if v.is_floating_point()]
-    # steps 1–2: the running mean (weights 1, ½); step 3: exponential, weight max(1 − 0.5, ⅓) = ½
-    expected = {k: 0.5 * (0.5 * (states[0][k] + states[1][k])) + 0.5 * states[2][k] for k in floats}
-    average = m.generator.state_dict()
-    assert all(torch.allclose(average[k], expected[k], atol=1e-6) for k in floats)
-    assert not torch.allclose(average["fc.weight"], states[2]["fc.weight"])
-    assert int(average["body.0.num_batches_tracked"]) == 3  # BatchNorm's step count copied, not averaged
+    # the first 1/(1 − 0.75) = 4 steps: their plain mean; the 5th: exponential, weight 1 − 0.75
+    mean4 = {k: sum(s[k] for s in states[:4]) / 4 for k in floats}
+    assert all(torch.allclose(averages[3][k], mean4[k], atol=1e-6) for k in floats)
+    assert all(torch.allclose(averages[4][k], 0.75 * mean4[k] + 0.25 * states[4][k], atol=1e-6) for k in floats)
+    assert not torch.allclose(averages[4]["fc.weight"], states[4]["fc.weight"])
+    assert int(averages[4]["body.0.num_batches_tracked"]) == 5  # BatchNorm's step count copied, not averaged
     plain = methods.build(get_arch("acgan"), {"latent": 8, "nf": 4}, lr=1e-2, seed=0, device="cpu", ema=0.0)
     assert plain.generator is plain.nets["generator"] and "average" not in plain.nets
     with pytest.raises(GeonbError, match="ema=1.0: the generator's moving-average decay must be in"):

@@ -79,6 +79,27 @@ def test_gan_trains_under_ddp(tmp_path):
     assert np.isfinite(out["history"][-1]["adversarial"])
 
 
+def _acgan_worker(rank, world, store, out):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        m = methods.build(get_arch("acgan"), {"latent": 8, "nf": 4}, lr=1e-2, seed=0, device="cpu", ema=0.9)
+        g = torch.Generator().manual_seed(rank)  # each process its own slice: its own BatchNorm statistics
+        for _ in range(3):
+            m.train_step((torch.rand(4, 1, 28, 28, generator=g) * 2 - 1, torch.arange(4), None))
+        torch.save(m.generator.state_dict(), out / f"average_{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_acgan_moving_average_is_the_same_in_every_process(tmp_path):
+    """Each process validates its own copy of the average: copies that differ would stop them at different epochs."""
+    mp.spawn(_acgan_worker, args=(2, tmp_path / "store", tmp_path), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"average_{r}.pt", weights_only=True) for r in (0, 1))
+    assert float(a["body.0.running_var"].std()) > 0  # the statistics moved, so equality means something
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
 def test_gan_steps_under_bf16_autocast_keep_float32_weights_and_learn(tmp_path):
     """bf16 autocast (CPU supports it): forward passes in bf16, weights, gradients and optimiser in float32."""
     acc = Accelerator(torch.device("cpu"), amp=True)

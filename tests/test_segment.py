@@ -18,6 +18,7 @@ from geonb.predict import Predictor
 from geonb.registry import NETWORKS, get_arch
 from geonb.tasks.segment.data import NORM, image_pairs
 from geonb.tasks.segment.infer import predict_lazy, segment_image
+from geonb.tasks.segment.steps import forest_classifier
 
 torch.set_num_threads(1)  # small tensors: one thread is fastest, and CI shares its cores
 ARCHS = ("segnet", "fcn", "unet_seg", "deeplabv3plus")
@@ -214,6 +215,26 @@ def test_bad_parameters_are_refused_before_training(tmp_path):
         Run(tmp_path, arch="segnet", quick=True, labels="x.png").step("data_prep")
 
 
+def test_the_forest_baseline_gives_class_probabilities_whose_argmax_is_its_class_map():
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    classes = rng.choice(np.array([0, 1, 3, 4, aerial.IGNORE], np.uint8), 3000)  # class 2 never labelled
+    rgb = (classes[:, None] * 40 + rng.integers(0, 90, (3000, 3))).astype(np.uint8)  # overlapping colours
+    forest = forest_classifier(rgb, classes, 5, pixels=1000, seed=3)
+    photo = rng.integers(0, 256, (30, 40, 3)).astype(np.uint8)
+    probs = forest(photo)
+    assert probs.shape == (5, 30, 40) and np.allclose(probs.sum(0), 1, atol=1e-5)
+    assert (probs[2] == 0).all() and 0 < probs.max(0).min() and probs.max() <= 1
+    assert 0.05 < ((probs > 0) & (probs < 1)).mean()  # mixed leaves: probabilities, not hard votes
+    # the same forest as sklearn's own fit on the same pixels: its class map is predict's
+    labelled = np.flatnonzero(classes != aerial.IGNORE)
+    pick = np.random.default_rng(3).choice(labelled, 1000, replace=False)
+    own = RandomForestClassifier(n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=3)
+    own.fit(rgb[pick].astype(np.float32), classes[pick])
+    assert np.array_equal(probs.argmax(0), own.predict(photo.reshape(-1, 3).astype(np.float32)).reshape(30, 40))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["fcn", "deeplabv3plus"])
 def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path, arch):
@@ -233,8 +254,8 @@ def test_short_training_beats_the_per_pixel_baselines_on_held_out_rows(tmp_path,
     moved = abs(after["accuracy"] - before["accuracy"])
     assert moved < 0.01 if "prior" in calibrated.index[1] else moved == 0, calibrated
     assert after["accuracy, 20% most uncertain"] < after["accuracy, other 80%"] - 0.1, calibrated
-    # the classical baseline's calibration on the same pixels: its class map is the argmax of its vote shares
-    forest = calibrated.loc["random_forest_rgb (vote shares)"]
+    # the classical baseline's calibration on the same pixels: its class map is the argmax of its probabilities
+    forest = calibrated.loc["random_forest_rgb (probabilities)"]
     assert forest["accuracy"] == pytest.approx(table.loc["random_forest_rgb", "overall accuracy"], abs=1e-6), calibrated
 
 

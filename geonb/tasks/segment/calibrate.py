@@ -1,6 +1,7 @@
 """The segment task's class probabilities: calibration fitted on the validation images (03: how much of the
 class weights' prior to divide out, α, and the temperature T), and 04's calibration on the test images (ECE and
-NLL before/after, accuracy of the most uncertain pixels, the reliability diagram, uncertainty maps)."""
+NLL before/after and of a baseline's probabilities, accuracy of the most uncertain pixels, the reliability diagram,
+uncertainty maps)."""
 from __future__ import annotations
 
 import numpy as np

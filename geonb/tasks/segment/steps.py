@@ -145,33 +145,43 @@ def train(run) -> Report:
 
 
 RANDOM_FOREST, NEAREST_MEAN, MAJORITY = "random_forest_rgb", "nearest_mean_rgb", "majority_class"
+FOREST_PROBABILITIES = f"{RANDOM_FOREST} (probabilities)"  # its row in 04's calibration table
+
+
+def forest_classifier(rgb: np.ndarray, classes: np.ndarray, n: int, *, pixels: int, seed: int):
+    """A random forest (50 trees, leaves of 5 or more pixels) fitted on the RGB of ``pixels`` labelled pixels
+    drawn at random from (N, 3) ``rgb`` and (N,) ``classes`` → a function (H, W, 3) uint8 → (n, H, W) class
+    probabilities: the mean over the trees of their leaf's class shares (sklearn's ``predict_proba``; 0 for a
+    class no tree's leaf holds, and for a class absent from the sample). Its class map is their argmax, as
+    the forest's own ``predict``."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    labelled = np.flatnonzero(classes != aerial.IGNORE)
+    pick = np.random.default_rng(seed).choice(labelled, min(pixels, len(labelled)), replace=False)
+    forest = RandomForestClassifier(n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=seed)
+    forest.fit(rgb[pick].astype(np.float32), classes[pick])
+
+    def probabilities(photo):
+        out = np.zeros((n, photo.shape[0] * photo.shape[1]), np.float32)
+        out[forest.classes_] = forest.predict_proba(photo.reshape(-1, 3).astype(np.float32)).T
+        return out.reshape(n, *photo.shape[:2])
+
+    return probabilities
 
 
 def _baselines(run, n: int):
-    """Per-pixel classifiers fitted on RGB of training pixels: a random forest, the nearest class mean,
-    the majority class. Returns the forest's class probabilities, a function (H, W, 3) uint8 → (n, H, W) (the
-    share of its trees' votes; its class map is their argmax), and name → function (H, W, 3) uint8 → (H, W)
-    class ids of the other two."""
-    from sklearn.ensemble import RandomForestClassifier
-
+    """Per-pixel classifiers fitted on RGB of training pixels: the random forest's class probabilities
+    (``forest_classifier``: a function (H, W, 3) uint8 → (n, H, W)), and name → function (H, W, 3) uint8 →
+    (H, W) class ids of the nearest class mean and the majority class."""
     pairs = _pairs(run, "train")
     rgb = np.concatenate([p.photo.reshape(-1, 3) for p in pairs])
     cls = np.concatenate([p.classes.ravel() for p in pairs])
     labelled = np.flatnonzero(cls != aerial.IGNORE)
-    rng = np.random.default_rng(run["seed"])
-    pick = rng.choice(labelled, min(run["baseline_pixels"], len(labelled)), replace=False)
-    forest = RandomForestClassifier(n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=run["seed"])
-    forest.fit(rgb[pick].astype(np.float32), cls[pick])
+    forest = forest_classifier(rgb, cls, n, pixels=run["baseline_pixels"], seed=run["seed"])
     means = aerial.class_mean_colours(rgb[labelled[::10]], cls[labelled[::10]], n)
     majority = int(np.bincount(cls[labelled], minlength=n).argmax())
-
-    def forest_probabilities(photo):
-        out = np.zeros((n, photo.shape[0] * photo.shape[1]), np.float32)
-        out[forest.classes_] = forest.predict_proba(photo.reshape(-1, 3).astype(np.float32)).T  # classes it saw
-        return out.reshape(n, *photo.shape[:2])
-
-    return forest_probabilities, {NEAREST_MEAN: lambda photo: aerial.nearest_mean_classes(photo, means),
-                                  MAJORITY: lambda photo: np.full(photo.shape[:2], majority, np.uint8)}
+    return forest, {NEAREST_MEAN: lambda photo: aerial.nearest_mean_classes(photo, means),
+                    MAJORITY: lambda photo: np.full(photo.shape[:2], majority, np.uint8)}
 
 
 def error_panel(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -228,16 +238,17 @@ def error_maps(run) -> Report:
                               (f"{best} errors", error_panel(p.classes, outputs[best][i])),
                               (f"{best} uncertainty", calibrate.uncertainty_panel(probs[best][i])),
                               (RANDOM_FOREST, aerial.colourise(outputs[RANDOM_FOREST][i], colours)),
-                              (f"{RANDOM_FOREST} errors", error_panel(p.classes, outputs[RANDOM_FOREST][i]))]))
+                              (f"{RANDOM_FOREST} errors", error_panel(p.classes, outputs[RANDOM_FOREST][i])),
+                              (f"{RANDOM_FOREST} uncertainty", calibrate.uncertainty_panel(forest_probs[i]))]))
     maps = ganplots.triptychs(rows, run.figure("04_error_maps"), legend=aerial.legend(names, colours, errors=True),
                               title="test images: labels, predictions, errors (red: wrong; grey: no label) and "
                                     "uncertainty (1 − max probability: dark sure, bright unsure)")
     _write_predictions(run, test_pairs, outputs, names)
     calibrated, bins = calibrate.scores(probs[best], test_pairs, preds[best].model.method_args,
-                                        {f"{RANDOM_FOREST} (vote shares)": forest_probs})
+                                        {FOREST_PROBABILITIES: forest_probs})
     write_text(run.metrics_path("calibration"), calibrated.to_csv())
     diagram = calibrate.reliability_figure(bins, run.figure("04_reliability"),
-                                           f"{best}: reliability on the test pixels")
+                                           f"{best} and {RANDOM_FOREST}: reliability on the test pixels")
     where = "the held-out " + ("band" if _is_image(run) else f"location tile_{run['test_location']}")
     return Report(f"04 {where}: {len(test_pairs)} images, {int((truth != aerial.IGNORE).sum())} labelled px",
                   "Each test image is predicted whole through the one predictor (tiles with a cropped halo). "
@@ -248,7 +259,7 @@ def error_maps(run) -> Report:
                   f"`{MAJORITY}`. Confusion matrices of the best model (`{best}`, by mean IoU) below. Calibration "
                   f"of its class probabilities before and after the calibration fitted on the validation images "
                   "(the class weights' prior divided out, α, and the temperature T; T = 1: none stored), beside the "
-                  f"random forest's (the share of its trees voting for each class): expected "
+                  "random forest's (the mean over its trees of their leaf's class shares): expected "
                   "calibration error (15 confidence bins, torchmetrics), NLL, and the "
                   "accuracy on the 20 % labelled pixels of highest uncertainty (1 − max probability) against the rest.",
                   {"test scores": table, f"{best}: confusion (counts)": counts,
