@@ -52,7 +52,7 @@ def geonb_loop(arch, args, data, epochs) -> float:
     with tempfile.TemporaryDirectory() as ckpt:
         t0 = time.perf_counter()
         method.fit(lambda epoch: iter(data), lambda: {"val_loss": 0.0}, Path(ckpt), epochs=epochs,
-                   patience=epochs + 1, seed=0, desc=arch, steps=len(data))
+                   patience=epochs + 1, seed=0, desc=arch)
         return time.perf_counter() - t0
 
 
