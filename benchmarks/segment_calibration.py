@@ -29,8 +29,8 @@ from geonb import Run, aerial, calibration, ganplots
 from geonb.modelfile import TrainedModel, resolve
 from geonb.outputs import refuse_input_as_output
 from geonb.predict import Predictor
-from geonb.tasks.segment.calibrate import (FIT_PIXELS, fit_on_validation, pixels, probabilities, reliability_figure,
-                                           scores, uncertainty_panel)
+from geonb.tasks.segment.calibrate import (fit_alphas, fit_on_validation, labelled_pixels, probabilities,
+                                           reliability_figure, scores, uncertainty_panel)
 from geonb.tasks.segment.infer import use_tta
 from geonb.tasks.segment.steps import FOREST_PROBABILITIES, _baselines, error_panel
 
@@ -41,12 +41,6 @@ def forest_probabilities(model, val_location: int, test_location: int, val, test
         run = Run(folder, arch=model.arch, seed=0, val_location=val_location, test_location=test_location)
         forest, _ = _baselines(run, len(model.inputs["classes"]))
     return [forest(p.photo) for p in val], [forest(p.photo) for p in test]
-
-
-def labelled(probs, pairs):
-    p, y = pixels(probs, pairs)
-    keep = y != aerial.IGNORE
-    return p[keep], y[keep]
 
 
 def main() -> None:
@@ -77,11 +71,9 @@ def main() -> None:
     forest_val, forest_test = forest_probabilities(model, args.val_location, args.test_location, val, test)
     t_forest = time.perf_counter() - t0
     table, bins = scores(probs, test, model.method_args, {FOREST_PROBABILITIES: forest_test})
-    p, y = labelled(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
-    fv, yv = labelled(forest_val, val)
-    pick = np.random.default_rng(0).choice(len(yv), min(FIT_PIXELS, len(yv)), replace=False)
-    t_fv = calibration.fit_temperature(fv[pick], yv[pick])
-    ft, _ = labelled(forest_test, test)
+    p, y = labelled_pixels(probs, test)  # for reference only: the T the test pixels themselves would pick, other binnings
+    (_, t_fv, _, _), = fit_alphas(*labelled_pixels(forest_val, val), None)  # the forest's T, fitted as 03 fits one
+    ft, _ = labelled_pixels(forest_test, test)
     forest_t = {"ECE": calibration.expected_calibration_error(calibration.temper(ft, t_fv), y),
                 "zero": float((ft[np.arange(len(y)), y] == 0).mean())}
     divided = calibration.temper(p, 1 / t)  # the prior divided out, T = 1

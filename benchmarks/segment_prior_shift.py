@@ -30,7 +30,7 @@ from geonb import aerial, calibration
 from geonb.metrics.classification import confusion_scores
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
-from geonb.tasks.segment.calibrate import fit_alphas, pixels, probabilities
+from geonb.tasks.segment.calibrate import fit_alphas, labelled_pixels, probabilities
 
 
 def label_shift(probs: np.ndarray, source: np.ndarray, tol: float = 1e-6, iters: int = 200) -> np.ndarray:
@@ -73,9 +73,8 @@ def main() -> None:
     data = {}
     for role, loc in (("val", args.val_location), ("test", args.test_location)):
         pairs = aerial.load_location(loc)
-        p, y = pixels(probabilities(pred, pairs), pairs)
-        keep = y != aerial.IGNORE
-        data[role] = (p[keep].astype(np.float64), y[keep].astype(np.int64))
+        p, y = labelled_pixels(probabilities(pred, pairs), pairs)
+        data[role] = (p.astype(np.float64), y.astype(np.int64))
     t_pred = time.perf_counter() - t0
     pv, yv = data["val"]
     rows = {}

@@ -40,7 +40,8 @@ class ACGAN(Method):
             raise GeonbError(f"ema={ema}: the generator's moving-average decay must be in [0, 1) (0: no average).")
         if ema:
             trained = nets["generator"]
-            # kept beside the roles, so training.fit checkpoints, resumes and restores it with them
+            # a copy of the network itself (not of a DDP wrapper), kept beside the roles, so training.fit
+            # checkpoints, resumes and restores it with them
             self.nets["average"] = AveragedModel(getattr(trained, "module", trained), use_buffers=True,
                                                  multi_avg_fn=_averaging(ema))
 
@@ -74,9 +75,8 @@ class ACGAN(Method):
             gen_s, gen_c = disc(fake)
             g_loss = bce(gen_s, torch.ones_like(gen_s)) + ce(gen_c, asked)
             self.step("generator", g_loss)
-        if "average" in self.nets:
-            trained = self.nets["generator"]
-            self.nets["average"].update_parameters(getattr(trained, "module", trained))
+        if "average" in self.nets:  # DDP's wrapper yields the wrapped network's parameters and buffers
+            self.nets["average"].update_parameters(self.nets["generator"])
             distributed.broadcast_buffers(self.nets["average"])  # its statistics came from this process's slice
         acc_real, acc_fake = (real_s > 0).float().mean().item(), (fake_s < 0).float().mean().item()
         return {"g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_acc": (acc_real + acc_fake) / 2,

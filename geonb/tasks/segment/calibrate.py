@@ -22,10 +22,12 @@ def probabilities(pred: Predictor, pairs: list[aerial.Pair]) -> list[np.ndarray]
     return [segment_image(pred, p.photo, tile=_tile(pred, p.photo), probabilities=True)[1] for p in pairs]
 
 
-def pixels(probs: list[np.ndarray], pairs: list[aerial.Pair]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, C) probabilities and (N,) classes of every pixel of the images."""
-    return (np.concatenate([p.reshape(p.shape[0], -1).T for p in probs]),
-            np.concatenate([p.classes.ravel() for p in pairs]))
+def labelled_pixels(probs: list[np.ndarray], pairs: list[aerial.Pair]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C) probabilities and (N,) classes of the labelled pixels of the images (no-label pixels score nowhere)."""
+    probs = np.concatenate([p.reshape(p.shape[0], -1).T for p in probs])
+    classes = np.concatenate([p.classes.ravel() for p in pairs])
+    keep = classes != aerial.IGNORE
+    return probs[keep], classes[keep]
 
 
 def fit_on_validation(model, pairs: list[aerial.Pair], seed: int = 0) -> tuple[float, float]:
@@ -37,10 +39,9 @@ def fit_on_validation(model, pairs: list[aerial.Pair], seed: int = 0) -> tuple[f
     must not cost the class map). Returns (T, α)."""
     for key in ("temperature", "prior_alpha", "class_weights"):  # fitted on the network's own probabilities
         model.method_args.pop(key, None)
-    probs, labels = pixels(probabilities(Predictor(model), pairs), pairs)
-    keep = labels != aerial.IGNORE
+    probs, labels = labelled_pixels(probabilities(Predictor(model), pairs), pairs)
     weights = model.info.get("class_weights")
-    t, alpha = choose(fit_alphas(probs[keep], labels[keep], weights, seed))
+    t, alpha = choose(fit_alphas(probs, labels, weights, seed))
     model.method_args["temperature"] = t
     if alpha:
         model.method_args.update(prior_alpha=alpha, class_weights=list(weights))
@@ -74,15 +75,13 @@ def scores(probs: list[np.ndarray], pairs: list[aerial.Pair], method_args: dict,
     (T = 1, no prior divided out), and of each baseline's probabilities of the same images (name → (C, H, W)
     per image): a table (rows: before / after / the baselines) of ECE, NLL, accuracy on the 20 % most
     uncertain labelled pixels and on the rest; and the reliability bins of each."""
-    after, labels = pixels(probs, pairs)  # the network's own are recovered from them: no second prediction
-    keep = labels != aerial.IGNORE
-    after, labels = after[keep], labels[keep]
+    after, labels = labelled_pixels(probs, pairs)  # the network's own are recovered from them: no second prediction
     t, alpha = method_args.get("temperature", 1.0), method_args.get("prior_alpha", 0.0)
     before = calibration.temper(after, 1 / t)
     if alpha:
         before = calibration.unweight(before, method_args["class_weights"], -alpha)
     label = f"after (T = {t:.3g}" + (f", prior ÷ w^{alpha:.3g})" if alpha else ")")
-    others = {name: pixels(p, pairs)[0][keep] for name, p in (baselines or {}).items()}
+    others = {name: labelled_pixels(p, pairs)[0] for name, p in (baselines or {}).items()}
     table, bins = calibration.compare({"before (T = 1" + (", α = 0)" if alpha else ")"): before, label: after, **others},
                                       labels)
     table.index.name = "test probabilities"
