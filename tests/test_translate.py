@@ -7,13 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from geonb import Run, aerial, classtable, methods
+from geonb import Run, aerial, classtable, losses, methods
 from geonb.cli import main
 from geonb.errors import GeonbError
 from geonb.modelfile import TrainedModel
 from geonb.predict import Predictor
 from geonb.registry import NETWORKS, get_arch
-from geonb.tasks.translate import NORM, translate_image
+from geonb.methods.paired_gan import PairedGAN
+from geonb.tasks.translate import NORM, pixel_weights, translate_image
 
 
 def _map(h=8, w=9):
@@ -170,3 +171,42 @@ def test_short_l1_training_beats_its_start_and_04_scores_it_beside_the_colour_cl
     calibrated = tables["calibration"]  # the arch's probabilities before / after T, on the same pixels
     assert list(calibrated.index) == ["before (T = 1)", f"after (T = {t:.3g})"]
     assert calibrated["accuracy"].tolist() == pytest.approx([table.loc["pix2pix_l1", "class accuracy"]] * 2)
+
+
+def test_pixel_weights_put_each_class_weight_on_its_pixels_and_one_where_unlabeled():
+    classes = np.array([[[0, 1], [4, classtable.IGNORE]]], np.uint8)
+    w = pixel_weights(classes, np.array([2.0, 0.5, 1.5, 3.0, 0.25]))
+    assert w.shape == (1, 3, 2, 2)
+    assert (w[0] == torch.tensor([[2.0, 0.5], [0.25, 1.0]])).all()  # the same on every colour channel
+    assert pixel_weights(classes, None) is None  # class_balance 0: plain L1
+
+
+@pytest.mark.slow
+def test_class_balance_weights_the_training_l1_and_picks_the_epoch_by_the_same_weighted_l1(tmp_path, monkeypatch):
+    seen = []
+    step = PairedGAN.train_step
+
+    def spy(self, batch):
+        seen.append(batch[2])
+        return step(self, batch)
+
+    monkeypatch.setattr(PairedGAN, "train_step", spy)
+    run = Run(tmp_path, arch="pix2pix", quick=True, class_balance=0.5, baseline="")
+    run.step("train")
+    model = TrainedModel.load(run.model_path("pix2pix"))
+    train = [p for loc in aerial.split_locations(2, 3)["train"] for p in aerial.load_location(loc, aerial.PARTS[:1])]
+    expected = aerial.median_frequency_weights([p.classes for p in train], len(classtable.NAMES)) ** 0.5
+    assert model.info["class_weights"] == pytest.approx(expected) and model.info["class_balance"] == 0.5
+    assert seen and all(w is not None and w.shape == (2, 3, 64, 64) for w in seen)
+    values = set(np.unique(torch.cat(seen).numpy()).round(5))
+    assert len(values) > 2 and values <= set(np.append(expected, 1.0).astype(np.float32).round(5))
+    last = model.info["history"][-1]  # one quick epoch: the kept weights are that epoch's
+    assert 0 <= last["val_iou_building"] <= 1 and 0 < last["val_mean_iou"] <= 1
+    photos, maps, _ = aerial.grid_tiles(aerial.load_location(2, aerial.PARTS[:1]), 64)
+    pick = np.random.default_rng(0).permutation(len(photos))[:16]
+    pred = Predictor(model)
+    out = torch.as_tensor(pred(pred.tensor(aerial.to_tensor_range(photos[pick])))["mean"])
+    weights = pixel_weights(np.stack([classtable.decode(m) for m in maps[pick]]), expected)
+    truth = torch.as_tensor(aerial.to_tensor_range(maps[pick]))
+    assert last["val_loss"] == pytest.approx(float(losses.weighted_l1(out, truth, weights)), rel=1e-4)
+    assert abs(last["val_loss"] - float(losses.weighted_l1(out, truth))) > 1e-3  # not the plain L1

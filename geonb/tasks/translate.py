@@ -29,6 +29,7 @@ import xarray as xr
 from .. import aerial, ganplots, methods
 from ..errors import GeonbError
 from ..io import write_netcdf, write_text
+from ..losses import weighted_l1
 from ..metrics.classification import confusion_scores
 from ..modelfile import TrainedModel
 from ..params import Param
@@ -57,6 +58,8 @@ PARAMS = aerial.task_params(
     Param("ndf", int, 16, "PatchGAN width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1, max=512),
     Param("depth", int, 6, "U-Net levels; inputs padded to 2^depth (pix2pix's 256 U-Net: 8)", quick=4, min=1, max=10),
     Param("l1_weight", float, 100.0, "λ: weight of the L1 term against the adversarial term (pix2pix: 100)", min=0),
+    Param("class_balance", float, 0.0, "α: each pixel's L1 weighted by its class's median-frequency weight^α "
+          "(SegNet's balancing of the training pixels; unlabeled pixels 1); 0 = plain L1", min=0, max=2),
     Param("baseline", str, "pix2pix_l1", "another translate arch trained in 03 on the same tiles ('' = none)"),
     Param("n_examples", int, 4, "test tiles shown as triptychs in 04", None, min=0, max=100),
 )
@@ -115,6 +118,16 @@ def _tiles_tensor(photos, maps):
     return torch.as_tensor(aerial.to_tensor_range(photos)), torch.as_tensor(aerial.to_tensor_range(maps))
 
 
+def pixel_weights(classes: np.ndarray, class_weights: np.ndarray | None) -> torch.Tensor | None:
+    """(N, H, W) class ids → (N, 3, H, W) L1 weights: the class's weight on each colour channel, 1 where
+    unlabeled; None (plain L1) without class weights."""
+    if class_weights is None:
+        return None
+    table = np.ones(256, np.float32)
+    table[:len(class_weights)] = class_weights
+    return torch.as_tensor(np.repeat(table[classes][:, None], 3, axis=1))
+
+
 def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, list[dict]]:
     arch = get_arch(arch_name)
     patch = _check_patch(run)
@@ -123,19 +136,29 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
                            device=acc, role_args={"discriminator": {"in_channels": 6, "ndf": run["ndf"]}},
                            adv_weight=1.0, content_args={"weight": run["l1_weight"]},
                            init=run["init"] if arch_name == run["arch"] else "")
+    balance = run["class_balance"]
+    class_weights = (aerial.median_frequency_weights([p.classes for p in train_pairs], len(aerial.NAMES)) ** balance
+                     if balance else None)
     vp, vm, _ = aerial.grid_tiles(val_pairs, patch)
     pick = np.random.default_rng(run["seed"]).permutation(len(vp))[:VAL_TILES]
+    val_classes = np.stack([aerial.decode(m, "a validation map") for m in vm[pick]])
     val_x, val_y = acc.to_device(_tiles_tensor(vp[pick], vm[pick]))
+    val_w = pixel_weights(val_classes, class_weights)
+    val_w = None if val_w is None else acc.to_device(val_w)
 
     def batches(epoch):
         rng = np.random.default_rng([run["seed"], epoch])  # the same tiles for every arch of the run
         for _ in range(run["steps_per_epoch"]):
-            photos, maps = aerial.random_tiles(train_pairs, patch, run["batch_size"], rng)
-            yield (*_tiles_tensor(photos, maps), None)
+            photos, maps, classes = aerial.random_tiles(train_pairs, patch, run["batch_size"], rng,
+                                                        ("photo", "map", "classes"))
+            yield (*_tiles_tensor(photos, maps), pixel_weights(classes, class_weights))
 
-    def validate():
+    def validate():  # the training's own (weighted) L1 picks the epoch; the decoded classes are logged beside it
         pred = torch.cat([method.predict(x) for x in val_x.split(4)])
-        return {"val_loss": float(torch.nn.functional.l1_loss(pred, val_y))}
+        scores = confusion_scores(val_classes, aerial.nearest_class(aerial.from_tensor_range(pred.float().cpu().numpy())),
+                                  len(aerial.NAMES), ignore_index=aerial.IGNORE)
+        return {"val_loss": float(weighted_l1(pred, val_y, val_w)), "val_mean_iou": scores["mean IoU"],
+                "val_iou_building": float(scores["IoU"][aerial.NAMES.index("building")])}
 
     history = method.fit(batches, validate, run.checkpoint_dir(arch_name), epochs=run["epochs"],
                          patience=run["patience"], seed=run["seed"], desc=arch_name)
@@ -144,7 +167,8 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
                          info={"trained_on": "Dubai aerial tile_" + ",".join(
                              str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
                              + f" ({run['parts']} parts each)", "history": history,
-                             "ndf": run["ndf"], "l1_weight": run["l1_weight"]})
+                             "ndf": run["ndf"], "l1_weight": run["l1_weight"], "class_balance": balance,
+                             **({"class_weights": class_weights.tolist()} if balance else {})})
     val_maps = [translate_image(Predictor(model), p.photo, tile=2 * patch) for p in val_pairs]
     probabilities.fit_on_validation(model, val_maps, [p.classes for p in val_pairs], run["seed"])
     return model.save(run.model_path(arch_name)), history
@@ -172,7 +196,9 @@ def train(run) -> Report:
     return Report(f"03 train {' + '.join(names)}",
                   f"{n} random {run['patch']}×{run['patch']} training tiles (flipped at random) per arch, the same "
                   f"for each; U-Net ngf {run['ngf']}, depth {run['depth']}; PatchGAN ndf {run['ndf']}; "
-                  f"λ = {run['l1_weight']:g}. Model files: {', '.join(paths)}; T: the temperature of the class "
+                  f"λ = {run['l1_weight']:g}"
+                  + (f"; L1 class-balanced, α = {run['class_balance']:g}" if run["class_balance"] else "")
+                  + f". Model files: {', '.join(paths)}; T: the temperature of the class "
                   "probabilities, fitted on the validation location's maps.", tables, figures)
 
 
@@ -196,10 +222,9 @@ def translate_image(pred: Predictor, photo: np.ndarray, tile: int | None = None)
 COLOUR_CLASSIFIER = "colour_classifier"
 
 
-def _colour_means(run) -> np.ndarray:
-    """The per-pixel colour classifier: mean photo RGB per class over the training locations
+def colour_means(pairs: list[aerial.Pair]) -> np.ndarray:
+    """The per-pixel colour classifier: mean photo RGB per class over the training locations' ``pairs``
     (every 4th pixel each way)."""
-    pairs = _pairs(run, "train")
     photos = np.concatenate([p.photo[::4, ::4].reshape(-1, 3) for p in pairs])
     classes = np.concatenate([p.classes[::4, ::4].ravel() for p in pairs])
     return aerial.class_mean_colours(photos, classes)
@@ -214,39 +239,49 @@ def _scores(maps: np.ndarray, truth_maps: np.ndarray, truth_classes: np.ndarray)
             "L1 (0-255)": l1, **probabilities.iou_columns(scores)}, scores["confusion"]
 
 
-def error_maps(run) -> Report:
-    """Every translate model of this run and the colour classifier on the test location's grid tiles."""
-    patch = _check_patch(run)
-    test_pairs = _pairs(run, "test")
-    models = {n: p for n, p in run.trained().items()}
-    if not models:
-        raise GeonbError(f"no model in {run.path('models')}; run 03_train first.")
+def grid_maps(models: dict[str, TrainedModel], pairs: list[aerial.Pair], patch: int,
+              means: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, list]]:
+    """Each image predicted whole by every model (and the colour classifier of class ``means``), cut to its
+    regular grid of ``patch`` tiles: the tiles' photo, true map and classes, and each method's maps."""
+    preds = {n: Predictor(m) for n, m in models.items()}
     tiles: dict[str, list] = {"photo": [], "truth": [], "classes": []}
     outputs: dict[str, list] = {n: [] for n in [*models, COLOUR_CLASSIFIER]}
-    means = _colour_means(run)
-    loaded = {n: TrainedModel.load(p, task="translate") for n, p in models.items()}
-    preds = {n: Predictor(m) for n, m in loaded.items()}
-    for pair in test_pairs:
+    for pair in pairs:
         full = {n: translate_image(pr, pair.photo, tile=2 * patch) for n, pr in preds.items()}
         full[COLOUR_CLASSIFIER] = aerial.colourise(aerial.nearest_mean_classes(pair.photo, means))
+        aerial.check_size(pair, patch)
         h, w = pair.classes.shape
-        if h < patch or w < patch:
-            raise GeonbError(f"{pair.name} is {h}×{w} px, smaller than one {patch}×{patch} tile; use a smaller patch.")
         for i in range(0, h - patch + 1, patch):
             for j in range(0, w - patch + 1, patch):
                 win = (slice(i, i + patch), slice(j, j + patch))
-                tiles["photo"].append(pair.photo[win])
-                tiles["truth"].append(pair.map[win])
-                tiles["classes"].append(pair.classes[win])
+                for key, layer in (("photo", pair.photo), ("truth", pair.map), ("classes", pair.classes)):
+                    tiles[key].append(layer[win])
                 for n in outputs:
                     outputs[n].append(full[n][win])
-    truth, classes = np.stack(tiles["truth"]), np.stack(tiles["classes"])
+    return {k: np.stack(v) for k, v in tiles.items()}, outputs
+
+
+def score_maps(outputs: dict[str, list], truth: np.ndarray, classes: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    """``grid_maps``' outputs scored on the same tiles: a row per method, and each method's confusion."""
     rows, matrices = {}, {}
     for n, maps in outputs.items():
         rows[n], matrices[n] = _scores(np.stack(maps), truth, classes)
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "method"
     table["tiles"] = len(truth)
+    return table, matrices
+
+
+def error_maps(run) -> Report:
+    """Every translate model of this run and the colour classifier on the test location's grid tiles."""
+    patch = _check_patch(run)
+    models = {n: p for n, p in run.trained().items()}
+    if not models:
+        raise GeonbError(f"no model in {run.path('models')}; run 03_train first.")
+    loaded = {n: TrainedModel.load(p, task="translate") for n, p in models.items()}
+    tiles, outputs = grid_maps(loaded, _pairs(run, "test"), patch, colour_means(_pairs(run, "train")))
+    truth, classes = tiles["truth"], tiles["classes"]
+    table, matrices = score_maps(outputs, truth, classes)
     write_text(run.metrics_path("test_location"), table.to_csv())
     main = run["arch"] if run["arch"] in loaded else next(iter(loaded))
     calibrated, _, reliability = probabilities.scores(
