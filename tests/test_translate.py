@@ -154,6 +154,22 @@ def test_conditional_patchgan_step_sees_pairs():
     assert logs["loss"] == pytest.approx(100 * logs["l1"] + logs["adversarial"], rel=1e-5)
 
 
+def test_pix2pix_moving_average_trains_the_generator_and_validates_and_keeps_the_average():
+    m = methods.build(get_arch("pix2pix"), {"ngf": 2, "depth": 3}, lr=2e-3, seed=0, device="cpu",
+                      role_args={"discriminator": {"in_channels": 6, "ndf": 2}}, adv_weight=1.0,
+                      content_args={"weight": 100.0}, ema=0.5)
+    trained = m.nets["generator"]
+    assert m.generator is m.nets["average"].module  # what predict (validation) and weights() run
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    states = []
+    for _ in range(2):
+        m.train_step((x, y, None))
+        states.append({k: v.clone() for k, v in trained.state_dict().items() if v.is_floating_point()})
+    assert not all(torch.equal(states[0][k], states[1][k]) for k in states[0])  # the trained generator learns
+    kept = m.weights()[0]  # the model file's: the mean of the 1/(1 − 0.5) = 2 steps so far
+    assert all(torch.allclose(kept[k], (states[0][k] + states[1][k]) / 2, atol=1e-6) for k in states[0])
+
+
 @pytest.mark.slow
 def test_short_l1_training_beats_its_start_and_04_scores_it_beside_the_colour_classifier(tmp_path):
     run = Run(tmp_path, arch="pix2pix_l1", quick=True, epochs=4, steps_per_epoch=6, lr=2e-3, patience=10)

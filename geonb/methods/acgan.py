@@ -11,20 +11,16 @@ Logged per step: ``g_loss``, ``d_loss``, ``d_acc`` (real/fake, real and fake tog
 ``class_acc_fake`` (on generated ones, against the asked-for label). ``predict((z, c))`` is the
 generator's pass.
 
-With ``ema`` > 0 the generator that validation, sampling and the model file use is a moving average
-of the trained one's weights (and BatchNorm statistics), updated after every generator step: the
-mean of all steps so far until there are 1/(1 − ema) of them, then an exponential average with that
-horizon (Yazici et al. 2019: averaging a GAN's generator over its steps damps their back-and-forth).
+With ``ema`` > 0 the generator validated, sampled and kept is the moving average of the trained one
+(``Method``'s).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel
 
 from .. import distributed
 from ..distributed import frozen
-from ..errors import GeonbError
 from ..registry import METHODS
 from .base import Method
 
@@ -35,21 +31,7 @@ class ACGAN(Method):
     loss_name = "generator loss"
 
     def __init__(self, nets, *, lr: float, betas: tuple | list = (0.5, 0.999), ema: float = 0.0):
-        super().__init__(nets, lr=lr, betas=betas)
-        if not 0 <= ema < 1:
-            raise GeonbError(f"ema={ema}: the generator's moving-average decay must be in [0, 1) (0: no average).")
-        if ema:
-            trained = nets["generator"]
-            # a copy of the network itself (not of a DDP wrapper), kept beside the roles, so training.fit
-            # checkpoints, resumes and restores it with them
-            self.nets["average"] = AveragedModel(getattr(trained, "module", trained), use_buffers=True,
-                                                 multi_avg_fn=_averaging(ema))
-
-    @property
-    def generator(self) -> torch.nn.Module:
-        """The generator validation, sampling and the model file use: the moving average when ``ema`` > 0."""
-        average = self.nets.get("average")
-        return average.module if average is not None else self.nets["generator"]
+        super().__init__(nets, lr=lr, betas=betas, ema=ema)
 
     def sample_inputs(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise and asked-for labels for a batch of ``n``. In a data-parallel run every process draws the
@@ -75,25 +57,9 @@ class ACGAN(Method):
             gen_s, gen_c = disc(fake)
             g_loss = bce(gen_s, torch.ones_like(gen_s)) + ce(gen_c, asked)
             self.step("generator", g_loss)
-        if "average" in self.nets:  # DDP's wrapper yields the wrapped network's parameters and buffers
-            self.nets["average"].update_parameters(self.nets["generator"])
-            distributed.broadcast_buffers(self.nets["average"])  # its statistics came from this process's slice
         acc_real, acc_fake = (real_s > 0).float().mean().item(), (fake_s < 0).float().mean().item()
         return {"g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_acc": (acc_real + acc_fake) / 2,
                 "d_acc_real": acc_real, "d_acc_fake": acc_fake,
                 "class_acc_real": (real_c.argmax(1) == labels).float().mean().item(),
                 "class_acc_fake": (fake_c.argmax(1) == asked).float().mean().item()}
 
-
-def _averaging(decay: float):
-    """AveragedModel's update, called once per group of tensors of one device and dtype: after n averaged
-    steps, floats move towards the trained weights by max(1 − decay, 1/(n + 1)) — the plain mean of the steps
-    until there are 1/(1 − decay) of them, so the random start weighs no more than any step; integers
-    (BatchNorm's step count) are copied."""
-    @torch.no_grad()
-    def update(averaged: list, current: list, n_averaged) -> None:
-        if averaged[0].is_floating_point():
-            torch._foreach_lerp_(averaged, current, max(1.0 - decay, 1.0 / (int(n_averaged) + 1)))
-        else:
-            torch._foreach_copy_(averaged, current)
-    return update

@@ -16,6 +16,12 @@ What the one predictor (``geonb.predict``) calls, so that a recipe that predicts
 
 The predictor gets the method from ``for_prediction(method_args)``: no networks or optimisers,
 only what the model file's ``method_args`` say (``residual``).
+
+With ``ema`` > 0 (the GAN methods take it) the generator that validation, the predictor and the model file
+use is a moving average of the trained one's weights (and BatchNorm statistics), updated after every
+generator step: the mean of all steps so far until there are 1/(1 − ema) of them, then an exponential
+average with that horizon (Yazici et al. 2019: averaging a GAN's generator over its steps damps their
+back-and-forth). Training itself runs the trained generator, ``nets["generator"]``.
 """
 from __future__ import annotations
 
@@ -24,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
+from .. import distributed
 from ..checkpoints import load_checkpoint, save_checkpoint
+from ..errors import GeonbError
 from ..training import Accelerator, fit, resumed_epoch
 
 
@@ -51,7 +60,8 @@ class Method:
     data_parallel = True  # False: its training cannot run data-parallel (DDP); workflow refuses ddp > 1
     residual = False  # set by methods whose network corrects its input (``forward``)
 
-    def __init__(self, nets: dict[str, nn.Module], *, lr: float, n_average: int = 0, betas: list | None = None):
+    def __init__(self, nets: dict[str, nn.Module], *, lr: float, n_average: int = 0, betas: list | None = None,
+                 ema: float = 0.0):
         missing = set(self.roles) - set(nets)
         if missing:
             raise RuntimeError(f"{type(self).__name__} needs networks {sorted(missing)}")
@@ -61,10 +71,20 @@ class Method:
         self.n_average = int(n_average)  # > 0: keep the generator of the last n epochs (snapshots)
         self.snapshots: list[dict] = []
         self.acc = Accelerator(next(nets["generator"].parameters()).device)  # methods.build sets the run's
+        if not 0 <= ema < 1:
+            raise GeonbError(f"ema={ema}: the generator's moving-average decay must be in [0, 1) (0: no average).")
+        if ema:
+            trained = nets["generator"]
+            # a copy of the network itself (not of a DDP wrapper), kept beside the roles, so training.fit
+            # checkpoints, resumes and restores it with them
+            self.nets["average"] = AveragedModel(getattr(trained, "module", trained), use_buffers=True,
+                                                 multi_avg_fn=_averaging(ema))
 
     @property
     def generator(self) -> nn.Module:
-        return self.nets["generator"]
+        """The generator validation, the predictor and the model file use: the moving average when ``ema`` > 0."""
+        average = self.nets.get("average")
+        return average.module if average is not None else self.nets["generator"]
 
     def weights(self) -> list[dict]:
         """What a model file keeps: the snapshots to average, or the generator's (best) weights; on the CPU."""
@@ -94,6 +114,9 @@ class Method:
         with torch.autocast(self.acc.device.type, enabled=False):  # autocast covers forward passes only
             loss.backward()
             opt.step()
+        if role == "generator" and "average" in self.nets:  # DDP's wrapper yields the network's tensors
+            self.nets["average"].update_parameters(self.nets["generator"])
+            distributed.broadcast_buffers(self.nets["average"])  # its statistics came from this process's slice
 
     def loss(self, pred, y, w) -> torch.Tensor:
         raise NotImplementedError
@@ -101,7 +124,7 @@ class Method:
     def train_step(self, batch) -> dict:
         """One step on ``self.loss``; GAN methods override this with their two steps."""
         x, y, w = batch
-        loss = self.loss(self.predict(x), y, w)
+        loss = self.loss(self.infer(self.nets["generator"], x), y, w)
         self.step("generator", loss)
         return {"loss": loss.item()}
 
@@ -142,3 +165,17 @@ class Method:
         (N, H, W) for a one-channel field, (N, C, H, W) for several channels (an RGB map)."""
         mean = np.stack(outputs).mean(0)
         return {"mean": mean[:, 0] if mean.shape[1] == 1 else mean}
+
+
+def _averaging(decay: float):
+    """AveragedModel's update, called once per group of tensors of one device and dtype: after n averaged
+    steps, floats move towards the trained weights by max(1 − decay, 1/(n + 1)) — the plain mean of the steps
+    until there are 1/(1 − decay) of them, so the random start weighs no more than any step; integers
+    (BatchNorm's step count) are copied."""
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged) -> None:
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, max(1.0 - decay, 1.0 / (int(n_averaged) + 1)))
+        else:
+            torch._foreach_copy_(averaged, current)
+    return update

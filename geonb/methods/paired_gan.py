@@ -10,6 +10,7 @@ loss and the adversarial loss named in the arch's settings (``geonb.losses``)::
 kept, the generator's values in the holes, land 0) rather than the raw output.
 ``conditional`` (pix2pix): the discriminator sees (input, output) pairs, the input
 stacked before the real or generated image as channels; off, it sees the image alone.
+``ema``: the generator validated and kept is a moving average of the trained one (``Method``'s).
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ class PairedGAN(Method):
 
     def __init__(self, nets, *, lr: float, content: str, adversarial: str, adv_weight: float,
                  content_args: dict | None = None, residual: bool = False, composite: bool = False,
-                 conditional: bool = False, betas: tuple | list | None = None):
-        super().__init__(nets, lr=lr, betas=betas)
+                 conditional: bool = False, betas: tuple | list | None = None, ema: float = 0.0):
+        super().__init__(nets, lr=lr, betas=betas, ema=ema)
         self.conditional = bool(conditional)
         self.content = content_loss(content, **(content_args or {}))
         self.adversarial = adversarial_loss(adversarial, nets["discriminator"])
@@ -44,7 +45,7 @@ class PairedGAN(Method):
 
     def train_step(self, batch) -> dict:
         x, y, w = batch
-        fake = self.predict(x)
+        fake = self.infer(self.nets["generator"], x)
         content, logs = self.content(fake, x, y, w)
         real, seen = torch.nan_to_num(y), self._seen(x, y, fake)
         if self.conditional:

@@ -58,6 +58,8 @@ PARAMS = aerial.task_params(
     Param("ndf", int, 16, "PatchGAN width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1, max=512),
     Param("depth", int, 6, "U-Net levels; inputs padded to 2^depth (pix2pix's 256 U-Net: 8)", quick=4, min=1, max=10),
     Param("l1_weight", float, 100.0, "λ: weight of the L1 term against the adversarial term (pix2pix: 100)", min=0),
+    Param("ema", float, 0.0, "decay of the generator's moving average, the generator validated and kept "
+          "(0 = the trained generator itself)", min=0, max=0.9999),
     Param("class_balance", float, 0.0, "α: each pixel's L1 weighted by its class's median-frequency weight^α "
           "(SegNet's balancing of the training pixels; unlabeled pixels 1); 0 = plain L1", min=0, max=2),
     Param("baseline", str, "pix2pix_l1", "another translate arch trained in 03 on the same tiles ('' = none)"),
@@ -134,7 +136,7 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
     arch_args = {"in_channels": 3, "out_channels": 3, "ngf": run["ngf"], "depth": run["depth"]}
     method = methods.build(arch, arch_args, lr=run["lr"] if arch_name == run["arch"] else arch.lr, seed=run["seed"],
                            device=acc, role_args={"discriminator": {"in_channels": 6, "ndf": run["ndf"]}},
-                           adv_weight=1.0, content_args={"weight": run["l1_weight"]},
+                           adv_weight=1.0, content_args={"weight": run["l1_weight"]}, ema=run["ema"],
                            init=run["init"] if arch_name == run["arch"] else "")
     balance = run["class_balance"]
     class_weights = (aerial.median_frequency_weights([p.classes for p in train_pairs], len(aerial.NAMES)) ** balance
@@ -167,7 +169,7 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
                          info={"trained_on": "Dubai aerial tile_" + ",".join(
                              str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
                              + f" ({run['parts']} parts each)", "history": history,
-                             "ndf": run["ndf"], "l1_weight": run["l1_weight"], "class_balance": balance,
+                             "ndf": run["ndf"], "l1_weight": run["l1_weight"], "class_balance": balance, "ema": run["ema"],
                              **({"class_weights": class_weights.tolist()} if balance else {})})
     val_maps = [translate_image(Predictor(model), p.photo, tile=2 * patch) for p in val_pairs]
     probabilities.fit_on_validation(model, val_maps, [p.classes for p in val_pairs], run["seed"])
@@ -198,6 +200,8 @@ def train(run) -> Report:
                   f"for each; U-Net ngf {run['ngf']}, depth {run['depth']}; PatchGAN ndf {run['ndf']}; "
                   f"λ = {run['l1_weight']:g}"
                   + (f"; L1 class-balanced, α = {run['class_balance']:g}" if run["class_balance"] else "")
+                  + (f"; the generator kept is the moving average of its weights (ema {run['ema']:g})"
+                     if run["ema"] else "")
                   + f". Model files: {', '.join(paths)}; T: the temperature of the class "
                   "probabilities, fitted on the validation location's maps.", tables, figures)
 
