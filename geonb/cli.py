@@ -17,6 +17,7 @@ from . import commands
 from .errors import GeonbError
 from .frontdoor import from_here
 from .outputs import no_room
+from .params import BOOL_WORDS
 from .paths import REPO_ROOT
 from .version import __version__
 
@@ -28,7 +29,9 @@ COMMAND_MODULES = ("geonb.filling", "geonb.doctor", "geonb.datasets", "geonb.mod
 
 
 def parse_value(text: str):
-    """'3' → 3, '[1, 2]' → [1, 2], 'True' → True, anything else stays a string."""
+    """'3' → 3, '[1, 2]' → [1, 2], 'True' or 'true' → True, anything else stays a string."""
+    if text.lower() in BOOL_WORDS:
+        return BOOL_WORDS[text.lower()]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -15,6 +15,9 @@ NOT_SET = object()
 STEPS = ("data_prep", "simulate", "train", "error_maps", "scatter_plots", "transects")
 
 
+BOOL_WORDS = {"true": True, "false": False}  # what a command line may say for a switch, any case
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter: ``step`` is the first step whose outputs it changes (later ones go stale too;
@@ -42,6 +45,8 @@ class Param:
             return None
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if self.type is bool and isinstance(value, str) and value.lower() in BOOL_WORDS:  # papermill -p x true
+            value = BOOL_WORDS[value.lower()]
         if self.type is list and isinstance(value, tuple):
             value = list(value)
         if self.single and isinstance(value, (int, float)) and not isinstance(value, bool):

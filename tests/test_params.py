@@ -34,6 +34,17 @@ def test_a_value_of_the_wrong_type_names_the_parameter_and_type(tmp_path):
     run = geonb.Run(tmp_path, arch="srcnn", lr=1, transect_start=(30.5, -79.5))
     assert run["lr"] == 1.0 and isinstance(run["lr"], float)  # an int is a fine float
     assert run["transect_start"] == [30.5, -79.5]  # a tuple is a fine [lat, lon]
+    with pytest.raises(GeonbError, match=r"parameter 'tta' must be bool .*got 'yes' \(str\)"):
+        geonb.Run(tmp_path, arch="unet_seg", tta="yes")
+
+
+def test_a_switch_takes_true_and_false_in_any_case_from_papermill_and_the_command_line(tmp_path):
+    from geonb.cli import parse_value
+
+    assert geonb.Run(tmp_path, arch="unet_seg", tta="true")["tta"] is True  # papermill -p tta true passes a string
+    assert geonb.Run(tmp_path, arch="unet_seg", tta="False")["tta"] is False
+    assert [parse_value(t) for t in ("true", "FALSE", "True", "3", "[2, 6]", "srgan")] == [True, False, True, 3, [2, 6],
+                                                                                           "srgan"]
 
 
 def test_the_command_line_refuses_before_any_notebook_runs(tmp_path, capsys, monkeypatch):

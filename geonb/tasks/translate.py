@@ -58,6 +58,8 @@ PARAMS = aerial.task_params(
     Param("ndf", int, 16, "PatchGAN width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1, max=512),
     Param("depth", int, 6, "U-Net levels; inputs padded to 2^depth (pix2pix's 256 U-Net: 8)", quick=4, min=1, max=10),
     Param("l1_weight", float, 100.0, "λ: weight of the L1 term against the adversarial term (pix2pix: 100)", min=0),
+    Param("rotate", bool, False, "also turn each training tile by a random multiple of 90° (an aerial view has no "
+          "preferred orientation; segment always does)"),
     Param("ema", float, 0.0, "decay of the generator's moving average, the generator validated and kept "
           "(0 = the trained generator itself)", min=0, max=0.9999),
     Param("class_balance", float, 0.0, "α: each pixel's L1 weighted by its class's median-frequency weight^α "
@@ -152,7 +154,7 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
         rng = np.random.default_rng([run["seed"], epoch])  # the same tiles for every arch of the run
         for _ in range(run["steps_per_epoch"]):
             photos, maps, classes = aerial.random_tiles(train_pairs, patch, run["batch_size"], rng,
-                                                        ("photo", "map", "classes"))
+                                                        ("photo", "map", "classes"), rotate=run["rotate"])
             yield (*_tiles_tensor(photos, maps), pixel_weights(classes, class_weights))
 
     def validate():  # the training's own (weighted) L1 picks the epoch; the decoded classes are logged beside it
@@ -195,8 +197,9 @@ def train(run) -> Report:
                                            val_label="val L1"))
         tables[f"{name}: history (last epochs)"] = pd.DataFrame(history).set_index("epoch").tail(5)
     n = run["epochs"] * run["steps_per_epoch"] * run["batch_size"]
+    moved = "flipped and turned" if run["rotate"] else "flipped"
     return Report(f"03 train {' + '.join(names)}",
-                  f"{n} random {run['patch']}×{run['patch']} training tiles (flipped at random) per arch, the same "
+                  f"{n} random {run['patch']}×{run['patch']} training tiles ({moved} at random) per arch, the same "
                   f"for each; U-Net ngf {run['ngf']}, depth {run['depth']}; PatchGAN ndf {run['ndf']}; "
                   f"λ = {run['l1_weight']:g}"
                   + (f"; L1 class-balanced, α = {run['class_balance']:g}" if run["class_balance"] else "")
