@@ -47,7 +47,7 @@ VAL_TILES = 16  # validation tiles (regular grid of the val location), at most
 PARAMS = aerial.task_params(
     "'dubai': the aerial photos and maps shipped with geonb (`geonb data dubai`) "
     "(or a folder with the same tile_N/images|masks layout)",
-    epochs={"default": 15, "quick": 1},
+    epochs={"default": 60, "quick": 1},
     patience={"default": 20, "help": "stop after this many epochs without a lower validation L1"},
     batch_size={"default": 4, "quick": 2},
     lr={"help": "learning rate; None: the arch's (pix2pix 2e-4 with Adam β1 0.5)"},
@@ -58,11 +58,11 @@ PARAMS = aerial.task_params(
     Param("ndf", int, 16, "PatchGAN width (pix2pix: 64; 16 is CPU-sized)", quick=4, min=1, max=512),
     Param("depth", int, 6, "U-Net levels; inputs padded to 2^depth (pix2pix's 256 U-Net: 8)", quick=4, min=1, max=10),
     Param("l1_weight", float, 100.0, "λ: weight of the L1 term against the adversarial term (pix2pix: 100)", min=0),
-    Param("rotate", bool, False, "also turn each training tile by a random multiple of 90° (an aerial view has no "
+    Param("rotate", bool, True, "also turn each training tile by a random multiple of 90° (an aerial view has no "
           "preferred orientation; segment always does)"),
-    Param("ema", float, 0.0, "decay of the generator's moving average, the generator validated and kept "
-          "(0 = the trained generator itself)", min=0, max=0.9999),
-    Param("class_balance", float, 0.0, "α: each pixel's L1 weighted by its class's median-frequency weight^α "
+    Param("ema", float, 0.99, "decay of the generator's moving average, the generator validated and kept "
+          "(0 = the trained generator itself; 0.99: an average over about 100 steps)", min=0, max=0.9999),
+    Param("class_balance", float, 1.0, "α: each pixel's L1 weighted by its class's median-frequency weight^α "
           "(SegNet's balancing of the training pixels; unlabeled pixels 1); 0 = plain L1", min=0, max=2),
     Param("baseline", str, "pix2pix_l1", "another translate arch trained in 03 on the same tiles ('' = none)"),
     Param("n_examples", int, 4, "test tiles shown as triptychs in 04", None, min=0, max=100),
