@@ -189,12 +189,13 @@ def train(run) -> Report:
                              f"{', '.join(_archs())} or ''.")
         names.append(run["baseline"])
     figures, tables, paths = [], {}, []
+    l1 = "class-weighted L1" if run["class_balance"] else "L1"
     for name in names:
         path, history = train_one(run, name, train_pairs, val_pairs, acc)
         paths.append(f"`{path}` (T = {TrainedModel.load(path).method_args['temperature']:.3g})")
         figures.append(ganplots.gan_curves(history, run.figure(f"03_curves_{name}"),
-                                           title=f"{name}: losses (val = L1 on val tiles, [−1, 1] units)",
-                                           val_label="val L1"))
+                                           title=f"{name}: losses (val = {l1} on val tiles, [−1, 1] units)",
+                                           val_label=f"val {l1}"))
         tables[f"{name}: history (last epochs)"] = pd.DataFrame(history).set_index("epoch").tail(5)
     n = run["epochs"] * run["steps_per_epoch"] * run["batch_size"]
     moved = "flipped and turned" if run["rotate"] else "flipped"
