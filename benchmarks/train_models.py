@@ -12,8 +12,9 @@ and ``shipped_models.md``. ``--quick`` runs the tasks' quick settings into a scr
 and re-scores with 04, for a calibration rule that changed after the model was trained (a retrain is not bit-for-bit
 repeatable across machines and library builds, so retraining would also change the network).
 
-Budgets: the tasks' defaults (about 27 min for all five families on 2 shared cores), except two learned
-comparisons that 04 would train beside the model, skipped (clouds: unet and dineof; translate: pix2pix_l1);
+Budgets: the tasks' defaults (about 1¼ h for all five families on 2 shared cores, translate's 60 epochs most of
+it), except two learned comparisons that 04 would train beside the model, skipped (clouds: unet and dineof;
+translate: pix2pix_l1);
 each card states its ``budget``.
 """
 from __future__ import annotations

@@ -42,13 +42,14 @@ def main() -> None:
     ap.add_argument("out", help="markdown file; the reliability diagram goes beside it")
     ap.add_argument("--model-out", required=True)
     args = ap.parse_args()
-    val_loc, test_loc = ({p.name: p.default for p in PARAMS}[k] for k in ("val_location", "test_location"))
+    split = aerial.split_locations(*({p.name: p.default for p in PARAMS}[k] for k in ("val_location", "test_location")))
+    val_loc, test_loc = ",".join(map(str, split["val"])), split["test"][0]
     print(f"geonb from {geonb.__file__}; torch threads {torch.get_num_threads()}", flush=True)
     model = TrainedModel.load(args.model, task="translate")
     model.method_args.pop("temperature", None)
     patch = int(model.inputs.get("patch", 256))
     t0 = time.perf_counter()
-    val = generated(model, aerial.load_location(val_loc), patch)
+    val = generated(model, [p for loc in split["val"] for p in aerial.load_location(loc)], patch)
     t = fit_on_validation(model, [p.photo for p in val], [p.classes for p in val])
     t_fit = time.perf_counter() - t0
     model.save(args.model_out)
