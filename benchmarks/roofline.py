@@ -127,7 +127,7 @@ def _translate(arch, p):
 
     n, size = p["batch_size"], p["patch"]
     settings = dict(role_args={"discriminator": {"in_channels": 6, "ndf": p["ndf"]}}, adv_weight=1.0,
-                    content_args={"weight": p["l1_weight"]})
+                    content_args={"weight": p["l1_weight"]}, ema=p["ema"])
 
     def batch(g):
         photos, maps = (torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8).numpy() for _ in "pm")

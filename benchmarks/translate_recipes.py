@@ -49,7 +49,8 @@ def main() -> None:
     table = pd.concat(tables, names=["location"]).reset_index(0)
     rows = [f"- `{name}`: {m.info.get('trained_on', '?')}; epochs run {len(m.info.get('history', []))}, "
             f"kept {min(m.info['history'], key=lambda h: h['val_loss'])['epoch'] if m.info.get('history') else '?'}; "
-            f"class_balance {m.info.get('class_balance', 0)}" for name, m in models.items()]
+            f"class_balance {m.info.get('class_balance', 0)}, ema {m.info.get('ema', 0)}, rotate {m.info.get('rotate', '?')}"
+            for name, m in models.items()]
     text = (f"# pix2pix recipes: validation tile_{args.val_location}, held out tile_{args.test_location}\n\n"
             + "\n".join(rows) + "\n\n" + markdown(table) + "\n\nCommand: `python benchmarks/translate_recipes.py "
             + " ".join([str(args.out), *args.models]) + "`\n")

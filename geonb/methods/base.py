@@ -8,8 +8,8 @@ optimisation step. The epoch loop, checkpoints and resume are ``training.fit``'s
 What the one predictor (``geonb.predict``) calls, so that a recipe that predicts differently
 (sampling, test-time augmentation, ensembles) overrides one method and every task follows:
 
-``infer(net, x)``       the forward pass (``predict(x)`` in training and validation is
-                        ``infer(self.generator, x)``);
+``infer(net, x)``       the forward pass (``predict(x)``, validation's, is ``infer(self.generator, x)``;
+                        the training steps run ``infer(self.nets["generator"], x)``);
 ``average(states, how)`` the weight sets to run, from the model file's snapshots: each of them
                         (``how="predictions"``) or their average (``"weights"``);
 ``combine(outputs)``    the outputs of those runs → ``{"mean": …}`` (and what else the method gives).
@@ -130,7 +130,7 @@ class Method:
 
     def fit(self, batches, validate, ckpt_dir, *, epochs: int, patience: int, seed: int, desc: str) -> list[dict]:
         """Train with ``training.fit`` on this method's accelerator (the best epoch's weights restored
-        at the end) — every network, the roles and what a method keeps beside them (acgan's moving
+        at the end) — every network, the roles and what a method keeps beside them (the generator's moving
         average); with ``n_average`` the generator of every epoch is saved too and the last n kept."""
         if self.n_average > 0:
             validate = self._snapshotting(validate, Path(ckpt_dir))

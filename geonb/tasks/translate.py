@@ -3,7 +3,9 @@
 Data: the Dubai aerial images and their hand-drawn maps (``geonb.aerial``: 7 locations × 9
 parts). Whole locations go to train / val / test (``val_location``, ``test_location``), so no
 test location is seen in training. Training tiles are random ``patch``×``patch`` crops of the
-training locations, flipped at random; validation and test use a regular grid of tiles.
+training locations, flipped and (``rotate``) turned at random; validation and test use a regular grid of tiles.
+The L1 is weighted per pixel by its class's median-frequency weight^``class_balance``, and pix2pix keeps a
+moving average of its generator (``ema``).
 
 03 trains ``arch`` and then ``baseline`` (default ``pix2pix_l1``: the same U-Net with L1 only)
 on the same tiles. 04 predicts each test image whole through the one predictor (fully
@@ -48,7 +50,8 @@ PARAMS = aerial.task_params(
     "'dubai': the aerial photos and maps shipped with geonb (`geonb data dubai`) "
     "(or a folder with the same tile_N/images|masks layout)",
     epochs={"default": 60, "quick": 1},
-    patience={"default": 20, "help": "stop after this many epochs without a lower validation L1"},
+    patience={"default": 20, "help": "stop after this many epochs without a lower validation L1 (class-weighted as "
+                                     "in training)"},
     batch_size={"default": 4, "quick": 2},
     lr={"help": "learning rate; None: the arch's (pix2pix 2e-4 with Adam β1 0.5)"},
 ) + (
@@ -171,7 +174,8 @@ def train_one(run, arch_name: str, train_pairs, val_pairs, acc) -> tuple[Path, l
                          info={"trained_on": "Dubai aerial tile_" + ",".join(
                              str(k) for k in aerial.split_locations(run["val_location"], run["test_location"])["train"])
                              + f" ({run['parts']} parts each)", "history": history,
-                             "ndf": run["ndf"], "l1_weight": run["l1_weight"], "class_balance": balance, "ema": run["ema"],
+                             "ndf": run["ndf"], "l1_weight": run["l1_weight"], "class_balance": balance,
+                             "ema": run["ema"] if "average" in method.nets else 0.0, "rotate": run["rotate"],
                              **({"class_weights": class_weights.tolist()} if balance else {})})
     val_maps = [translate_image(Predictor(model), p.photo, tile=2 * patch) for p in val_pairs]
     probabilities.fit_on_validation(model, val_maps, [p.classes for p in val_pairs], run["seed"])
@@ -204,8 +208,8 @@ def train(run) -> Report:
                   f"for each; U-Net ngf {run['ngf']}, depth {run['depth']}; PatchGAN ndf {run['ndf']}; "
                   f"λ = {run['l1_weight']:g}"
                   + (f"; L1 class-balanced, α = {run['class_balance']:g}" if run["class_balance"] else "")
-                  + (f"; the generator kept is the moving average of its weights (ema {run['ema']:g})"
-                     if run["ema"] else "")
+                  + (f"; the generator {run['arch']} keeps is the moving average of its weights (ema {run['ema']:g})"
+                     if run["ema"] and run["arch"] == "pix2pix" else "")
                   + f". Model files: {', '.join(paths)}; T: the temperature of the class "
                   "probabilities, fitted on the validation location's maps.", tables, figures)
 
