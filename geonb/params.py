@@ -171,6 +171,11 @@ COMMON = ParamSet((
 ))
 
 
+# A GAN generator's moving average (``methods.base.Method``'s ``ema``), taken by the generate and translate tasks.
+EMA = Param("ema", float, 0.99, "decay of the generator's moving average, the generator validated, kept and sampled "
+            "(0: the trained generator itself; 0.99: an average over about 100 steps)", min=0.0, max=0.9999)
+
+
 def cli_type(param: Param, name: str | None = None):
     """An argparse ``type`` that converts and checks a command-line value as ``param`` (bounds included),
     so a flag and the run parameter it stands for accept the same values."""

@@ -30,7 +30,7 @@ from ..io import open_dataset, write_netcdf, write_text
 from ..metrics.classification import confusion
 from ..modelfile import TrainedModel
 from ..normalise import Normaliser
-from ..params import COMMON, Param
+from ..params import COMMON, EMA, Param
 from ..registry import NETWORKS
 from ..report import Report
 from ..training import run_accelerator
@@ -53,9 +53,7 @@ PARAMS = COMMON.override(
     Param("train_digits", int, 0, "use only this many training digits (0 = all)", "data_prep", quick=600, min=0, max=5000),
     Param("latent", int, 100, "acgan: noise dimensions", min=1, max=4096),
     Param("nf", int, 32, "acgan: generator feature maps (2·nf at 7×7, nf at 14×14; CPU-sized)", quick=16, min=1, max=512),
-    Param("ema", float, 0.99, "acgan: decay of the generator's moving average, the generator validated, kept and "
-                              "sampled (0: the trained generator itself; 0.99: an average over about 100 steps)",
-          min=0.0, max=0.9999),
+    EMA,
     Param("classifier_epochs", int, 6, "epochs of the judge CNN on the real training digits", quick=3, min=1, max=1000),
     Param("n_examples", int, 8, "samples per class in each sample grid", None, min=1, max=100),
     Param("sample_epochs", list, None, "epochs whose sample grids 03 shows; None: 1, a middle one, the last", None),

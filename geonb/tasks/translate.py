@@ -34,7 +34,7 @@ from ..io import write_netcdf, write_text
 from ..losses import weighted_l1
 from ..metrics.classification import confusion_scores
 from ..modelfile import TrainedModel
-from ..params import Param
+from ..params import EMA, Param
 from ..predict import Predictor
 from ..registry import get_arch, list_archs
 from ..report import Report
@@ -63,8 +63,7 @@ PARAMS = aerial.task_params(
     Param("l1_weight", float, 100.0, "λ: weight of the L1 term against the adversarial term (pix2pix: 100)", min=0),
     Param("rotate", bool, True, "also turn each training tile by a random multiple of 90° (an aerial view has no "
           "preferred orientation; segment always does)"),
-    Param("ema", float, 0.99, "decay of the generator's moving average, the generator validated and kept "
-          "(0 = the trained generator itself; 0.99: an average over about 100 steps)", min=0, max=0.9999),
+    EMA,
     Param("class_balance", float, 1.0, "α: each pixel's L1 weighted by its class's median-frequency weight^α "
           "(SegNet's balancing of the training pixels; unlabeled pixels 1); 0 = plain L1", min=0, max=2),
     Param("baseline", str, "pix2pix_l1", "another translate arch trained in 03 on the same tiles ('' = none)"),
